@@ -1,0 +1,236 @@
+"""Features, their per-environment states, segments, overrides and change requests."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from environments.models import Environment
+from organisations.models import OrganisationAPIKey
+from projects.models import Project, Tag
+
+
+class Feature(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="features")
+    name = models.CharField(max_length=150)
+    description = models.TextField(blank=True, default="")
+    tags = models.ManyToManyField(Tag, blank=True, related_name="features")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="feature_unique_name"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Segment(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="segments")
+    name = models.CharField(max_length=200)
+    rules = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="segment_unique_name"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SegmentOverride(models.Model):
+    feature = models.ForeignKey(Feature, on_delete=models.CASCADE, related_name="segment_overrides")
+    environment = models.ForeignKey(
+        Environment, on_delete=models.CASCADE, related_name="segment_overrides"
+    )
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="overrides")
+    priority = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["priority", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["feature", "environment", "segment"], name="override_unique_segment"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.feature_id}/{self.environment_id}/{self.segment_id}"
+
+
+class FeatureState(models.Model):
+    feature = models.ForeignKey(Feature, on_delete=models.CASCADE, related_name="states")
+    environment = models.ForeignKey(
+        Environment, on_delete=models.CASCADE, related_name="feature_states"
+    )
+    segment_override = models.OneToOneField(
+        SegmentOverride,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="feature_state",
+    )
+    enabled = models.BooleanField(default=False)
+    value = models.JSONField(null=True, blank=True, default=None)
+    # Optimistic concurrency: +1 on every write that changes the state.
+    version = models.PositiveIntegerField(default=1)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["feature_id", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["feature", "environment"],
+                condition=models.Q(segment_override__isnull=True),
+                name="featurestate_one_default_per_environment",
+            ),
+            models.CheckConstraint(condition=models.Q(version__gte=1), name="featurestate_version"),
+        ]
+        indexes = [models.Index(fields=["environment", "feature"], name="featurestate_env_feature")]
+
+    def __str__(self) -> str:
+        return f"state {self.feature_id}@{self.environment_id}"
+
+    @property
+    def is_default(self) -> bool:
+        return self.segment_override_id is None
+
+
+class ChangeRequestStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    COMMITTED = "committed", "Committed"
+
+
+class ChangeRequest(models.Model):
+    environment = models.ForeignKey(
+        Environment, on_delete=models.CASCADE, related_name="change_requests"
+    )
+    title = models.CharField(max_length=200)
+    description = models.TextField(blank=True, default="")
+    author_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="authored_change_requests",
+    )
+    author_api_key = models.ForeignKey(
+        OrganisationAPIKey,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="authored_change_requests",
+    )
+    status = models.CharField(
+        max_length=16, choices=ChangeRequestStatus.choices, default=ChangeRequestStatus.OPEN
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    committed_at = models.DateTimeField(null=True, blank=True)
+    committed_by_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="committed_change_requests",
+    )
+    committed_by_api_key = models.ForeignKey(
+        OrganisationAPIKey,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="committed_change_requests",
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~models.Q(author_user__isnull=False, author_api_key__isnull=False),
+                name="changerequest_one_author",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status__in=ChangeRequestStatus.values),
+                name="changerequest_status_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class ChangeRequestChange(models.Model):
+    """One target state of a change request and the values to write into it."""
+
+    change_request = models.ForeignKey(
+        ChangeRequest, on_delete=models.CASCADE, related_name="changes"
+    )
+    feature = models.ForeignKey(Feature, on_delete=models.CASCADE, related_name="+")
+    segment_override = models.ForeignKey(
+        SegmentOverride, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # The target. When it disappears (override deleted) the change can no longer be applied
+    # and commit answers 409 stale instead of silently writing somewhere else.
+    feature_state = models.ForeignKey(
+        FeatureState, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    targets_override = models.BooleanField(default=False)
+    enabled = models.BooleanField()
+    value = models.JSONField(null=True, blank=True, default=None)
+    recorded_version = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"change #{self.pk} of change request {self.change_request_id}"
+
+
+class ChangeRequestApproval(models.Model):
+    change_request = models.ForeignKey(
+        ChangeRequest, on_delete=models.CASCADE, related_name="approvals"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="change_request_approvals",
+    )
+    api_key = models.ForeignKey(
+        OrganisationAPIKey,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="change_request_approvals",
+    )
+    approved_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["approved_at", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(user__isnull=False, api_key__isnull=True)
+                    | models.Q(user__isnull=True, api_key__isnull=False)
+                ),
+                name="approval_exactly_one_principal",
+            ),
+            models.UniqueConstraint(
+                fields=["change_request", "user"],
+                condition=models.Q(user__isnull=False),
+                name="approval_unique_user",
+            ),
+            models.UniqueConstraint(
+                fields=["change_request", "api_key"],
+                condition=models.Q(api_key__isnull=False),
+                name="approval_unique_api_key",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"approval of change request {self.change_request_id}"

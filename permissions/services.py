@@ -1,0 +1,302 @@
+"""Writing grants. Every write path (API, admin, documents, seed) goes through here, so the
+rules of DESIGN.md §4 are enforced in one place, atomically, with an audit entry."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+
+from audit.models import AuditAction
+from audit.services import Actor, audit_record
+from environments.models import Environment
+from organisations.models import Organisation, OrganisationMembership, Role, UserGroup
+from permissions.catalogue import CATALOGUE, TAG_SUPPORTED_KEYS, Level
+from permissions.models import Grant, GrantEntry, GrantEntryTag
+from projects.models import Project, Tag
+
+Scope = Organisation | Project | Environment
+GrantPrincipal = AbstractBaseUser | UserGroup | Role
+
+
+@dataclass(frozen=True)
+class EntryInput:
+    """One `{permission_key, tags}` entry of a grant as the caller wrote it."""
+
+    key: str
+    tags: tuple[int, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class ScopeParts:
+    level: Level
+    organisation: Organisation
+    project: Project | None
+    environment: Environment | None
+
+
+def scope_parts(scope: Scope) -> ScopeParts:
+    if isinstance(scope, Environment):
+        return ScopeParts(Level.ENVIRONMENT, scope.project.organisation, scope.project, scope)
+    if isinstance(scope, Project):
+        return ScopeParts(Level.PROJECT, scope.organisation, scope, None)
+    return ScopeParts(Level.ORGANISATION, scope, None, None)
+
+
+def principal_field(principal: GrantPrincipal) -> str:
+    if isinstance(principal, Role):
+        return "role"
+    if isinstance(principal, UserGroup):
+        return "group"
+    return "user"
+
+
+def entries_from_keys(keys: Iterable[str]) -> list[EntryInput]:
+    return [EntryInput(key=key) for key in keys]
+
+
+def grant_entries_validate(
+    *,
+    level: Level,
+    project: Project | None,
+    entries: Sequence[EntryInput],
+    tags_allowed: bool,
+) -> dict[str, list[Tag]]:
+    """Check entries against DESIGN.md §3–§4 and resolve their tags.
+
+    Returns `{key: [Tag, ...]}`. Raises `ValidationError({"permissions": [...]})` naming every
+    offending key: unknown keys, keys of another level, duplicates, tags on keys that do not
+    support them (or on user and group grants), and tags of another project.
+    """
+    errors: list[str] = []
+    seen: set[str] = set()
+    for entry in entries:
+        spec = CATALOGUE.get(entry.key)
+        if spec is None:
+            errors.append(f"Unknown permission key: {entry.key!r}.")
+        elif spec.level != level:
+            errors.append(
+                f"{entry.key} is a {spec.level} permission and cannot be granted on a {level}."
+            )
+        if entry.key in seen:
+            errors.append(f"{entry.key} is listed more than once.")
+        seen.add(entry.key)
+
+    tagged = [e for e in entries if e.tags]
+    if tagged and not tags_allowed:
+        errors.append(
+            "Only role grants may carry tags; remove the tags of: "
+            + ", ".join(sorted({e.key for e in tagged}))
+            + "."
+        )
+    elif tagged:
+        unsupported = sorted(
+            {e.key for e in tagged if e.key in CATALOGUE and e.key not in TAG_SUPPORTED_KEYS}
+        )
+        for key in unsupported:
+            errors.append(f"{key} does not support tags.")
+
+    wanted = {tag_id for e in tagged for tag_id in e.tags}
+    found: dict[int, Tag] = {}
+    if wanted:
+        if project is None:
+            errors.append("Organisation grants cannot carry tags.")
+        else:
+            found = {t.pk: t for t in Tag.objects.filter(project=project, pk__in=wanted)}
+            missing = sorted(wanted - found.keys())
+            if missing:
+                errors.append(
+                    "Unknown tag id(s) for this project: " + ", ".join(map(str, missing)) + "."
+                )
+    if errors:
+        raise ValidationError({"permissions": errors})
+    return {e.key: [found[t] for t in sorted(set(e.tags))] for e in entries}
+
+
+def grant_snapshot(grant: Grant) -> dict[str, Any]:
+    """The audited state of a grant: its principal, scope, admin flag and entries."""
+    entries = sorted(
+        (
+            {
+                "permission_key": entry.key,
+                "tags": sorted(et.tag_id for et in entry.entry_tags.all()),
+            }
+            for entry in grant.entries.all()
+        ),
+        key=lambda e: e["permission_key"],
+    )
+    return {
+        "principal": {
+            "type": grant.principal_kind,
+            "id": getattr(grant, f"{grant.principal_kind}_id"),
+        },
+        "organisation": grant.organisation_id,
+        "project": grant.project_id,
+        "environment": grant.environment_id,
+        "admin": grant.admin,
+        "permissions": entries,
+    }
+
+
+def _check_principal_in_organisation(
+    principal: GrantPrincipal, organisation: Organisation, field_name: str
+) -> None:
+    if isinstance(principal, (Role, UserGroup)):
+        if principal.organisation_id != organisation.pk:
+            raise ValidationError({field_name: [f"This {field_name} is not in this organisation."]})
+        return
+    if not OrganisationMembership.objects.filter(
+        organisation=organisation, user_id=principal.pk
+    ).exists():
+        raise ValidationError({field_name: ["This user is not a member of this organisation."]})
+
+
+def _write_entries(grant: Grant, resolved: dict[str, list[Tag]]) -> None:
+    created = GrantEntry.objects.bulk_create(
+        [GrantEntry(grant=grant, key=key) for key in sorted(resolved)]
+    )
+    # bulk_create sets primary keys on PostgreSQL and SQLite >= 3.35 (both supported).
+    GrantEntryTag.objects.bulk_create(
+        [GrantEntryTag(entry=entry, tag=tag) for entry in created for tag in resolved[entry.key]]
+    )
+
+
+def _audit_grant(
+    *, grant: Grant, actor: Actor, action: AuditAction, before: Any, after: Any
+) -> None:
+    audit_record(
+        actor=actor,
+        action=action,
+        obj=grant,
+        organisation_id=grant.organisation_id,
+        project_id=grant.project_id,
+        environment_id=grant.environment_id,
+        before=before,
+        after=after,
+    )
+
+
+def grant_create(
+    *,
+    principal: GrantPrincipal,
+    scope: Scope,
+    entries: Sequence[EntryInput] = (),
+    admin: bool = False,
+    actor: Actor,
+) -> Grant:
+    """Give `principal` the `entries` (and maybe `admin`) on `scope`. One grant per
+    principal and scope: a second one is a 400 on the principal field."""
+    parts = scope_parts(scope)
+    field_name = principal_field(principal)
+    _check_principal_in_organisation(principal, parts.organisation, field_name)
+    if admin and parts.level == Level.ORGANISATION:
+        raise ValidationError(
+            {"admin": ["Organisation grants cannot hold admin; make the user an ADMIN member."]}
+        )
+    resolved = grant_entries_validate(
+        level=parts.level,
+        project=parts.project,
+        entries=entries,
+        tags_allowed=field_name == "role",
+    )
+    duplicate = {
+        "organisation": parts.organisation,
+        "project": parts.project,
+        "environment": parts.environment,
+        field_name: principal,
+    }
+    message = f"This {field_name} already has a grant on this {parts.level}."
+    with transaction.atomic():
+        if Grant.objects.filter(**duplicate).exists():
+            raise ValidationError({field_name: [message]})
+        try:
+            with transaction.atomic():
+                grant = Grant.objects.create(admin=admin, **duplicate)
+        except IntegrityError:  # a concurrent create won the race
+            raise ValidationError({field_name: [message]}) from None
+        _write_entries(grant, resolved)
+        _audit_grant(
+            grant=grant,
+            actor=actor,
+            action=AuditAction.CREATED,
+            before=None,
+            after=grant_snapshot(grant),
+        )
+    return grant
+
+
+def grant_update(
+    *,
+    grant: Grant,
+    entries: Sequence[EntryInput] | None = None,
+    admin: bool | None = None,
+    actor: Actor,
+) -> Grant:
+    """Replace a grant's entries and/or admin flag. Writing back what was read changes
+    nothing and records nothing."""
+    parts_level = grant.level
+    if admin and parts_level == Level.ORGANISATION:
+        raise ValidationError({"admin": ["Organisation grants cannot hold admin."]})
+    resolved = None
+    if entries is not None:
+        resolved = grant_entries_validate(
+            level=parts_level,
+            project=grant.project,
+            entries=entries,
+            tags_allowed=grant.principal_kind == "role",
+        )
+    with transaction.atomic():
+        grant = Grant.objects.select_for_update().get(pk=grant.pk)
+        before = grant_snapshot(grant)
+        if admin is not None:
+            grant.admin = admin
+        if resolved is not None:
+            grant.entries.all().delete()
+            _write_entries(grant, resolved)
+        after = grant_snapshot(grant)
+        if after == before:
+            transaction.set_rollback(True)
+            return grant
+        grant.save(update_fields=["admin", "updated_at"])
+        _audit_grant(
+            grant=grant, actor=actor, action=AuditAction.UPDATED, before=before, after=after
+        )
+    return grant
+
+
+def grant_delete(*, grant: Grant, actor: Actor) -> None:
+    with transaction.atomic():
+        before = grant_snapshot(grant)
+        _audit_grant(
+            grant=grant, actor=actor, action=AuditAction.DELETED, before=before, after=None
+        )
+        grant.delete()
+
+
+def role_organisation_permissions_set(
+    *, role: Role, keys: Sequence[str], actor: Actor
+) -> Grant | None:
+    """PUT semantics for a role's organisation-level keys: replace the set; an empty set
+    removes the grant."""
+    entries = entries_from_keys(keys)
+    grant_entries_validate(
+        level=Level.ORGANISATION, project=None, entries=entries, tags_allowed=False
+    )
+    with transaction.atomic():
+        grant = Grant.objects.filter(
+            role=role, organisation_id=role.organisation_id, project__isnull=True
+        ).first()
+        if grant is None:
+            if not entries:
+                return None
+            return grant_create(
+                principal=role, scope=role.organisation, entries=entries, actor=actor
+            )
+        if not entries:
+            grant_delete(grant=grant, actor=actor)
+            return None
+        return grant_update(grant=grant, entries=entries, actor=actor)

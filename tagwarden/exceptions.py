@@ -1,0 +1,50 @@
+"""One error shape for the API: 400 `{field: [messages]}`, other errors `{detail, code}`.
+
+Domain services raise Django's `ValidationError` (400), `PermissionDenied` (403) or
+`tagwarden.errors.Conflict` (409); this handler turns them into DRF responses so services
+never import the API layer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import ProtectedError, RestrictedError
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from tagwarden.errors import Conflict, DomainPermissionDenied
+
+
+def _validation_payload(error: DjangoValidationError) -> Any:
+    if hasattr(error, "error_dict"):
+        return {field: [str(m) for m in msgs] for field, msgs in error.message_dict.items()}
+    return {"non_field_errors": [str(m) for m in error.messages]}
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(_validation_payload(exc))
+    elif isinstance(exc, Conflict):
+        return Response(
+            {"detail": exc.detail, "code": exc.code, **exc.extra}, status=status.HTTP_409_CONFLICT
+        )
+    elif isinstance(exc, DomainPermissionDenied):
+        return Response({"detail": exc.detail, "code": exc.code}, status=status.HTTP_403_FORBIDDEN)
+    elif isinstance(exc, (ProtectedError, RestrictedError)):
+        return Response(
+            {"detail": "The object is still in use.", "code": "in_use"},
+            status=status.HTTP_409_CONFLICT,
+        )
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied(str(exc) or None)
+
+    response = drf_exception_handler(exc, context)
+    if response is not None and isinstance(exc, exceptions.APIException):
+        data = response.data
+        if isinstance(data, dict) and "detail" in data and "code" not in data:
+            data["code"] = getattr(exc.detail, "code", None) or exc.default_code
+    return response

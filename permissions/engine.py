@@ -1,0 +1,1003 @@
+"""The permission engine: the one place that decides (DESIGN.md §5–§6).
+
+Public API (everything else in the project calls these; nothing else decides):
+
+    policy_for(principal, organisation_id)         memoised Policy: 1 query cold, 0 warm
+    allowed(principal, key, scope, feature=None)   one decision: ≤ 2 queries cold, 0 warm
+    can_view(principal, scope)                     the Viewing rule (404 when false)
+    features_allowed(principal, key, scope, qs)    Feature queryset filtered in SQL
+    feature_states_allowed(principal, key, env)    default FeatureState queryset, same filter
+    viewable_projects_q(principal) / viewable_environments_q(principal)
+    keys_on_feature(principal, scope, feature)     the caller's tag-supported... keys on a feature
+    my_permissions(principal, scope)               the my-permissions payload of API.md
+    user_detailed_permissions(user, scope)         the per-user detailed view of API.md
+    explain(principal, key, environment, feature)  why a decision came out as it did
+    forget(principal)                              drop the memoised policies of a principal
+
+A *principal* is a user or an `OrganisationAPIKey`. A *scope* is an Organisation, a Project
+or an Environment. A decision on a tag-supported key for a concrete feature must pass that
+feature, loaded from the database: without it, tagged entries never count (fail closed).
+
+How: the principal's applicable grant entries in one organisation are loaded with a single
+SQL query (membership row UNION ALL entry rows, every principal path resolved in SQL) into an
+immutable `Policy`: admin flags, untagged keys and, per key, the union of the tags of its
+tagged entries, indexed by scope. Decisions are then pure functions of (policy, key, scope,
+feature tags); the list filters turn the same policy into one `Q`. For one key, the union of
+its tagged entries' tags decides exactly as the entries would one by one, restricted tags
+included, so the policy keeps only the union; `explain` keeps the entries.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import connection
+from django.db.models import Exists, OuterRef, Q, QuerySet
+
+from environments.models import Environment
+from features.models import Feature, FeatureState
+from organisations.models import (
+    MembershipRole,
+    Organisation,
+    OrganisationAPIKey,
+    OrganisationMembership,
+    Role,
+    RoleAssignment,
+    UserGroup,
+)
+from permissions.catalogue import CATALOGUE, KEYS_BY_LEVEL, TAG_SUPPORTED_KEYS, Level
+from permissions.models import Grant, GrantEntry, GrantEntryTag
+from projects.models import Project, Tag
+
+Principal = AbstractBaseUser | OrganisationAPIKey | AnonymousUser
+Scope = Organisation | Project | Environment
+
+_EMPTY: frozenset[int] = frozenset()
+_POLICY_CACHE_ATTR = "_tagwarden_policies"
+_PROJECT_ORG_CACHE_ATTR = "_tagwarden_project_orgs"
+_FEATURE_TAGS_ATTR = "_tagwarden_tags"
+
+
+# --------------------------------------------------------------------------------------
+# Policy: what one principal holds in one organisation
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EntryRecord:
+    """One applicable grant entry (or an entry-less grant, `key=None`) and where it came from."""
+
+    grant_id: int
+    project_id: int | None
+    environment_id: int | None
+    admin: bool
+    key: str | None
+    tags: frozenset[int]
+    user_id: int | None
+    group_id: int | None
+    role_id: int | None
+
+    @property
+    def level(self) -> Level:
+        if self.environment_id is not None:
+            return Level.ENVIRONMENT
+        if self.project_id is not None:
+            return Level.PROJECT
+        return Level.ORGANISATION
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeRights:
+    """What the principal holds on one project or environment."""
+
+    admin: bool = False
+    untagged: frozenset[str] = frozenset()
+    # key -> union of the tags of the key's tagged entries
+    tagged: Mapping[str, frozenset[int]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureTags:
+    tags: frozenset[int]
+    restricted: frozenset[int]
+
+
+@dataclass(frozen=True)
+class Policy:
+    organisation_id: int
+    is_member: bool
+    is_organisation_admin: bool
+    organisation_keys: frozenset[str]
+    projects: Mapping[int, ScopeRights]
+    environments: Mapping[int, ScopeRights]
+    # environment id -> project id, for every environment the principal holds anything on
+    environment_projects: Mapping[int, int]
+    entries: tuple[EntryRecord, ...] = ()
+
+    # -- admin ---------------------------------------------------------------------------
+    def is_project_admin(self, project_id: int | None) -> bool:
+        if not self.is_member:
+            return False
+        if self.is_organisation_admin:
+            return True
+        rights = self.projects.get(project_id) if project_id is not None else None
+        return rights is not None and rights.admin
+
+    def is_environment_admin(self, project_id: int | None, environment_id: int | None) -> bool:
+        if self.is_project_admin(project_id):
+            return True
+        rights = self.environments.get(environment_id) if environment_id is not None else None
+        return self.is_member and rights is not None and rights.admin
+
+    # -- viewing ---------------------------------------------------------------------------
+    def viewable_project_ids(self) -> frozenset[int]:
+        if not self.is_member:
+            return _EMPTY
+        return frozenset(self.projects) | frozenset(self.environment_projects.values())
+
+    def can_view_project(self, project_id: int) -> bool:
+        if not self.is_member:
+            return False
+        return self.is_organisation_admin or project_id in self.viewable_project_ids()
+
+    def can_view_environment(self, project_id: int, environment_id: int) -> bool:
+        if not self.is_member:
+            return False
+        return self.is_project_admin(project_id) or environment_id in self.environments
+
+    # -- deciding --------------------------------------------------------------------------
+    def rights_for(self, level: Level, scope_id: int | None) -> ScopeRights | None:
+        if level == Level.PROJECT:
+            return self.projects.get(scope_id) if scope_id is not None else None
+        if level == Level.ENVIRONMENT:
+            return self.environments.get(scope_id) if scope_id is not None else None
+        return None
+
+    def decide(
+        self,
+        key: str,
+        *,
+        project_id: int | None = None,
+        environment_id: int | None = None,
+        feature_tags: FeatureTags | None = None,
+    ) -> bool:
+        """DESIGN.md §5 for a key whose scope ids are given; pure, no queries."""
+        if not self.is_member:
+            return False
+        if self.is_organisation_admin:
+            return True
+        level = CATALOGUE[key].level
+        if level == Level.ORGANISATION:
+            return key in self.organisation_keys
+        if level == Level.PROJECT:
+            if self.is_project_admin(project_id):
+                return True
+            rights = self.rights_for(Level.PROJECT, project_id)
+        else:
+            if self.is_environment_admin(project_id, environment_id):
+                return True
+            rights = self.rights_for(Level.ENVIRONMENT, environment_id)
+        if rights is None:
+            return False
+        return entry_reaches(
+            key,
+            untagged=key in rights.untagged,
+            tags=rights.tagged.get(key, _EMPTY),
+            feature_tags=feature_tags,
+        )
+
+
+def entry_reaches(
+    key: str, *, untagged: bool, tags: frozenset[int], feature_tags: FeatureTags | None
+) -> bool:
+    """Rule 3 and the restricted-tag rule for one entry (or the union of a key's entries)."""
+    if key not in TAG_SUPPORTED_KEYS:
+        return untagged
+    if feature_tags is None:
+        return untagged  # fail closed: tagged entries never count without a feature
+    if feature_tags.restricted:
+        return bool(tags & feature_tags.restricted)
+    return untagged or bool(tags & feature_tags.tags)
+
+
+def _non_member_policy(organisation_id: int) -> Policy:
+    return Policy(organisation_id, False, False, frozenset(), {}, {}, {})
+
+
+# --------------------------------------------------------------------------------------
+# Loading: one query per principal and organisation
+# --------------------------------------------------------------------------------------
+
+
+def _t(model: Any) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+def _org_expression(organisation_id: int | None, project_id: int | None) -> tuple[str, list[Any]]:
+    if organisation_id is not None:
+        return "%s", [organisation_id]
+    return f"(SELECT p.organisation_id FROM {_t(Project)} p WHERE p.id = %s)", [project_id]
+
+
+def _load_rows(
+    principal: Principal, organisation_id: int | None, project_id: int | None
+) -> tuple[int | None, str | None, list[tuple[Any, ...]]]:
+    """(organisation id, membership role or None, entry rows) in one SQL query."""
+    org_sql, org_params = _org_expression(organisation_id, project_id)
+    grant, entry, entry_tag = _t(Grant), _t(GrantEntry), _t(GrantEntryTag)
+    columns = (
+        "g.organisation_id, g.id, g.project_id, g.environment_id, g.admin, e.key, et.tag_id, "
+        "g.user_id, g.group_id, g.role_id"
+    )
+    organisations = _t(Organisation)
+    joins = (
+        f"FROM {grant} g LEFT JOIN {entry} e ON e.grant_id = g.id "
+        f"LEFT JOIN {entry_tag} et ON et.entry_id = e.id"
+    )
+    if isinstance(principal, OrganisationAPIKey):
+        assignments = _t(RoleAssignment)
+        sql = (
+            f"SELECT 0, o.id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL "
+            f"FROM {organisations} o WHERE o.id = {org_sql} "
+            f"UNION ALL "
+            f"SELECT 1, {columns} {joins} WHERE g.organisation_id = {org_sql} AND g.role_id IN "
+            f"(SELECT ra.role_id FROM {assignments} ra WHERE ra.api_key_id = %s)"
+        )
+        params: list[Any] = [*org_params, *org_params, principal.pk]
+        membership_role = None
+    else:
+        membership = _t(OrganisationMembership)
+        group_members = _t(UserGroup.users.through)
+        groups = _t(UserGroup)
+        assignments = _t(RoleAssignment)
+        # The user's groups *of this organisation*: a group or role of another organisation
+        # never counts, whatever rows reference it.
+        user_groups = (
+            f"SELECT gm.usergroup_id FROM {group_members} gm JOIN {groups} ug "
+            f"ON ug.id = gm.usergroup_id WHERE gm.user_id = %s AND ug.organisation_id = {org_sql}"
+        )
+        sql = (
+            f"SELECT 0, o.id, NULL, NULL, NULL, NULL, m.role, NULL, NULL, NULL, NULL "
+            f"FROM {organisations} o LEFT JOIN {membership} m "
+            f"ON m.organisation_id = o.id AND m.user_id = %s WHERE o.id = {org_sql} "
+            f"UNION ALL "
+            f"SELECT 1, {columns} {joins} WHERE g.organisation_id = {org_sql} AND ("
+            f"g.user_id = %s OR g.group_id IN ({user_groups}) OR g.role_id IN ("
+            f"SELECT ra.role_id FROM {assignments} ra WHERE ra.user_id = %s "
+            f"OR ra.group_id IN ({user_groups})))"
+        )
+        uid = principal.pk
+        params = [
+            uid,
+            *org_params,
+            *org_params,
+            uid,
+            uid,
+            *org_params,
+            uid,
+            uid,
+            *org_params,
+        ]
+        membership_role = None
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        raw = cursor.fetchall()
+    rows: list[tuple[Any, ...]] = []
+    resolved_org: int | None = organisation_id
+    for row in raw:
+        if row[0] == 0:
+            resolved_org = row[1]
+            membership_role = row[6]
+        else:
+            resolved_org = row[1]
+            rows.append(row[2:])
+    return resolved_org, membership_role, rows
+
+
+def _build_policy(
+    principal: Principal,
+    organisation_id: int,
+    membership_role: str | None,
+    rows: Iterable[tuple[Any, ...]],
+) -> Policy:
+    if isinstance(principal, OrganisationAPIKey):
+        is_member = principal.organisation_id == organisation_id and principal.is_usable
+        is_admin = is_member and principal.is_admin
+    else:
+        is_member = membership_role is not None
+        is_admin = membership_role == MembershipRole.ADMIN
+    if not is_member:
+        return _non_member_policy(organisation_id)
+
+    # Group rows (one per tag) back into entries.
+    entry_tags: dict[tuple[Any, ...], set[int]] = defaultdict(set)
+    for grant_id, project_id, env_id, admin, key, tag_id, user_id, group_id, role_id in rows:
+        ident = (grant_id, project_id, env_id, bool(admin), key, user_id, group_id, role_id)
+        tags = entry_tags[ident]
+        if tag_id is not None:
+            tags.add(tag_id)
+    entries = tuple(
+        EntryRecord(
+            grant_id=g,
+            project_id=p,
+            environment_id=e,
+            admin=a,
+            key=k,
+            tags=frozenset(tags),
+            user_id=u,
+            group_id=gr,
+            role_id=r,
+        )
+        for (g, p, e, a, k, u, gr, r), tags in entry_tags.items()
+    )
+
+    organisation_keys: set[str] = set()
+    admin_scopes: set[tuple[Level, int]] = set()
+    untagged: dict[tuple[Level, int], set[str]] = defaultdict(set)
+    tagged: dict[tuple[Level, int], dict[str, set[int]]] = defaultdict(lambda: defaultdict(set))
+    touched: set[tuple[Level, int]] = set()
+    environment_projects: dict[int, int] = {}
+    for entry in entries:
+        level = entry.level
+        if level == Level.ORGANISATION:
+            if entry.key is not None:
+                organisation_keys.add(entry.key)
+            continue
+        scope_id = entry.environment_id if level == Level.ENVIRONMENT else entry.project_id
+        assert scope_id is not None
+        scope = (level, scope_id)
+        if entry.key is None and not entry.admin:
+            continue  # a grant with no key and no admin holds nothing, and shows nothing
+        touched.add(scope)
+        if level == Level.ENVIRONMENT:
+            assert entry.project_id is not None and entry.environment_id is not None
+            environment_projects[entry.environment_id] = entry.project_id
+        if entry.admin:
+            admin_scopes.add(scope)
+        if entry.key is None:
+            continue
+        if entry.tags:
+            tagged[scope][entry.key] |= entry.tags
+        else:
+            untagged[scope].add(entry.key)
+
+    def rights(level: Level) -> dict[int, ScopeRights]:
+        return {
+            scope_id: ScopeRights(
+                admin=(lvl, scope_id) in admin_scopes,
+                untagged=frozenset(untagged.get((lvl, scope_id), ())),
+                tagged={k: frozenset(v) for k, v in tagged.get((lvl, scope_id), {}).items()},
+            )
+            for (lvl, scope_id) in touched
+            if lvl == level
+        }
+
+    return Policy(
+        organisation_id=organisation_id,
+        is_member=True,
+        is_organisation_admin=is_admin,
+        organisation_keys=frozenset(organisation_keys),
+        projects=rights(Level.PROJECT),
+        environments=rights(Level.ENVIRONMENT),
+        environment_projects=environment_projects,
+        entries=entries,
+    )
+
+
+def load_policy(
+    principal: Principal, organisation_id: int | None = None, *, project_id: int | None = None
+) -> Policy:
+    """Load a fresh policy (1 query, or 0 for anonymous users and foreign API keys).
+
+    Give `organisation_id`, or `project_id` to resolve the organisation inside the same query.
+    Not memoised: impact previews compare policies before and after a change with it.
+    """
+    if organisation_id is None and project_id is None:
+        raise ValueError("organisation_id or project_id is required")
+    if principal is None or not getattr(principal, "is_authenticated", False):
+        return _non_member_policy(organisation_id or 0)
+    if isinstance(principal, OrganisationAPIKey) and (
+        not principal.is_usable
+        or (organisation_id is not None and principal.organisation_id != organisation_id)
+    ):
+        return _non_member_policy(organisation_id or principal.organisation_id)
+    resolved_org, membership_role, rows = _load_rows(principal, organisation_id, project_id)
+    if resolved_org is None:  # no such organisation or project
+        return _non_member_policy(organisation_id or 0)
+    return _build_policy(principal, resolved_org, membership_role, rows)
+
+
+def _memo(principal: Principal) -> tuple[dict[int, Policy], dict[int, int]]:
+    policies = getattr(principal, _POLICY_CACHE_ATTR, None)
+    if policies is None:
+        policies = {}
+        project_orgs: dict[int, int] = {}
+        try:
+            setattr(principal, _POLICY_CACHE_ATTR, policies)
+            setattr(principal, _PROJECT_ORG_CACHE_ATTR, project_orgs)
+        except AttributeError:  # AnonymousUser and friends: nothing to memoise on
+            return {}, {}
+    return policies, getattr(principal, _PROJECT_ORG_CACHE_ATTR)
+
+
+def forget(principal: Principal) -> None:
+    """Drop the principal's memoised policies (after changing its grants in the same request)."""
+    for attr in (_POLICY_CACHE_ATTR, _PROJECT_ORG_CACHE_ATTR):
+        if hasattr(principal, attr):
+            delattr(principal, attr)
+
+
+def policy_for(
+    principal: Principal, organisation_id: int | None = None, *, project_id: int | None = None
+) -> Policy:
+    """The principal's memoised policy in an organisation: 1 query cold, 0 warm."""
+    policies, project_orgs = _memo(principal)
+    if organisation_id is None and project_id is not None:
+        organisation_id = project_orgs.get(project_id)
+    if organisation_id is not None and organisation_id in policies:
+        return policies[organisation_id]
+    policy = load_policy(principal, organisation_id, project_id=project_id)
+    policies[policy.organisation_id] = policy
+    if project_id is not None:
+        project_orgs[project_id] = policy.organisation_id
+    return policy
+
+
+def _scope_ids(scope: Scope) -> tuple[Level, int | None, int | None, int | None]:
+    """(level, organisation id if known without a query, project id, environment id)."""
+    if isinstance(scope, Environment):
+        organisation_id = (
+            scope.project.organisation_id if Environment.project.is_cached(scope) else None
+        )
+        return Level.ENVIRONMENT, organisation_id, scope.project_id, scope.pk
+    if isinstance(scope, Project):
+        return Level.PROJECT, scope.organisation_id, scope.pk, None
+    if isinstance(scope, Organisation):
+        return Level.ORGANISATION, scope.pk, None, None
+    raise TypeError(f"Not a scope: {scope!r}")
+
+
+def policy_for_scope(principal: Principal, scope: Scope) -> Policy:
+    _, organisation_id, project_id, _ = _scope_ids(scope)
+    return policy_for(principal, organisation_id, project_id=project_id)
+
+
+# --------------------------------------------------------------------------------------
+# Feature tags: 1 query cold, 0 when prefetched or already loaded
+# --------------------------------------------------------------------------------------
+
+
+def feature_tags(feature: Feature) -> FeatureTags:
+    cached = getattr(feature, _FEATURE_TAGS_ATTR, None)
+    if cached is not None:
+        return cached
+    prefetched = getattr(feature, "_prefetched_objects_cache", {}).get("tags")
+    if prefetched is not None:
+        pairs = [(t.pk, t.is_restricted) for t in prefetched]
+    else:
+        pairs = list(feature.tags.values_list("id", "is_restricted"))
+    result = FeatureTags(
+        tags=frozenset(t for t, _ in pairs), restricted=frozenset(t for t, r in pairs if r)
+    )
+    setattr(feature, _FEATURE_TAGS_ATTR, result)
+    return result
+
+
+def forget_feature_tags(feature: Feature) -> None:
+    """Drop the memoised tags of a feature whose tags were just changed."""
+    if hasattr(feature, _FEATURE_TAGS_ATTR):
+        delattr(feature, _FEATURE_TAGS_ATTR)
+
+
+# --------------------------------------------------------------------------------------
+# Decisions
+# --------------------------------------------------------------------------------------
+
+
+def allowed(principal: Principal, key: str, scope: Scope, feature: Feature | None = None) -> bool:
+    """Whether `principal` holds `key` on `scope` (for `feature`, if given).
+
+    `key` must be of the scope's level. `feature` must be a feature of the scope's project,
+    loaded from the database; a feature of another project is never allowed.
+    """
+    level, _, project_id, environment_id = _scope_ids(scope)
+    spec = CATALOGUE.get(key)
+    if spec is None:
+        raise ValueError(f"Unknown permission key {key!r}")
+    if spec.level != level:
+        raise ValueError(f"{key} is a {spec.level} key; it was checked on a {level}")
+    if feature is not None and feature.project_id != project_id:
+        return False
+    policy = policy_for_scope(principal, scope)
+    if not policy.is_member:
+        return False
+    tags = feature_tags(feature) if feature is not None and key in TAG_SUPPORTED_KEYS else None
+    return policy.decide(
+        key, project_id=project_id, environment_id=environment_id, feature_tags=tags
+    )
+
+
+def is_admin(principal: Principal, scope: Scope) -> bool:
+    """Organisation admin; project admin (rules 1–2); environment admin."""
+    level, _, project_id, environment_id = _scope_ids(scope)
+    policy = policy_for_scope(principal, scope)
+    if level == Level.ORGANISATION:
+        return policy.is_member and policy.is_organisation_admin
+    if level == Level.PROJECT:
+        return policy.is_project_admin(project_id)
+    return policy.is_environment_admin(project_id, environment_id)
+
+
+def can_view(principal: Principal, scope: Scope) -> bool:
+    """Viewing: members view their organisation; any key or admin on a scope, tagged or not,
+    shows that scope and its parents."""
+    level, _, project_id, environment_id = _scope_ids(scope)
+    policy = policy_for_scope(principal, scope)
+    if level == Level.ORGANISATION:
+        return policy.is_member
+    if level == Level.PROJECT:
+        assert project_id is not None
+        return policy.can_view_project(project_id)
+    assert project_id is not None and environment_id is not None
+    return policy.can_view_environment(project_id, environment_id)
+
+
+def keys_on_feature(
+    principal: Principal, scope: Project | Environment, feature: Feature
+) -> list[str]:
+    """The keys of the scope's level that `principal` holds on `feature` (sorted).
+
+    For lists: with the policy warm and the feature's tags prefetched this costs no query.
+    """
+    level, _, project_id, environment_id = _scope_ids(scope)
+    if feature.project_id != project_id:
+        return []
+    policy = policy_for_scope(principal, scope)
+    tags = feature_tags(feature)
+    return sorted(
+        key
+        for key in KEYS_BY_LEVEL[level]
+        if policy.decide(
+            key, project_id=project_id, environment_id=environment_id, feature_tags=tags
+        )
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Querysets: one SQL filter built from the same policy
+# --------------------------------------------------------------------------------------
+
+FeatureTagThrough = Feature.tags.through
+
+
+def _feature_q(
+    key: str, rights: ScopeRights | None, *, is_admin: bool, feature_ref: str
+) -> Q | None:
+    """A Q over Feature (or a model reaching it through `feature_ref`) equivalent to
+    `entry_reaches` for every feature; None means "every feature"."""
+    if is_admin:
+        return None
+    if rights is None:
+        return Q(pk__in=[])
+    untagged = key in rights.untagged
+    if key not in TAG_SUPPORTED_KEYS:
+        return None if untagged else Q(pk__in=[])
+    tags = rights.tagged.get(key, _EMPTY)
+    through = FeatureTagThrough.objects.filter(feature_id=OuterRef(feature_ref))
+    has_restricted = Exists(through.filter(tag__is_restricted=True))
+    if tags:
+        meets_tags = Exists(through.filter(tag_id__in=sorted(tags)))
+        meets_restricted = Exists(through.filter(tag_id__in=sorted(tags), tag__is_restricted=True))
+        unrestricted_reach = ~has_restricted if untagged else (~has_restricted & meets_tags)
+        return unrestricted_reach | meets_restricted
+    return ~has_restricted if untagged else Q(pk__in=[])
+
+
+def features_allowed(
+    principal: Principal,
+    key: str,
+    scope: Project | Environment,
+    queryset: QuerySet[Feature] | None = None,
+) -> QuerySet[Feature]:
+    """The features of the scope's project on which `principal` holds `key`: one query."""
+    level, _, project_id, environment_id = _scope_ids(scope)
+    if CATALOGUE[key].level != level:
+        raise ValueError(f"{key} is a {CATALOGUE[key].level} key; it was checked on a {level}")
+    qs = (queryset if queryset is not None else Feature.objects.all()).filter(project_id=project_id)
+    policy = policy_for_scope(principal, scope)
+    if not policy.is_member:
+        return qs.none()
+    admin = (
+        policy.is_project_admin(project_id)
+        if level == Level.PROJECT
+        else policy.is_environment_admin(project_id, environment_id)
+    )
+    rights = policy.rights_for(level, project_id if level == Level.PROJECT else environment_id)
+    q = _feature_q(key, rights, is_admin=admin, feature_ref="pk")
+    return qs if q is None else qs.filter(q)
+
+
+def feature_states_allowed(
+    principal: Principal,
+    key: str,
+    environment: Environment,
+    queryset: QuerySet[FeatureState] | None = None,
+) -> QuerySet[FeatureState]:
+    """The environment's default feature states whose feature `principal` holds `key` on."""
+    if CATALOGUE[key].level != Level.ENVIRONMENT:
+        raise ValueError(f"{key} is not an environment key")
+    qs = (queryset if queryset is not None else FeatureState.objects.all()).filter(
+        environment_id=environment.pk, segment_override__isnull=True
+    )
+    policy = policy_for_scope(principal, environment)
+    if not policy.is_member:
+        return qs.none()
+    admin = policy.is_environment_admin(environment.project_id, environment.pk)
+    rights = policy.rights_for(Level.ENVIRONMENT, environment.pk)
+    q = _feature_q(key, rights, is_admin=admin, feature_ref="feature_id")
+    return qs if q is None else qs.filter(q)
+
+
+# A grant with neither a key nor admin holds nothing and shows nothing (as in the policy).
+_HOLDS_SOMETHING = Q(admin=True) | Q(entries__isnull=False)
+
+
+def viewable_projects_q(principal: Principal) -> Q:
+    """Projects the principal may view, across its organisations: one Q, evaluated in SQL.
+
+    Computed from the grant tables directly (not per-organisation policies) so a project list
+    spanning many organisations stays one query; the semantics are those of `can_view`.
+    """
+    if isinstance(principal, OrganisationAPIKey):
+        if not principal.is_usable:
+            return Q(pk__in=[])
+        if principal.is_admin:
+            return Q(organisation_id=principal.organisation_id)
+        grants = Grant.objects.filter(
+            _HOLDS_SOMETHING,
+            organisation_id=principal.organisation_id,
+            role__assignments__api_key_id=principal.pk,
+            project__isnull=False,
+        )
+        return Q(organisation_id=principal.organisation_id) & Q(pk__in=grants.values("project_id"))
+    if not getattr(principal, "is_authenticated", False):
+        return Q(pk__in=[])
+    memberships = OrganisationMembership.objects.filter(user_id=principal.pk)
+    admin_orgs = memberships.filter(role=MembershipRole.ADMIN).values("organisation_id")
+    member_orgs = memberships.values("organisation_id")
+    return Q(organisation_id__in=admin_orgs) | (
+        Q(organisation_id__in=member_orgs)
+        & Q(pk__in=_user_grants(principal).filter(project__isnull=False).values("project_id"))
+    )
+
+
+def _user_grants(user: Any) -> QuerySet[Grant]:
+    """Every grant reaching `user` through any path, restricted to its groups' organisations."""
+    group_ids = UserGroup.objects.filter(users=user).values("id")
+    role_ids = RoleAssignment.objects.filter(Q(user=user) | Q(group_id__in=group_ids)).values(
+        "role_id"
+    )
+    return Grant.objects.filter(
+        Q(user=user) | Q(group_id__in=group_ids) | Q(role_id__in=role_ids)
+    ).filter(_HOLDS_SOMETHING)
+
+
+def viewable_environments_q(principal: Principal) -> Q:
+    """Environments the principal may view: project admins see all of a project's, others
+    those they hold anything on. One Q."""
+    if isinstance(principal, OrganisationAPIKey):
+        if not principal.is_usable:
+            return Q(pk__in=[])
+        if principal.is_admin:
+            return Q(project__organisation_id=principal.organisation_id)
+        grants = Grant.objects.filter(
+            _HOLDS_SOMETHING,
+            organisation_id=principal.organisation_id,
+            role__assignments__api_key_id=principal.pk,
+        )
+        return Q(project__organisation_id=principal.organisation_id) & (
+            Q(pk__in=grants.filter(environment__isnull=False).values("environment_id"))
+            | Q(
+                project_id__in=grants.filter(environment__isnull=True, admin=True).values(
+                    "project_id"
+                )
+            )
+        )
+    if not getattr(principal, "is_authenticated", False):
+        return Q(pk__in=[])
+    memberships = OrganisationMembership.objects.filter(user_id=principal.pk)
+    admin_orgs = memberships.filter(role=MembershipRole.ADMIN).values("organisation_id")
+    member_orgs = memberships.values("organisation_id")
+    grants = _user_grants(principal)
+    return Q(project__organisation_id__in=admin_orgs) | (
+        Q(project__organisation_id__in=member_orgs)
+        & (
+            Q(pk__in=grants.filter(environment__isnull=False).values("environment_id"))
+            | Q(
+                project_id__in=grants.filter(
+                    project__isnull=False, environment__isnull=True, admin=True
+                ).values("project_id")
+            )
+        )
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Reports: my-permissions, per-user details, explain
+# --------------------------------------------------------------------------------------
+
+
+def _tag_based(rights: ScopeRights | None) -> list[dict[str, list[Any]]]:
+    if rights is None:
+        return []
+    by_tags: dict[frozenset[int], list[str]] = defaultdict(list)
+    for key, tags in rights.tagged.items():
+        if tags:
+            by_tags[tags].append(key)
+    return sorted(
+        ({"permissions": sorted(keys), "tags": sorted(tags)} for tags, keys in by_tags.items()),
+        key=lambda item: (item["permissions"], item["tags"]),
+    )
+
+
+def my_permissions(principal: Principal, scope: Scope) -> dict[str, Any]:
+    """The my-permissions payload of API.md for one scope."""
+    level, _, project_id, environment_id = _scope_ids(scope)
+    policy = policy_for_scope(principal, scope)
+    if level == Level.ORGANISATION:
+        admin = policy.is_member and policy.is_organisation_admin
+        keys = (
+            set(KEYS_BY_LEVEL[level])
+            if admin
+            else set(policy.organisation_keys if policy.is_member else ())
+        )
+        return {
+            "admin": admin,
+            "permissions": sorted(keys),
+            "tag_based_permissions": [],
+            "restricted_tags": [],
+        }
+    if level == Level.PROJECT:
+        admin = policy.is_project_admin(project_id)
+        rights = policy.rights_for(level, project_id) if policy.is_member else None
+    else:
+        admin = policy.is_environment_admin(project_id, environment_id)
+        rights = policy.rights_for(level, environment_id) if policy.is_member else None
+    keys = set(KEYS_BY_LEVEL[level]) if admin else set(rights.untagged if rights else ())
+    restricted = sorted(
+        Tag.objects.filter(project_id=project_id, is_restricted=True).values_list("id", flat=True)
+    )
+    return {
+        "admin": admin,
+        "permissions": sorted(keys),
+        "tag_based_permissions": _tag_based(rights),
+        "restricted_tags": restricted,
+    }
+
+
+@dataclass(frozen=True)
+class _Paths:
+    """How a user reaches roles and groups in one organisation (for explanations)."""
+
+    group_ids: frozenset[int]
+    # role id -> groups through which it is assigned (None = assigned directly)
+    role_paths: Mapping[int, frozenset[int | None]]
+
+
+def _paths(principal: Principal, organisation_id: int) -> _Paths:
+    if isinstance(principal, OrganisationAPIKey):
+        roles = RoleAssignment.objects.filter(
+            api_key=principal, role__organisation_id=organisation_id
+        ).values_list("role_id", flat=True)
+        return _Paths(_EMPTY, {r: frozenset([None]) for r in roles})
+    group_ids = frozenset(
+        UserGroup.objects.filter(users=principal, organisation_id=organisation_id).values_list(
+            "id", flat=True
+        )
+    )
+    role_paths: dict[int, set[int | None]] = defaultdict(set)
+    for role_id, group_id in RoleAssignment.objects.filter(
+        Q(user=principal) | Q(group_id__in=group_ids), role__organisation_id=organisation_id
+    ).values_list("role_id", "group_id"):
+        role_paths[role_id].add(group_id)
+    return _Paths(group_ids, {r: frozenset(g) for r, g in role_paths.items()})
+
+
+Via = Literal["user", "group", "role"]
+
+
+def _vias(entry: EntryRecord, paths: _Paths) -> list[tuple[Via, int | None, int | None]]:
+    """(via, group id, role id) for each way the entry reaches the principal."""
+    if entry.user_id is not None:
+        return [("user", None, None)]
+    if entry.group_id is not None:
+        return [("group", entry.group_id, None)]
+    assert entry.role_id is not None
+    return [
+        ("role", group_id, entry.role_id)
+        for group_id in sorted(
+            paths.role_paths.get(entry.role_id, ()), key=lambda g: (g is not None, g or 0)
+        )
+    ] or [("role", None, entry.role_id)]
+
+
+def explain(
+    principal: Principal, key: str, environment: Environment, feature: Feature
+) -> dict[str, Any]:
+    """Why `principal` may or may not use `key` on `feature` in `environment` (API.md)."""
+    if CATALOGUE[key].level != Level.ENVIRONMENT:
+        raise ValueError(f"{key} is not an environment key")
+    if feature.project_id != environment.project_id:
+        raise ValueError("The feature is not in the environment's project")
+    policy = policy_for_scope(principal, environment)
+    project_id, environment_id = environment.project_id, environment.pk
+    decision = allowed(principal, key, environment, feature)
+    ftags = feature_tags(feature)
+    granted: list[dict[str, Any]] = []
+    blocked: list[dict[str, Any]] = []
+    if policy.is_member:
+        paths = _paths(principal, policy.organisation_id)
+        if policy.is_organisation_admin:
+            granted.append(_granted("organisation_admin", None, None, "organisation", []))
+        for entry in policy.entries:
+            reaches_env = entry.environment_id == environment_id or (
+                entry.level == Level.PROJECT and entry.project_id == project_id
+            )
+            if not reaches_env or not entry.admin:
+                continue
+            via = "project_admin" if entry.level == Level.PROJECT else "environment_admin"
+            for _, group_id, role_id in _vias(entry, paths):
+                granted.append(
+                    _granted(via, group_id, role_id, str(entry.level), [])  # type: ignore[arg-type]
+                )
+        for entry in policy.entries:
+            if entry.environment_id != environment_id or entry.key != key:
+                continue
+            reached = entry_reaches(
+                key, untagged=not entry.tags, tags=entry.tags, feature_tags=ftags
+            )
+            for via, group_id, role_id in _vias(entry, paths):
+                if reached:
+                    matched = entry.tags & (ftags.restricted or ftags.tags)
+                    granted.append(_granted(via, group_id, role_id, "environment", sorted(matched)))
+                else:
+                    would_reach = not entry.tags or bool(entry.tags & ftags.tags)
+                    blocked.append(
+                        {
+                            "via": via,
+                            "group": group_id,
+                            "role": role_id,
+                            "tags": sorted(entry.tags),
+                            "why": "restricted_tag"
+                            if ftags.restricted and would_reach
+                            else "tag_mismatch",
+                        }
+                    )
+    return {
+        "permission": key,
+        "allowed": decision,
+        "reason": _reason(decision, policy, granted, blocked, key),
+        "granted_by": granted,
+        "blocked_by": blocked,
+    }
+
+
+def _granted(
+    via: str, group_id: int | None, role_id: int | None, scope: str, tags_matched: list[int]
+) -> dict[str, Any]:
+    return {
+        "via": via,
+        "group": group_id,
+        "role": role_id,
+        "scope": scope,
+        "tags_matched": tags_matched,
+    }
+
+
+def _reason(
+    decision: bool, policy: Policy, granted: list[Any], blocked: list[Any], key: str
+) -> str:
+    if not policy.is_member:
+        return "Not a member of the organisation: no permission applies."
+    if decision:
+        first = granted[0]["via"].replace("_", " ")
+        return f"Allowed: {key} is held through {first}" + (
+            f" and {len(granted) - 1} more path(s)." if len(granted) > 1 else "."
+        )
+    if any(b["why"] == "restricted_tag" for b in blocked):
+        return f"Denied: the feature carries a restricted tag that no entry holding {key} names."
+    if blocked:
+        return f"Denied: every entry holding {key} is tagged with tags the feature does not carry."
+    return f"Denied: no grant holds {key} on this environment."
+
+
+def explain_all(
+    principal: Principal, environment: Environment, feature: Feature
+) -> list[dict[str, Any]]:
+    """`explain` for every environment key, in catalogue order."""
+    return [
+        explain(principal, key, environment, feature) for key in KEYS_BY_LEVEL[Level.ENVIRONMENT]
+    ]
+
+
+def user_detailed_permissions(user: Any, scope: Project | Environment) -> dict[str, Any]:
+    """Where each of a user's keys on a project or environment comes from (API.md)."""
+    level, _, project_id, environment_id = _scope_ids(scope)
+    policy = policy_for_scope(user, scope)
+    admin = (
+        policy.is_project_admin(project_id)
+        if level == Level.PROJECT
+        else policy.is_environment_admin(project_id, environment_id)
+    )
+    if not policy.is_member:
+        return {
+            "admin": False,
+            "is_directly_granted": False,
+            "derived_from": {"groups": [], "roles": []},
+            "permissions": [],
+        }
+    paths = _paths(user, policy.organisation_id)
+    scope_id = project_id if level == Level.PROJECT else environment_id
+
+    def in_scope(entry: EntryRecord) -> bool:
+        if level == Level.PROJECT:
+            return entry.level == Level.PROJECT and entry.project_id == scope_id
+        return entry.level == Level.ENVIRONMENT and entry.environment_id == scope_id
+
+    entries = [e for e in policy.entries if in_scope(e)]
+    group_names = dict(
+        UserGroup.objects.filter(
+            pk__in={g for e in entries for _, g, _ in _vias(e, paths) if g is not None}
+        ).values_list("id", "name")
+    )
+    role_names = dict(
+        Role.objects.filter(pk__in={e.role_id for e in entries if e.role_id}).values_list(
+            "id", "name"
+        )
+    )
+
+    def derived(selected: list[EntryRecord], with_tags: bool) -> tuple[bool, dict[str, Any]]:
+        direct = False
+        groups: dict[int, dict[str, Any]] = {}
+        roles: dict[int, dict[str, Any]] = {}
+        for entry in selected:
+            for via, group_id, role_id in _vias(entry, paths):
+                if via == "user":
+                    direct = True
+                if group_id is not None:
+                    groups[group_id] = {"id": group_id, "name": group_names.get(group_id, "")}
+                if role_id is not None:
+                    tags = sorted(entry.tags) if with_tags else []
+                    known = roles.get(role_id)
+                    merged = sorted(set(tags) | set(known["tags"])) if known else tags
+                    roles[role_id] = {
+                        "id": role_id,
+                        "name": role_names.get(role_id, ""),
+                        "tags": merged,
+                    }
+        return direct, {
+            "groups": [groups[g] for g in sorted(groups)],
+            "roles": [roles[r] for r in sorted(roles)],
+        }
+
+    admin_direct, admin_from = derived([e for e in entries if e.admin], with_tags=False)
+    by_key: dict[str, list[EntryRecord]] = defaultdict(list)
+    for entry in entries:
+        if entry.key is not None:
+            by_key[entry.key].append(entry)
+    permissions = []
+    for key in sorted(by_key):
+        direct, from_ = derived(by_key[key], with_tags=True)
+        permissions.append(
+            {"permission_key": key, "is_directly_granted": direct, "derived_from": from_}
+        )
+    return {
+        "admin": admin,
+        "is_directly_granted": admin_direct,
+        "derived_from": admin_from,
+        "permissions": permissions,
+    }

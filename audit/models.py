@@ -17,10 +17,10 @@ class AuditAction(models.TextChoices):
 
 
 class AuditLogQuerySet(models.QuerySet["AuditLogEntry"]):
-    def update(self, **kwargs: Any) -> NoReturn:  # type: ignore[override]
+    def update(self, **kwargs: Any) -> NoReturn:
         raise TypeError("The audit log is append-only")
 
-    def delete(self) -> NoReturn:  # type: ignore[override]
+    def delete(self) -> NoReturn:
         raise TypeError("The audit log is append-only")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AbstractBaseUser, User
 from django.db import models
 
 from audit.models import AuditAction, AuditLogEntry
@@ -37,7 +37,7 @@ def audit_record(
     """Record one change. An update whose before and after are equal records nothing."""
     if action == AuditAction.UPDATED and before == after:
         return None
-    actor_user = actor if actor is not None and not isinstance(actor, OrganisationAPIKey) else None
+    actor_user = actor if isinstance(actor, User) else None
     actor_api_key = actor if isinstance(actor, OrganisationAPIKey) else None
     return AuditLogEntry.objects.create(
         organisation_id=organisation_id,
@@ -45,7 +45,7 @@ def audit_record(
         environment_id=environment_id,
         actor_user=actor_user,
         actor_api_key=actor_api_key,
-        actor_name=str(actor.get_username() if actor_user else actor or ""),  # type: ignore[union-attr]
+        actor_name=actor_user.get_username() if actor_user else str(actor or ""),
         action=str(action),
         object_type=object_type or object_type_of(obj),
         object_id=str(obj.pk),

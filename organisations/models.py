@@ -100,13 +100,13 @@ class OrganisationAPIKey(AbstractAPIKey):
     """A principal for API clients. `is_admin` counts as an organisation ADMIN; any other key
     acts only through its roles. The key itself is never stored: only its prefix and hash."""
 
-    id = models.BigAutoField(primary_key=True)
+    id = models.BigAutoField(primary_key=True)  # type: ignore[assignment]
     organisation = models.ForeignKey(
         Organisation, on_delete=models.CASCADE, related_name="api_keys"
     )
     is_admin = models.BooleanField(default=False)
 
-    objects = OrganisationAPIKeyManager()
+    objects = OrganisationAPIKeyManager()  # type: ignore[assignment,misc]
 
     class Meta(AbstractAPIKey.Meta):
         abstract = False

@@ -11,7 +11,7 @@ Order of checks on every request (API.md Conventions, DESIGN.md §7):
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from django.db.models import Model, QuerySet
 from django.http import Http404
@@ -38,7 +38,7 @@ def scope_or_404(request: Request, queryset: QuerySet[M], **lookup: Any) -> M:
     if queryset.model is Environment:
         queryset = queryset.select_related("project")  # the engine needs the organisation id
     obj = queryset.filter(**lookup).first()
-    if obj is None or not engine.can_view(request.user, obj):  # type: ignore[arg-type]
+    if obj is None or not engine.can_view(request.user, cast(engine.Scope, obj)):
         raise Http404
     return obj
 
@@ -65,11 +65,11 @@ def require(
 ) -> None:
     """403 unless the caller meets `requirement` (a catalogue key, VIEW or ADMIN) on `scope`."""
     if requirement == VIEW:
-        ok = engine.can_view(request.user, scope)  # type: ignore[arg-type]
+        ok = engine.can_view(request.user, scope)
     elif requirement == ADMIN:
-        ok = engine.is_admin(request.user, scope)  # type: ignore[arg-type]
+        ok = engine.is_admin(request.user, scope)
     else:
-        ok = engine.allowed(request.user, requirement, scope, feature)  # type: ignore[arg-type]
+        ok = engine.allowed(request.user, requirement, scope, feature)
     if not ok:
         if requirement == ADMIN:
             default = "Only admins of this scope may do this."

@@ -127,7 +127,9 @@ class GrantEntry(models.Model):
 
     grant = models.ForeignKey(Grant, on_delete=models.CASCADE, related_name="entries")
     key = models.CharField(max_length=64, choices=[(k, k) for k in CATALOGUE])
-    tags = models.ManyToManyField(Tag, through="GrantEntryTag", blank=True, related_name="+")
+    tags: models.ManyToManyField[Tag, GrantEntryTag] = models.ManyToManyField(
+        Tag, through="GrantEntryTag", blank=True, related_name="+"
+    )
 
     class Meta:
         ordering = ["grant_id", "key"]

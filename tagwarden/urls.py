@@ -5,13 +5,13 @@ must win over detail routes, so permissions.urls comes first.
 """
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import URLPattern, URLResolver, include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from tagwarden.views import LoginView
 
-api_patterns = [
+api_patterns: list[URLPattern | URLResolver] = [
     path("auth/login/", LoginView.as_view(), name="auth-login"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

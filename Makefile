@@ -1,0 +1,62 @@
+# Tagwarden developer tasks. `make help` lists them.
+PYTHON ?= python3
+VENV ?= .venv
+PYTEST_ARGS ?=
+
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+MANAGE := $(BIN)/python manage.py
+PYTEST := $(BIN)/pytest -n 2 -p no:cacheprovider
+
+.DEFAULT_GOAL := help
+
+.PHONY: help install test test-postgres demo lint format typecheck migrations-check \
+	bench bench-smoke clean
+
+help: ## List the targets
+	@echo "Usage: make TARGET [PYTEST_ARGS='...'] [PYTHON=python3] [VENV=.venv]"
+	@echo
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e '.[dev]'
+	touch $@
+
+install: $(STAMP) ## Create the virtualenv and install the project with its dev extra
+
+test: install ## Run the test suite on SQLite (PYTEST_ARGS='...' to pass options)
+	env -u DATABASE_URL $(PYTEST) $(PYTEST_ARGS)
+
+test-postgres: install ## Run the test suite on a throwaway PostgreSQL cluster
+	scripts/with-postgres.sh $(PYTEST) $(PYTEST_ARGS)
+
+demo: export DEBUG := 1
+demo: install ## Migrate, seed demo data and serve on http://127.0.0.1:8000/
+	$(MANAGE) migrate --noinput
+	$(MANAGE) seed_demo
+	$(MANAGE) runserver 127.0.0.1:8000
+
+lint: install ## Check code and formatting with ruff
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+format: install ## Format and autofix with ruff
+	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
+
+typecheck: install ## Type-check with mypy
+	$(BIN)/mypy .
+
+migrations-check: install ## Fail if models have changes without migrations
+	$(MANAGE) makemigrations --check --dry-run
+
+bench: install ## Run the permission benchmarks
+	$(BIN)/python bench/run.py
+
+bench-smoke: install ## Run a quick benchmark pass (as in CI)
+	$(BIN)/python bench/run.py --smoke
+
+clean: ## Remove the virtualenv, the SQLite database and caches
+	rm -rf $(VENV) db.sqlite3 .pytest_cache .mypy_cache .ruff_cache .hypothesis build \
+		*.egg-info staticfiles
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

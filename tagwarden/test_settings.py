@@ -1,0 +1,6 @@
+"""Settings for the test suite: the real settings, with a fast password hasher."""
+
+from tagwarden.settings import *  # noqa: F403
+
+# PBKDF2 costs ~0.3 s a user; tests create thousands of users.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

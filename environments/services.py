@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from audit.models import AuditAction
 from audit.services import Actor, audit_record
 from environments.models import Environment
 from projects.models import Project
+
+_UNSET: Any = object()
+
+
+def _validate_threshold(value: int | None) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise ValidationError(
+            {"minimum_change_request_approvals": ["Must be null or an integer of at least 0."]}
+        )
+
+
+def environment_snapshot(environment: Environment) -> dict[str, Any]:
+    return {
+        "name": environment.name,
+        "project": environment.project_id,
+        "minimum_change_request_approvals": environment.minimum_change_request_approvals,
+    }
 
 
 def environment_create(
@@ -18,13 +39,25 @@ def environment_create(
     actor: Actor,
 ) -> Environment:
     """Creating an environment also creates a default state for every feature of the project
-    (features.signals); the audit entry says how many."""
+    (features.signals); the audit entry says how many.
+
+    A creating user who is not already a project admin receives an environment grant with
+    `admin: true`, as the creator of a project does for the project (and as Flagsmith does):
+    otherwise CREATE_ENVIRONMENT holders would create environments they cannot see.
+    """
+    from permissions import engine
+    from permissions.services import grant_create
+
+    _validate_threshold(minimum_change_request_approvals)
     with transaction.atomic():
         environment = Environment.objects.create(
             project=project,
             name=name,
             minimum_change_request_approvals=minimum_change_request_approvals,
         )
+        if isinstance(actor, User) and not engine.is_admin(actor, project):
+            grant_create(principal=actor, scope=environment, admin=True, actor=actor)
+            engine.forget(actor)
         audit_record(
             actor=actor,
             action=AuditAction.CREATED,
@@ -39,3 +72,65 @@ def environment_create(
             },
         )
     return environment
+
+
+def environment_update(
+    *,
+    environment: Environment,
+    name: str | None = None,
+    minimum_change_request_approvals: int | None = _UNSET,
+    actor: Actor,
+) -> Environment:
+    """Rename an environment or change its change-request threshold (null switches change
+    requests off). Leave an argument out to keep the value; writing back what was read
+    records nothing."""
+    if minimum_change_request_approvals is not _UNSET:
+        _validate_threshold(minimum_change_request_approvals)
+    with transaction.atomic():
+        environment = (
+            Environment.objects.select_for_update().select_related("project").get(pk=environment.pk)
+        )
+        before = environment_snapshot(environment)
+        if name is not None:
+            environment.name = name
+        if minimum_change_request_approvals is not _UNSET:
+            environment.minimum_change_request_approvals = minimum_change_request_approvals
+        after = environment_snapshot(environment)
+        if after == before:
+            return environment
+        environment.save(update_fields=["name", "minimum_change_request_approvals"])
+        audit_record(
+            actor=actor,
+            action=AuditAction.UPDATED,
+            obj=environment,
+            organisation_id=environment.project.organisation_id,
+            project_id=environment.project_id,
+            environment_id=environment.pk,
+            before=before,
+            after=after,
+        )
+    return environment
+
+
+def environment_delete(*, environment: Environment, actor: Actor) -> None:
+    """Delete an environment with its feature states, overrides, change requests and grants
+    (foreign-key cascades); one audit entry counting them."""
+    with transaction.atomic():
+        before = {
+            **environment_snapshot(environment),
+            "api_key": environment.api_key,
+            "feature_states_deleted": environment.feature_states.count(),
+            "segment_overrides_deleted": environment.segment_overrides.count(),
+            "change_requests_deleted": environment.change_requests.count(),
+            "grants_deleted": environment.grants.count(),
+        }
+        audit_record(
+            actor=actor,
+            action=AuditAction.DELETED,
+            obj=environment,
+            organisation_id=environment.project.organisation_id,
+            project_id=environment.project_id,
+            environment_id=environment.pk,
+            before=before,
+        )
+        environment.delete()

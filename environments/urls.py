@@ -1,3 +1,18 @@
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from environments.views import EnvironmentViewSet
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path(
+        "environments/",
+        EnvironmentViewSet.as_view({"get": "list", "post": "create"}),
+        name="environment-list",
+    ),
+    path(
+        "environments/<str:api_key>/",
+        EnvironmentViewSet.as_view(
+            {"get": "retrieve", "patch": "partial_update", "delete": "destroy"}
+        ),
+        name="environment-detail",
+    ),
+]

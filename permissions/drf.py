@@ -102,6 +102,8 @@ class ScopedActionPermission(permissions.BasePermission):
     def has_permission(self, request: Request, view: Any) -> bool:
         if not (request.user and request.user.is_authenticated):
             return False
+        if getattr(view, (request.method or "").lower(), None) is None:
+            return True  # no handler for this method: let DRF answer 405, not 403
         requirement = self._requirement(view)
         if requirement is None:
             return False

@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from audit.models import AuditAction
 from audit.services import Actor, audit_record
 from organisations.models import Organisation
+from permissions import engine
+from projects import selectors
 from projects.models import DEFAULT_TAG_COLOR, Project, Tag
+from tagwarden.errors import Conflict, DomainPermissionDenied
+
+_LABEL_TAKEN = "A tag with this label already exists in the project."
+
+
+def actor_is_project_admin(*, actor: Actor, project: Project) -> bool:
+    """Project admin in the sense of DESIGN.md §5 (rules 1–2). `actor=None` is the system
+    (seeding, migrations, shell) and passes."""
+    return actor is None or engine.is_admin(actor, project)
+
+
+def _require_project_admin(*, actor: Actor, project: Project, detail: str) -> None:
+    if not actor_is_project_admin(actor=actor, project=project):
+        raise DomainPermissionDenied(detail, code="protected_tag")
 
 
 def project_create(*, organisation: Organisation, name: str, actor: Actor) -> Project:
@@ -28,7 +46,59 @@ def project_create(*, organisation: Organisation, name: str, actor: Actor) -> Pr
         )
         if isinstance(actor, AbstractBaseUser):
             grant_create(principal=actor, scope=project, admin=True, actor=actor)
+            engine.forget(actor)  # its memoised policy predates the grant
     return project
+
+
+def project_snapshot(project: Project) -> dict[str, Any]:
+    return {"name": project.name, "organisation": project.organisation_id}
+
+
+def project_update(*, project: Project, name: str | None = None, actor: Actor) -> Project:
+    """Rename a project. Writing back the current name records nothing."""
+    with transaction.atomic():
+        project = Project.objects.select_for_update().get(pk=project.pk)
+        before = project_snapshot(project)
+        if name is not None:
+            project.name = name
+        after = project_snapshot(project)
+        if after == before:
+            return project
+        project.save(update_fields=["name"])
+        audit_record(
+            actor=actor,
+            action=AuditAction.UPDATED,
+            obj=project,
+            organisation_id=project.organisation_id,
+            project_id=project.pk,
+            before=before,
+            after=after,
+        )
+    return project
+
+
+def project_delete(*, project: Project, actor: Actor) -> None:
+    """Delete a project with everything in it (its environments, features, tags, segments
+    and every grant on it or its environments: foreign-key cascades). One audit entry, whose
+    `before` counts what went with it."""
+    with transaction.atomic():
+        before = {
+            **project_snapshot(project),
+            "environments_deleted": project.environments.count(),
+            "features_deleted": project.features.count(),
+            "tags_deleted": project.tags.count(),
+            "segments_deleted": project.segments.count(),
+            "grants_deleted": project.grants.count(),
+        }
+        audit_record(
+            actor=actor,
+            action=AuditAction.DELETED,
+            obj=project,
+            organisation_id=project.organisation_id,
+            project_id=project.pk,
+            before=before,
+        )
+        project.delete()
 
 
 def tag_snapshot(tag: Tag) -> dict[str, object]:
@@ -49,16 +119,25 @@ def tag_create(
     is_restricted: bool = False,
     actor: Actor,
 ) -> Tag:
-    if Tag.objects.filter(project=project, label__iexact=label).exists():
-        raise ValidationError({"label": ["A tag with this label already exists in the project."]})
-    with transaction.atomic():
-        tag = Tag.objects.create(
-            project=project,
-            label=label,
-            color=color,
-            description=description,
-            is_restricted=is_restricted,
+    """Creating a restricted tag needs project admin (DESIGN.md §5, Protected tags)."""
+    if is_restricted:
+        _require_project_admin(
+            actor=actor, project=project, detail="Only project admins may create restricted tags."
         )
+    if Tag.objects.filter(project=project, label__iexact=label).exists():
+        raise ValidationError({"label": [_LABEL_TAKEN]})
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                tag = Tag.objects.create(
+                    project=project,
+                    label=label,
+                    color=color,
+                    description=description,
+                    is_restricted=is_restricted,
+                )
+        except IntegrityError:  # a concurrent create won the race
+            raise ValidationError({"label": [_LABEL_TAKEN]}) from None
         audit_record(
             actor=actor,
             action=AuditAction.CREATED,
@@ -68,3 +147,103 @@ def tag_create(
             after=tag_snapshot(tag),
         )
     return tag
+
+
+def tag_update(
+    *,
+    tag: Tag,
+    label: str | None = None,
+    color: str | None = None,
+    description: str | None = None,
+    is_restricted: bool | None = None,
+    actor: Actor,
+) -> Tag:
+    """Edit a tag. Changing `is_restricted` needs project admin; writing back what was read
+    changes nothing and records nothing."""
+    project = tag.project
+    if is_restricted is not None and is_restricted != tag.is_restricted:
+        _require_project_admin(
+            actor=actor,
+            project=project,
+            detail=f"Only project admins may change whether tag {tag.label!r} is restricted.",
+        )
+    if (
+        label is not None
+        and Tag.objects.filter(project_id=tag.project_id, label__iexact=label)
+        .exclude(pk=tag.pk)
+        .exists()
+    ):
+        raise ValidationError({"label": [_LABEL_TAKEN]})
+    with transaction.atomic():
+        tag = Tag.objects.select_for_update().get(pk=tag.pk)
+        before = tag_snapshot(tag)
+        for name, value in (
+            ("label", label),
+            ("color", color),
+            ("description", description),
+            ("is_restricted", is_restricted),
+        ):
+            if value is not None:
+                setattr(tag, name, value)
+        after = tag_snapshot(tag)
+        if after == before:
+            return tag
+        try:
+            with transaction.atomic():
+                tag.save(update_fields=["label", "color", "description", "is_restricted"])
+        except IntegrityError:
+            raise ValidationError({"label": [_LABEL_TAKEN]}) from None
+        audit_record(
+            actor=actor,
+            action=AuditAction.UPDATED,
+            obj=tag,
+            organisation_id=project.organisation_id,
+            project_id=project.pk,
+            before=before,
+            after=after,
+        )
+    return tag
+
+
+def tag_delete(*, tag: Tag, actor: Actor) -> None:
+    """Delete a tag (DESIGN.md §5, Protected tags), in this order:
+    - a protected tag (restricted, or named by a grant entry) needs project admin → 403;
+    - a tag named by a grant entry cannot be deleted by anyone → 409 `tag_in_use` naming the
+      roles (deleting it would widen or silently change their reach);
+    - a restricted tag still attached to a feature → 409 `tag_in_use`.
+    Other tags are detached from their features; the audit entry lists them."""
+    project = tag.project
+    named_by_grant = selectors.tag_is_named_by_grant(tag=tag)
+    if tag.is_restricted or named_by_grant:
+        _require_project_admin(
+            actor=actor,
+            project=project,
+            detail=f"Tag {tag.label!r} is protected: only project admins may delete it.",
+        )
+    if named_by_grant:
+        roles = selectors.roles_naming_tag(tag=tag)
+        raise Conflict(
+            f"Tag {tag.label!r} is named by the grants of "
+            + (", ".join(repr(r.name) for r in roles) or "other principals")
+            + "; remove it from them first.",
+            code="tag_in_use",
+            roles=[{"id": r.pk, "name": r.name} for r in roles],
+        )
+    feature_ids = sorted(tag.features.values_list("id", flat=True))
+    if tag.is_restricted and feature_ids:
+        raise Conflict(
+            f"Restricted tag {tag.label!r} is still attached to {len(feature_ids)} feature(s): "
+            "lift the restriction or detach it first.",
+            code="tag_in_use",
+            roles=[],
+        )
+    with transaction.atomic():
+        audit_record(
+            actor=actor,
+            action=AuditAction.DELETED,
+            obj=tag,
+            organisation_id=project.organisation_id,
+            project_id=project.pk,
+            before={**tag_snapshot(tag), "features": feature_ids},
+        )
+        tag.delete()

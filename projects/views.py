@@ -1,0 +1,254 @@
+"""Projects and tags (API.md "Projects, tags, features, segments").
+
+Views are thin: parse with a serializer, call one service or selector, render. Decisions are
+the engine's (through permissions.drf); rules about protected tags live in the services.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from django.db.models import QuerySet
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import permissions, status, viewsets
+from rest_framework.exceptions import MethodNotAllowed
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
+
+from audit.services import Actor
+from permissions import catalogue as keys
+from permissions.drf import ADMIN, VIEW, ScopedActionPermission, project_or_404, require
+from projects import selectors, services
+from projects.filters import ProjectFilter, TagFilter
+from projects.models import Project, Tag
+from projects.serializers import (
+    ErrorResponseSerializer,
+    ProjectCreateSerializer,
+    ProjectSerializer,
+    ProjectUpdateSerializer,
+    TagInUseSerializer,
+    TagSerializer,
+    TagWriteSerializer,
+)
+
+
+def actor_of(request: Request) -> Actor:
+    """The authenticated principal (a user or an organisation API key) as a service actor."""
+    return cast(Actor, request.user)
+
+
+def _error(description: str) -> OpenApiResponse:
+    return OpenApiResponse(ErrorResponseSerializer, description=description)
+
+
+BAD_REQUEST = OpenApiResponse(OpenApiTypes.OBJECT, description='Invalid input: {"field": [...]}')
+UNAUTHENTICATED = _error("No credentials.")
+FORBIDDEN = _error("The caller may view the scope but not do this.")
+NOT_FOUND = _error("Not found, or the caller may not view it.")
+READ_ERRORS = {401: UNAUTHENTICATED, 404: NOT_FOUND}
+LIST_ERRORS = {400: BAD_REQUEST, **READ_ERRORS}
+WRITE_ERRORS = {400: BAD_REQUEST, 401: UNAUTHENTICATED, 403: FORBIDDEN, 404: NOT_FOUND}
+DELETE_ERRORS = {401: UNAUTHENTICATED, 403: FORBIDDEN, 404: NOT_FOUND}
+
+
+class ActionViewSet(viewsets.GenericViewSet):
+    """A method the route does not map is a 405 (not a 403 from the permission class, which
+    denies unmapped actions); OPTIONS only needs authentication."""
+
+    action_requirements: dict[str, str] = {}
+    #: actions checked by authentication alone (their handlers check what they need)
+    authenticated_actions: tuple[str, ...] = ()
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        method = (request.method or "").lower()
+        if method != "options" and method not in getattr(self, "action_map", {}):
+            raise MethodNotAllowed(request.method or "")
+        super().initial(request, *args, **kwargs)
+
+    def get_permissions(self) -> list[Any]:
+        if self.action is None or self.action in self.authenticated_actions:
+            return [permissions.IsAuthenticated()]
+        return [ScopedActionPermission()]
+
+
+class ProjectScopedViewSet(ActionViewSet):
+    """Base of the resources nested under `/projects/{project_pk}/`: the project is the
+    scope (404 when the caller cannot view it); `action_requirements` maps actions to keys."""
+
+    def get_scope(self) -> Project:
+        project: Project | None = getattr(self, "_project", None)
+        if project is None:
+            project = project_or_404(self.request, self.kwargs["project_pk"])
+            self._project = project
+        return project
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        context = super().get_serializer_context()
+        if not getattr(self, "swagger_fake_view", False) and "project_pk" in self.kwargs:
+            context["project"] = self.get_scope()
+        return context
+
+    def parse(self, serializer_class: type[BaseSerializer], **kwargs: Any) -> dict[str, Any]:
+        serializer = serializer_class(
+            data=self.request.data, context=self.get_serializer_context(), **kwargs
+        )
+        serializer.is_valid(raise_exception=True)
+        return dict(serializer.validated_data)
+
+
+# --------------------------------------------------------------------------------------
+# Projects
+# --------------------------------------------------------------------------------------
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="Projects the caller may view", responses={200: ProjectSerializer, **LIST_ERRORS}
+    ),
+    create=extend_schema(
+        summary="Create a project (CREATE_PROJECT on the organisation)",
+        request=ProjectCreateSerializer,
+        responses={201: ProjectSerializer, 400: BAD_REQUEST, 401: UNAUTHENTICATED, 403: FORBIDDEN},
+    ),
+    retrieve=extend_schema(responses={200: ProjectSerializer, **READ_ERRORS}),
+    partial_update=extend_schema(
+        summary="Rename a project (project admin)",
+        request=ProjectUpdateSerializer,
+        responses={200: ProjectSerializer, **WRITE_ERRORS},
+    ),
+    destroy=extend_schema(
+        summary="Delete a project and everything in it (project admin)",
+        responses={204: None, **DELETE_ERRORS},
+    ),
+)
+class ProjectViewSet(ActionViewSet):
+    serializer_class = ProjectSerializer
+    filterset_class = ProjectFilter
+    ordering_fields = ["name", "id", "created_at"]
+    ordering = ["name", "id"]
+    action_requirements = {"retrieve": VIEW, "partial_update": ADMIN, "destroy": ADMIN}
+    authenticated_actions = ("list", "create")
+
+    def get_scope(self) -> Project:
+        project: Project | None = getattr(self, "_project", None)
+        if project is None:
+            project = project_or_404(self.request, self.kwargs["pk"])
+            self._project = project
+        return project
+
+    def get_queryset(self) -> QuerySet[Project]:
+        if getattr(self, "swagger_fake_view", False):
+            return Project.objects.none()
+        return selectors.projects_viewable(principal=self.request.user)
+
+    def list(self, request: Request) -> Response:
+        queryset = self.filter_queryset(self.get_queryset())
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response(ProjectSerializer(page, many=True).data)
+
+    def create(self, request: Request) -> Response:
+        serializer = ProjectCreateSerializer(data=request.data, context={"request": request})
+        serializer.is_valid(raise_exception=True)
+        organisation = serializer.validated_data["organisation"]
+        require(request, keys.CREATE_PROJECT, organisation)
+        project = services.project_create(
+            organisation=organisation,
+            name=serializer.validated_data["name"],
+            actor=actor_of(request),
+        )
+        return Response(ProjectSerializer(project).data, status=status.HTTP_201_CREATED)
+
+    def retrieve(self, request: Request, pk: int) -> Response:
+        return Response(ProjectSerializer(self.get_scope()).data)
+
+    def partial_update(self, request: Request, pk: int) -> Response:
+        project = self.get_scope()
+        serializer = ProjectUpdateSerializer(
+            data=request.data, partial=True, context={"request": request, "project": project}
+        )
+        serializer.is_valid(raise_exception=True)
+        project = services.project_update(
+            project=project, **serializer.validated_data, actor=actor_of(request)
+        )
+        return Response(ProjectSerializer(project).data)
+
+    def destroy(self, request: Request, pk: int) -> Response:
+        services.project_delete(project=self.get_scope(), actor=actor_of(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --------------------------------------------------------------------------------------
+# Tags
+# --------------------------------------------------------------------------------------
+
+TAG_IN_USE = OpenApiResponse(
+    TagInUseSerializer,
+    description="`tag_in_use`: named by a grant (the roles are listed), or restricted and "
+    "still attached to a feature.",
+)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="The project's tags", responses={200: TagSerializer, **LIST_ERRORS}),
+    create=extend_schema(
+        summary="Create a tag (MANAGE_TAGS; a restricted one: project admin)",
+        request=TagWriteSerializer,
+        responses={201: TagSerializer, **WRITE_ERRORS},
+    ),
+    retrieve=extend_schema(responses={200: TagSerializer, **READ_ERRORS}),
+    partial_update=extend_schema(
+        summary="Edit a tag (MANAGE_TAGS; changing is_restricted: project admin)",
+        request=TagWriteSerializer,
+        responses={200: TagSerializer, **WRITE_ERRORS},
+    ),
+    destroy=extend_schema(
+        summary="Delete a tag (MANAGE_TAGS; a protected one: project admin)",
+        responses={204: None, **DELETE_ERRORS, 409: TAG_IN_USE},
+    ),
+)
+class TagViewSet(ProjectScopedViewSet):
+    serializer_class = TagSerializer
+    filterset_class = TagFilter
+    ordering_fields = ["label", "id"]
+    ordering = ["label", "id"]
+    action_requirements = {
+        "list": VIEW,
+        "retrieve": VIEW,
+        "create": keys.MANAGE_TAGS,
+        "partial_update": keys.MANAGE_TAGS,
+        "destroy": keys.MANAGE_TAGS,
+    }
+
+    def get_queryset(self) -> QuerySet[Tag]:
+        if getattr(self, "swagger_fake_view", False):
+            return Tag.objects.none()
+        return selectors.tags_of_project(project=self.get_scope())
+
+    def _render(self, tag: Tag, status_code: int = status.HTTP_200_OK) -> Response:
+        annotated = selectors.tag_get(project=self.get_scope(), tag_id=tag.pk)
+        return Response(TagSerializer(annotated).data, status=status_code)
+
+    def list(self, request: Request, project_pk: int) -> Response:
+        queryset = self.filter_queryset(self.get_queryset())
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response(TagSerializer(page, many=True).data)
+
+    def create(self, request: Request, project_pk: int) -> Response:
+        data = self.parse(TagWriteSerializer)
+        tag = services.tag_create(project=self.get_scope(), **data, actor=actor_of(request))
+        return self._render(tag, status.HTTP_201_CREATED)
+
+    def retrieve(self, request: Request, project_pk: int, pk: int) -> Response:
+        return Response(TagSerializer(self.get_object()).data)
+
+    def partial_update(self, request: Request, project_pk: int, pk: int) -> Response:
+        tag = self.get_object()
+        data = self.parse(TagWriteSerializer, partial=True)
+        tag = services.tag_update(tag=tag, **data, actor=actor_of(request))
+        return self._render(tag)
+
+    def destroy(self, request: Request, project_pk: int, pk: int) -> Response:
+        services.tag_delete(tag=self.get_object(), actor=actor_of(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)

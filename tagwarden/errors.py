@@ -16,6 +16,14 @@ class DomainError(Exception):
         super().__init__(self.detail)
 
 
+class BadRequest(DomainError):
+    """400 with a machine-readable code: a well-formed request that is not possible
+    (change requests switched off, too few valid approvals)."""
+
+    default_code = "invalid"
+    default_detail = "This operation is not possible."
+
+
 class Conflict(DomainError):
     """409: stale version, tag in use, already committed."""
 

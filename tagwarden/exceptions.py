@@ -16,7 +16,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from tagwarden.errors import Conflict, DomainPermissionDenied
+from tagwarden.errors import BadRequest, Conflict, DomainPermissionDenied
 
 
 def _validation_payload(error: DjangoValidationError) -> Any:
@@ -28,6 +28,11 @@ def _validation_payload(error: DjangoValidationError) -> Any:
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(_validation_payload(exc))
+    elif isinstance(exc, BadRequest):
+        return Response(
+            {"detail": exc.detail, "code": exc.code, **exc.extra},
+            status=status.HTTP_400_BAD_REQUEST,
+        )
     elif isinstance(exc, Conflict):
         return Response(
             {"detail": exc.detail, "code": exc.code, **exc.extra}, status=status.HTTP_409_CONFLICT

@@ -1,0 +1,78 @@
+"""Reads for feature states, segment overrides and change requests.
+
+Every queryset here loads what its serializer needs in a constant number of queries:
+the feature with its tags (the engine reads them from the prefetch cache to compute
+`my_permissions`), the environment with its project (the engine needs the organisation),
+an override's own state, a change request's changes and approvals.
+"""
+
+from __future__ import annotations
+
+from django.db.models import Prefetch, QuerySet
+
+from environments.models import Environment
+from features.models import (
+    ChangeRequest,
+    ChangeRequestApproval,
+    ChangeRequestChange,
+    Feature,
+    FeatureState,
+    SegmentOverride,
+)
+
+
+def default_states_of_environment(*, environment: Environment) -> QuerySet[FeatureState]:
+    """The environment's default states (one per feature; overrides have their own)."""
+    return (
+        FeatureState.objects.filter(environment=environment, segment_override__isnull=True)
+        .select_related("feature", "environment__project")
+        .prefetch_related("feature__tags")
+        .order_by("feature__name", "id")
+    )
+
+
+def default_state_get(*, environment: Environment, state_id: int) -> FeatureState | None:
+    """A default state of this environment; a state of another environment, or an
+    override's state, is None (404)."""
+    return default_states_of_environment(environment=environment).filter(pk=state_id).first()
+
+
+def feature_of_environment_get(*, environment: Environment, feature_id: int) -> Feature | None:
+    """A feature of the environment's project, with its tags; another project's is None."""
+    return (
+        Feature.objects.filter(project_id=environment.project_id, pk=feature_id)
+        .select_related("project")
+        .prefetch_related("tags")
+        .first()
+    )
+
+
+def overrides_of_feature(
+    *, environment: Environment, feature: Feature
+) -> QuerySet[SegmentOverride]:
+    return (
+        SegmentOverride.objects.filter(environment=environment, feature=feature)
+        .select_related("feature_state", "environment__project", "feature")
+        .prefetch_related("feature__tags")
+        .order_by("priority", "id")
+    )
+
+
+def change_requests_of_environment(*, environment: Environment) -> QuerySet[ChangeRequest]:
+    return (
+        ChangeRequest.objects.filter(environment=environment)
+        .select_related("environment__project")
+        .prefetch_related(
+            Prefetch("changes", queryset=ChangeRequestChange.objects.order_by("id")),
+            Prefetch(
+                "approvals", queryset=ChangeRequestApproval.objects.order_by("approved_at", "id")
+            ),
+        )
+        .order_by("-created_at", "-id")
+    )
+
+
+def change_request_get(*, environment: Environment, change_request_id: int) -> ChangeRequest | None:
+    return (
+        change_requests_of_environment(environment=environment).filter(pk=change_request_id).first()
+    )

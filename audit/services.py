@@ -13,7 +13,8 @@ from organisations.models import OrganisationAPIKey
 
 Actor = AbstractBaseUser | OrganisationAPIKey | None
 
-_CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
+# Word boundaries of a CamelCase name, keeping acronyms whole: OrganisationAPIKey → organisation_api_key
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
 
 def object_type_of(model: type[models.Model] | models.Model) -> str:

@@ -1,8 +1,8 @@
 """Every (feature, environment) pair has exactly one default state, whichever came first.
 
 Done on post_save rather than only in services so that the admin, factories and any other
-`create()` keep the invariant too. Bulk inserts bypass signals and must call
-`default_states_ensure` (features.services) themselves.
+`create()` keep the invariant too. Bulk inserts bypass signals and must create the default
+states themselves (as the benchmark generator does).
 """
 
 from __future__ import annotations

@@ -37,6 +37,9 @@ class AuditLogEntry(models.Model):
     actor_api_key = models.ForeignKey(
         OrganisationAPIKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Kept after the actor is deleted (its foreign key becomes null): "user", "api_key", or
+    # "" for the system (management commands).
+    actor_type = models.CharField(max_length=16, blank=True, default="")
     actor_name = models.CharField(max_length=200, blank=True, default="")
     action = models.CharField(max_length=16, choices=AuditAction.choices)
     object_type = models.CharField(max_length=64, db_index=True)

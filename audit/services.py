@@ -46,6 +46,7 @@ def audit_record(
         environment_id=environment_id,
         actor_user=actor_user,
         actor_api_key=actor_api_key,
+        actor_type="user" if actor_user else "api_key" if actor_api_key else "",
         actor_name=actor_user.get_username() if actor_user else str(actor or ""),
         action=str(action),
         object_type=object_type or object_type_of(obj),

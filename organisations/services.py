@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
@@ -21,6 +21,7 @@ from organisations.models import (
     RoleAssignment,
     UserGroup,
 )
+from tagwarden.errors import DomainPermissionDenied
 
 
 def organisation_create(*, name: str, creator: AbstractBaseUser | None) -> Organisation:
@@ -76,21 +77,12 @@ def group_create(
     actor: Actor,
 ) -> UserGroup:
     users = list(users)
-    member_ids = set(
-        OrganisationMembership.objects.filter(
-            organisation=organisation, user_id__in=[u.pk for u in users]
-        ).values_list("user_id", flat=True)
-    )
-    outsiders = sorted(u.pk for u in users if u.pk not in member_ids)
-    if outsiders:
-        raise ValidationError(
-            {"users": [f"Not members of this organisation: {', '.join(map(str, outsiders))}."]}
-        )
+    _check_group_users(organisation, users)  # members only, each once (400 on `users`)
     if UserGroup.objects.filter(organisation=organisation, name__iexact=name).exists():
         raise ValidationError({"name": ["A group with this name already exists."]})
     with transaction.atomic():
         group = UserGroup.objects.create(organisation=organisation, name=name)
-        group.users.set(users)
+        group.users.set(cast(Any, users))
         audit_record(
             actor=actor,
             action=AuditAction.CREATED,
@@ -141,7 +133,7 @@ def role_assignment_create(
             organisation_id=organisation_id, user_id=principal.pk
         ).exists()
     else:
-        in_org = principal.organisation_id == organisation_id
+        in_org = cast(Any, principal).organisation_id == organisation_id
     if not in_org:
         raise ValidationError(
             {field_name: [f"This {field_name} is not in the role's organisation."]}
@@ -189,4 +181,422 @@ def api_key_create(
                 "expires_at": expires_at.isoformat() if expires_at else None,
             },
         )
-    return api_key, key
+    return cast(OrganisationAPIKey, api_key), key
+
+
+# --------------------------------------------------------------------------------------
+# Snapshots: the audited state of each object
+# --------------------------------------------------------------------------------------
+
+
+def organisation_snapshot(organisation: Organisation) -> dict[str, Any]:
+    return {"name": organisation.name}
+
+
+def membership_snapshot(membership: OrganisationMembership) -> dict[str, Any]:
+    return {"user": membership.user_id, "role": membership.role}
+
+
+def group_snapshot(group: UserGroup) -> dict[str, Any]:
+    return {
+        "name": group.name,
+        "users": sorted(group.users.values_list("id", flat=True)),
+    }
+
+
+def role_snapshot(role: Role) -> dict[str, Any]:
+    return {"name": role.name, "description": role.description}
+
+
+def role_assignment_snapshot(assignment: RoleAssignment) -> dict[str, Any]:
+    snapshot: dict[str, Any] = {"role": assignment.role_id}
+    for name in ("user", "group", "api_key"):
+        value = getattr(assignment, f"{name}_id")
+        if value is not None:
+            snapshot[name] = value
+    return snapshot
+
+
+def api_key_snapshot(api_key: OrganisationAPIKey) -> dict[str, Any]:
+    return {
+        "name": api_key.name,
+        "prefix": api_key.prefix,
+        "is_admin": api_key.is_admin,
+        "expires_at": api_key.expiry_date.isoformat() if api_key.expiry_date else None,
+        "revoked": api_key.revoked,
+    }
+
+
+def _grant_snapshots(grants: Iterable[Any]) -> list[dict[str, Any]]:
+    from permissions.services import grant_snapshot  # permissions depends on organisations
+
+    return [{"id": grant.pk, **grant_snapshot(grant)} for grant in grants]
+
+
+# --------------------------------------------------------------------------------------
+# Organisations
+# --------------------------------------------------------------------------------------
+
+
+def organisation_update(
+    *, organisation: Organisation, name: str | None = None, actor: Actor
+) -> Organisation:
+    """Rename an organisation. Writing back the current name records nothing."""
+    with transaction.atomic():
+        organisation = Organisation.objects.select_for_update().get(pk=organisation.pk)
+        before = organisation_snapshot(organisation)
+        if name is not None:
+            organisation.name = name
+        after = organisation_snapshot(organisation)
+        if after == before:
+            return organisation
+        organisation.save(update_fields=["name"])
+        audit_record(
+            actor=actor,
+            action=AuditAction.UPDATED,
+            obj=organisation,
+            organisation_id=organisation.pk,
+            before=before,
+            after=after,
+        )
+    return organisation
+
+
+def organisation_delete(*, organisation: Organisation, actor: Actor) -> None:
+    """Delete an organisation with everything in it (its audit log goes with it)."""
+    with transaction.atomic():
+        audit_record(
+            actor=actor,
+            action=AuditAction.DELETED,
+            obj=organisation,
+            organisation_id=organisation.pk,
+            before=organisation_snapshot(organisation),
+        )
+        organisation.delete()
+
+
+# --------------------------------------------------------------------------------------
+# Membership
+# --------------------------------------------------------------------------------------
+
+_LAST_ADMIN = "An organisation must keep at least one ADMIN member."
+
+
+def _other_admins_exist(membership: OrganisationMembership) -> bool:
+    admins = OrganisationMembership.objects.select_for_update().filter(
+        organisation_id=membership.organisation_id, role=MembershipRole.ADMIN
+    )
+    return admins.exclude(pk=membership.pk).exists()
+
+
+def membership_update(
+    *, membership: OrganisationMembership, role: str, actor: Actor
+) -> OrganisationMembership:
+    """Change a member's role. Demoting the last ADMIN is a 400 on `role`."""
+    if role not in MembershipRole.values:
+        raise ValidationError({"role": [f"Must be one of {', '.join(MembershipRole.values)}."]})
+    with transaction.atomic():
+        membership = OrganisationMembership.objects.select_for_update().get(pk=membership.pk)
+        before = membership_snapshot(membership)
+        if membership.role == role:
+            return membership
+        if membership.is_admin and not _other_admins_exist(membership):
+            raise ValidationError({"role": [_LAST_ADMIN]})
+        membership.role = role
+        membership.save(update_fields=["role"])
+        audit_record(
+            actor=actor,
+            action=AuditAction.UPDATED,
+            obj=membership,
+            organisation_id=membership.organisation_id,
+            before=before,
+            after=membership_snapshot(membership),
+        )
+    return membership
+
+
+def membership_delete(*, membership: OrganisationMembership, actor: Actor) -> None:
+    """Remove a member, and in the same transaction their grants, group memberships and role
+    assignments in that organisation (re-adding them gives nothing back). The removed
+    member's last ADMIN status is protected: 400 on `user`."""
+    from permissions.models import Grant
+
+    with transaction.atomic():
+        membership = OrganisationMembership.objects.select_for_update().get(pk=membership.pk)
+        if membership.is_admin and not _other_admins_exist(membership):
+            raise ValidationError({"user": [_LAST_ADMIN]})
+        organisation_id = membership.organisation_id
+        user_id = membership.user_id
+        grants = list(
+            Grant.objects.filter(organisation_id=organisation_id, user_id=user_id)
+            .prefetch_related("entries__entry_tags")
+            .order_by("id")
+        )
+        group_links = UserGroup.users.through.objects.filter(
+            usergroup__organisation_id=organisation_id, user_id=user_id
+        )
+        assignments = RoleAssignment.objects.filter(
+            role__organisation_id=organisation_id, user_id=user_id
+        )
+        before = {
+            **membership_snapshot(membership),
+            "grants": _grant_snapshots(grants),
+            "groups": sorted(group_links.values_list("usergroup_id", flat=True)),
+            "roles": sorted(assignments.values_list("role_id", flat=True)),
+        }
+        audit_record(
+            actor=actor,
+            action=AuditAction.DELETED,
+            obj=membership,
+            organisation_id=organisation_id,
+            before=before,
+        )
+        Grant.objects.filter(pk__in=[g.pk for g in grants]).delete()
+        group_links.delete()
+        assignments.delete()
+        membership.delete()
+
+
+# --------------------------------------------------------------------------------------
+# Groups
+# --------------------------------------------------------------------------------------
+
+
+def group_require_manager(
+    *, actor: Actor, organisation: Organisation, group: UserGroup | None = None
+) -> None:
+    """DESIGN.md §4: organisation admins write groups; MANAGE_USER_GROUPS holders create
+    groups and manage those that hold no grant and no role. 403 otherwise. `actor=None` is
+    the system and passes."""
+    from organisations.selectors import group_is_bare
+    from permissions import engine
+    from permissions.catalogue import MANAGE_USER_GROUPS
+
+    if actor is None or engine.is_admin(actor, organisation):
+        return
+    if not engine.allowed(actor, MANAGE_USER_GROUPS, organisation):
+        raise DomainPermissionDenied(
+            "Only organisation admins and MANAGE_USER_GROUPS holders may manage groups.",
+            code="permission_denied",
+        )
+    if group is not None and not group_is_bare(group=group):
+        raise DomainPermissionDenied(
+            "This group holds a grant or a role: only organisation admins may change it.",
+            code="group_holds_access",
+        )
+
+
+def _check_group_users(organisation: Organisation, users: list[Any]) -> None:
+    ids = [u.pk for u in users]
+    if len(set(ids)) != len(ids):
+        raise ValidationError({"users": ["A user is listed more than once."]})
+    member_ids = set(
+        OrganisationMembership.objects.filter(
+            organisation=organisation, user_id__in=ids
+        ).values_list("user_id", flat=True)
+    )
+    outsiders = sorted(i for i in ids if i not in member_ids)
+    if outsiders:
+        raise ValidationError(
+            {"users": [f"Not members of this organisation: {', '.join(map(str, outsiders))}."]}
+        )
+
+
+def group_update(
+    *,
+    group: UserGroup,
+    name: str | None = None,
+    users: Iterable[AbstractBaseUser] | None = None,
+    actor: Actor,
+) -> UserGroup:
+    """Rename a group and/or replace its members. Writing back what was read changes
+    nothing and records nothing."""
+    organisation = group.organisation
+    group_require_manager(actor=actor, organisation=organisation, group=group)
+    user_list = list(users) if users is not None else None
+    if user_list is not None:
+        _check_group_users(organisation, user_list)
+    with transaction.atomic():
+        group = UserGroup.objects.select_for_update().get(pk=group.pk)
+        before = group_snapshot(group)
+        if name is not None and name != group.name:
+            if (
+                UserGroup.objects.filter(organisation_id=group.organisation_id, name__iexact=name)
+                .exclude(pk=group.pk)
+                .exists()
+            ):
+                raise ValidationError({"name": ["A group with this name already exists."]})
+            group.name = name
+            group.save(update_fields=["name"])
+        if user_list is not None and sorted(u.pk for u in user_list) != before["users"]:
+            group.users.set(cast(Any, user_list))
+        after = group_snapshot(group)
+        if after != before:
+            audit_record(
+                actor=actor,
+                action=AuditAction.UPDATED,
+                obj=group,
+                organisation_id=group.organisation_id,
+                before=before,
+                after=after,
+            )
+    return group
+
+
+def group_delete(*, group: UserGroup, actor: Actor) -> None:
+    """Delete a group; its grants and role assignments go with it (described in `before`)."""
+    from permissions.models import Grant
+
+    group_require_manager(actor=actor, organisation=group.organisation, group=group)
+    with transaction.atomic():
+        grants = Grant.objects.filter(group=group).prefetch_related("entries__entry_tags")
+        before = {
+            **group_snapshot(group),
+            "grants": _grant_snapshots(grants.order_by("id")),
+            "roles": sorted(
+                RoleAssignment.objects.filter(group=group).values_list("role_id", flat=True)
+            ),
+        }
+        audit_record(
+            actor=actor,
+            action=AuditAction.DELETED,
+            obj=group,
+            organisation_id=group.organisation_id,
+            before=before,
+        )
+        group.delete()
+
+
+# --------------------------------------------------------------------------------------
+# Roles and role assignments
+# --------------------------------------------------------------------------------------
+
+
+def role_update(
+    *, role: Role, name: str | None = None, description: str | None = None, actor: Actor
+) -> Role:
+    with transaction.atomic():
+        role = Role.objects.select_for_update().get(pk=role.pk)
+        before = role_snapshot(role)
+        if name is not None and name != role.name:
+            if (
+                Role.objects.filter(organisation_id=role.organisation_id, name__iexact=name)
+                .exclude(pk=role.pk)
+                .exists()
+            ):
+                raise ValidationError({"name": ["A role with this name already exists."]})
+            role.name = name
+        if description is not None:
+            role.description = description
+        after = role_snapshot(role)
+        if after == before:
+            return role
+        role.save(update_fields=["name", "description"])
+        audit_record(
+            actor=actor,
+            action=AuditAction.UPDATED,
+            obj=role,
+            organisation_id=role.organisation_id,
+            before=before,
+            after=after,
+        )
+    return role
+
+
+def role_delete(*, role: Role, actor: Actor) -> None:
+    """Delete a role; its grants and assignments go with it (described in `before`)."""
+    from permissions.models import Grant
+
+    with transaction.atomic():
+        grants = Grant.objects.filter(role=role).prefetch_related("entries__entry_tags")
+        before = {
+            **role_snapshot(role),
+            "grants": _grant_snapshots(grants.order_by("id")),
+            "assignments": [
+                role_assignment_snapshot(a) for a in RoleAssignment.objects.filter(role=role)
+            ],
+        }
+        audit_record(
+            actor=actor,
+            action=AuditAction.DELETED,
+            obj=role,
+            organisation_id=role.organisation_id,
+            before=before,
+        )
+        role.delete()
+
+
+def role_assignment_delete(*, assignment: RoleAssignment, actor: Actor) -> None:
+    with transaction.atomic():
+        audit_record(
+            actor=actor,
+            action=AuditAction.DELETED,
+            obj=assignment,
+            organisation_id=assignment.role.organisation_id,
+            before=role_assignment_snapshot(assignment),
+        )
+        assignment.delete()
+
+
+# --------------------------------------------------------------------------------------
+# API keys
+# --------------------------------------------------------------------------------------
+
+_UNSET: Any = object()
+
+
+def api_key_update(
+    *,
+    api_key: OrganisationAPIKey,
+    name: str | None = None,
+    revoked: bool | None = None,
+    expires_at: datetime | None = _UNSET,
+    actor: Actor,
+) -> OrganisationAPIKey:
+    """Rename, revoke or change the expiry of a key. Revoking cannot be undone (400 on
+    `revoked`); writing back the current values records nothing."""
+    with transaction.atomic():
+        api_key = OrganisationAPIKey.objects.select_for_update().get(pk=api_key.pk)
+        before = api_key_snapshot(api_key)
+        if revoked is False and api_key.revoked:
+            raise ValidationError({"revoked": ["A revoked key cannot be un-revoked."]})
+        if name is not None:
+            api_key.name = name
+        if revoked:
+            api_key.revoked = True
+        if expires_at is not _UNSET:
+            api_key.expiry_date = expires_at
+        after = api_key_snapshot(api_key)
+        if after == before:
+            return api_key
+        api_key.save(update_fields=["name", "revoked", "expiry_date"])
+        audit_record(
+            actor=actor,
+            action=AuditAction.UPDATED,
+            obj=api_key,
+            organisation_id=api_key.organisation_id,
+            object_type="api_key",
+            before=before,
+            after=after,
+        )
+    return api_key
+
+
+def api_key_delete(*, api_key: OrganisationAPIKey, actor: Actor) -> None:
+    """Delete a key; its role assignments go with it (described in `before`)."""
+    with transaction.atomic():
+        before = {
+            **api_key_snapshot(api_key),
+            "roles": sorted(
+                RoleAssignment.objects.filter(api_key=api_key).values_list("role_id", flat=True)
+            ),
+        }
+        audit_record(
+            actor=actor,
+            action=AuditAction.DELETED,
+            obj=api_key,
+            organisation_id=api_key.organisation_id,
+            object_type="api_key",
+            before=before,
+        )
+        api_key.delete()

@@ -119,7 +119,7 @@ def grant_entries_validate(
 
 def grant_snapshot(grant: Grant) -> dict[str, Any]:
     """The audited state of a grant: its principal, scope, admin flag and entries."""
-    entries = sorted(
+    entries: list[dict[str, Any]] = sorted(
         (
             {
                 "permission_key": entry.key,
@@ -127,7 +127,7 @@ def grant_snapshot(grant: Grant) -> dict[str, Any]:
             }
             for entry in grant.entries.all()
         ),
-        key=lambda e: e["permission_key"],
+        key=lambda e: str(e["permission_key"]),
     )
     return {
         "principal": {

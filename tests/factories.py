@@ -233,6 +233,11 @@ class AuditLogEntryFactory(factory.django.DjangoModelFactory):
     action = "created"
     object_type = "feature"
     object_id = "1"
+    actor_user = None
+    actor_api_key = None
+    actor_type = factory.LazyAttribute(
+        lambda o: "user" if o.actor_user else "api_key" if o.actor_api_key else ""
+    )
 
 
 def member(organisation: Organisation, *, admin: bool = False, **user_kwargs: Any) -> Any:

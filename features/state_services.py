@@ -702,7 +702,9 @@ def change_request_approve(*, change_request: ChangeRequest, actor: Actor) -> Ch
             )
         _require_on_every_feature(actor, APPROVE_CHANGE_REQUEST, environment, _features_of(locked))
         _require_open(locked)
-        principal = {"api_key": actor} if isinstance(actor, OrganisationAPIKey) else {"user": actor}
+        principal: dict[str, Any] = (
+            {"api_key": actor} if isinstance(actor, OrganisationAPIKey) else {"user": actor}
+        )
         if ChangeRequestApproval.objects.filter(change_request=locked, **principal).exists():
             return locked
         before = change_request_snapshot(locked)

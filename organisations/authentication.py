@@ -39,7 +39,7 @@ class OrganisationAPIKeyAuthentication(authentication.BaseAuthentication):
         return KEYWORD
 
 
-class OrganisationAPIKeyScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+class OrganisationAPIKeyScheme(OpenApiAuthenticationExtension):
     """Documents `Authorization: Api-Key <key>` in the OpenAPI schema."""
 
     target_class = "organisations.authentication.OrganisationAPIKeyAuthentication"

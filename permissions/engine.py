@@ -36,7 +36,7 @@ from typing import Any, Literal
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import connection
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 
 from environments.models import Environment
 from features.models import Feature, FeatureState
@@ -238,6 +238,7 @@ def _load_rows(
         f"FROM {grant} g LEFT JOIN {entry} e ON e.grant_id = g.id "
         f"LEFT JOIN {entry_tag} et ON et.entry_id = e.id"
     )
+    roles = _t(Role)
     if isinstance(principal, OrganisationAPIKey):
         assignments = _t(RoleAssignment)
         sql = (
@@ -245,9 +246,10 @@ def _load_rows(
             f"FROM {organisations} o WHERE o.id = {org_sql} "
             f"UNION ALL "
             f"SELECT 1, {columns} {joins} WHERE g.organisation_id = {org_sql} AND g.role_id IN "
-            f"(SELECT ra.role_id FROM {assignments} ra WHERE ra.api_key_id = %s)"
+            f"(SELECT ra.role_id FROM {assignments} ra JOIN {roles} r ON r.id = ra.role_id "
+            f"WHERE r.organisation_id = {org_sql} AND ra.api_key_id = %s)"
         )
-        params: list[Any] = [*org_params, *org_params, principal.pk]
+        params: list[Any] = [*org_params, *org_params, *org_params, principal.pk]
         membership_role = None
     else:
         membership = _t(OrganisationMembership)
@@ -267,8 +269,9 @@ def _load_rows(
             f"UNION ALL "
             f"SELECT 1, {columns} {joins} WHERE g.organisation_id = {org_sql} AND ("
             f"g.user_id = %s OR g.group_id IN ({user_groups}) OR g.role_id IN ("
-            f"SELECT ra.role_id FROM {assignments} ra WHERE ra.user_id = %s "
-            f"OR ra.group_id IN ({user_groups})))"
+            f"SELECT ra.role_id FROM {assignments} ra JOIN {roles} r ON r.id = ra.role_id "
+            f"WHERE r.organisation_id = {org_sql} AND (ra.user_id = %s "
+            f"OR ra.group_id IN ({user_groups}))))"
         )
         uid = principal.pk
         params = [
@@ -277,6 +280,7 @@ def _load_rows(
             *org_params,
             uid,
             uid,
+            *org_params,
             *org_params,
             uid,
             uid,
@@ -660,6 +664,7 @@ def viewable_projects_q(principal: Principal) -> Q:
         grants = Grant.objects.filter(
             _HOLDS_SOMETHING,
             organisation_id=principal.organisation_id,
+            role__organisation_id=principal.organisation_id,
             role__assignments__api_key_id=principal.pk,
             project__isnull=False,
         )
@@ -676,13 +681,16 @@ def viewable_projects_q(principal: Principal) -> Q:
 
 
 def _user_grants(user: Any) -> QuerySet[Grant]:
-    """Every grant reaching `user` through any path, restricted to its groups' organisations."""
+    """Every grant reaching `user` through any path. As in the policy, a group or role counts
+    only in its own organisation: for the grant's organisation, and through groups of it."""
     group_ids = UserGroup.objects.filter(users=user).values("id")
-    role_ids = RoleAssignment.objects.filter(Q(user=user) | Q(group_id__in=group_ids)).values(
-        "role_id"
-    )
+    role_ids = RoleAssignment.objects.filter(
+        Q(user=user) | Q(group_id__in=group_ids, group__organisation_id=F("role__organisation_id"))
+    ).values("role_id")
     return Grant.objects.filter(
-        Q(user=user) | Q(group_id__in=group_ids) | Q(role_id__in=role_ids)
+        Q(user=user)
+        | Q(group_id__in=group_ids, group__organisation_id=F("organisation_id"))
+        | Q(role_id__in=role_ids, role__organisation_id=F("organisation_id"))
     ).filter(_HOLDS_SOMETHING)
 
 
@@ -697,6 +705,7 @@ def viewable_environments_q(principal: Principal) -> Q:
         grants = Grant.objects.filter(
             _HOLDS_SOMETHING,
             organisation_id=principal.organisation_id,
+            role__organisation_id=principal.organisation_id,
             role__assignments__api_key_id=principal.pk,
         )
         return Q(project__organisation_id=principal.organisation_id) & (

@@ -38,7 +38,13 @@ def test_role_through_group_tagged_entry_reaches_only_tagged_feature(db, django_
     explanation = engine.explain(user, UPDATE_FEATURE_STATE, env, feature_b)
     assert explanation["allowed"] is False
     assert explanation["blocked_by"] == [
-        {"via": "role", "group": group.pk, "role": role.pk, "tags": [tag_a.pk], "why": "tag_mismatch"}
+        {
+            "via": "role",
+            "group": group.pk,
+            "role": role.pk,
+            "tags": [tag_a.pk],
+            "why": "tag_mismatch",
+        }
     ]
     assert engine.allowed(user, DELETE_FEATURE, env.project, feature_a) is False
 

@@ -1,0 +1,266 @@
+"""DESIGN.md §6 speed: a decision costs at most 2 queries cold whatever the number of grants,
+groups, roles and tags, and 0 warm; list filters cost a constant number of queries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from environments.models import Environment
+from features.models import Feature, FeatureState
+from organisations.models import OrganisationAPIKey, RoleAssignment
+from permissions import engine
+from permissions.catalogue import (
+    APPROVE_CHANGE_REQUEST,
+    DELETE_FEATURE,
+    KEYS_BY_LEVEL,
+    UPDATE_FEATURE_STATE,
+    VIEW_ENVIRONMENT,
+    VIEW_PROJECT,
+    Level,
+)
+from projects.models import Tag
+from tests import factories as f
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _fast_passwords(settings: Any) -> None:
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def fresh(principal: Any) -> Any:
+    return type(principal).objects.get(pk=principal.pk)
+
+
+def build(n_roles: int, n_groups: int, n_tags: int) -> dict[str, Any]:
+    """A member reached by `n_roles` roles (half directly, half through `n_groups` groups), each
+    with tagged and untagged entries on the environment and the project; `n_tags` tags."""
+    env = f.EnvironmentFactory()
+    project = env.project
+    org = project.organisation
+    user = f.member(org)
+    key = f.APIKeyFactory(organisation=org)
+    tags = Tag.objects.bulk_create(
+        [Tag(project=project, label=f"t{i}", is_restricted=i % 10 == 0) for i in range(n_tags)]
+    )
+    groups = [f.UserGroupFactory(organisation=org, users=[user]) for _ in range(n_groups)]
+    for i in range(n_roles):
+        role = f.RoleFactory(organisation=org)
+        if groups and i % 2:
+            f.RoleAssignmentFactory(role=role, group=groups[i % len(groups)])
+        else:
+            f.RoleAssignmentFactory(role=role, user=user)
+        RoleAssignment.objects.create(role=role, api_key=key)
+        role_tags = [tags[(i * 7 + j) % n_tags] for j in range(3)]
+        f.grant(
+            role,
+            env,
+            {UPDATE_FEATURE_STATE: role_tags, APPROVE_CHANGE_REQUEST: [], VIEW_ENVIRONMENT: []},
+        )
+        f.grant(role, project, {DELETE_FEATURE: role_tags[:1], VIEW_PROJECT: []})
+    for group in groups:
+        f.grant(group, env, [VIEW_ENVIRONMENT])
+    # the feature carries the first role's first tag (restricted: t0)
+    feature = f.FeatureFactory(project=project, tags=[tags[0], tags[-1]])
+    return {"env": env, "project": project, "user": user, "api_key": key, "feature": feature}
+
+
+SIZES = [(1, 0, 3), (50, 20, 100)]
+
+
+@pytest.mark.parametrize("sizes", SIZES, ids=["small", "large"])
+@pytest.mark.parametrize("select_related", [True, False], ids=["project-loaded", "bare-env"])
+@pytest.mark.parametrize("principal_kind", ["user", "api_key"])
+def test_cold_decision_costs_two_queries_whatever_the_size(
+    django_assert_num_queries: Any, sizes: Any, select_related: bool, principal_kind: str
+) -> None:
+    world = build(*sizes)
+    principal = fresh(world[principal_kind])
+    qs = Environment.objects.select_related("project") if select_related else Environment.objects
+    env = qs.get(pk=world["env"].pk)
+    feature = Feature.objects.get(pk=world["feature"].pk)
+
+    # policy + the feature's tags
+    with django_assert_num_queries(2):
+        assert engine.allowed(principal, UPDATE_FEATURE_STATE, env, feature) is True
+    # warm: no query, for any key on the scope, the project, or the same feature
+    with django_assert_num_queries(0):
+        assert engine.allowed(principal, UPDATE_FEATURE_STATE, env, feature) is True
+        # untagged entries do not reach the feature: it carries the restricted t0
+        assert engine.allowed(principal, APPROVE_CHANGE_REQUEST, env, feature) is False
+        assert engine.allowed(principal, APPROVE_CHANGE_REQUEST, env) is True
+        assert engine.allowed(principal, UPDATE_FEATURE_STATE, env) is False
+        assert engine.allowed(principal, VIEW_ENVIRONMENT, env) is True
+        assert engine.can_view(principal, env) is True
+        assert engine.is_admin(principal, env) is False
+        assert engine.allowed(principal, DELETE_FEATURE, world["project"], feature) is True
+        assert engine.can_view(principal, world["project"]) is True
+        assert engine.keys_on_feature(principal, env, feature) == [
+            UPDATE_FEATURE_STATE,
+            VIEW_ENVIRONMENT,
+        ]
+
+
+@pytest.mark.parametrize("sizes", SIZES, ids=["small", "large"])
+@pytest.mark.parametrize("select_related", [True, False], ids=["project-loaded", "bare-env"])
+def test_cold_decision_without_feature_costs_one_query(
+    django_assert_num_queries: Any, sizes: Any, select_related: bool
+) -> None:
+    world = build(*sizes)
+    user = fresh(world["user"])
+    qs = Environment.objects.select_related("project") if select_related else Environment.objects
+    env = qs.get(pk=world["env"].pk)
+    with django_assert_num_queries(1):
+        assert engine.allowed(user, VIEW_ENVIRONMENT, env) is True
+    with django_assert_num_queries(0):
+        assert engine.allowed(user, VIEW_ENVIRONMENT, env) is True
+
+
+def test_cold_decision_on_project_costs_two_queries(django_assert_num_queries: Any) -> None:
+    world = build(50, 20, 100)
+    user = fresh(world["user"])
+    feature = Feature.objects.get(pk=world["feature"].pk)
+    with django_assert_num_queries(2):
+        assert engine.allowed(user, DELETE_FEATURE, world["project"], feature) is True
+    with django_assert_num_queries(0):
+        assert engine.allowed(user, DELETE_FEATURE, world["project"], feature) is True
+
+
+def test_non_tag_key_with_feature_needs_no_feature_query(django_assert_num_queries: Any) -> None:
+    world = build(1, 0, 3)
+    user = fresh(world["user"])
+    feature = Feature.objects.get(pk=world["feature"].pk)
+    with django_assert_num_queries(1):
+        assert engine.allowed(user, VIEW_ENVIRONMENT, world["env"], feature) is True
+
+
+def test_non_member_and_unusable_key_cost_at_most_one_query(
+    django_assert_max_num_queries: Any,
+) -> None:
+    world = build(1, 0, 3)
+    outsider = f.UserFactory()
+    with django_assert_max_num_queries(1):
+        assert engine.allowed(outsider, VIEW_ENVIRONMENT, world["env"]) is False
+    OrganisationAPIKey.objects.filter(pk=world["api_key"].pk).update(revoked=True)
+    key = fresh(world["api_key"])
+    with django_assert_max_num_queries(1):
+        assert engine.allowed(key, VIEW_ENVIRONMENT, world["env"]) is False
+
+
+def test_policies_are_memoised_per_organisation(django_assert_num_queries: Any) -> None:
+    first = build(1, 0, 3)
+    user = first["user"]
+    second_env = f.EnvironmentFactory()
+    f.MembershipFactory(user=user, organisation=second_env.project.organisation)
+    f.grant(user, second_env, [VIEW_ENVIRONMENT])
+    user = fresh(user)
+    with django_assert_num_queries(2):
+        assert engine.allowed(user, VIEW_ENVIRONMENT, first["env"]) is True
+        assert engine.allowed(user, VIEW_ENVIRONMENT, second_env) is True
+    with django_assert_num_queries(0):
+        assert engine.allowed(user, VIEW_ENVIRONMENT, first["env"]) is True
+        assert engine.allowed(user, VIEW_ENVIRONMENT, second_env) is True
+    engine.forget(user)
+    with django_assert_num_queries(1):
+        assert engine.allowed(user, VIEW_ENVIRONMENT, first["env"]) is True
+
+
+# --------------------------------------------------------------------------------------
+# List filters
+# --------------------------------------------------------------------------------------
+
+
+def many_features(n: int) -> dict[str, Any]:
+    """`n` features in bulk (with their default states): a third tagged `a`, a third tagged
+    with the restricted `r`, a third untagged; a user with a role holding the key on `a` and
+    `r`, and an untagged entry of another key."""
+    env = f.EnvironmentFactory()
+    project = env.project
+    org = project.organisation
+    tag_a = f.TagFactory(project=project, label="a")
+    tag_b = f.TagFactory(project=project, label="b")
+    tag_r = f.TagFactory(project=project, label="r", is_restricted=True)
+    features = Feature.objects.bulk_create(
+        [Feature(project=project, name=f"bulk_{i}") for i in range(n)]
+    )
+    FeatureState.objects.bulk_create([FeatureState(feature=ft, environment=env) for ft in features])
+    through = Feature.tags.through
+    links = []
+    for i, ft in enumerate(features):
+        if i % 3 == 0:
+            links.append(through(feature_id=ft.pk, tag_id=tag_a.pk))
+        elif i % 3 == 1:
+            links += [
+                through(feature_id=ft.pk, tag_id=tag_r.pk),
+                through(feature_id=ft.pk, tag_id=tag_b.pk),
+            ]
+    through.objects.bulk_create(links)
+    user = f.member(org)
+    role = f.RoleFactory(organisation=org)
+    f.RoleAssignmentFactory(role=role, user=user)
+    f.grant(role, env, {UPDATE_FEATURE_STATE: [tag_a, tag_r], APPROVE_CHANGE_REQUEST: []})
+    f.grant(role, project, {DELETE_FEATURE: [tag_b]})
+    return {"env": env, "project": project, "user": user, "features": features}
+
+
+@pytest.mark.parametrize("n", [10, 1000])
+def test_feature_state_filter_costs_the_same_for_10_and_1000_features(
+    django_assert_num_queries: Any, n: int
+) -> None:
+    world = many_features(n)
+    user = fresh(world["user"])
+    env = Environment.objects.select_related("project").get(pk=world["env"].pk)
+    thirds = [len(range(r, n, 3)) for r in range(3)]
+    # 1 for the policy + 1 for evaluating the queryset
+    with django_assert_num_queries(2):
+        states = list(engine.feature_states_allowed(user, UPDATE_FEATURE_STATE, env))
+    assert len(states) == thirds[0] + thirds[1]  # `a` and restricted `r`, not untagged
+    with django_assert_num_queries(1):
+        states = list(engine.feature_states_allowed(user, APPROVE_CHANGE_REQUEST, env))
+    assert len(states) == thirds[0] + thirds[2]  # untagged entry: not the restricted third
+
+
+@pytest.mark.parametrize("n", [10, 1000])
+def test_feature_filter_costs_the_same_for_10_and_1000_features(
+    django_assert_num_queries: Any, n: int
+) -> None:
+    world = many_features(n)
+    user = fresh(world["user"])
+    with django_assert_num_queries(2):
+        features = list(engine.features_allowed(user, DELETE_FEATURE, world["project"]))
+    # tagged `b`, but `b` features also carry the restricted `r`, which the entry does not name
+    assert features == []
+    env = Environment.objects.get(pk=world["env"].pk)  # bare: the project is not loaded
+    user = fresh(user)
+    with django_assert_num_queries(2):
+        features = list(engine.features_allowed(user, UPDATE_FEATURE_STATE, env))
+    assert len(features) == len(range(0, n, 3)) + len(range(1, n, 3))
+
+
+def test_keys_on_feature_over_a_page_costs_no_query_per_feature(
+    django_assert_num_queries: Any, django_assert_max_num_queries: Any
+) -> None:
+    world = many_features(60)
+    user = fresh(world["user"])
+    env = Environment.objects.select_related("project").get(pk=world["env"].pk)
+    with django_assert_num_queries(2):  # the page and its tags
+        page = list(Feature.objects.filter(project=world["project"]).prefetch_related("tags")[:50])
+    with django_assert_num_queries(1):  # the policy, once
+        engine.keys_on_feature(user, env, page[0])
+    with django_assert_num_queries(0):
+        keys = [engine.keys_on_feature(user, env, ft) for ft in page]
+        project_keys = [engine.keys_on_feature(user, world["project"], ft) for ft in page]
+        decisions = [
+            [k for k in KEYS_BY_LEVEL[Level.ENVIRONMENT] if engine.allowed(user, k, env, ft)]
+            for ft in page
+        ]
+    assert keys == [sorted(d) for d in decisions]
+    assert {tuple(k) for k in keys} == {
+        (APPROVE_CHANGE_REQUEST, UPDATE_FEATURE_STATE),  # `a`
+        (UPDATE_FEATURE_STATE,),  # restricted `r`: the untagged entry does not reach it
+        (APPROVE_CHANGE_REQUEST,),  # untagged
+    }
+    assert all(k == [] for k in project_keys)

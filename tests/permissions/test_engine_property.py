@@ -407,6 +407,12 @@ def check_principal(w: World, rows: Rows, p: tuple[str, int], principal: Any) ->
     feature_tag_ids = [{rows.tags[t].pk for t in ft} for ft in w.features]
     restricted_ids = sorted(t.pk for t, r in zip(rows.tags, w.tags, strict=True) if r)
     ctx = f"principal {p}"
+    # the bulk loader (admin matrix, impact previews) must decide exactly as the per-user one
+    bulk = (
+        engine.policies_for_members(org.pk, [principal.pk])[principal.pk]
+        if p[0] == "user"
+        else None
+    )
 
     # organisation
     org_payload = engine.my_permissions(principal, org)
@@ -416,6 +422,7 @@ def check_principal(w: World, rows: Rows, p: tuple[str, int], principal: Any) ->
     for key in ORG_KEYS:
         expected = ref_allowed(w, p, key, (ORG, 0), None)
         assert engine.allowed(principal, key, org) is expected, (ctx, key)
+        assert bulk is None or bulk.decide(key) is expected, (ctx, key, "bulk")
         assert client_decides(org_payload, key, None) is expected, (ctx, key)
 
     # viewing, and the list filters for projects and environments
@@ -472,6 +479,14 @@ def check_principal(w: World, rows: Rows, p: tuple[str, int], principal: Any) ->
                 fctx = (kctx, f"feature {i} tags {sorted(w.features[i])}")
                 expected = ref_allowed(w, p, key, ref_scope, i)
                 assert engine.allowed(principal, key, scope, feature) is expected, fctx
+                if bulk is not None:
+                    bulk_decision = bulk.decide(
+                        key,
+                        project_id=project.pk,
+                        environment_id=scope.pk if ref_scope[0] == ENV else None,
+                        feature_tags=engine.feature_tags(feature),
+                    )
+                    assert bulk_decision is expected, (fctx, "bulk")
                 assert (feature.pk in listed_features) is expected, fctx
                 if ref_scope[0] == ENV:
                     assert (feature.pk in listed_states) is expected, fctx

@@ -264,3 +264,43 @@ def test_keys_on_feature_over_a_page_costs_no_query_per_feature(
         (APPROVE_CHANGE_REQUEST,),  # untagged
     }
     assert all(k == [] for k in project_keys)
+
+
+def test_policies_for_members__constant_queries_and_agree_with_single_loads(
+    django_assert_num_queries,
+):
+    from permissions.catalogue import UPDATE_FEATURE_STATE as KEY
+
+    def build(n_members):
+        env = f.EnvironmentFactory()
+        org = env.project.organisation
+        tag = f.TagFactory(project=env.project)
+        feature = f.FeatureFactory(project=env.project, tags=[tag])
+        group = f.UserGroupFactory(organisation=org)
+        role = f.RoleFactory(organisation=org)
+        f.RoleAssignmentFactory(role=role, group=group)
+        f.grant(role, env, {KEY: [tag]})
+        users = []
+        for i in range(n_members):
+            user = f.member(org, admin=i % 7 == 0)
+            if i % 2:
+                group.users.add(user)
+            if i % 3 == 0:
+                f.grant(user, env, [KEY])
+            users.append(user)
+        users.append(f.UserFactory())  # not a member
+        return org, env, feature, users
+
+    for n in (3, 40):
+        org, env, feature, users = build(n)
+        with django_assert_num_queries(4):
+            policies = engine.policies_for_members(org.pk, [u.pk for u in users])
+        tags = engine.feature_tags(feature)
+        for user in users:
+            single = engine.load_policy(user, org.pk)
+            for feature_tags in (None, tags):
+                assert policies[user.pk].decide(
+                    KEY, project_id=env.project_id, environment_id=env.pk, feature_tags=feature_tags
+                ) is single.decide(
+                    KEY, project_id=env.project_id, environment_id=env.pk, feature_tags=feature_tags
+                )

@@ -1,0 +1,74 @@
+"""The feature-state list decided the naive way, for comparison with the real endpoint.
+
+Same URL shape, authentication, middleware, 404 rule, pagination and fields as
+`GET /api/v1/environments/{api_key}/featurestates/`, but `my_permissions` is decided one
+feature at a time with the engine's single-object check, `engine.allowed(user, key,
+environment, feature)`, the way code built on per-object checkers (django-rules predicates,
+django-guardian's `has_perm(perm, obj)`) decides a list:
+
+- `cold` (the comparison the targets use): nothing is shared between objects, as with a
+  per-object checker that keeps no per-request policy: every feature pays the cold single
+  decision (the principal's grants, then the feature's tags);
+- `memo`: the policy memoised on the request's user is reused across features (the engine's
+  own memo, as `user.has_perm` through `permissions.rules` would get): every feature still
+  pays for its tags, because the page is not prefetched.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from features.models import FeatureState
+from permissions import engine
+from permissions.catalogue import KEYS_BY_LEVEL, Level
+from permissions.drf import environment_or_404
+from tagwarden.pagination import PageNumberPagination
+
+ENVIRONMENT_KEYS = KEYS_BY_LEVEL[Level.ENVIRONMENT]
+
+
+class NaiveFeatureStateSerializer(serializers.ModelSerializer):
+    my_permissions = serializers.SerializerMethodField()
+
+    class Meta:
+        model = FeatureState
+        fields = ["id", "feature", "environment", "enabled", "value", "version", "updated_at"]
+        fields += ["my_permissions"]
+
+    def get_my_permissions(self, state: FeatureState) -> list[str]:
+        return self.context["my_permissions"][state.pk]
+
+
+class NaiveFeatureStateList(APIView):
+    share_policy = False
+
+    def get(self, request: Request, api_key: str) -> Response:
+        environment = environment_or_404(request, api_key)
+        states = (
+            FeatureState.objects.filter(environment=environment, segment_override__isnull=True)
+            .select_related("feature")
+            .order_by("feature__name", "id")  # as the real list
+        )
+        paginator = PageNumberPagination()
+        page: Any = paginator.paginate_queryset(states, request, view=self)
+        user = request.user
+        mine: dict[int, list[str]] = {}
+        for state in page:
+            if not self.share_policy:
+                engine.forget(user)  # nothing carried over from the previous object
+            mine[state.pk] = [
+                key
+                for key in ENVIRONMENT_KEYS
+                if engine.allowed(user, key, environment, state.feature)
+            ]
+        data = NaiveFeatureStateSerializer(page, many=True, context={"my_permissions": mine}).data
+        return paginator.get_paginated_response(data)
+
+
+class NaiveMemoFeatureStateList(NaiveFeatureStateList):
+    share_policy = True

@@ -33,6 +33,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal, cast
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -119,7 +120,27 @@ class Policy:
     environments: Mapping[int, ScopeRights]
     # environment id -> project id, for every environment the principal holds anything on
     environment_projects: Mapping[int, int]
-    entries: tuple[EntryRecord, ...] = ()
+    # (grant id, project id, environment id, admin, key, user id, group id, role id) → tags;
+    # turned into EntryRecords only when a report (explain, details) asks for them.
+    entry_rows: Mapping[tuple[Any, ...], frozenset[int]] = field(default_factory=dict)
+
+    @cached_property
+    def entries(self) -> tuple[EntryRecord, ...]:
+        """The applicable entries one by one, with where they came from (for reports)."""
+        return tuple(
+            EntryRecord(
+                grant_id=g,
+                project_id=p,
+                environment_id=e,
+                admin=a,
+                key=k,
+                tags=tags,
+                user_id=u,
+                group_id=gr,
+                role_id=r,
+            )
+            for (g, p, e, a, k, u, gr, r), tags in self.entry_rows.items()
+        )
 
     # -- admin ---------------------------------------------------------------------------
     def is_project_admin(self, project_id: int | None) -> bool:
@@ -241,55 +262,61 @@ def _load_rows(
         f"FROM {grant} g LEFT JOIN {entry} e ON e.grant_id = g.id "
         f"LEFT JOIN {entry_tag} et ON et.entry_id = e.id"
     )
-    roles = _t(Role)
+    roles, assignments = _t(Role), _t(RoleAssignment)
+    # Every grant has exactly one principal, so the branches below are disjoint; each is its
+    # own SELECT so the database can use the (organisation, user|group|role) index of each
+    # path instead of scanning the organisation's grants with an OR.
+    grants_sql = f"SELECT 1, {columns} {joins} WHERE g.organisation_id = {org_sql} AND "
+    # A role counts only in its own organisation, whatever rows reference it.
+    own_role = f"JOIN {roles} r ON r.id = ra.role_id WHERE r.organisation_id = {org_sql}"
+    parts: list[tuple[str, list[Any]]]
     if isinstance(principal, OrganisationAPIKey):
-        assignments = _t(RoleAssignment)
-        sql = (
-            f"SELECT 0, o.id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL "
-            f"FROM {organisations} o WHERE o.id = {org_sql} "
-            f"UNION ALL "
-            f"SELECT 1, {columns} {joins} WHERE g.organisation_id = {org_sql} AND g.role_id IN "
-            f"(SELECT ra.role_id FROM {assignments} ra JOIN {roles} r ON r.id = ra.role_id "
-            f"WHERE r.organisation_id = {org_sql} AND ra.api_key_id = %s)"
-        )
-        params: list[Any] = [*org_params, *org_params, *org_params, principal.pk]
-        membership_role = None
+        parts = [
+            (
+                f"SELECT 0, o.id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL "
+                f"FROM {organisations} o WHERE o.id = {org_sql}",
+                [*org_params],
+            ),
+            (
+                f"{grants_sql} g.role_id IN (SELECT ra.role_id FROM {assignments} ra "
+                f"{own_role} AND ra.api_key_id = %s)",
+                [*org_params, *org_params, principal.pk],
+            ),
+        ]
     else:
+        uid = principal.pk
         membership = _t(OrganisationMembership)
-        group_members = _t(UserGroup.users.through)
-        groups = _t(UserGroup)
-        assignments = _t(RoleAssignment)
-        # The user's groups *of this organisation*: a group or role of another organisation
-        # never counts, whatever rows reference it.
+        group_members, groups = _t(UserGroup.users.through), _t(UserGroup)
+        # The user's groups *of this organisation*: a group of another organisation never
+        # counts, whatever rows reference it.
         user_groups = (
             f"SELECT gm.usergroup_id FROM {group_members} gm JOIN {groups} ug "
             f"ON ug.id = gm.usergroup_id WHERE gm.user_id = %s AND ug.organisation_id = {org_sql}"
         )
-        sql = (
-            f"SELECT 0, o.id, NULL, NULL, NULL, NULL, m.role, NULL, NULL, NULL, NULL "
-            f"FROM {organisations} o LEFT JOIN {membership} m "
-            f"ON m.organisation_id = o.id AND m.user_id = %s WHERE o.id = {org_sql} "
-            f"UNION ALL "
-            f"SELECT 1, {columns} {joins} WHERE g.organisation_id = {org_sql} AND ("
-            f"g.user_id = %s OR g.group_id IN ({user_groups}) OR g.role_id IN ("
-            f"SELECT ra.role_id FROM {assignments} ra JOIN {roles} r ON r.id = ra.role_id "
-            f"WHERE r.organisation_id = {org_sql} AND (ra.user_id = %s "
-            f"OR ra.group_id IN ({user_groups}))))"
-        )
-        uid = principal.pk
-        params = [
-            uid,
-            *org_params,
-            *org_params,
-            uid,
-            uid,
-            *org_params,
-            *org_params,
-            uid,
-            uid,
-            *org_params,
+        user_groups_params = [uid, *org_params]
+        parts = [
+            (
+                f"SELECT 0, o.id, NULL, NULL, NULL, NULL, m.role, NULL, NULL, NULL, NULL "
+                f"FROM {organisations} o LEFT JOIN {membership} m "
+                f"ON m.organisation_id = o.id AND m.user_id = %s WHERE o.id = {org_sql}",
+                [uid, *org_params],
+            ),
+            (f"{grants_sql} g.user_id = %s", [*org_params, uid]),
+            (
+                f"{grants_sql} g.group_id IN ({user_groups})",
+                [*org_params, *user_groups_params],
+            ),
+            (
+                f"{grants_sql} g.role_id IN ("
+                f"SELECT ra.role_id FROM {assignments} ra {own_role} AND ra.user_id = %s "
+                f"UNION SELECT ra.role_id FROM {assignments} ra {own_role} "
+                f"AND ra.group_id IN ({user_groups}))",
+                [*org_params, *org_params, uid, *org_params, *user_groups_params],
+            ),
         ]
-        membership_role = None
+    sql = " UNION ALL ".join(part for part, _ in parts)
+    params: list[Any] = [param for _, part_params in parts for param in part_params]
+    membership_role = None
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         raw = cursor.fetchall()
@@ -327,50 +354,32 @@ def _build_policy(
         tags = entry_tags[ident]
         if tag_id is not None:
             tags.add(tag_id)
-    entries = tuple(
-        EntryRecord(
-            grant_id=g,
-            project_id=p,
-            environment_id=e,
-            admin=a,
-            key=k,
-            tags=frozenset(tags),
-            user_id=u,
-            group_id=gr,
-            role_id=r,
-        )
-        for (g, p, e, a, k, u, gr, r), tags in entry_tags.items()
-    )
-
     organisation_keys: set[str] = set()
     admin_scopes: set[tuple[Level, int]] = set()
     untagged: dict[tuple[Level, int], set[str]] = defaultdict(set)
     tagged: dict[tuple[Level, int], dict[str, set[int]]] = defaultdict(lambda: defaultdict(set))
     touched: set[tuple[Level, int]] = set()
     environment_projects: dict[int, int] = {}
-    for entry in entries:
-        level = entry.level
-        if level == Level.ORGANISATION:
-            if entry.key is not None:
-                organisation_keys.add(entry.key)
+    # The hot path of a cold decision: plain tuples, no per-entry objects.
+    for (_, project_id, env_id, admin, key, _, _, _), entry_tag_ids in entry_tags.items():
+        if project_id is None:  # organisation level
+            if key is not None:
+                organisation_keys.add(key)
             continue
-        scope_id = entry.environment_id if level == Level.ENVIRONMENT else entry.project_id
-        assert scope_id is not None
-        scope = (level, scope_id)
-        if entry.key is None and not entry.admin:
+        if key is None and not admin:
             continue  # a grant with no key and no admin holds nothing, and shows nothing
+        scope = (Level.ENVIRONMENT, env_id) if env_id is not None else (Level.PROJECT, project_id)
         touched.add(scope)
-        if level == Level.ENVIRONMENT:
-            assert entry.project_id is not None and entry.environment_id is not None
-            environment_projects[entry.environment_id] = entry.project_id
-        if entry.admin:
+        if env_id is not None:
+            environment_projects[env_id] = project_id
+        if admin:
             admin_scopes.add(scope)
-        if entry.key is None:
+        if key is None:
             continue
-        if entry.tags:
-            tagged[scope][entry.key] |= entry.tags
+        if entry_tag_ids:
+            tagged[scope][key] |= entry_tag_ids
         else:
-            untagged[scope].add(entry.key)
+            untagged[scope].add(key)
 
     def rights(level: Level) -> dict[int, ScopeRights]:
         return {
@@ -391,7 +400,7 @@ def _build_policy(
         projects=rights(Level.PROJECT),
         environments=rights(Level.ENVIRONMENT),
         environment_projects=environment_projects,
-        entries=entries,
+        entry_rows={ident: frozenset(tags) for ident, tags in entry_tags.items()},
     )
 
 

@@ -26,11 +26,11 @@ class AuditLogEntryAdmin(ReadOnlyAdmin):
         "project_id",
         "environment_id",
     ]
-    list_filter = ["action", "object_type", "organisation"]
+    list_filter = ["action", "object_type", ("organisation", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["organisation"]
     search_fields = ["actor_name", "object_type", "object_id"]
     date_hierarchy = "created_at"
-    fields = [
+    readonly_fields = (
         "created_at",
         "organisation",
         "project_id",
@@ -43,8 +43,8 @@ class AuditLogEntryAdmin(ReadOnlyAdmin):
         "object_id",
         "before_json",
         "after_json",
-    ]
-    readonly_fields = fields
+    )
+    fields = readonly_fields
 
     @staticmethod
     def _json(value: Any) -> str:

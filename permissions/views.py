@@ -14,7 +14,11 @@ from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import status
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.request import Request
@@ -181,6 +185,8 @@ class ExplainView(APIView):
             ),
         ],
         responses={
+            # Without `permission`, a plain list of these (API.md): the schema says
+            # oneOf(Explain, [Explain]) through tagwarden.schema.explain_one_or_many.
             200: ExplainSerializer,
             400: BAD_REQUEST,
             401: UNAUTHENTICATED,

@@ -12,6 +12,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import ProtectedError, RestrictedError
+from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -46,6 +47,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         )
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied(str(exc) or None)
+    elif isinstance(exc, Http404):
+        # One shape for every 404, whatever raised it: {"detail", "code": "not_found"}.
+        exc = exceptions.NotFound()
 
     response = drf_exception_handler(exc, context)
     if response is not None and isinstance(exc, exceptions.APIException):
@@ -53,3 +57,13 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         if isinstance(data, dict) and "detail" in data and "code" not in data:
             data["code"] = getattr(exc.detail, "code", None) or exc.default_code
     return response
+
+
+def api_not_found(request: HttpRequest, exception: Exception | None = None) -> Any:
+    """handler404: paths under /api/ that match no route answer JSON like every API 404;
+    the rest of the site keeps Django's page."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Not found.", "code": "not_found"}, status=404)
+    from django.views.defaults import page_not_found
+
+    return page_not_found(request, exception or Http404())

@@ -29,3 +29,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_patterns)),
 ]
+
+handler404 = "tagwarden.exceptions.api_not_found"

@@ -17,7 +17,11 @@ from rest_framework.response import Response
     responses={
         200: inline_serializer("TokenResponse", {"key": serializers.CharField()}),
         400: inline_serializer(
-            "LoginError", {"non_field_errors": serializers.ListField(child=serializers.CharField())}
+            "LoginError",
+            {
+                name: serializers.ListField(child=serializers.CharField(), required=False)
+                for name in ("username", "password", "non_field_errors")
+            },
         ),
     },
 )

@@ -34,14 +34,29 @@ def test_same_user_object_across_requests__grant_given__next_request_allowed():
     assert client.get(url).status_code == 200
 
 
-def test_within_one_request__repeated_decision__memoised(django_assert_num_queries):
+@pytest.fixture
+def request_boundaries():
+    """Send request_started as a new request does, without Django's close_old_connections
+    (which would close PostgreSQL's test transaction)."""
+    from django.db import close_old_connections
+
+    request_started.disconnect(close_old_connections)
+    try:
+        yield lambda: request_started.send(sender=None)
+    finally:
+        request_started.connect(close_old_connections)
+
+
+def test_within_one_request__repeated_decision__memoised(
+    django_assert_num_queries, request_boundaries
+):
     env = f.EnvironmentFactory()
     user = f.member(env.project.organisation)
     f.grant(user, env, [VIEW_ENVIRONMENT])
-    request_started.send(sender=None)
+    request_boundaries()
     with django_assert_num_queries(1):
         assert engine.allowed(user, VIEW_ENVIRONMENT, env)
         assert engine.allowed(user, VIEW_ENVIRONMENT, env)
-    request_started.send(sender=None)  # the next request loads afresh
+    request_boundaries()  # the next request loads afresh
     with django_assert_num_queries(1):
         assert engine.allowed(user, VIEW_ENVIRONMENT, env)

@@ -1,0 +1,74 @@
+"""Helpers of the security suite (never widen, isolation, fuzzing, concurrency).
+
+Access checks here never trust a principal object that has already decided something: the
+engine memoises policies on the principal (and `force_authenticate` reuses one object across
+requests), so every "is the access gone?" question is asked of a principal reloaded from the
+database, and HTTP checks authenticate for real (a token, or the API key header), the way a
+production request does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from environments.models import Environment
+from features.models import Feature, FeatureState
+from organisations.models import OrganisationAPIKey
+from permissions import engine
+
+User = get_user_model()
+
+
+def fresh(principal: Any) -> Any:
+    """The principal reloaded from the database: no memoised policy, current flags."""
+    if isinstance(principal, OrganisationAPIKey):
+        return OrganisationAPIKey.objects.get(pk=principal.pk)
+    return User.objects.get(pk=principal.pk)
+
+
+def fresh_feature(feature: Feature) -> Feature:
+    return Feature.objects.prefetch_related("tags").get(pk=feature.pk)
+
+
+def allowed(principal: Any, key: str, scope: Any, feature: Feature | None = None) -> bool:
+    """The engine's decision for a freshly loaded principal (and feature)."""
+    return engine.allowed(
+        fresh(principal), key, scope, feature=fresh_feature(feature) if feature else None
+    )
+
+
+def token_client(principal: Any) -> APIClient:
+    """A client that authenticates on every request like production does: `Token` for users,
+    `Api-Key` for organisation API keys (the factory leaves the plain key on `plain_key`)."""
+    client = APIClient()
+    plain_key = getattr(principal, "plain_key", None)
+    if plain_key is not None:
+        client.credentials(HTTP_AUTHORIZATION=f"Api-Key {plain_key}")
+    else:
+        token, _ = Token.objects.get_or_create(user_id=principal.pk)
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+def default_state(feature: Feature, environment: Environment) -> FeatureState:
+    return FeatureState.objects.get(
+        feature=feature, environment=environment, segment_override__isnull=True
+    )
+
+
+def state_url(feature: Feature, environment: Environment) -> str:
+    state = default_state(feature, environment)
+    return f"/api/v1/environments/{environment.api_key}/featurestates/{state.pk}/"
+
+
+def toggle(principal: Any, feature: Feature, environment: Environment) -> int:
+    """PATCH the feature's default state through HTTP (real authentication); the status."""
+    state = default_state(feature, environment)
+    response = token_client(principal).patch(
+        state_url(feature, environment), {"enabled": not state.enabled}, format="json"
+    )
+    return response.status_code

@@ -16,7 +16,7 @@ from audit.models import AuditLogEntry
 from audit.serializers import AuditLogEntrySerializer
 from permissions import catalogue as keys
 from permissions.drf import ADMIN, organisation_or_404, project_or_404
-from projects.views import BAD_REQUEST, FORBIDDEN, NOT_FOUND, UNAUTHENTICATED, ActionViewSet
+from tagwarden.api import BAD_REQUEST, FORBIDDEN, NOT_FOUND, UNAUTHENTICATED, ActionViewSet
 
 ERRORS = {400: BAD_REQUEST, 401: UNAUTHENTICATED, 403: FORBIDDEN, 404: NOT_FOUND}
 

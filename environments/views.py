@@ -20,7 +20,7 @@ from environments.serializers import (
 from permissions import catalogue as keys
 from permissions import engine
 from permissions.drf import ADMIN, VIEW, environment_or_404, require
-from projects.views import (
+from tagwarden.api import (
     BAD_REQUEST,
     DELETE_ERRORS,
     FORBIDDEN,

@@ -12,14 +12,12 @@ services check them, through the engine, in the order DESIGN.md §7 fixes.
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 from django.db.models import QuerySet
 from django.http import Http404
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
-    OpenApiResponse,
     extend_schema,
     extend_schema_view,
 )
@@ -28,7 +26,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
-from audit.services import Actor
 from environments.models import Environment
 from features import state_selectors as selectors
 from features import state_services as services
@@ -46,22 +43,17 @@ from features.state_serializers import (
 )
 from permissions import catalogue as keys
 from permissions.drf import VIEW, environment_or_404, require
-from projects.serializers import ErrorResponseSerializer
-from projects.views import ActionViewSet
+from tagwarden.api import BAD_REQUEST, UNAUTHENTICATED, ActionViewSet, actor_of, error_response
 
 # --------------------------------------------------------------------------------------
 # Schema helpers
 # --------------------------------------------------------------------------------------
 
 
-def _error(description: str) -> OpenApiResponse:
-    return OpenApiResponse(ErrorResponseSerializer, description=description)
-
-
-_BAD_REQUEST = OpenApiResponse(OpenApiTypes.OBJECT, description='Invalid input: {"field": [...]}')
-_UNAUTHENTICATED = _error("No credentials.")
-_NOT_FOUND = _error("Not found, or the caller may not view the environment.")
-_FORBIDDEN = _error("The caller may view the environment but not do this.")
+_BAD_REQUEST = BAD_REQUEST
+_UNAUTHENTICATED = UNAUTHENTICATED
+_NOT_FOUND = error_response("Not found, or the caller may not view the environment.")
+_FORBIDDEN = error_response("The caller may view the environment but not do this.")
 _READ_ERRORS = {401: _UNAUTHENTICATED, 404: _NOT_FOUND}
 _LIST_ERRORS = {400: _BAD_REQUEST, **_READ_ERRORS}
 
@@ -77,9 +69,7 @@ _ORDERING = OpenApiParameter(
 )
 
 
-def _actor(request: Request) -> Actor:
-    """The authenticated principal: a user, or the organisation API key itself."""
-    return cast(Actor, request.user)
+_actor = actor_of
 
 
 class EnvironmentScopedViewSet(ActionViewSet):
@@ -118,12 +108,12 @@ class EnvironmentScopedViewSet(ActionViewSet):
 _STATE_PATCH_ERRORS = {
     400: _BAD_REQUEST,
     401: _UNAUTHENTICATED,
-    403: _error(
+    403: error_response(
         "No UPDATE_FEATURE_STATE on this feature (`permission_denied`), or change requests "
         "are on in this environment (`change_request_required`, admins included)."
     ),
     404: _NOT_FOUND,
-    409: _error("`stale`: the `version` sent is not the current one."),
+    409: error_response("`stale`: the `version` sent is not the current one."),
 }
 
 
@@ -190,7 +180,7 @@ class FeatureStateViewSet(EnvironmentScopedViewSet):
 _OVERRIDE_WRITE_ERRORS = {
     400: _BAD_REQUEST,
     401: _UNAUTHENTICATED,
-    403: _error(
+    403: error_response(
         "No MANAGE_SEGMENT_OVERRIDES on this feature (`permission_denied`), or change "
         "requests are on and enabled/value would change (`change_request_required`)."
     ),
@@ -311,11 +301,11 @@ class SegmentOverrideViewSet(EnvironmentScopedViewSet):
 # Change requests
 # --------------------------------------------------------------------------------------
 
-_CR_FORBIDDEN = _error(
+_CR_FORBIDDEN = error_response(
     "`permission_denied` (a key missing on one of the features, not the author, ...) or "
     "`cannot_approve_own`."
 )
-_CR_ALREADY_COMMITTED = _error("`already_committed`: the change request is not open.")
+_CR_ALREADY_COMMITTED = error_response("`already_committed`: the change request is not open.")
 _CR_ERRORS = {
     401: _UNAUTHENTICATED,
     403: _CR_FORBIDDEN,
@@ -435,9 +425,9 @@ class ChangeRequestViewSet(EnvironmentScopedViewSet):
         request=None,
         responses={
             200: ChangeRequestSerializer,
-            400: _error("`not_enough_approvals`."),
+            400: error_response("`not_enough_approvals`."),
             **_CR_ERRORS,
-            409: _error("`already_committed`, or `stale`."),
+            409: error_response("`already_committed`, or `stale`."),
         },
     )
     def commit(self, request: Request, api_key: str, pk: int) -> Response:

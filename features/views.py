@@ -25,14 +25,8 @@ from features.serializers import (
 )
 from permissions import catalogue as keys
 from permissions.drf import VIEW
-from projects.views import (
-    DELETE_ERRORS,
-    LIST_ERRORS,
-    READ_ERRORS,
-    WRITE_ERRORS,
-    ProjectScopedViewSet,
-    actor_of,
-)
+from projects.views import ProjectScopedViewSet
+from tagwarden.api import DELETE_ERRORS, LIST_ERRORS, READ_ERRORS, WRITE_ERRORS, actor_of
 
 _ORDERING = OpenApiParameter(
     "ordering", str, description="name, created_at or id; prefix with - to reverse."

@@ -19,7 +19,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
-from audit.services import Actor
 from organisations import selectors, services
 from organisations.models import (
     Organisation,
@@ -49,7 +48,7 @@ from organisations.serializers import (
     UserAssignmentSerializer,
 )
 from permissions.drf import ADMIN, VIEW, organisation_or_404
-from projects.views import (
+from tagwarden.api import (
     BAD_REQUEST,
     DELETE_ERRORS,
     FORBIDDEN,
@@ -59,12 +58,7 @@ from projects.views import (
     WRITE_ERRORS,
     ActionViewSet,
 )
-
-
-def actor(request: Request) -> Actor:
-    """The authenticated principal (a user or an API key) as the services' actor."""
-    return cast(Actor, request.user)
-
+from tagwarden.api import actor_of as actor
 
 ADMIN_READ_ERRORS = {401: UNAUTHENTICATED, 403: FORBIDDEN, 404: READ_ERRORS[404]}
 ADMIN_LIST_ERRORS = {400: BAD_REQUEST, **ADMIN_READ_ERRORS}

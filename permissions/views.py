@@ -60,7 +60,7 @@ from permissions.serializers import (
     UserGrantSerializer,
     UserScopeGrantSerializer,
 )
-from projects.views import (
+from tagwarden.api import (
     BAD_REQUEST,
     DELETE_ERRORS,
     FORBIDDEN,

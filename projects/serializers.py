@@ -11,13 +11,7 @@ from rest_framework import serializers
 from organisations.models import Organisation
 from permissions import engine
 from projects.models import DEFAULT_TAG_COLOR, Project, Tag
-
-
-class ErrorResponseSerializer(serializers.Serializer):
-    """`{"detail", "code"}`: every error that is not a 400 (API.md Conventions)."""
-
-    detail = serializers.CharField()
-    code = serializers.CharField()
+from tagwarden.api import ErrorResponseSerializer
 
 
 class TagInUseSerializer(ErrorResponseSerializer):

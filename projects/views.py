@@ -6,25 +6,21 @@ the engine's (through permissions.drf); rules about protected tags live in the s
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 from django.db.models import QuerySet
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import permissions, status, viewsets
-from rest_framework.exceptions import MethodNotAllowed
+from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
-from audit.services import Actor
 from permissions import catalogue as keys
-from permissions.drf import ADMIN, VIEW, ScopedActionPermission, project_or_404, require
+from permissions.drf import ADMIN, VIEW, project_or_404, require
 from projects import selectors, services
 from projects.filters import ProjectFilter, TagFilter
 from projects.models import Project, Tag
 from projects.serializers import (
-    ErrorResponseSerializer,
     ProjectCreateSerializer,
     ProjectSerializer,
     ProjectUpdateSerializer,
@@ -32,45 +28,17 @@ from projects.serializers import (
     TagSerializer,
     TagWriteSerializer,
 )
-
-
-def actor_of(request: Request) -> Actor:
-    """The authenticated principal (a user or an organisation API key) as a service actor."""
-    return cast(Actor, request.user)
-
-
-def _error(description: str) -> OpenApiResponse:
-    return OpenApiResponse(ErrorResponseSerializer, description=description)
-
-
-BAD_REQUEST = OpenApiResponse(OpenApiTypes.OBJECT, description='Invalid input: {"field": [...]}')
-UNAUTHENTICATED = _error("No credentials.")
-FORBIDDEN = _error("The caller may view the scope but not do this.")
-NOT_FOUND = _error("Not found, or the caller may not view it.")
-READ_ERRORS = {401: UNAUTHENTICATED, 404: NOT_FOUND}
-LIST_ERRORS = {400: BAD_REQUEST, **READ_ERRORS}
-WRITE_ERRORS = {400: BAD_REQUEST, 401: UNAUTHENTICATED, 403: FORBIDDEN, 404: NOT_FOUND}
-DELETE_ERRORS = {401: UNAUTHENTICATED, 403: FORBIDDEN, 404: NOT_FOUND}
-
-
-class ActionViewSet(viewsets.GenericViewSet):
-    """A method the route does not map is a 405 (not a 403 from the permission class, which
-    denies unmapped actions); OPTIONS only needs authentication."""
-
-    action_requirements: dict[str, str] = {}
-    #: actions checked by authentication alone (their handlers check what they need)
-    authenticated_actions: tuple[str, ...] = ()
-
-    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        method = (request.method or "").lower()
-        if method != "options" and method not in getattr(self, "action_map", {}):
-            raise MethodNotAllowed(request.method or "")
-        super().initial(request, *args, **kwargs)
-
-    def get_permissions(self) -> list[Any]:
-        if self.action is None or self.action in self.authenticated_actions:
-            return [permissions.IsAuthenticated()]
-        return [ScopedActionPermission()]
+from tagwarden.api import (
+    BAD_REQUEST,
+    DELETE_ERRORS,
+    FORBIDDEN,
+    LIST_ERRORS,
+    READ_ERRORS,
+    UNAUTHENTICATED,
+    WRITE_ERRORS,
+    ActionViewSet,
+    actor_of,
+)
 
 
 class ProjectScopedViewSet(ActionViewSet):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, models, transaction
 
 from audit.models import AuditAction
 from audit.services import Actor, audit_record
@@ -42,6 +42,19 @@ def organisation_create(*, name: str, creator: AbstractBaseUser | None) -> Organ
     return organisation
 
 
+M = TypeVar("M", bound=models.Model)
+
+
+def _create_unique(model: type[M], *, field: str, message: str, **values: Any) -> M:
+    """Create a row whose uniqueness was checked just before: a concurrent request that won
+    the race between check and insert gets the same 400 on `field`, not a 500."""
+    try:
+        with transaction.atomic():
+            return model._default_manager.create(**values)
+    except IntegrityError:
+        raise ValidationError({field: [message]}) from None
+
+
 def membership_create(
     *,
     organisation: Organisation,
@@ -56,8 +69,13 @@ def membership_create(
             organisation=organisation, user_id=user.pk
         ).exists():
             raise ValidationError({"user": ["This user is already a member."]})
-        membership = OrganisationMembership.objects.create(
-            organisation=organisation, user_id=user.pk, role=role
+        membership = _create_unique(
+            OrganisationMembership,
+            field="user",
+            message="This user is already a member.",
+            organisation=organisation,
+            user_id=user.pk,
+            role=role,
         )
         audit_record(
             actor=actor,
@@ -81,7 +99,13 @@ def group_create(
     if UserGroup.objects.filter(organisation=organisation, name__iexact=name).exists():
         raise ValidationError({"name": ["A group with this name already exists."]})
     with transaction.atomic():
-        group = UserGroup.objects.create(organisation=organisation, name=name)
+        group = _create_unique(
+            UserGroup,
+            field="name",
+            message="A group with this name already exists.",
+            organisation=organisation,
+            name=name,
+        )
         group.users.set(cast(Any, users))
         audit_record(
             actor=actor,
@@ -99,7 +123,14 @@ def role_create(
     if Role.objects.filter(organisation=organisation, name__iexact=name).exists():
         raise ValidationError({"name": ["A role with this name already exists."]})
     with transaction.atomic():
-        role = Role.objects.create(organisation=organisation, name=name, description=description)
+        role = _create_unique(
+            Role,
+            field="name",
+            message="A role with this name already exists.",
+            organisation=organisation,
+            name=name,
+            description=description,
+        )
         audit_record(
             actor=actor,
             action=AuditAction.CREATED,

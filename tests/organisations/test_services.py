@@ -346,3 +346,33 @@ def test_api_key_create__two_keys__distinct_integer_ids_and_keys(
     assert a.pk != b.pk and key_a != key_b
     assert OrganisationAPIKey.objects.get_from_key(key_a) == a
     assert OrganisationAPIKey.objects.get_from_key(key_b) == b
+
+
+@pytest.mark.parametrize("kind", ["group", "role", "membership"])
+def test_create__duplicate_slips_past_the_check__400_not_integrity_error(
+    organisation: Any, org_admin: Any, kind: str, monkeypatch: Any
+) -> None:
+    """A concurrent request that inserts between the existence check and the insert."""
+    from django.db.models import QuerySet
+
+    from organisations import services
+
+    user = f.member(organisation) if kind != "membership" else f.UserFactory()
+    if kind == "group":
+        services.group_create(organisation=organisation, name="QA", actor=org_admin)
+        call = lambda: services.group_create(organisation=organisation, name="QA", actor=org_admin)  # noqa: E731
+        field = "name"
+    elif kind == "role":
+        services.role_create(organisation=organisation, name="QA", actor=org_admin)
+        call = lambda: services.role_create(organisation=organisation, name="QA", actor=org_admin)  # noqa: E731
+        field = "name"
+    else:
+        services.membership_create(organisation=organisation, user=user, actor=org_admin)
+        call = lambda: services.membership_create(  # noqa: E731
+            organisation=organisation, user=user, actor=org_admin
+        )
+        field = "user"
+    monkeypatch.setattr(QuerySet, "exists", lambda self: False)  # the check loses the race
+    with pytest.raises(ValidationError) as excinfo:
+        call()
+    assert list(excinfo.value.message_dict) == [field]

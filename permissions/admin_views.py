@@ -26,7 +26,7 @@ from django.utils.safestring import SafeString, mark_safe
 
 from environments.models import Environment
 from features.models import Feature
-from organisations.models import MembershipRole, OrganisationMembership, Role, UserGroup
+from organisations.models import OrganisationMembership, Role, UserGroup
 from permissions import engine
 from permissions.admin_forms import ExplainForm, environment_label
 from permissions.catalogue import CATALOGUE, KEYS_BY_LEVEL, TAG_SUPPORTED_KEYS, Level
@@ -70,7 +70,7 @@ def member_policies(organisation_id: int, users: Sequence[Any]) -> dict[int, eng
 @dataclass(frozen=True)
 class MatrixRow:
     user: Any
-    role: str
+    organisation_admin: bool
     environment_admin: bool
     # one bit per MATRIX_KEYS entry, per feature (in the order of the columns)
     masks: list[int]
@@ -107,7 +107,7 @@ def matrix_rows(
         rows.append(
             MatrixRow(
                 user=membership.user,
-                role=membership.role,
+                organisation_admin=policy.is_organisation_admin,
                 environment_admin=policy.is_environment_admin(project_id, environment_id),
                 masks=[table[t] for t in feature_tags],
             )
@@ -144,7 +144,7 @@ def _render_body(rows: Sequence[MatrixRow], keys: Sequence[str]) -> SafeString:
     out = []
     for row in rows:
         badge = ""
-        if row.role == MembershipRole.ADMIN:
+        if row.organisation_admin:
             badge = ' <span class="pm-badge">org admin</span>'
         elif row.environment_admin:
             badge = ' <span class="pm-badge">env admin</span>'

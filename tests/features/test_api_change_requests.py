@@ -33,17 +33,11 @@ from tests.features.test_api_feature_states import (
     audit_entries,
     default_state,
     env_url,
-    fast_hasher,
     role_principal,
     user_with,
 )
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings: Any) -> None:
-    fast_hasher(settings)
 
 
 def url(environment: Any, change_request: Any | None = None, action: str = "") -> str:

@@ -36,15 +36,6 @@ ENVIRONMENT_KEYS = sorted(KEYS_BY_LEVEL["environment"])
 # --------------------------------------------------------------------------------------
 
 
-def fast_hasher(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings: Any) -> None:
-    fast_hasher(settings)
-
-
 def env_url(environment: Any, suffix: str = "") -> str:
     return f"/api/v1/environments/{environment.api_key}/{suffix}"
 

@@ -20,17 +20,11 @@ from tests.conftest import client_for
 from tests.features.test_api_feature_states import (
     audit_entries,
     env_url,
-    fast_hasher,
     role_principal,
     user_with,
 )
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings: Any) -> None:
-    fast_hasher(settings)
 
 
 def url(environment: Any, feature: Any, override: Any | None = None) -> str:

@@ -36,18 +36,12 @@ from tests.conftest import client_for
 from tests.features.test_api_feature_states import (
     default_state,
     env_url,
-    fast_hasher,
     role_principal,
 )
 
 pytestmark = pytest.mark.django_db
 
 VIAS = ["user", "group", "api_key"]
-
-
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings: Any) -> None:
-    fast_hasher(settings)
 
 
 @dataclass

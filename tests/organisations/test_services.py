@@ -31,11 +31,6 @@ from tests import factories as f
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def audit_actions() -> list[tuple[str, str]]:
     return sorted(AuditLogEntry.objects.values_list("object_type", "action"))
 

@@ -504,11 +504,6 @@ def check_principal(w: World, rows: Rows, p: tuple[str, int], principal: Any) ->
                     assert blocked == ref_blocked(w, p, key, ref_scope[1], i), (fctx, explained)
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.mark.django_db
 @settings(
     max_examples=EXAMPLES,

@@ -33,11 +33,6 @@ PROJECT_KEYS = list(KEYS_BY_LEVEL[Level.PROJECT])
 ORG_KEYS = list(KEYS_BY_LEVEL[Level.ORGANISATION])
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def fresh(principal: Any) -> Any:
     return type(principal).objects.get(pk=principal.pk)
 

@@ -25,11 +25,6 @@ pytestmark = pytest.mark.django_db
 LEVELS = ("organisation", "project", "environment")
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @contextmanager
 def rejected_by_db() -> Iterator[None]:
     """The block must fail with IntegrityError; the savepoint keeps the test's transaction

@@ -29,11 +29,6 @@ pytestmark = pytest.mark.django_db
 E = EntryInput
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 class World:
     def __init__(self) -> None:
         self.organisation = f.OrganisationFactory()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, User
@@ -40,7 +43,7 @@ def audit_record(
         return None
     actor_user = actor if isinstance(actor, User) else None
     actor_api_key = actor if isinstance(actor, OrganisationAPIKey) else None
-    return AuditLogEntry.objects.create(
+    entry = AuditLogEntry.objects.create(
         organisation_id=organisation_id,
         project_id=project_id,
         environment_id=environment_id,
@@ -54,3 +57,35 @@ def audit_record(
         before=before,
         after=after,
     )
+    captured = _captured.get()
+    if captured is not None:
+        captured.append(entry.pk)
+    return entry
+
+
+# The ids of the entries written inside `audit_capture()` (per thread and task).
+_captured: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
+    "tagwarden_audit_captured", default=None
+)
+
+
+@contextlib.contextmanager
+def audit_capture() -> Iterator[list[int]]:
+    """Collect the ids of the audit entries written inside the block (impact previews attach
+    the change's impact to them)."""
+    entries: list[int] = []
+    token = _captured.set(entries)
+    try:
+        yield entries
+    finally:
+        _captured.reset(token)
+
+
+def audit_entries_attach_impact(*, entries: list[int], impact: dict[str, Any]) -> None:
+    """Store the impact summary of a change on the entries it wrote.
+
+    Only in the transaction that wrote them: completing an entry is part of writing it, so
+    the append-only guard (which refuses every later update) is bypassed here and nowhere else.
+    """
+    queryset = AuditLogEntry.objects.filter(pk__in=entries, impact__isnull=True)
+    models.QuerySet.update(queryset, impact=impact)

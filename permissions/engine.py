@@ -214,6 +214,110 @@ class Policy:
             feature_tags=feature_tags,
         )
 
+    def key_state(
+        self, key: str, *, project_id: int | None = None, environment_id: int | None = None
+    ) -> KeyState:
+        """Everything `decide` reads for one key on one scope, feature aside.
+
+        Two policies with equal key states decide identically on every feature of the scope;
+        impact previews compare key states, and decide many features at once with
+        `FeatureIndex.reached`.
+        """
+        if not self.is_member:
+            return _NOTHING
+        if self.is_organisation_admin:
+            return _ADMIN
+        level = CATALOGUE[key].level
+        if level == Level.ORGANISATION:
+            return _UNTAGGED if key in self.organisation_keys else _NOTHING
+        if level == Level.PROJECT:
+            admin = self.is_project_admin(project_id)
+            rights = self.rights_for(Level.PROJECT, project_id)
+        else:
+            admin = self.is_environment_admin(project_id, environment_id)
+            rights = self.rights_for(Level.ENVIRONMENT, environment_id)
+        if admin:
+            return _ADMIN
+        if rights is None:
+            return _NOTHING
+        return KeyState(
+            admin=False, untagged=key in rights.untagged, tags=rights.tagged.get(key, _EMPTY)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class KeyState:
+    """What a policy holds for one key on one scope (see `Policy.key_state`)."""
+
+    admin: bool
+    untagged: bool
+    tags: frozenset[int]
+
+    def decides(self, key: str, feature_tags: FeatureTags | None = None) -> bool:
+        """The same decision as `Policy.decide` for this key, scope and feature."""
+        if self.admin:
+            return True
+        return entry_reaches(key, untagged=self.untagged, tags=self.tags, feature_tags=feature_tags)
+
+
+_NOTHING = KeyState(admin=False, untagged=False, tags=_EMPTY)
+_ADMIN = KeyState(admin=True, untagged=False, tags=_EMPTY)
+_UNTAGGED = KeyState(admin=False, untagged=True, tags=_EMPTY)
+
+
+class FeatureIndex:
+    """The features of one project as bit sets, to decide a tag-supported key on all of them
+    at once: bit i stands for the i-th feature of `feature_ids`.
+
+    `reached(state)` is `entry_reaches` (rule 3 and the restricted-tag rule) applied to every
+    feature with a few integer operations per tag of the key state, instead of one decision
+    per feature. Indexes built over the same `feature_ids` (before and after a change) line
+    up bit for bit; a feature missing from one of them is reached by nobody in it.
+    """
+
+    __slots__ = ("_memo", "all", "by_restricted_tag", "by_tag", "restricted_any")
+
+    def __init__(self, feature_ids: Iterable[int], tags_of: Mapping[int, FeatureTags]) -> None:
+        self.all = 0
+        self.restricted_any = 0  # features carrying at least one restricted tag
+        self.by_tag: dict[int, int] = defaultdict(int)
+        self.by_restricted_tag: dict[int, int] = defaultdict(int)
+        self._memo: dict[KeyState, int] = {}
+        for position, feature_id in enumerate(feature_ids):
+            tags = tags_of.get(feature_id)
+            if tags is None:
+                continue
+            bit = 1 << position
+            self.all |= bit
+            if tags.restricted:
+                self.restricted_any |= bit
+            for tag_id in tags.tags:
+                self.by_tag[tag_id] |= bit
+            for tag_id in tags.restricted:
+                self.by_restricted_tag[tag_id] |= bit
+
+    def reached(self, state: KeyState) -> int:
+        """The features (a bit set) on which a tag-supported key held as `state` is allowed."""
+        cached = self._memo.get(state)
+        if cached is not None:
+            return cached
+        if state.admin:
+            result = self.all
+        else:
+            shares_tag = 0
+            shares_restricted_tag = 0
+            for tag_id in state.tags:
+                shares_tag |= self.by_tag.get(tag_id, 0)
+                shares_restricted_tag |= self.by_restricted_tag.get(tag_id, 0)
+            unrestricted = self.all & ~self.restricted_any
+            # Without restricted tags a feature is reached by an untagged entry or a shared
+            # tag; with restricted tags, only by naming one of them (DESIGN.md §5).
+            result = (unrestricted if state.untagged else unrestricted & shares_tag) | (
+                shares_restricted_tag
+            )
+        self._memo[state] = result
+        return result
+
 
 def entry_reaches(
     key: str, *, untagged: bool, tags: frozenset[int], feature_tags: FeatureTags | None
@@ -344,6 +448,15 @@ def _build_policy(
     else:
         is_member = membership_role is not None
         is_admin = membership_role == MembershipRole.ADMIN
+    return policy_from_rows(organisation_id, is_member=is_member, is_admin=is_admin, rows=rows)
+
+
+def policy_from_rows(
+    organisation_id: int, *, is_member: bool, is_admin: bool, rows: Iterable[tuple[Any, ...]]
+) -> Policy:
+    """A policy from its applicable grant rows, each `(grant id, project id, environment id,
+    admin, key, tag id, user id, group id, role id)` (one row per entry tag; `key` and `tag id`
+    None where absent). The loaders above and the impact previews' snapshots build with it."""
     if not is_member:
         return _non_member_policy(organisation_id)
 

@@ -3,16 +3,21 @@ responses every view documents in the OpenAPI schema."""
 
 from __future__ import annotations
 
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse
-from rest_framework import permissions, serializers, viewsets
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
+from rest_framework import permissions, serializers, status, viewsets
 from rest_framework.exceptions import MethodNotAllowed
 from rest_framework.request import Request
+from rest_framework.response import Response
 
 from audit.services import Actor
 from permissions.drf import ScopedActionPermission
+from permissions.impact import Impact, ImpactResponseSerializer, impact_apply, impact_preview
+
+T = TypeVar("T")
 
 
 class ErrorResponseSerializer(serializers.Serializer):
@@ -61,3 +66,55 @@ class ActionViewSet(viewsets.GenericViewSet):
         if self.action is None or self.action in self.authenticated_actions:
             return [permissions.IsAuthenticated()]
         return [ScopedActionPermission()]
+
+
+# --------------------------------------------------------------------------------------
+# ?dry_run=true: impact previews on permission writes (API.md IMPACT)
+# --------------------------------------------------------------------------------------
+
+DRY_RUN_PARAMETER = OpenApiParameter(
+    "dry_run",
+    OpenApiTypes.BOOL,
+    OpenApiParameter.QUERY,
+    description=(
+        "Validate as usual but save nothing and write no audit entry; answer 200 with "
+        '{"impact": {"gained": [...], "lost": [...]}}: who would newly reach or no longer '
+        "reach which keys, and on how many features."
+    ),
+)
+IMPACT_RESPONSE = OpenApiResponse(
+    ImpactResponseSerializer, description="With ?dry_run=true: the impact; nothing was saved."
+)
+_TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off", ""}
+
+
+def dry_run_requested(request: Request) -> bool:
+    """Whether the request asks for a preview (`?dry_run=true`); junk is a 400 naming it."""
+    raw = request.query_params.get("dry_run")
+    if raw is None:
+        return False
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise serializers.ValidationError({"dry_run": ["Must be true or false."]})
+
+
+def impact_response(impact: Impact) -> Response:
+    return Response({"impact": impact.as_dict()}, status=status.HTTP_200_OK)
+
+
+def write_with_impact(
+    request: Request, *, organisation_id: int, change: Callable[[], T]
+) -> tuple[T | None, Response | None]:
+    """Run a permission write the way the request asks.
+
+    `?dry_run=true`: validate and run `change` in a rolled-back transaction and return
+    `(None, 200 {"impact"})`. Otherwise run it for real, store its impact on its audit entries
+    and return `(result, None)` for the view to serialise as usual.
+    """
+    if dry_run_requested(request):
+        return None, impact_response(impact_preview(organisation_id=organisation_id, change=change))
+    result, _ = impact_apply(organisation_id=organisation_id, change=change)
+    return result, None

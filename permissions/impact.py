@@ -1,0 +1,574 @@
+"""Impact previews: who gains and who loses what when a permission change is made
+(API.md "Permissions as code and impact preview", IMPACT).
+
+Public API:
+
+    impact_preview(*, organisation_id, change)   run `change()` in a transaction that is
+                                                 rolled back; return its Impact
+    impact_apply(*, organisation_id, change)     run `change()` for real; return (its result,
+                                                 Impact) and store the impact's summary on the
+                                                 audit entries the change wrote
+    snapshot_take(organisation_id)               the permission-relevant state of an organisation
+    impact_between(before, after)                the Impact of going from one snapshot to another
+
+How (never a check per user × feature): a snapshot is the organisation's raw permission state
+in a fixed number of queries (membership, API keys, group members, role assignments, grant
+rows, projects, environments, feature tags). Comparing two snapshots tells which principals
+can be affected and on which projects (a role's grants changed → everyone holding the role,
+on the projects of the changed rows; a member removed → that user, everywhere; a feature's
+tags changed → everyone holding anything on its project). For those principals only, the
+engine builds its policies before and after from the snapshot rows (`engine.policy_from_rows`,
+restricted to the affected projects), compares `Policy.key_state` per scope and key, and for
+tag-supported keys counts the features newly reached or no longer reached with the engine's
+`FeatureIndex` (bit sets over the project's features), so 10,000 features cost a few integer
+operations per distinct key state.
+
+`features` in a change counts features of the scope's project for tag-supported keys; it is
+null for other keys. A tag-supported key only appears when at least one feature is gained or
+lost (in a project without features nobody reaches anything either way).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from rest_framework import serializers
+
+from audit.services import audit_capture, audit_entries_attach_impact
+from environments.models import Environment
+from features.models import Feature
+from organisations.models import (
+    MembershipRole,
+    OrganisationAPIKey,
+    OrganisationMembership,
+    RoleAssignment,
+    UserGroup,
+)
+from permissions.catalogue import KEYS_BY_LEVEL, TAG_SUPPORTED_KEYS, Level
+from permissions.engine import FeatureIndex, FeatureTags, Policy, policy_from_rows
+from permissions.models import Grant
+from projects.models import Project
+
+T = TypeVar("T")
+
+PrincipalType = Literal["user", "api_key"]
+PrincipalRef = tuple[PrincipalType, int]
+# Who holds grants and roles: ("user" | "group" | "role" | "api_key", id).
+Holder = tuple[str, int]
+# A grant row as the engine reads it: (grant id, project id, environment id, admin, key,
+# tag id, user id, group id, role id).
+Row = tuple[Any, ...]
+_ORGANISATION = None  # the "project" of organisation-level keys and rows
+
+#: How many changes of each direction an audit entry keeps (the totals are always kept).
+AUDIT_SUMMARY_LIMIT = 200
+
+
+# --------------------------------------------------------------------------------------
+# Impact
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ImpactChange:
+    principal_type: PrincipalType
+    principal_id: int
+    name: str  # the user's email, or the API key's name
+    permission: str
+    project_id: int | None
+    environment_id: int | None
+    features: int | None
+
+    def as_dict(self) -> dict[str, Any]:
+        who: dict[str, Any] = (
+            {"user": self.principal_id, "email": self.name}
+            if self.principal_type == "user"
+            else {"api_key": self.principal_id, "email": None, "name": self.name}
+        )
+        return {
+            **who,
+            "permission": self.permission,
+            "project": self.project_id,
+            "environment": self.environment_id,
+            "features": self.features,
+        }
+
+
+@dataclass(frozen=True)
+class Impact:
+    gained: tuple[ImpactChange, ...] = ()
+    lost: tuple[ImpactChange, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.gained or self.lost)
+
+    def as_dict(self) -> dict[str, list[dict[str, Any]]]:
+        return {
+            "gained": [change.as_dict() for change in self.gained],
+            "lost": [change.as_dict() for change in self.lost],
+        }
+
+    def summary(self, limit: int = AUDIT_SUMMARY_LIMIT) -> dict[str, Any]:
+        """What an audit entry keeps: the first `limit` changes each way, and the totals."""
+        principals = {(c.principal_type, c.principal_id) for c in (*self.gained, *self.lost)}
+        return {
+            "gained": [change.as_dict() for change in self.gained[:limit]],
+            "lost": [change.as_dict() for change in self.lost[:limit]],
+            "gained_total": len(self.gained),
+            "lost_total": len(self.lost),
+            "principals": len(principals),
+            "truncated": len(self.gained) > limit or len(self.lost) > limit,
+        }
+
+
+class ImpactChangeSerializer(serializers.Serializer):
+    """One CHANGE of IMPACT (API.md): a user (`user`, `email`) or an API key (`api_key`,
+    `name`; `email` null), a key on a scope, and the number of features for tag-supported keys."""
+
+    user = serializers.IntegerField(required=False)
+    api_key = serializers.IntegerField(required=False)
+    email = serializers.EmailField(allow_null=True)
+    name = serializers.CharField(required=False)
+    permission = serializers.CharField()
+    project = serializers.IntegerField(allow_null=True)
+    environment = serializers.IntegerField(allow_null=True)
+    features = serializers.IntegerField(allow_null=True)
+
+
+class ImpactSerializer(serializers.Serializer):
+    gained = ImpactChangeSerializer(many=True)
+    lost = ImpactChangeSerializer(many=True)
+
+
+class ImpactResponseSerializer(serializers.Serializer):
+    """The answer of a write endpoint called with `?dry_run=true`."""
+
+    impact = ImpactSerializer()
+
+
+# --------------------------------------------------------------------------------------
+# Snapshots
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Snapshot:
+    """An organisation's permission-relevant state, read in 8 queries."""
+
+    organisation_id: int
+    member_roles: dict[int, str]
+    # API key id -> (usable, is_admin, name)
+    api_keys: dict[int, tuple[bool, bool, str]]
+    groups_of: dict[int, frozenset[int]]  # user id -> the organisation's groups they are in
+    roles_of: dict[Holder, frozenset[int]]  # ("user"|"group"|"api_key", id) -> role ids
+    rows_of: dict[Holder, frozenset[Row]]  # ("user"|"group"|"role", id) -> grant rows
+    projects: frozenset[int]
+    environments: dict[int, int]  # environment id -> project id
+    features: dict[int, dict[int, FeatureTags]]  # project id -> feature id -> tags
+    _rows_by_project: dict[Holder, dict[int | None, list[Row]]] = field(default_factory=dict)
+    _members_of: dict[int, set[int]] | None = None
+    _holders_of_role: dict[int, set[Holder]] | None = None
+    _holders_by_project: dict[int | None, set[Holder]] | None = None
+
+    # -- derived indexes, built on first use -------------------------------------------
+    def members_of(self, group_id: int) -> set[int]:
+        if self._members_of is None:
+            self._members_of = defaultdict(set)
+            for user_id, groups in self.groups_of.items():
+                for group in groups:
+                    self._members_of[group].add(user_id)
+        return self._members_of.get(group_id, set())
+
+    def holders_of_role(self, role_id: int) -> set[Holder]:
+        if self._holders_of_role is None:
+            self._holders_of_role = defaultdict(set)
+            for holder, roles in self.roles_of.items():
+                for role in roles:
+                    self._holders_of_role[role].add(holder)
+        return self._holders_of_role.get(role_id, set())
+
+    def holders_on_project(self, project_id: int) -> set[Holder]:
+        if self._holders_by_project is None:
+            self._holders_by_project = defaultdict(set)
+            for holder, rows in self.rows_of.items():
+                for row in rows:
+                    self._holders_by_project[row[1]].add(holder)
+        return self._holders_by_project.get(project_id, set())
+
+    def rows_on(self, holder: Holder, projects: set[int | None]) -> list[Row]:
+        by_project = self._rows_by_project.get(holder)
+        if by_project is None:
+            by_project = defaultdict(list)
+            for row in self.rows_of.get(holder, ()):
+                by_project[row[1]].append(row)
+            self._rows_by_project[holder] = by_project
+        return [row for project in projects for row in by_project.get(project, ())]
+
+    def projects_of(self, holder: Holder) -> set[int | None]:
+        return {row[1] for row in self.rows_of.get(holder, ())}
+
+    def principals_of(self, holder: Holder) -> set[PrincipalRef]:
+        """The users and API keys a holder's grants reach."""
+        kind, holder_id = holder
+        if kind == "user":
+            return {("user", holder_id)}
+        if kind == "api_key":
+            return {("api_key", holder_id)}
+        if kind == "group":
+            return {("user", user_id) for user_id in self.members_of(holder_id)}
+        found: set[PrincipalRef] = set()
+        for role_holder in self.holders_of_role(holder_id):
+            found |= self.principals_of(role_holder)
+        return found
+
+    def roles_reaching(self, principal: PrincipalRef) -> set[int]:
+        kind, principal_id = principal
+        roles = set(self.roles_of.get((kind, principal_id), ()))
+        if kind == "user":
+            for group in self.groups_of.get(principal_id, ()):
+                roles |= self.roles_of.get(("group", group), frozenset())
+        return roles
+
+    def policy(self, principal: PrincipalRef, projects: set[int | None]) -> Policy:
+        """The engine's policy of a principal, from the rows on `projects` only (decisions on
+        other projects are not to be read from it)."""
+        kind, principal_id = principal
+        if kind == "user":
+            role = self.member_roles.get(principal_id)
+            is_member, is_admin = role is not None, role == MembershipRole.ADMIN
+            holders: list[Holder] = [
+                ("user", principal_id),
+                *(("group", group) for group in self.groups_of.get(principal_id, ())),
+            ]
+        else:
+            usable, admin, _ = self.api_keys.get(principal_id, (False, False, ""))
+            is_member, is_admin = usable, usable and admin
+            holders = []
+        holders += [("role", role_id) for role_id in self.roles_reaching(principal)]
+        rows = [row for holder in holders for row in self.rows_on(holder, projects)]
+        return policy_from_rows(
+            self.organisation_id, is_member=is_member, is_admin=is_admin, rows=rows
+        )
+
+
+def snapshot_take(organisation_id: int) -> Snapshot:
+    """Read the organisation's permission-relevant state (8 queries, whatever its size)."""
+    member_roles = dict(
+        OrganisationMembership.objects.filter(organisation_id=organisation_id).values_list(
+            "user_id", "role"
+        )
+    )
+    now = timezone.now()
+    api_keys = {
+        key_id: (not revoked and (expires is None or expires >= now), is_admin, name)
+        for key_id, revoked, expires, is_admin, name in OrganisationAPIKey.objects.filter(
+            organisation_id=organisation_id
+        ).values_list("id", "revoked", "expiry_date", "is_admin", "name")
+    }
+    groups_of: dict[int, set[int]] = defaultdict(set)
+    for user_id, group_id in UserGroup.users.through.objects.filter(
+        usergroup__organisation_id=organisation_id
+    ).values_list("user_id", "usergroup_id"):
+        groups_of[user_id].add(group_id)
+    roles_of: dict[Holder, set[int]] = defaultdict(set)
+    # Only assignments to the organisation's own groups and keys count, as in the engine.
+    for role_id, user_id, group_id, api_key_id in RoleAssignment.objects.filter(
+        Q(user__isnull=False)
+        | Q(group__organisation_id=organisation_id)
+        | Q(api_key__organisation_id=organisation_id),
+        role__organisation_id=organisation_id,
+    ).values_list("role_id", "user_id", "group_id", "api_key_id"):
+        if user_id is not None:
+            roles_of[("user", user_id)].add(role_id)
+        elif group_id is not None:
+            roles_of[("group", group_id)].add(role_id)
+        elif api_key_id is not None:
+            roles_of[("api_key", api_key_id)].add(role_id)
+    rows_of: dict[Holder, set[Row]] = defaultdict(set)
+    for row in Grant.objects.filter(organisation_id=organisation_id).values_list(
+        "id",
+        "project_id",
+        "environment_id",
+        "admin",
+        "entries__key",
+        "entries__entry_tags__tag_id",
+        "user_id",
+        "group_id",
+        "role_id",
+    ):
+        if row[6] is not None:
+            rows_of[("user", row[6])].add(row)
+        elif row[7] is not None:
+            rows_of[("group", row[7])].add(row)
+        elif row[8] is not None:
+            rows_of[("role", row[8])].add(row)
+    projects = frozenset(
+        Project.objects.filter(organisation_id=organisation_id).values_list("id", flat=True)
+    )
+    environments = dict(
+        Environment.objects.filter(project__organisation_id=organisation_id).values_list(
+            "id", "project_id"
+        )
+    )
+    feature_tag_pairs: dict[int, dict[int, list[tuple[int, bool]]]] = defaultdict(dict)
+    for feature_id, project_id, tag_id, restricted in Feature.objects.filter(
+        project__organisation_id=organisation_id
+    ).values_list("id", "project_id", "tags__id", "tags__is_restricted"):
+        pairs = feature_tag_pairs[project_id].setdefault(feature_id, [])
+        if tag_id is not None:
+            pairs.append((tag_id, bool(restricted)))
+    features = {
+        project_id: {
+            feature_id: FeatureTags(
+                tags=frozenset(t for t, _ in pairs),
+                restricted=frozenset(t for t, r in pairs if r),
+            )
+            for feature_id, pairs in by_feature.items()
+        }
+        for project_id, by_feature in feature_tag_pairs.items()
+    }
+    return Snapshot(
+        organisation_id=organisation_id,
+        member_roles=member_roles,
+        api_keys=api_keys,
+        groups_of={user: frozenset(groups) for user, groups in groups_of.items()},
+        roles_of={holder: frozenset(roles) for holder, roles in roles_of.items()},
+        rows_of={holder: frozenset(rows) for holder, rows in rows_of.items()},
+        projects=projects,
+        environments=environments,
+        features=features,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Comparing two snapshots
+# --------------------------------------------------------------------------------------
+
+_EVERYWHERE = "everywhere"
+
+
+def _affected(before: Snapshot, after: Snapshot) -> dict[PrincipalRef, set[int | None]]:
+    """The principals whose decisions may differ, and the projects (None: the organisation
+    level) where they may. A superset: principals whose decisions turn out equal are dropped
+    when the decisions are compared."""
+    affected: dict[PrincipalRef, set[int | None]] = defaultdict(set)
+    everywhere: set[PrincipalRef] = set()
+    both = (before, after)
+
+    def reach(holder: Holder, projects: set[int | None]) -> None:
+        if not projects:
+            return
+        for snapshot in both:
+            for principal in snapshot.principals_of(holder):
+                affected[principal] |= projects
+
+    # Membership and API keys themselves: everything may change for that principal.
+    for user_id in before.member_roles.keys() | after.member_roles.keys():
+        if before.member_roles.get(user_id) != after.member_roles.get(user_id):
+            everywhere.add(("user", user_id))
+    for key_id in before.api_keys.keys() | after.api_keys.keys():
+        old, new = before.api_keys.get(key_id), after.api_keys.get(key_id)
+        if (old and old[:2]) != (new and new[:2]):
+            everywhere.add(("api_key", key_id))
+    # Grant rows changed: everyone the holder reaches, on the projects of the changed rows.
+    for holder in before.rows_of.keys() | after.rows_of.keys():
+        old_rows = before.rows_of.get(holder, frozenset())
+        new_rows = after.rows_of.get(holder, frozenset())
+        if old_rows != new_rows:
+            reach(holder, {row[1] for row in old_rows ^ new_rows})
+    # Group membership changed: the user, on the projects of the group and of its roles.
+    for user_id in before.groups_of.keys() | after.groups_of.keys():
+        old_groups = before.groups_of.get(user_id, frozenset())
+        new_groups = after.groups_of.get(user_id, frozenset())
+        for group_id in old_groups ^ new_groups:
+            projects: set[int | None] = set()
+            role_ids: set[int] = set()
+            for snapshot in both:
+                projects |= snapshot.projects_of(("group", group_id))
+                role_ids |= snapshot.roles_of.get(("group", group_id), frozenset())
+            for role_id in role_ids:
+                for snapshot in both:
+                    projects |= snapshot.projects_of(("role", role_id))
+            if projects:
+                affected[("user", user_id)] |= projects
+    # Role assignments changed: everyone the assignee reaches, on the role's projects.
+    for holder in before.roles_of.keys() | after.roles_of.keys():
+        old_roles = before.roles_of.get(holder, frozenset())
+        new_roles = after.roles_of.get(holder, frozenset())
+        for role_id in old_roles ^ new_roles:
+            reach(
+                holder,
+                before.projects_of(("role", role_id)) | after.projects_of(("role", role_id)),
+            )
+    # Feature tags or tag restrictions changed: everyone holding anything on the project.
+    for project_id in before.features.keys() | after.features.keys():
+        if before.features.get(project_id) != after.features.get(project_id):
+            for snapshot in both:
+                for holder in snapshot.holders_on_project(project_id):
+                    reach(holder, {project_id})
+
+    all_projects: set[int | None] = {*before.projects, *after.projects, _ORGANISATION}
+    for principal in everywhere:
+        affected[principal] = set(all_projects)
+    return affected
+
+
+def impact_between(before: Snapshot, after: Snapshot) -> Impact:
+    """Who gains and who loses which keys (and on how many features) from `before` to
+    `after`: the difference of the engine's decisions, computed from policies, not per user
+    × feature."""
+    affected = _affected(before, after)
+    if not affected:
+        return Impact()
+    indexes: dict[int, tuple[FeatureIndex, FeatureIndex] | None] = {}
+
+    def feature_indexes(project_id: int) -> tuple[FeatureIndex, FeatureIndex] | None:
+        """(before, after) indexes over the same features; None if the project's features
+        and their tags did not change (equal key states then decide equally)."""
+        if project_id not in indexes:
+            old = before.features.get(project_id, {})
+            new = after.features.get(project_id, {})
+            ids = sorted(old.keys() | new.keys())
+            indexes[project_id] = (FeatureIndex(ids, old), FeatureIndex(ids, new))
+        return indexes[project_id]
+
+    features_changed_in: set[int | None] = {
+        changed
+        for changed in before.features.keys() | after.features.keys()
+        if before.features.get(changed) != after.features.get(changed)
+    }
+    environments_of: dict[int, set[int]] = defaultdict(set)
+    for snapshot in (before, after):
+        for environment_id, environment_project in snapshot.environments.items():
+            environments_of[environment_project].add(environment_id)
+
+    gained: list[tuple[PrincipalRef, str, int | None, int | None, int | None]] = []
+    lost: list[tuple[PrincipalRef, str, int | None, int | None, int | None]] = []
+    for principal, projects in affected.items():
+        old_policy = before.policy(principal, projects)
+        new_policy = after.policy(principal, projects)
+        if old_policy == new_policy and not features_changed_in & projects:
+            continue
+        for project_id in projects:
+            if project_id is None:
+                scopes: list[tuple[Level, int | None, int | None]] = [
+                    (Level.ORGANISATION, None, None)
+                ]
+            else:
+                scopes = [(Level.PROJECT, project_id, None)] + [
+                    (Level.ENVIRONMENT, project_id, environment_id)
+                    for environment_id in sorted(environments_of.get(project_id, ()))
+                ]
+            features_changed = project_id in features_changed_in
+            for level, scope_project, scope_environment in scopes:
+                for key in KEYS_BY_LEVEL[level]:
+                    old_state = old_policy.key_state(
+                        key, project_id=scope_project, environment_id=scope_environment
+                    )
+                    new_state = new_policy.key_state(
+                        key, project_id=scope_project, environment_id=scope_environment
+                    )
+                    if old_state == new_state and not features_changed:
+                        continue
+                    if key not in TAG_SUPPORTED_KEYS:
+                        had, has = old_state.decides(key), new_state.decides(key)
+                        if had != has:
+                            (gained if has else lost).append(
+                                (principal, key, scope_project, scope_environment, None)
+                            )
+                        continue
+                    assert scope_project is not None
+                    pair = feature_indexes(scope_project)
+                    assert pair is not None
+                    old_reach, new_reach = pair[0].reached(old_state), pair[1].reached(new_state)
+                    newly = (new_reach & ~old_reach).bit_count()
+                    no_longer = (old_reach & ~new_reach).bit_count()
+                    if newly:
+                        gained.append((principal, key, scope_project, scope_environment, newly))
+                    if no_longer:
+                        lost.append((principal, key, scope_project, scope_environment, no_longer))
+    names = _names(before, after, {change[0] for change in (*gained, *lost)})
+    return Impact(gained=_changes(gained, names), lost=_changes(lost, names))
+
+
+def _names(before: Snapshot, after: Snapshot, principals: set[PrincipalRef]) -> dict[Any, str]:
+    user_ids = [principal_id for kind, principal_id in principals if kind == "user"]
+    names: dict[Any, str] = {}
+    if user_ids:
+        user_model = get_user_model()
+        for user_id, email in user_model._default_manager.filter(pk__in=user_ids).values_list(
+            "pk", "email"
+        ):
+            names[("user", user_id)] = email
+    for kind, principal_id in principals:
+        if kind == "api_key":
+            known = after.api_keys.get(principal_id) or before.api_keys.get(principal_id)
+            names[(kind, principal_id)] = known[2] if known else ""
+    return names
+
+
+def _changes(
+    raw: Iterable[tuple[PrincipalRef, str, int | None, int | None, int | None]],
+    names: dict[Any, str],
+) -> tuple[ImpactChange, ...]:
+    def order(item: tuple[PrincipalRef, str, int | None, int | None, int | None]) -> tuple:
+        (kind, principal_id), key, project, environment, _ = item
+        return (kind != "user", principal_id, project or 0, environment or 0, key)
+
+    return tuple(
+        ImpactChange(
+            principal_type=kind,
+            principal_id=principal_id,
+            name=names.get((kind, principal_id), ""),
+            permission=key,
+            project_id=project,
+            environment_id=environment,
+            features=count,
+        )
+        for (kind, principal_id), key, project, environment, count in sorted(raw, key=order)
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Running a change with its impact
+# --------------------------------------------------------------------------------------
+
+
+class _RolledBack(Exception):
+    def __init__(self, after: Snapshot) -> None:
+        self.after = after
+
+
+def impact_preview(*, organisation_id: int, change: Callable[[], Any]) -> Impact:
+    """Run `change()` (a service call, with all its validation) in a transaction that is then
+    rolled back, and return what it would have changed. Errors of the change propagate
+    unchanged (a 400 stays a 400); nothing is saved and no audit entry survives."""
+    before = snapshot_take(organisation_id)
+    try:
+        with transaction.atomic():
+            change()
+            raise _RolledBack(snapshot_take(organisation_id))
+    except _RolledBack as rolled_back:
+        after = rolled_back.after
+    return impact_between(before, after)
+
+
+def impact_apply(*, organisation_id: int, change: Callable[[], T]) -> tuple[T, Impact]:
+    """Run `change()` for real, in one transaction, and store the summary of its impact on
+    the audit entries it wrote (none written: nothing changed, nothing stored)."""
+    with transaction.atomic():
+        before = snapshot_take(organisation_id)
+        with audit_capture() as entries:
+            result = change()
+        if not entries:
+            return result, Impact()
+        impact = impact_between(before, snapshot_take(organisation_id))
+        audit_entries_attach_impact(entries=entries, impact=impact.summary())
+    return result, impact

@@ -30,7 +30,10 @@ UPDATE_FEATURE_STATE, tag-supported, on the large project's first environment):
  5. PATCH /api/v1/environments/{api_key}/featurestates/{id}/ under gunicorn (2 sync workers,
     127.0.0.1, closed loop with 2 client threads, time-bounded), with the real permission
     classes and with AllowAny (bench/urls.py), alternating 1-second slices; the authorisation
-    overhead is (mean latency real − mean latency AllowAny) / mean latency real.
+    overhead is (mean latency real − mean latency AllowAny) / mean latency real;
+ 6. an impact preview (`permissions.impact.impact_preview`) of a change to an environment
+    grant, in the large project, of the role that reaches the most principals: the tags of
+    one of its tagged entries removed (or, without one, one of its entries removed).
 """
 
 from __future__ import annotations
@@ -97,6 +100,7 @@ RUNS = {
         "http_slices": 8,
         "http_slice_seconds": 1.0,
         "http_warmup": 1.0,
+        "impact": 10,
     },
     "smoke": {
         "cold": 20,
@@ -109,6 +113,7 @@ RUNS = {
         "http_slices": 1,
         "http_slice_seconds": 0.5,
         "http_warmup": 0.3,
+        "impact": 2,
     },
 }
 FEATURE_SAMPLE = 500
@@ -122,6 +127,11 @@ TARGETS = {
     "list_median_ms_postgres": 50.0,
     "naive_ratio": 20.0,
     "authz_overhead_pct": 15.0,
+    "impact_median_s_sqlite": 2.0,
+    # Budget (smoke too): a preview's queries do not depend on the organisation's size. Two
+    # snapshots of 8 and one for the emails, plus the grant update's own: about 20, of which 2
+    # per entry of the grant (its audit snapshots read each entry's tags), 5 entries at most.
+    "impact_queries": 45,
 }
 
 
@@ -179,6 +189,8 @@ def worker(args: argparse.Namespace) -> int:
             result["patch"] = bench_patch(ctx, runs, result["problems"], Path(args.tmp))
         else:
             result["patch"] = {"skipped": "gunicorn is not installed"}
+    _say("impact preview")
+    result["impact"] = bench_impact(ctx, runs, result["problems"])
     result["load_average"] = {"before": load_before, "after": _load()}
     _say("done")
     Path(args.out).write_text(json.dumps(result, indent=1, default=str))
@@ -659,6 +671,111 @@ def bench_patch(
     return out
 
 
+def bench_impact(ctx: dict[str, Any], runs: dict[str, Any], problems: list[str]) -> dict[str, Any]:
+    """`impact_preview` of a change to one environment grant, in the large project, of the role
+    whose holders (users directly, and the members of its groups) are the most numerous among
+    the roles with grants there: the tags of a tagged tag-supported entry removed, else one
+    entry removed. Each run is the whole preview: two snapshots, the change (a real
+    `grant_update`, rolled back) and the comparison."""
+    from time import perf_counter, process_time
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from permissions import impact
+    from permissions.catalogue import TAG_SUPPORTED_KEYS
+    from permissions.models import Grant
+    from permissions.services import EntryInput, grant_update
+
+    organisation, project = ctx["organisation"], ctx["project"]
+    snapshot = impact.snapshot_take(organisation.pk)
+    role_ids = sorted(
+        set(
+            Grant.objects.filter(
+                organisation=organisation, project=project, role__isnull=False
+            ).values_list("role_id", flat=True)
+        )
+    )
+    if not role_ids:
+        problems.append("impact: no role has a grant in the large project")
+        return {"skipped": "no role grant in the large project"}
+    reach = {role_id: len(snapshot.principals_of(("role", role_id))) for role_id in role_ids}
+    role_id = max(role_ids, key=lambda r: (reach[r], -r))
+    grants = list(
+        Grant.objects.filter(role_id=role_id, project=project, environment__isnull=False)
+        .select_related("role", "environment", "project")
+        .prefetch_related("entries__entry_tags")
+        .order_by("id")
+    )
+    if not grants:
+        problems.append(f"impact: role {role_id} has no environment grant in the large project")
+        return {"skipped": "no environment grant"}
+    entries_of = {
+        g.pk: {e.key: tuple(sorted(t.tag_id for t in e.entry_tags.all())) for e in g.entries.all()}
+        for g in grants
+    }
+    tagged = [
+        (g, key)
+        for g in grants
+        for key, tags in sorted(entries_of[g.pk].items())
+        if tags and key in TAG_SUPPORTED_KEYS
+    ]
+    if tagged:
+        grant, key = tagged[0]
+        entries = {**entries_of[grant.pk], key: ()}
+        change_text = f"the tags of its {key} entry removed"
+    else:
+        grant = next((g for g in grants if entries_of[g.pk]), grants[0])
+        entries = dict(entries_of[grant.pk])
+        key = sorted(entries)[0] if entries else ""
+        entries.pop(key, None)
+        change_text = f"its {key} entry removed" if key else "no change (the grant is empty)"
+    new_entries = [EntryInput(key=k, tags=tags) for k, tags in sorted(entries.items())]
+
+    def change() -> None:
+        grant_update(grant=grant, entries=new_entries, actor=None)
+
+    with CaptureQueriesContext(connection) as captured:
+        first = impact.impact_preview(organisation_id=organisation.pk, change=change)
+    seconds: list[float] = []
+    cpu: list[float] = []
+    for _ in range(runs["impact"]):
+        c0, t0 = process_time(), perf_counter()
+        result = impact.impact_preview(organisation_id=organisation.pk, change=change)
+        t1, c1 = perf_counter(), process_time()
+        seconds.append(t1 - t0)
+        cpu.append(c1 - c0)
+        if result != first:
+            problems.append("impact: two previews of the same change differ")
+    if not first:
+        problems.append(f"impact: nobody gains or loses when {change_text} ({grant})")
+    reached_users = sum(
+        1 for kind, _ in snapshot.principals_of(("role", role_id)) if kind == "user"
+    )
+    return {
+        "role": grant.role.name if grant.role else str(role_id),
+        "principals": reach[role_id],
+        "users": reached_users,
+        "direct_users": sum(
+            1 for holder in snapshot.holders_of_role(role_id) if holder[0] == "user"
+        ),
+        "groups": sum(1 for holder in snapshot.holders_of_role(role_id) if holder[0] == "group"),
+        "grant": grant.pk,
+        "environment": grant.environment.name if grant.environment else "",
+        "change": change_text,
+        "queries": len(captured),
+        "gained": len(first.gained),
+        "lost": len(first.lost),
+        "principals_changed": len(
+            {(c.principal_type, c.principal_id) for c in (*first.gained, *first.lost)}
+        ),
+        "features_gained": sum(c.features or 0 for c in first.gained),
+        "features_lost": sum(c.features or 0 for c in first.lost),
+        "cpu_median": summary(cpu)["median"],
+        **summary(seconds),
+    }
+
+
 # ======================================================================================
 # Report
 # ======================================================================================
@@ -743,6 +860,7 @@ def evaluate(result: dict[str, Any]) -> list[dict[str, Any]]:
         )
     else:
         rows.append({"target": ratio_target, "value": "not measured", "met": False})
+    rows += _evaluate_impact(result)
     patch = result["patch"]
     if "overhead_pct" in patch:
         rows.append(
@@ -761,6 +879,36 @@ def evaluate(result: dict[str, Any]) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def _evaluate_impact(result: dict[str, Any]) -> list[dict[str, Any]]:
+    measured = result.get("impact")
+    if measured is None:  # a result from before the measurement existed
+        return []
+    query_target = f"impact preview ≤ {TARGETS['impact_queries']} queries"
+    time_target = f"impact preview median < {TARGETS['impact_median_s_sqlite']:g} s on SQLite"
+    if "queries" not in measured:
+        why = f"not measured ({measured.get('skipped', 'failed')})"
+        return [
+            {"target": query_target, "value": why, "met": False, "budget": True},
+            {"target": time_target, "value": why, "met": False},
+        ]
+    is_sqlite = result["database"]["vendor"] == "sqlite"
+    median = measured["median"]
+    return [
+        {
+            "target": query_target,
+            "value": f"{measured['queries']} queries ({measured['principals']:,} principals "
+            "reached by the role)",
+            "met": measured["queries"] <= TARGETS["impact_queries"],
+            "budget": True,
+        },
+        {
+            "target": time_target,
+            "value": fmt_time(median) + ("" if is_sqlite else "; target is for SQLite"),
+            "met": median < TARGETS["impact_median_s_sqlite"] if is_sqlite else None,
+        },
+    ]
 
 
 def _met(value: bool | None) -> str:
@@ -843,6 +991,19 @@ def render(result: dict[str, Any], machine: dict[str, Any]) -> str:
             extra = f" (**{page[u]['ratio']:.1f}×**)" if variant == "naive" else ""
             queries = 1 if variant == "engine" else 2 * page["features"]
             rows.append([title, who, s["n"], queries, _t(s, "median") + extra, _t(s, "p95"), ""])
+    measured = result.get("impact") or {}
+    if "queries" in measured:
+        rows.append(
+            [
+                "6. impact preview",
+                f"{measured['principals']:,} principals (role)",
+                measured["n"],
+                measured["queries"],
+                _t(measured, "median"),
+                _t(measured, "p95"),
+                _t(measured, "cpu_median"),
+            ]
+        )
     lines.append(
         table(["measurement", "user", "runs", "queries", "median", "p95", "CPU median"], rows)
     )
@@ -882,6 +1043,22 @@ def render(result: dict[str, Any], machine: dict[str, Any]) -> str:
     else:
         lines.append(f"5. PATCH under gunicorn: not measured ({patch.get('skipped')}).")
     lines.append("")
+    if "queries" in measured:
+        lines.append(
+            f"6. Impact preview: role `{measured['role']}`, held by {measured['direct_users']} "
+            f"users directly and by {measured['groups']} groups ({measured['principals']:,} "
+            f"principals), its grant on the environment `{measured['environment']}` of the large "
+            f"project, with {measured['change']}. Over {measured['n']} runs: median "
+            f"**{_t(measured, 'median')}**, max {_t(measured, 'max')}, {measured['queries']} "
+            f"queries. The preview lists {measured['gained']:,} changes gained and "
+            f"{measured['lost']:,} lost, for {measured['principals_changed']:,} principals; "
+            f"they count {measured['features_gained']:,} features newly reached and "
+            f"{measured['features_lost']:,} no longer reached, principal by principal."
+        )
+        lines.append("")
+    elif measured:
+        lines.append(f"6. Impact preview: not measured ({measured.get('skipped', 'failed')}).")
+        lines.append("")
     lines.append("Targets:")
     lines.append("")
     lines.append(

@@ -1,9 +1,10 @@
 """DESIGN.md §6: the per-object check, the queryset filters, the my-permissions payload (read
 with the client rule of API.md) and explain all agree with a plain-Python reference of §5.
 
-The reference below is written from DESIGN.md alone: it imports nothing from the engine (nor
-the catalogue: the table of §3 is spelled out here and checked against the catalogue), and it
-decides entry by entry from the generated data, never from a union of tags.
+The generated organisations and the reference live in `tests/permissions/reference.py`: the
+reference is written from DESIGN.md alone (no engine, no catalogue: the table of §3 is
+spelled out there and checked against the catalogue below), and it decides entry by entry
+from the generated data, never from a union of tags.
 
 Examples: `HYPOTHESIS_EXAMPLES` (default 100; CI sets 500). Each example builds its own
 organisation inside a savepoint that is rolled back at the end.
@@ -12,290 +13,46 @@ organisation inside a savepoint that is rolled back at the end.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from environments.models import Environment
 from features.models import Feature
 from organisations.models import OrganisationAPIKey
 from permissions import catalogue, engine
 from projects.models import Project
-from tests import factories as f
+from tests.permissions.reference import (
+    ENV,
+    ENV_KEYS,
+    ORG,
+    ORG_KEYS,
+    PROJECT,
+    PROJECT_KEYS,
+    TABLE,
+    TAG_KEYS,
+    Rows,
+    World,
+    build,
+    ref_allowed,
+    ref_blocked,
+    ref_can_view,
+    ref_is_env_admin,
+    ref_is_org_admin,
+    ref_is_project_admin,
+    worlds,
+)
 
 User = get_user_model()
 
 EXAMPLES = int(os.environ.get("HYPOTHESIS_EXAMPLES", "100"))
 
-# ---------------------------------------------------------------------------------------
-# DESIGN.md §3, spelled out: key -> (level, supports_tag)
-# ---------------------------------------------------------------------------------------
-
-ORG, PROJECT, ENV = "organisation", "project", "environment"
-TABLE: dict[str, tuple[str, bool]] = {
-    "CREATE_PROJECT": (ORG, False),
-    "MANAGE_USER_GROUPS": (ORG, False),
-    "VIEW_PROJECT": (PROJECT, False),
-    "CREATE_ENVIRONMENT": (PROJECT, False),
-    "CREATE_FEATURE": (PROJECT, False),
-    "MANAGE_SEGMENTS": (PROJECT, False),
-    "MANAGE_TAGS": (PROJECT, False),
-    "VIEW_AUDIT_LOG": (PROJECT, False),
-    "DELETE_FEATURE": (PROJECT, True),
-    "VIEW_ENVIRONMENT": (ENV, False),
-    "UPDATE_FEATURE_STATE": (ENV, True),
-    "CREATE_CHANGE_REQUEST": (ENV, True),
-    "APPROVE_CHANGE_REQUEST": (ENV, True),
-    "MANAGE_SEGMENT_OVERRIDES": (ENV, True),
-}
-ORG_KEYS = sorted(k for k, (lvl, _) in TABLE.items() if lvl == ORG)
-PROJECT_KEYS = sorted(k for k, (lvl, _) in TABLE.items() if lvl == PROJECT)
-ENV_KEYS = sorted(k for k, (lvl, _) in TABLE.items() if lvl == ENV)
-TAG_KEYS = frozenset(k for k, (_, tagged) in TABLE.items() if tagged)
-N_ENVS = 2
-
 
 def test_reference_table_is_the_catalogue() -> None:
     assert {k: (str(s.level), s.supports_tag) for k, s in catalogue.CATALOGUE.items()} == TABLE
-
-
-# ---------------------------------------------------------------------------------------
-# The generated world, as plain data (indices, not rows)
-# ---------------------------------------------------------------------------------------
-
-# A principal of a grant: ("user", i) | ("group", i) | ("role", i).
-# A scope: ("organisation", 0) | ("project", 0) | ("environment", e).
-
-
-@dataclass(frozen=True)
-class GrantSpec:
-    holder: tuple[str, int]
-    scope: tuple[str, int]
-    admin: bool
-    entries: tuple[tuple[str, frozenset[int]], ...]  # (key, tag indices); empty = untagged
-
-
-@dataclass(frozen=True)
-class KeySpec:
-    is_admin: bool
-    state: str  # "ok" | "revoked" | "expired"
-
-
-@dataclass(frozen=True)
-class RoleSpec:
-    users: frozenset[int]
-    groups: frozenset[int]
-    keys: frozenset[int]
-
-
-@dataclass(frozen=True)
-class World:
-    members: tuple[bool, ...]  # is ADMIN; users 0..n-1 are members, user n is not
-    api_keys: tuple[KeySpec, ...]
-    tags: tuple[bool, ...]  # is_restricted
-    features: tuple[frozenset[int], ...]
-    groups: tuple[frozenset[int], ...]  # user indices (the non-member included)
-    roles: tuple[RoleSpec, ...]
-    grants: tuple[GrantSpec, ...]
-
-    @property
-    def n_users(self) -> int:
-        return len(self.members) + 1  # the last one is the non-member
-
-
-def subset(n: int, max_size: int | None = None) -> st.SearchStrategy[frozenset[int]]:
-    if n == 0:
-        return st.just(frozenset())
-    return st.frozensets(st.integers(0, n - 1), max_size=max_size if max_size else n)
-
-
-@st.composite
-def worlds(draw: Any) -> World:
-    # true 1 time in n; shrinks towards false
-    one_in = lambda n: st.integers(0, n - 1).map(lambda x: x == n - 1)  # noqa: E731
-    members = tuple(draw(st.lists(one_in(4), min_size=1, max_size=4)))  # 1 in 4 is ADMIN
-    n_users = len(members) + 1
-    api_keys = tuple(
-        draw(
-            st.lists(
-                st.builds(
-                    KeySpec,
-                    is_admin=one_in(3),
-                    state=st.sampled_from(["ok", "ok", "revoked", "expired"]),
-                ),
-                min_size=1,
-                max_size=2,
-            )
-        )
-    )
-    tags = tuple(draw(st.lists(st.booleans(), min_size=1, max_size=5)))
-    features = tuple(draw(st.lists(subset(len(tags), 3), min_size=1, max_size=6)))
-    groups = tuple(draw(st.lists(subset(n_users), max_size=3)))
-    roles = tuple(
-        draw(
-            st.lists(
-                st.builds(
-                    RoleSpec,
-                    users=st.frozensets(st.integers(0, n_users - 1), min_size=1, max_size=2),
-                    groups=subset(len(groups), 2),
-                    keys=subset(len(api_keys)),
-                ),
-                min_size=1,
-                max_size=3,
-            )
-        )
-    )
-
-    # Every (holder, scope) pair may hold a grant; roles more often than users and groups, since
-    # tagged entries (role grants of tag-supported keys) are what most of the rules are about.
-    keys_of = {ORG: ORG_KEYS, PROJECT: PROJECT_KEYS, ENV: ENV_KEYS}
-    some_tags = st.frozensets(st.integers(0, len(tags) - 1), min_size=1, max_size=2)
-    holders = [("role", i) for i in range(len(roles))]
-    holders += [("user", i) for i in range(n_users)]
-    holders += [("group", i) for i in range(len(groups))]
-    scopes = [(ENV, e) for e in range(N_ENVS)] + [(PROJECT, 0), (ORG, 0)]
-    grants = []
-    for holder in holders:
-        for scope in scopes:
-            if not draw(one_in(2 if holder[0] == "role" and scope[0] != ORG else 5)):
-                continue
-            level = scope[0]
-            empty = draw(one_in(8))  # now and then a grant with no key
-            keys = (
-                []
-                if empty
-                else draw(
-                    st.lists(st.sampled_from(keys_of[level]), unique=True, min_size=1, max_size=3)
-                )
-            )
-            entries = []
-            for key in sorted(keys):
-                if holder[0] == "role" and key in TAG_KEYS:
-                    entry_tags = draw(st.one_of(some_tags, some_tags, st.just(frozenset())))
-                else:
-                    entry_tags = frozenset()
-                entries.append((key, entry_tags))
-            admin = level != ORG and draw(one_in(6))
-            grants.append(GrantSpec(holder, scope, admin, tuple(entries)))
-    return World(members, api_keys, tags, features, groups, roles, tuple(grants))
-
-
-# ---------------------------------------------------------------------------------------
-# The reference: DESIGN.md §5, entry by entry
-# ---------------------------------------------------------------------------------------
-
-# A principal: ("user", i) or ("key", i).
-
-
-def ref_is_member(w: World, p: tuple[str, int]) -> bool:
-    kind, i = p
-    if kind == "user":
-        return i < len(w.members)
-    return w.api_keys[i].state == "ok"
-
-
-def ref_is_org_admin(w: World, p: tuple[str, int]) -> bool:
-    if not ref_is_member(w, p):
-        return False
-    kind, i = p
-    return w.members[i] if kind == "user" else w.api_keys[i].is_admin
-
-
-def ref_applicable(w: World, p: tuple[str, int]) -> list[GrantSpec]:
-    """The grants reaching the principal: its own, its groups', its roles' (directly or
-    through its groups). None for a non-member (membership gates everything)."""
-    if not ref_is_member(w, p):
-        return []
-    kind, i = p
-    if kind == "user":
-        groups = {g for g, users in enumerate(w.groups) if i in users}
-        roles = {r for r, role in enumerate(w.roles) if i in role.users or role.groups & groups}
-        holders = {("user", i)} | {("group", g) for g in groups} | {("role", r) for r in roles}
-    else:
-        holders = {("role", r) for r, role in enumerate(w.roles) if i in role.keys}
-    return [g for g in w.grants if g.holder in holders]
-
-
-def ref_entry_reaches(w: World, key: str, entry_tags: frozenset[int], feature: int | None) -> bool:
-    """Rule 3, fail-closed and restricted tags, for one entry."""
-    if not TABLE[key][1]:
-        return not entry_tags
-    if feature is None:
-        return not entry_tags
-    feature_tags = w.features[feature]
-    restricted = {t for t in feature_tags if w.tags[t]}
-    if restricted:
-        return bool(entry_tags & restricted)
-    return not entry_tags or bool(entry_tags & feature_tags)
-
-
-def ref_is_project_admin(w: World, p: tuple[str, int]) -> bool:
-    return ref_is_org_admin(w, p) or any(
-        g.admin and g.scope == (PROJECT, 0) for g in ref_applicable(w, p)
-    )
-
-
-def ref_is_env_admin(w: World, p: tuple[str, int], e: int) -> bool:
-    return ref_is_project_admin(w, p) or any(
-        g.admin and g.scope == (ENV, e) for g in ref_applicable(w, p)
-    )
-
-
-def ref_allowed(
-    w: World, p: tuple[str, int], key: str, scope: tuple[str, int], feature: int | None
-) -> bool:
-    if not ref_is_member(w, p):
-        return False
-    if ref_is_org_admin(w, p):
-        return True
-    level = TABLE[key][0]
-    assert level == scope[0]
-    if level == PROJECT and ref_is_project_admin(w, p):
-        return True
-    if level == ENV and ref_is_env_admin(w, p, scope[1]):
-        return True
-    return any(
-        entry_key == key and ref_entry_reaches(w, key, tags, feature)
-        for g in ref_applicable(w, p)
-        if g.scope == scope
-        for entry_key, tags in g.entries
-    )
-
-
-def ref_can_view(w: World, p: tuple[str, int], scope: tuple[str, int]) -> bool:
-    if not ref_is_member(w, p):
-        return False
-    holds = [g for g in ref_applicable(w, p) if g.admin or g.entries]
-    if scope[0] == ORG:
-        return True
-    if scope[0] == PROJECT:
-        return ref_is_org_admin(w, p) or any(g.scope[0] in (PROJECT, ENV) for g in holds)
-    return ref_is_project_admin(w, p) or any(g.scope == scope for g in holds)
-
-
-def ref_blocked(
-    w: World, p: tuple[str, int], key: str, e: int, feature: int
-) -> set[tuple[frozenset[int], str]]:
-    """(entry tags, why) of the applicable entries holding `key` that miss the feature."""
-    out = set()
-    feature_tags = w.features[feature]
-    restricted = {t for t in feature_tags if w.tags[t]}
-    for g in ref_applicable(w, p):
-        if g.scope != (ENV, e):
-            continue
-        for entry_key, tags in g.entries:
-            if entry_key != key or ref_entry_reaches(w, key, tags, feature):
-                continue
-            would = not tags or bool(tags & feature_tags)
-            out.add((tags, "restricted_tag" if restricted and would else "tag_mismatch"))
-    return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -330,68 +87,6 @@ def check_payload_shape(payload: dict[str, Any]) -> None:
         assert tuple(item["tags"]) not in seen_sets, "two entries with one tag set"
         seen_keys |= set(item["permissions"])
         seen_sets.add(tuple(item["tags"]))
-
-
-# ---------------------------------------------------------------------------------------
-# Building the rows
-# ---------------------------------------------------------------------------------------
-
-
-@dataclass
-class Rows:
-    org: Any
-    project: Project
-    envs: list[Environment]
-    users: list[Any]
-    keys: list[Any]
-    tags: list[Any]
-    features: list[Feature]
-
-
-def build(w: World) -> Rows:
-    org = f.OrganisationFactory()
-    project = f.ProjectFactory(organisation=org)
-    envs = [f.EnvironmentFactory(project=project) for _ in range(N_ENVS)]
-    users = [f.member(org, admin=is_admin) for is_admin in w.members] + [f.UserFactory()]
-    past = timezone.now() - timedelta(days=1)
-    keys = [
-        f.APIKeyFactory(
-            organisation=org,
-            is_admin=k.is_admin,
-            revoked=k.state == "revoked",
-            expiry_date=past if k.state == "expired" else None,
-        )
-        for k in w.api_keys
-    ]
-    tags = [f.TagFactory(project=project, is_restricted=r) for r in w.tags]
-    features = [
-        f.FeatureFactory(project=project, tags=[tags[t] for t in sorted(ft)]) for ft in w.features
-    ]
-    groups = [
-        f.UserGroupFactory(organisation=org, users=[users[u] for u in sorted(members)])
-        for members in w.groups
-    ]
-    roles = []
-    for spec in w.roles:
-        role = f.RoleFactory(organisation=org)
-        for u in spec.users:
-            f.RoleAssignmentFactory(role=role, user=users[u])
-        for g in spec.groups:
-            f.RoleAssignmentFactory(role=role, group=groups[g])
-        for k in spec.keys:
-            f.RoleAssignmentFactory(role=role, api_key=keys[k])
-        roles.append(role)
-    holders = {"user": users, "group": groups, "role": roles}
-    for g in w.grants:
-        kind, i = g.scope
-        scope = org if kind == ORG else project if kind == PROJECT else envs[i]
-        f.grant(
-            holders[g.holder[0]][g.holder[1]],
-            scope,
-            {key: [tags[t] for t in sorted(ts)] for key, ts in g.entries},
-            admin=g.admin,
-        )
-    return Rows(org, project, envs, users, keys, tags, features)
 
 
 # ---------------------------------------------------------------------------------------

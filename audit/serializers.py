@@ -8,12 +8,27 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from audit.models import AuditLogEntry
+from permissions.impact import ImpactChangeSerializer
 
 
 class ActorSerializer(serializers.Serializer):
     type = serializers.ChoiceField(choices=["user", "api_key"])
     id = serializers.IntegerField(allow_null=True)
     name = serializers.CharField()
+
+
+class AuditImpactSerializer(serializers.Serializer):
+    """Who gained and who lost which keys through the change an entry records (API.md IMPACT,
+    as `?dry_run=true` previews it): the first changes each way, and the totals."""
+
+    gained = ImpactChangeSerializer(many=True)
+    lost = ImpactChangeSerializer(many=True)
+    gained_total = serializers.IntegerField()
+    lost_total = serializers.IntegerField()
+    principals = serializers.IntegerField(help_text="Users and API keys gaining or losing.")
+    truncated = serializers.BooleanField(
+        help_text="`gained` or `lost` lists only the first of its changes (see the totals)."
+    )
 
 
 class AuditLogEntrySerializer(serializers.ModelSerializer):
@@ -23,6 +38,12 @@ class AuditLogEntrySerializer(serializers.ModelSerializer):
     environment = serializers.IntegerField(source="environment_id", read_only=True, allow_null=True)
     before = serializers.JSONField(read_only=True, allow_null=True)
     after = serializers.JSONField(read_only=True, allow_null=True)
+    impact = AuditImpactSerializer(
+        read_only=True,
+        allow_null=True,
+        help_text="What the change did to permissions, on entries of permission writes; "
+        "null for other changes and for those recorded before impacts were.",
+    )
 
     class Meta:
         model = AuditLogEntry
@@ -38,6 +59,7 @@ class AuditLogEntrySerializer(serializers.ModelSerializer):
             "environment",
             "before",
             "after",
+            "impact",
         )
         read_only_fields = fields
 

@@ -2,10 +2,13 @@
 
 Every action on a feature resolves it from the database under the URL's project (a feature
 of another project is a 404) and passes it to the engine: DELETE_FEATURE supports tags.
+Feature edits (which may change its tags) run inside `tagwarden.api.write_with_impact`
+(`?dry_run=true` previews their impact, saving nothing).
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from django.db.models import QuerySet
@@ -26,7 +29,16 @@ from features.serializers import (
 from permissions import catalogue as keys
 from permissions.drf import VIEW
 from projects.views import ProjectScopedViewSet
-from tagwarden.api import DELETE_ERRORS, LIST_ERRORS, READ_ERRORS, WRITE_ERRORS, actor_of
+from tagwarden.api import (
+    DELETE_ERRORS,
+    DRY_RUN_PARAMETER,
+    LIST_ERRORS,
+    READ_ERRORS,
+    WRITE_ERRORS,
+    actor_of,
+    write_with_impact,
+)
+from tagwarden.dry_run import or_impact
 
 _ORDERING = OpenApiParameter(
     "ordering", str, description="name, created_at or id; prefix with - to reverse."
@@ -47,8 +59,9 @@ _ORDERING = OpenApiParameter(
     retrieve=extend_schema(responses={200: FeatureSerializer, **READ_ERRORS}),
     partial_update=extend_schema(
         summary="Edit a feature (CREATE_FEATURE; protected tags: project admin)",
+        parameters=[DRY_RUN_PARAMETER],
         request=FeatureWriteSerializer,
-        responses={200: FeatureSerializer, **WRITE_ERRORS},
+        responses={200: or_impact(FeatureSerializer), **WRITE_ERRORS},
     ),
     destroy=extend_schema(
         summary="Delete a feature (DELETE_FEATURE on this feature: its tags apply)",
@@ -56,6 +69,7 @@ _ORDERING = OpenApiParameter(
     ),
 )
 class FeatureViewSet(ProjectScopedViewSet):
+    dry_run_actions = frozenset({"partial_update"})
     serializer_class = FeatureSerializer
     filterset_class = FeatureFilter
     ordering_fields = ["name", "created_at", "id"]
@@ -100,8 +114,17 @@ class FeatureViewSet(ProjectScopedViewSet):
     def partial_update(self, request: Request, project_pk: int, pk: int) -> Response:
         feature = self.get_object()
         data = self.parse(FeatureWriteSerializer, partial=True)
-        feature = services.feature_update(feature=feature, **data, actor=actor_of(request))
-        return self._render(feature)
+        updated, preview = write_with_impact(
+            request,
+            organisation_id=self.get_scope().organisation_id,
+            change=functools.partial(
+                services.feature_update, feature=feature, **data, actor=actor_of(request)
+            ),
+        )
+        if preview is not None:
+            return preview
+        assert updated is not None
+        return self._render(updated)
 
     def destroy(self, request: Request, project_pk: int, pk: int) -> Response:
         services.feature_delete(feature=self.get_object(), actor=actor_of(request))

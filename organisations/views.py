@@ -3,11 +3,14 @@
 
 Views are thin: parse with a serializer, call one service or selector, render. Who may do
 what is decided by the engine (through permissions.drf) and, for groups, by the service
-guard `group_require_manager` (DESIGN.md §4).
+guard `group_require_manager` (DESIGN.md §4). Writes that can move permissions (members,
+groups, role deletion and assignments, API keys) run inside `tagwarden.api.write_with_impact`
+(`?dry_run=true` previews their impact, saving nothing).
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, cast
 
 from django.db.models import QuerySet
@@ -51,14 +54,18 @@ from permissions.drf import ADMIN, VIEW, organisation_or_404
 from tagwarden.api import (
     BAD_REQUEST,
     DELETE_ERRORS,
+    DRY_RUN_PARAMETER,
     FORBIDDEN,
+    IMPACT_RESPONSE,
     LIST_ERRORS,
     READ_ERRORS,
     UNAUTHENTICATED,
     WRITE_ERRORS,
     ActionViewSet,
+    write_with_impact,
 )
 from tagwarden.api import actor_of as actor
+from tagwarden.dry_run import DRY_RUN_DELETE_ERRORS, or_impact
 
 ADMIN_READ_ERRORS = {401: UNAUTHENTICATED, 403: FORBIDDEN, 404: READ_ERRORS[404]}
 ADMIN_LIST_ERRORS = {400: BAD_REQUEST, **ADMIN_READ_ERRORS}
@@ -188,21 +195,25 @@ class OrganisationViewSet(OrganisationScopedViewSet):
     ),
     create=extend_schema(
         summary="Add a member (organisation admin)",
+        parameters=[DRY_RUN_PARAMETER],
         request=MemberCreateSerializer,
-        responses={201: MemberSerializer, **WRITE_ERRORS},
+        responses={201: MemberSerializer, 200: IMPACT_RESPONSE, **WRITE_ERRORS},
     ),
     partial_update=extend_schema(
         summary="Change a member's role (organisation admin; the last ADMIN stays)",
+        parameters=[DRY_RUN_PARAMETER],
         request=MemberUpdateSerializer,
-        responses={200: MemberSerializer, **WRITE_ERRORS},
+        responses={200: or_impact(MemberSerializer), **WRITE_ERRORS},
     ),
     destroy=extend_schema(
         summary="Remove a member with their grants, group memberships and role assignments "
         "in the organisation (organisation admin; the last ADMIN stays)",
-        responses={204: None, 400: BAD_REQUEST, **DELETE_ERRORS},
+        parameters=[DRY_RUN_PARAMETER],
+        responses={204: None, 200: IMPACT_RESPONSE, **DRY_RUN_DELETE_ERRORS},
     ),
 )
 class MemberViewSet(OrganisationScopedViewSet):
+    dry_run_actions = frozenset({"create", "partial_update", "destroy"})
     serializer_class = MemberSerializer
     filterset_fields = ["role"]
     ordering_fields = ["user_id", "role", "created_at"]
@@ -232,24 +243,50 @@ class MemberViewSet(OrganisationScopedViewSet):
 
     def create(self, request: Request, organisation_pk: int) -> Response:
         data = self.parse(MemberCreateSerializer)
-        membership = services.membership_create(
-            organisation=self.get_scope(),
-            user=data["user"],
-            role=data["role"],
-            actor=actor(request),
+        organisation = self.get_scope()
+        membership, preview = write_with_impact(
+            request,
+            organisation_id=organisation.pk,
+            change=functools.partial(
+                services.membership_create,
+                organisation=organisation,
+                user=data["user"],
+                role=data["role"],
+                actor=actor(request),
+            ),
         )
+        if preview is not None:
+            return preview
         return Response(MemberSerializer(membership).data, status=status.HTTP_201_CREATED)
 
     def partial_update(self, request: Request, organisation_pk: int, user_id: int) -> Response:
         membership = self.get_membership()
         data = self.parse(MemberUpdateSerializer, context={"membership": membership})
-        membership = services.membership_update(
-            membership=membership, role=data["role"], actor=actor(request)
+        updated, preview = write_with_impact(
+            request,
+            organisation_id=membership.organisation_id,
+            change=functools.partial(
+                services.membership_update,
+                membership=membership,
+                role=data["role"],
+                actor=actor(request),
+            ),
         )
-        return Response(MemberSerializer(membership).data)
+        if preview is not None:
+            return preview
+        return Response(MemberSerializer(updated).data)
 
     def destroy(self, request: Request, organisation_pk: int, user_id: int) -> Response:
-        services.membership_delete(membership=self.get_membership(), actor=actor(request))
+        membership = self.get_membership()
+        _, preview = write_with_impact(
+            request,
+            organisation_id=membership.organisation_id,
+            change=functools.partial(
+                services.membership_delete, membership=membership, actor=actor(request)
+            ),
+        )
+        if preview is not None:
+            return preview
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -269,29 +306,34 @@ GROUP_WRITE = (
     ),
     create=extend_schema(
         summary="Create a group (organisation admin or MANAGE_USER_GROUPS)",
+        parameters=[DRY_RUN_PARAMETER],
         request=GroupWriteSerializer,
-        responses={201: GroupSerializer, **WRITE_ERRORS},
+        responses={201: GroupSerializer, 200: IMPACT_RESPONSE, **WRITE_ERRORS},
     ),
     retrieve=extend_schema(responses={200: GroupSerializer, **READ_ERRORS}),
     update=extend_schema(
         summary="Replace a group's name and members",
         description=GROUP_WRITE,
+        parameters=[DRY_RUN_PARAMETER],
         request=GroupWriteSerializer,
-        responses={200: GroupSerializer, **WRITE_ERRORS},
+        responses={200: or_impact(GroupSerializer), **WRITE_ERRORS},
     ),
     partial_update=extend_schema(
         summary="Rename a group or replace its members",
         description=GROUP_WRITE,
+        parameters=[DRY_RUN_PARAMETER],
         request=GroupWriteSerializer,
-        responses={200: GroupSerializer, **WRITE_ERRORS},
+        responses={200: or_impact(GroupSerializer), **WRITE_ERRORS},
     ),
     destroy=extend_schema(
         summary="Delete a group with its grants and role assignments",
         description=GROUP_WRITE,
-        responses={204: None, **DELETE_ERRORS},
+        parameters=[DRY_RUN_PARAMETER],
+        responses={204: None, 200: IMPACT_RESPONSE, **DRY_RUN_DELETE_ERRORS},
     ),
 )
 class GroupViewSet(OrganisationScopedViewSet):
+    dry_run_actions = frozenset({"create", "update", "partial_update", "destroy"})
     serializer_class = GroupSerializer
     ordering_fields = ["name", "id"]
     ordering = ["name", "id"]
@@ -321,12 +363,20 @@ class GroupViewSet(OrganisationScopedViewSet):
         organisation = self.get_scope()
         services.group_require_manager(actor=actor(request), organisation=organisation)
         data = self.parse(GroupWriteSerializer)
-        group = services.group_create(
-            organisation=organisation,
-            name=data["name"],
-            users=data.get("users", []),
-            actor=actor(request),
+        group, preview = write_with_impact(
+            request,
+            organisation_id=organisation.pk,
+            change=functools.partial(
+                services.group_create,
+                organisation=organisation,
+                name=data["name"],
+                users=data.get("users", []),
+                actor=actor(request),
+            ),
         )
+        if preview is not None:
+            return preview
+        assert group is not None
         return self._render(group, status.HTTP_201_CREATED)
 
     def retrieve(self, request: Request, organisation_pk: int, pk: int) -> Response:
@@ -346,11 +396,27 @@ class GroupViewSet(OrganisationScopedViewSet):
         data = self.parse(GroupWriteSerializer, partial=partial, context={"group": group})
         if not partial and "users" not in data:
             data["users"] = []
-        group = services.group_update(group=group, **data, actor=actor(self.request))
-        return self._render(group)
+        updated, preview = write_with_impact(
+            self.request,
+            organisation_id=group.organisation_id,
+            change=functools.partial(
+                services.group_update, group=group, **data, actor=actor(self.request)
+            ),
+        )
+        if preview is not None:
+            return preview
+        assert updated is not None
+        return self._render(updated)
 
     def destroy(self, request: Request, organisation_pk: int, pk: int) -> Response:
-        services.group_delete(group=self.get_object(), actor=actor(request))
+        group = self.get_object()
+        _, preview = write_with_impact(
+            request,
+            organisation_id=group.organisation_id,
+            change=functools.partial(services.group_delete, group=group, actor=actor(request)),
+        )
+        if preview is not None:
+            return preview
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -377,10 +443,12 @@ class GroupViewSet(OrganisationScopedViewSet):
     ),
     destroy=extend_schema(
         summary="Delete a role with its grants and assignments (organisation admin)",
-        responses={204: None, **DELETE_ERRORS},
+        parameters=[DRY_RUN_PARAMETER],
+        responses={204: None, 200: IMPACT_RESPONSE, **DRY_RUN_DELETE_ERRORS},
     ),
 )
 class RoleViewSet(OrganisationScopedViewSet):
+    dry_run_actions = frozenset({"destroy"})
     serializer_class = RoleSerializer
     ordering_fields = ["name", "id"]
     ordering = ["name", "id"]
@@ -415,7 +483,14 @@ class RoleViewSet(OrganisationScopedViewSet):
         return Response(RoleSerializer(role).data)
 
     def destroy(self, request: Request, organisation_pk: int, pk: int) -> Response:
-        services.role_delete(role=self.get_object(), actor=actor(request))
+        role = self.get_object()
+        _, preview = write_with_impact(
+            request,
+            organisation_id=role.organisation_id,
+            change=functools.partial(services.role_delete, role=role, actor=actor(request)),
+        )
+        if preview is not None:
+            return preview
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -451,6 +526,8 @@ class RoleScopedViewSet(OrganisationScopedViewSet):
 class RoleAssignmentViewSet(RoleScopedViewSet):
     """`.../roles/{role_pk}/users|groups|api-keys/`: the role's assignments of one kind."""
 
+    dry_run_actions = frozenset({"create", "destroy"})
+
     principal_kind = "user"
     action_requirements = {"list": ADMIN, "create": ADMIN, "destroy": ADMIN}
     ordering_fields = ["id"]
@@ -469,17 +546,34 @@ class RoleAssignmentViewSet(RoleScopedViewSet):
 
     def create(self, request: Request, organisation_pk: int, role_pk: int) -> Response:
         data = self.parse(self.get_serializer_class())
-        assignment = services.role_assignment_create(
-            role=self.get_role(),
-            **{self.principal_kind: data[self.principal_kind]},
-            actor=actor(request),
+        role = self.get_role()
+        assignment, preview = write_with_impact(
+            request,
+            organisation_id=role.organisation_id,
+            change=functools.partial(
+                services.role_assignment_create,
+                role=role,
+                **{self.principal_kind: data[self.principal_kind]},
+                actor=actor(request),
+            ),
         )
+        if preview is not None:
+            return preview
         return Response(
             self.get_serializer_class()(assignment).data, status=status.HTTP_201_CREATED
         )
 
     def destroy(self, request: Request, organisation_pk: int, role_pk: int, pk: int) -> Response:
-        services.role_assignment_delete(assignment=self.get_object(), actor=actor(request))
+        assignment = self.get_object()
+        _, preview = write_with_impact(
+            request,
+            organisation_id=self.get_role().organisation_id,
+            change=functools.partial(
+                services.role_assignment_delete, assignment=assignment, actor=actor(request)
+            ),
+        )
+        if preview is not None:
+            return preview
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -491,12 +585,14 @@ def _assignment_schema(serializer: type[BaseSerializer], kind: str) -> Any:
         ),
         create=extend_schema(
             summary=f"Assign the role to a {kind} (organisation admin)",
+            parameters=[DRY_RUN_PARAMETER],
             request=serializer,
-            responses={201: serializer, **WRITE_ERRORS},
+            responses={201: serializer, 200: IMPACT_RESPONSE, **WRITE_ERRORS},
         ),
         destroy=extend_schema(
             summary="Remove an assignment, by its id (organisation admin)",
-            responses={204: None, **DELETE_ERRORS},
+            parameters=[DRY_RUN_PARAMETER],
+            responses={204: None, 200: IMPACT_RESPONSE, **DRY_RUN_DELETE_ERRORS},
         ),
     )
 
@@ -534,14 +630,18 @@ class RoleAPIKeyAssignmentViewSet(RoleAssignmentViewSet):
     retrieve=extend_schema(responses={200: APIKeySerializer, **ADMIN_READ_ERRORS}),
     partial_update=extend_schema(
         summary="Rename, revoke (for good) or change the expiry of a key (organisation admin)",
+        parameters=[DRY_RUN_PARAMETER],
         request=APIKeyUpdateSerializer,
-        responses={200: APIKeySerializer, **WRITE_ERRORS},
+        responses={200: or_impact(APIKeySerializer), **WRITE_ERRORS},
     ),
     destroy=extend_schema(
-        summary="Delete an API key (organisation admin)", responses={204: None, **DELETE_ERRORS}
+        summary="Delete an API key (organisation admin)",
+        parameters=[DRY_RUN_PARAMETER],
+        responses={204: None, 200: IMPACT_RESPONSE, **DRY_RUN_DELETE_ERRORS},
     ),
 )
 class APIKeyViewSet(OrganisationScopedViewSet):
+    dry_run_actions = frozenset({"partial_update", "destroy"})
     serializer_class = APIKeySerializer
     filterset_fields = ["revoked", "is_admin"]
     ordering_fields = ["id", "name", "created"]
@@ -576,9 +676,26 @@ class APIKeyViewSet(OrganisationScopedViewSet):
     def partial_update(self, request: Request, organisation_pk: int, pk: int) -> Response:
         api_key = self.get_object()
         data = self.parse(APIKeyUpdateSerializer, context={"api_key": api_key})
-        api_key = services.api_key_update(api_key=api_key, **data, actor=actor(request))
-        return Response(APIKeySerializer(api_key).data)
+        updated, preview = write_with_impact(
+            request,
+            organisation_id=api_key.organisation_id,
+            change=functools.partial(
+                services.api_key_update, api_key=api_key, **data, actor=actor(request)
+            ),
+        )
+        if preview is not None:
+            return preview
+        return Response(APIKeySerializer(updated).data)
 
     def destroy(self, request: Request, organisation_pk: int, pk: int) -> Response:
-        services.api_key_delete(api_key=self.get_object(), actor=actor(request))
+        api_key = self.get_object()
+        _, preview = write_with_impact(
+            request,
+            organisation_id=api_key.organisation_id,
+            change=functools.partial(
+                services.api_key_delete, api_key=api_key, actor=actor(request)
+            ),
+        )
+        if preview is not None:
+            return preview
         return Response(status=status.HTTP_204_NO_CONTENT)

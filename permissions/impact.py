@@ -134,7 +134,7 @@ class ImpactChangeSerializer(serializers.Serializer):
 
     user = serializers.IntegerField(required=False)
     api_key = serializers.IntegerField(required=False)
-    email = serializers.EmailField(allow_null=True)
+    email = serializers.CharField(allow_null=True)
     name = serializers.CharField(required=False)
     permission = serializers.CharField()
     project = serializers.IntegerField(allow_null=True)

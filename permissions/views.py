@@ -3,11 +3,13 @@ and grants: user and group grants of organisations, projects and environments, a
 grants (API.md "Catalogue, my-permissions, detail, explain" and "Organisations, members,
 groups, roles, API keys").
 
-Every decision is the engine's; every write goes through `permissions.services`.
+Every decision is the engine's; every write goes through `permissions.services`, inside
+`tagwarden.api.write_with_impact`: `?dry_run=true` previews its impact and saves nothing.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -60,15 +62,19 @@ from permissions.serializers import (
     UserGrantSerializer,
     UserScopeGrantSerializer,
 )
+from projects.models import Project
 from tagwarden.api import (
     BAD_REQUEST,
-    DELETE_ERRORS,
+    DRY_RUN_PARAMETER,
     FORBIDDEN,
+    IMPACT_RESPONSE,
     NOT_FOUND,
     READ_ERRORS,
     UNAUTHENTICATED,
     WRITE_ERRORS,
+    write_with_impact,
 )
+from tagwarden.dry_run import DRY_RUN_DELETE_ERRORS, or_impact
 
 User = get_user_model()
 
@@ -129,16 +135,24 @@ class MyPermissionsView(APIView):
         return Response(engine.my_permissions(request.user, scope))
 
 
+def _organisation_id(scope: Any) -> int:
+    """The organisation of an organisation, a project or an environment (its project loaded)."""
+    if isinstance(scope, Environment):
+        return int(scope.project.organisation_id)
+    if isinstance(scope, Project):
+        return int(scope.organisation_id)
+    return int(scope.pk)
+
+
 def _is_self(request: Request, user_id: int) -> bool:
     return not isinstance(request.user, OrganisationAPIKey) and request.user.pk == user_id
 
 
 def _member_or_404(scope: Any, user_id: int) -> Any:
-    organisation_id = (
-        scope.project.organisation_id if isinstance(scope, Environment) else scope.organisation_id
-    )
     user = User.objects.filter(pk=user_id).first()
-    if user is None or not selectors.is_member(organisation=organisation_id, user_id=user_id):
+    if user is None or not selectors.is_member(
+        organisation=_organisation_id(scope), user_id=user_id
+    ):
         raise Http404
     return user
 
@@ -229,6 +243,8 @@ class PrincipalGrantViewSet(OrganisationScopedViewSet):
     """`.../user-permissions/` and `.../user-group-permissions/` of an organisation, a project
     or an environment. Read and written by the admins of that scope only."""
 
+    dry_run_actions = frozenset({"create", "update", "partial_update", "destroy"})
+
     principal_kind = "user"
     write_serializer: type[BaseSerializer] = UserGrantSerializer
     action_requirements = {
@@ -273,13 +289,21 @@ class PrincipalGrantViewSet(OrganisationScopedViewSet):
 
     def create(self, request: Request, **kwargs: Any) -> Response:
         data = self.parse(self.write_serializer)
-        grant = services.grant_create(
-            principal=data[self.principal_kind],
-            scope=self.get_scope(),
-            entries=data["entries"],
-            admin=data.get("admin", False),
-            actor=actor(request),
+        grant, preview = write_with_impact(
+            request,
+            organisation_id=_organisation_id(self.get_scope()),
+            change=functools.partial(
+                services.grant_create,
+                principal=data[self.principal_kind],
+                scope=self.get_scope(),
+                entries=data["entries"],
+                admin=data.get("admin", False),
+                actor=actor(request),
+            ),
         )
+        if preview is not None:
+            return preview
+        assert grant is not None
         return self._render(grant, status.HTTP_201_CREATED)
 
     def retrieve(self, request: Request, **kwargs: Any) -> Response:
@@ -294,16 +318,31 @@ class PrincipalGrantViewSet(OrganisationScopedViewSet):
     def _write(self, *, partial: bool) -> Response:
         grant = self.get_object()
         data = self.parse(self.write_serializer, partial=partial, context={"grant": grant})
-        grant = services.grant_update(
-            grant=grant,
-            entries=data.get("entries"),
-            admin=data.get("admin"),
-            actor=actor(self.request),
+        updated, preview = write_with_impact(
+            self.request,
+            organisation_id=grant.organisation_id,
+            change=functools.partial(
+                services.grant_update,
+                grant=grant,
+                entries=data.get("entries"),
+                admin=data.get("admin"),
+                actor=actor(self.request),
+            ),
         )
-        return self._render(grant)
+        if preview is not None:
+            return preview
+        assert updated is not None
+        return self._render(updated)
 
     def destroy(self, request: Request, **kwargs: Any) -> Response:
-        services.grant_delete(grant=self.get_object(), actor=actor(request))
+        grant = self.get_object()
+        _, preview = write_with_impact(
+            request,
+            organisation_id=grant.organisation_id,
+            change=functools.partial(services.grant_delete, grant=grant, actor=actor(request)),
+        )
+        if preview is not None:
+            return preview
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -315,22 +354,27 @@ def _grant_schema(serializer: type[BaseSerializer], who: str) -> Any:
         ),
         create=extend_schema(
             summary=f"Create a grant ({who})",
+            parameters=[DRY_RUN_PARAMETER],
             request=serializer,
-            responses={201: serializer, **WRITE_ERRORS},
+            responses={201: serializer, 200: IMPACT_RESPONSE, **WRITE_ERRORS},
         ),
         retrieve=extend_schema(responses={200: serializer, **ADMIN_READ_ERRORS}),
         update=extend_schema(
             summary=f"Replace a grant ({who})",
+            parameters=[DRY_RUN_PARAMETER],
             request=serializer,
-            responses={200: serializer, **WRITE_ERRORS},
+            responses={200: or_impact(serializer), **WRITE_ERRORS},
         ),
         partial_update=extend_schema(
             summary=f"Change a grant ({who})",
+            parameters=[DRY_RUN_PARAMETER],
             request=serializer,
-            responses={200: serializer, **WRITE_ERRORS},
+            responses={200: or_impact(serializer), **WRITE_ERRORS},
         ),
         destroy=extend_schema(
-            summary=f"Delete a grant ({who})", responses={204: None, **DELETE_ERRORS}
+            summary=f"Delete a grant ({who})",
+            parameters=[DRY_RUN_PARAMETER],
+            responses={204: None, 200: IMPACT_RESPONSE, **DRY_RUN_DELETE_ERRORS},
         ),
     )
 
@@ -383,11 +427,13 @@ class EnvironmentGroupGrantViewSet(PrincipalGrantViewSet):
     ),
     update=extend_schema(
         summary="Replace the role's organisation keys (organisation admin)",
+        parameters=[DRY_RUN_PARAMETER],
         request=RoleOrganisationPermissionsSerializer,
-        responses={200: RoleOrganisationPermissionsSerializer, **WRITE_ERRORS},
+        responses={200: or_impact(RoleOrganisationPermissionsSerializer), **WRITE_ERRORS},
     ),
 )
 class RoleOrganisationPermissionsViewSet(RoleScopedViewSet):
+    dry_run_actions = frozenset({"update"})
     serializer_class = RoleOrganisationPermissionsSerializer
     action_requirements = {"retrieve": ADMIN, "update": ADMIN}
     pagination_class = None
@@ -400,14 +446,26 @@ class RoleOrganisationPermissionsViewSet(RoleScopedViewSet):
 
     def update(self, request: Request, **kwargs: Any) -> Response:
         data = self.parse(RoleOrganisationPermissionsSerializer)
-        services.role_organisation_permissions_set(
-            role=self.get_role(), keys=[e.key for e in data["permissions"]], actor=actor(request)
+        role = self.get_role()
+        _, preview = write_with_impact(
+            request,
+            organisation_id=role.organisation_id,
+            change=functools.partial(
+                services.role_organisation_permissions_set,
+                role=role,
+                keys=[e.key for e in data["permissions"]],
+                actor=actor(request),
+            ),
         )
+        if preview is not None:
+            return preview
         return self._render()
 
 
 class RoleScopeGrantViewSet(RoleScopedViewSet):
     """`.../roles/{role_pk}/projects-permissions/` and `.../environments-permissions/`."""
+
+    dry_run_actions = frozenset({"create", "update", "partial_update", "destroy"})
 
     level = Level.PROJECT
     scope_field = "project"
@@ -453,13 +511,22 @@ class RoleScopeGrantViewSet(RoleScopedViewSet):
 
     def create(self, request: Request, **kwargs: Any) -> Response:
         data = self.parse(self.write_serializer)
-        grant = services.grant_create(
-            principal=self.get_role(),
-            scope=data[self.scope_field],
-            entries=data["entries"],
-            admin=data.get("admin", False),
-            actor=actor(request),
+        role = self.get_role()
+        grant, preview = write_with_impact(
+            request,
+            organisation_id=role.organisation_id,
+            change=functools.partial(
+                services.grant_create,
+                principal=role,
+                scope=data[self.scope_field],
+                entries=data["entries"],
+                admin=data.get("admin", False),
+                actor=actor(request),
+            ),
         )
+        if preview is not None:
+            return preview
+        assert grant is not None
         return self._render(grant, status.HTTP_201_CREATED)
 
     def retrieve(self, request: Request, **kwargs: Any) -> Response:
@@ -474,16 +541,31 @@ class RoleScopeGrantViewSet(RoleScopedViewSet):
     def _write(self, *, partial: bool) -> Response:
         grant = self.get_object()
         data = self.parse(self.write_serializer, partial=partial, context={"grant": grant})
-        grant = services.grant_update(
-            grant=grant,
-            entries=data.get("entries"),
-            admin=data.get("admin"),
-            actor=actor(self.request),
+        updated, preview = write_with_impact(
+            self.request,
+            organisation_id=grant.organisation_id,
+            change=functools.partial(
+                services.grant_update,
+                grant=grant,
+                entries=data.get("entries"),
+                admin=data.get("admin"),
+                actor=actor(self.request),
+            ),
         )
-        return self._render(grant)
+        if preview is not None:
+            return preview
+        assert updated is not None
+        return self._render(updated)
 
     def destroy(self, request: Request, **kwargs: Any) -> Response:
-        services.grant_delete(grant=self.get_object(), actor=actor(request))
+        grant = self.get_object()
+        _, preview = write_with_impact(
+            request,
+            organisation_id=grant.organisation_id,
+            change=functools.partial(services.grant_delete, grant=grant, actor=actor(request)),
+        )
+        if preview is not None:
+            return preview
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -503,25 +585,29 @@ def _role_grant_schema(serializer: type[BaseSerializer], scope: str) -> Any:
         create=extend_schema(
             summary=f"Give the role keys on a {scope} (organisation admin)",
             description=tagged,
+            parameters=[DRY_RUN_PARAMETER],
             request=serializer,
-            responses={201: serializer, **WRITE_ERRORS},
+            responses={201: serializer, 200: IMPACT_RESPONSE, **WRITE_ERRORS},
         ),
         retrieve=extend_schema(responses={200: serializer, **ADMIN_READ_ERRORS}),
         update=extend_schema(
             summary=f"Replace a role's {scope} grant (organisation admin)",
             description=tagged,
+            parameters=[DRY_RUN_PARAMETER],
             request=serializer,
-            responses={200: serializer, **WRITE_ERRORS},
+            responses={200: or_impact(serializer), **WRITE_ERRORS},
         ),
         partial_update=extend_schema(
             summary=f"Change a role's {scope} grant (organisation admin)",
             description=tagged,
+            parameters=[DRY_RUN_PARAMETER],
             request=serializer,
-            responses={200: serializer, **WRITE_ERRORS},
+            responses={200: or_impact(serializer), **WRITE_ERRORS},
         ),
         destroy=extend_schema(
             summary=f"Delete a role's {scope} grant (organisation admin)",
-            responses={204: None, **DELETE_ERRORS},
+            parameters=[DRY_RUN_PARAMETER],
+            responses={204: None, 200: IMPACT_RESPONSE, **DRY_RUN_DELETE_ERRORS},
         ),
     )
 

@@ -2,10 +2,12 @@
 
 Views are thin: parse with a serializer, call one service or selector, render. Decisions are
 the engine's (through permissions.drf); rules about protected tags live in the services.
+Tag writes run inside `tagwarden.api.write_with_impact` (`?dry_run=true` previews).
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from django.db.models import QuerySet
@@ -31,14 +33,18 @@ from projects.serializers import (
 from tagwarden.api import (
     BAD_REQUEST,
     DELETE_ERRORS,
+    DRY_RUN_PARAMETER,
     FORBIDDEN,
+    IMPACT_RESPONSE,
     LIST_ERRORS,
     READ_ERRORS,
     UNAUTHENTICATED,
     WRITE_ERRORS,
     ActionViewSet,
     actor_of,
+    write_with_impact,
 )
+from tagwarden.dry_run import DRY_RUN_DELETE_ERRORS, or_impact
 
 
 class ProjectScopedViewSet(ActionViewSet):
@@ -162,21 +168,25 @@ TAG_IN_USE = OpenApiResponse(
     list=extend_schema(summary="The project's tags", responses={200: TagSerializer, **LIST_ERRORS}),
     create=extend_schema(
         summary="Create a tag (MANAGE_TAGS; a restricted one: project admin)",
+        parameters=[DRY_RUN_PARAMETER],
         request=TagWriteSerializer,
-        responses={201: TagSerializer, **WRITE_ERRORS},
+        responses={201: TagSerializer, 200: IMPACT_RESPONSE, **WRITE_ERRORS},
     ),
     retrieve=extend_schema(responses={200: TagSerializer, **READ_ERRORS}),
     partial_update=extend_schema(
         summary="Edit a tag (MANAGE_TAGS; changing is_restricted: project admin)",
+        parameters=[DRY_RUN_PARAMETER],
         request=TagWriteSerializer,
-        responses={200: TagSerializer, **WRITE_ERRORS},
+        responses={200: or_impact(TagSerializer), **WRITE_ERRORS},
     ),
     destroy=extend_schema(
         summary="Delete a tag (MANAGE_TAGS; a protected one: project admin)",
-        responses={204: None, **DELETE_ERRORS, 409: TAG_IN_USE},
+        parameters=[DRY_RUN_PARAMETER],
+        responses={204: None, 200: IMPACT_RESPONSE, **DRY_RUN_DELETE_ERRORS, 409: TAG_IN_USE},
     ),
 )
 class TagViewSet(ProjectScopedViewSet):
+    dry_run_actions = frozenset({"create", "partial_update", "destroy"})
     serializer_class = TagSerializer
     filterset_class = TagFilter
     ordering_fields = ["label", "id"]
@@ -205,7 +215,17 @@ class TagViewSet(ProjectScopedViewSet):
 
     def create(self, request: Request, project_pk: int) -> Response:
         data = self.parse(TagWriteSerializer)
-        tag = services.tag_create(project=self.get_scope(), **data, actor=actor_of(request))
+        project = self.get_scope()
+        tag, preview = write_with_impact(
+            request,
+            organisation_id=project.organisation_id,
+            change=functools.partial(
+                services.tag_create, project=project, **data, actor=actor_of(request)
+            ),
+        )
+        if preview is not None:
+            return preview
+        assert tag is not None
         return self._render(tag, status.HTTP_201_CREATED)
 
     def retrieve(self, request: Request, project_pk: int, pk: int) -> Response:
@@ -214,9 +234,23 @@ class TagViewSet(ProjectScopedViewSet):
     def partial_update(self, request: Request, project_pk: int, pk: int) -> Response:
         tag = self.get_object()
         data = self.parse(TagWriteSerializer, partial=True)
-        tag = services.tag_update(tag=tag, **data, actor=actor_of(request))
-        return self._render(tag)
+        updated, preview = write_with_impact(
+            request,
+            organisation_id=self.get_scope().organisation_id,
+            change=functools.partial(services.tag_update, tag=tag, **data, actor=actor_of(request)),
+        )
+        if preview is not None:
+            return preview
+        assert updated is not None
+        return self._render(updated)
 
     def destroy(self, request: Request, project_pk: int, pk: int) -> Response:
-        services.tag_delete(tag=self.get_object(), actor=actor_of(request))
+        tag = self.get_object()
+        _, preview = write_with_impact(
+            request,
+            organisation_id=self.get_scope().organisation_id,
+            change=functools.partial(services.tag_delete, tag=tag, actor=actor_of(request)),
+        )
+        if preview is not None:
+            return preview
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -55,12 +55,24 @@ class ActionViewSet(viewsets.GenericViewSet):
     action_requirements: dict[str, str] = {}
     #: actions checked by authentication alone (their handlers check what they need)
     authenticated_actions: tuple[str, ...] = ()
+    #: write actions that honour `?dry_run=true` (through `write_with_impact`)
+    dry_run_actions: frozenset[str] = frozenset()
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         method = (request.method or "").lower()
         if method != "options" and method not in getattr(self, "action_map", {}):
             raise MethodNotAllowed(request.method or "")
         super().initial(request, *args, **kwargs)
+        # A client asking for a dry run where there is none must not get a real write: refuse
+        # (after authentication and the scope checks, so 401/404/403 keep their order).
+        if (
+            method not in ("get", "head", "options")
+            and self.action not in self.dry_run_actions
+            and dry_run_requested(request)
+        ):
+            raise serializers.ValidationError(
+                {"dry_run": ["This endpoint has no dry run; nothing was done."]}
+            )
 
     def get_permissions(self) -> list[Any]:
         if self.action is None or self.action in self.authenticated_actions:

@@ -33,6 +33,7 @@ FIELDS = {
     "environment",
     "before",
     "after",
+    "impact",
 }
 
 

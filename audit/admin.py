@@ -9,6 +9,7 @@ from django.contrib import admin
 from django.utils.html import format_html
 
 from audit.models import AuditLogEntry
+from permissions.admin_impact import impact_table_html
 from tagwarden.admin_utils import ReadOnlyAdmin
 
 
@@ -25,6 +26,7 @@ class AuditLogEntryAdmin(ReadOnlyAdmin):
         "object_id",
         "project_id",
         "environment_id",
+        "impact_counts",
     ]
     list_filter = ["action", "object_type", ("organisation", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["organisation"]
@@ -43,6 +45,7 @@ class AuditLogEntryAdmin(ReadOnlyAdmin):
         "object_id",
         "before_json",
         "after_json",
+        "impact_display",
     )
     fields = readonly_fields
 
@@ -57,3 +60,22 @@ class AuditLogEntryAdmin(ReadOnlyAdmin):
     @admin.display(description="after")
     def after_json(self, obj: AuditLogEntry) -> str:
         return self._json(obj.after)
+
+    @admin.display(description="impact")
+    def impact_counts(self, obj: AuditLogEntry) -> str:
+        """ "+gained / −lost" keys (blank: the change could not move permissions, or was made
+        before impacts were recorded)."""
+        if obj.impact is None:
+            return ""
+        return f"+{obj.impact.get('gained_total', 0)} / −{obj.impact.get('lost_total', 0)}"
+
+    @admin.display(description="impact")
+    def impact_display(self, obj: AuditLogEntry) -> str:
+        """Who gained and who lost which keys through this change (`permissions.impact`)."""
+        if obj.impact is None:
+            return "—"
+        return format_html(
+            "{}<details><summary>JSON</summary>{}</details>",
+            impact_table_html(obj.impact),
+            self._json(obj.impact),
+        )

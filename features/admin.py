@@ -20,11 +20,12 @@ from features.models import (
     Segment,
     SegmentOverride,
 )
+from permissions.admin_impact import ImpactAdmin
 from tagwarden.admin_utils import ReadOnlyAdmin, ReadOnlyInline, TagwardenAdmin, actor_of
 
 
 @admin.register(Feature)
-class FeatureAdmin(TagwardenAdmin):
+class FeatureAdmin(ImpactAdmin):
     """Tag changes go through `feature_update`: protected tags need project admin."""
 
     organisation_lookup = "project__organisation"

@@ -2,7 +2,9 @@
 
 Every write calls `organisations.services` or `permissions.services`, as the API does;
 staff who are not superusers see only the organisations they administer
-(`tagwarden.admin_utils`).
+(`tagwarden.admin_utils`). Memberships, groups, roles (with their inlines) and role
+assignments have the "Preview impact" step and record their impact on their audit entries
+(`permissions.admin_impact`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from permissions.admin_forms import (
     entry_lines,
     environment_label,
 )
+from permissions.admin_impact import ImpactAdmin
 from permissions.catalogue import KEYS_BY_LEVEL, TAG_SUPPORTED_KEYS, Level
 from permissions.models import Grant
 from permissions.services import (
@@ -182,7 +185,7 @@ class OrganisationAdmin(TagwardenAdmin):
 
 
 @admin.register(OrganisationMembership)
-class OrganisationMembershipAdmin(TagwardenAdmin):
+class OrganisationMembershipAdmin(ImpactAdmin):
     list_display = ["user", "email", "organisation", "role", "created_at"]
     list_filter = ["role", ("organisation", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["user", "organisation"]
@@ -234,7 +237,7 @@ class OrganisationMembershipAdmin(TagwardenAdmin):
 
 
 @admin.register(UserGroup)
-class UserGroupAdmin(TagwardenAdmin):
+class UserGroupAdmin(ImpactAdmin):
     ordering = ["name", "id"]  # Meta.ordering does not apply to annotated (GROUP BY) queries
     list_display = ["name", "organisation", "member_count", "created_at"]
     list_filter = [("organisation", admin.RelatedOnlyFieldListFilter)]
@@ -418,7 +421,7 @@ class RoleEnvironmentGrantInline(RoleGrantInline):
 
 
 @admin.register(Role)
-class RoleAdmin(TagwardenAdmin):
+class RoleAdmin(ImpactAdmin):
     ordering = ["name", "id"]  # Meta.ordering does not apply to annotated (GROUP BY) queries
     form = RoleForm
     list_display = ["name", "organisation", "description", "assignment_count", "grant_count"]
@@ -501,7 +504,7 @@ class RoleAdmin(TagwardenAdmin):
 
 
 @admin.register(RoleAssignment)
-class RoleAssignmentAdmin(TagwardenAdmin):
+class RoleAssignmentAdmin(ImpactAdmin):
     """Assignments are created and deleted (through the services); never changed."""
 
     organisation_lookup = "role__organisation"

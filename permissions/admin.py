@@ -13,11 +13,12 @@ from django.utils.html import format_html
 
 from permissions import admin_views
 from permissions.admin_forms import GRANT_CHANGE_FORMS, GrantAddForm, entry_lines
+from permissions.admin_impact import ImpactAdmin
 from permissions.catalogue import KEYS_BY_LEVEL, Level
 from permissions.models import Grant, GrantEntry
 from permissions.services import grant_create, grant_delete, grant_update
 from projects.models import Tag
-from tagwarden.admin_utils import ReadOnlyAdmin, TagwardenAdmin, actor_of, scoped_queryset
+from tagwarden.admin_utils import ReadOnlyAdmin, actor_of, scoped_queryset
 
 
 def principal_label(grant: Grant) -> str:
@@ -66,7 +67,7 @@ class PrincipalFilter(admin.SimpleListFilter):
 
 
 @admin.register(Grant)
-class GrantAdmin(TagwardenAdmin):
+class GrantAdmin(ImpactAdmin):
     """Grants of users, groups and roles on an organisation, project or environment. Role
     grants are also edited from their role's page."""
 

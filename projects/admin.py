@@ -11,6 +11,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 
 from permissions import engine
+from permissions.admin_impact import ImpactAdmin
 from permissions.models import GrantEntryTag
 from projects import services
 from projects.models import Project, Tag
@@ -71,7 +72,7 @@ class ProjectAdmin(TagwardenAdmin):
 
 
 @admin.register(Tag)
-class TagAdmin(TagwardenAdmin):
+class TagAdmin(ImpactAdmin):
     organisation_lookup = "project__organisation"
     list_display = ["label", "project", "colour", "is_restricted", "is_protected"]
     list_filter = [

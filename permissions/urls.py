@@ -5,7 +5,7 @@ from typing import Any
 
 from django.urls import URLPattern, URLResolver, path
 
-from permissions import views
+from permissions import document_views, views
 from permissions.catalogue import Level
 
 collection: dict[str, Any] = {"get": "list", "post": "create"}
@@ -65,6 +65,22 @@ urlpatterns: list[URLPattern | URLResolver] = [
         "environments/permissions/",
         views.CatalogueView.as_view(level=Level.ENVIRONMENT),
         name="environment-permission-catalogue",
+    ),
+    # Permissions as code: the organisation's document, its plan and its application.
+    path(
+        f"{org}/permissions-document/",
+        document_views.PermissionsDocumentViewSet.as_view({"get": "retrieve"}),
+        name="organisation-permissions-document",
+    ),
+    path(
+        f"{org}/permissions-document/plan/",
+        document_views.PermissionsDocumentViewSet.as_view({"post": "plan"}),
+        name="organisation-permissions-document-plan",
+    ),
+    path(
+        f"{org}/permissions-document/apply/",
+        document_views.PermissionsDocumentViewSet.as_view({"post": "apply"}),
+        name="organisation-permissions-document-apply",
     ),
     # What the caller holds, where a user's keys come from, and why.
     path(f"{org}/my-permissions/", views.MyPermissionsView.as_view(), name="organisation-my"),

@@ -119,16 +119,20 @@ def grant_entries_validate(
 
 def grant_snapshot(grant: Grant) -> dict[str, Any]:
     """The audited state of a grant: its principal, scope, admin flag and entries."""
-    entries: list[dict[str, Any]] = sorted(
-        (
-            {
-                "permission_key": entry.key,
-                "tags": sorted(et.tag_id for et in entry.entry_tags.all()),
-            }
-            for entry in grant.entries.all()
-        ),
-        key=lambda e: str(e["permission_key"]),
-    )
+    tags_by_key: dict[str, list[int]] = {}
+    if "entries" in getattr(grant, "_prefetched_objects_cache", {}):
+        for entry in grant.entries.all():
+            tags_by_key[entry.key] = [et.tag_id for et in entry.entry_tags.all()]
+    else:  # one query, not one per entry
+        for key, tag_id in GrantEntry.objects.filter(grant=grant).values_list(
+            "key", "entry_tags__tag_id"
+        ):
+            tags = tags_by_key.setdefault(key, [])
+            if tag_id is not None:
+                tags.append(tag_id)
+    entries: list[dict[str, Any]] = [
+        {"permission_key": key, "tags": sorted(tags)} for key, tags in sorted(tags_by_key.items())
+    ]
     return {
         "principal": {
             "type": grant.principal_kind,

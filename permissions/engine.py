@@ -452,7 +452,12 @@ def _build_policy(
 
 
 def policy_from_rows(
-    organisation_id: int, *, is_member: bool, is_admin: bool, rows: Iterable[tuple[Any, ...]]
+    organisation_id: int,
+    *,
+    is_member: bool,
+    is_admin: bool,
+    rows: Iterable[tuple[Any, ...]],
+    keep_entries: bool = True,
 ) -> Policy:
     """A policy from its applicable grant rows, each `(grant id, project id, environment id,
     admin, key, tag id, user id, group id, role id)` (one row per entry tag; `key` and `tag id`
@@ -513,7 +518,12 @@ def policy_from_rows(
         projects=rights(Level.PROJECT),
         environments=rights(Level.ENVIRONMENT),
         environment_projects=environment_projects,
-        entry_rows={ident: frozenset(tags) for ident, tags in entry_tags.items()},
+        # Only reports (explain, details) read the entries one by one. A policy built without
+        # them (impact previews: `keep_entries=False`) decides the same, and two such policies
+        # compare equal whenever what they decide from is equal, whatever grants it came from.
+        entry_rows=(
+            {ident: frozenset(tags) for ident, tags in entry_tags.items()} if keep_entries else {}
+        ),
     )
 
 

@@ -254,7 +254,11 @@ class Snapshot:
         holders += [("role", role_id) for role_id in self.roles_reaching(principal)]
         rows = [row for holder in holders for row in self.rows_on(holder, projects)]
         return policy_from_rows(
-            self.organisation_id, is_member=is_member, is_admin=is_admin, rows=rows
+            self.organisation_id,
+            is_member=is_member,
+            is_admin=is_admin,
+            rows=rows,
+            keep_entries=False,
         )
 
 

@@ -1,4 +1,4 @@
-"""Permissions as code, the domain (permissions/documents.py): export, plan, apply."""
+"""Permissions as code, the domain (permissions/documents/): export, plan, apply."""
 
 from __future__ import annotations
 

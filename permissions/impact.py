@@ -236,9 +236,9 @@ class Snapshot:
                 roles |= self.roles_of.get(("group", group), frozenset())
         return roles
 
-    def policy(self, principal: PrincipalRef, projects: set[int | None]) -> Policy:
-        """The engine's policy of a principal, from the rows on `projects` only (decisions on
-        other projects are not to be read from it)."""
+    def policy_inputs(self, principal: PrincipalRef) -> tuple[bool, bool, frozenset[Holder]]:
+        """(member, organisation admin, the holders whose grants apply): what a policy is
+        built from, besides the holders' rows."""
         kind, principal_id = principal
         if kind == "user":
             role = self.member_roles.get(principal_id)
@@ -252,6 +252,16 @@ class Snapshot:
             is_member, is_admin = usable, usable and admin
             holders = []
         holders += [("role", role_id) for role_id in self.roles_reaching(principal)]
+        return is_member, is_admin, frozenset(holders)
+
+    def policy(
+        self,
+        inputs: tuple[bool, bool, frozenset[Holder]],
+        projects: set[int | None],
+    ) -> Policy:
+        """The engine's policy built from `policy_inputs`, with the rows on `projects` only
+        (decisions on other projects are not to be read from it)."""
+        is_member, is_admin, holders = inputs
         rows = [row for holder in holders for row in self.rows_on(holder, projects)]
         return policy_from_rows(
             self.organisation_id,
@@ -455,9 +465,21 @@ def impact_between(before: Snapshot, after: Snapshot) -> Impact:
 
     gained: list[tuple[PrincipalRef, str, int | None, int | None, int | None]] = []
     lost: list[tuple[PrincipalRef, str, int | None, int | None, int | None]] = []
+    changed_holders = {
+        holder
+        for holder in before.rows_of.keys() | after.rows_of.keys()
+        if before.rows_of.get(holder) != after.rows_of.get(holder)
+    }
     for principal, projects in affected.items():
-        old_policy = before.policy(principal, projects)
-        new_policy = after.policy(principal, projects)
+        old_inputs, new_inputs = before.policy_inputs(principal), after.policy_inputs(principal)
+        old_policy = before.policy(old_inputs, projects)
+        # Same membership, same holders, none of whose rows changed: the same policy (feature
+        # and restriction changes leave most policies as they were; build them once).
+        new_policy = (
+            old_policy
+            if new_inputs == old_inputs and not changed_holders & new_inputs[2]
+            else after.policy(new_inputs, projects)
+        )
         if old_policy == new_policy and not features_changed_in & projects:
             continue
         for project_id in projects:

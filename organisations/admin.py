@@ -555,7 +555,7 @@ class RoleAssignmentAdmin(ImpactAdmin):
 
 
 @admin.register(OrganisationAPIKey)
-class OrganisationAPIKeyAdmin(TagwardenAdmin):
+class OrganisationAPIKeyAdmin(ImpactAdmin):
     list_display = [
         "name",
         "prefix",

@@ -2,7 +2,7 @@
 (API.md "Permissions as code and impact preview", IMPACT).
 
 Admins of objects whose writes can move permissions (roles with their inlines, grants,
-groups, tags, features, memberships, role assignments) derive from `ImpactAdmin`:
+groups, tags, features, memberships, role assignments, API keys) derive from `ImpactAdmin`:
 
 - Their change forms have a **Preview impact** button beside Save. Pressing it validates the
   form and its inlines as a Save would (errors are shown as usual, nothing saved), then runs

@@ -16,7 +16,13 @@ from django.urls import reverse
 
 from audit.models import AuditLogEntry
 from features.models import Feature
-from organisations.models import MembershipRole, Role, RoleAssignment, UserGroup
+from organisations.models import (
+    MembershipRole,
+    OrganisationAPIKey,
+    Role,
+    RoleAssignment,
+    UserGroup,
+)
 from permissions.admin_impact import PREVIEW_FIELD, ImpactRow
 from permissions.catalogue import (
     APPROVE_CHANGE_REQUEST,
@@ -551,3 +557,35 @@ def test_impact_row__api_key__named_and_marked():
     )
     assert table["gained"] == [ImpactRow("ci", "API key", VIEW_PROJECT, "#999999", "", None)]
     assert table["nothing"] is False
+
+
+# -- API keys -------------------------------------------------------------------------------
+
+
+def test_api_key_preview__revoked__its_roles_keys_lost_nothing_saved(staff_client, world):
+    key = f.APIKeyFactory(organisation=world.organisation, name="deploy-bot")
+    f.RoleAssignmentFactory(role=world.role, api_key=key)
+    data = form_data(staff_client.get(change_url(key)))
+    data["revoked"] = "on"
+    before = state()
+
+    response = staff_client.post(change_url(key), preview(data))
+
+    assert_previewed(response)
+    lost = rows(response, "lost")
+    assert (
+        "deploy-bot",
+        UPDATE_FEATURE_STATE,
+        "Acme app",
+        "production",
+        1,
+    ) in lost
+    assert {who for who, *_ in lost} == {"deploy-bot"}
+    assert rows(response, "gained") == set()
+    assert OrganisationAPIKey.objects.get(pk=key.pk).revoked is False
+    assert state() == before
+
+    assert staff_client.post(change_url(key), save(data)).status_code == 302
+    assert OrganisationAPIKey.objects.get(pk=key.pk).revoked is True
+    entry = AuditLogEntry.objects.get(object_type="api_key", action="updated")
+    assert entry.impact["lost_total"] == len(lost)

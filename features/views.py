@@ -114,17 +114,14 @@ class FeatureViewSet(ProjectScopedViewSet):
     def partial_update(self, request: Request, project_pk: int, pk: int) -> Response:
         feature = self.get_object()
         data = self.parse(FeatureWriteSerializer, partial=True)
-        updated, preview = write_with_impact(
+        return write_with_impact(
             request,
             organisation_id=self.get_scope().organisation_id,
             change=functools.partial(
                 services.feature_update, feature=feature, **data, actor=actor_of(request)
             ),
+            respond=lambda updated: self._render(updated),
         )
-        if preview is not None:
-            return preview
-        assert updated is not None
-        return self._render(updated)
 
     def destroy(self, request: Request, project_pk: int, pk: int) -> Response:
         services.feature_delete(feature=self.get_object(), actor=actor_of(request))

@@ -62,6 +62,7 @@ from tagwarden.api import (
     UNAUTHENTICATED,
     WRITE_ERRORS,
     ActionViewSet,
+    no_content,
     write_with_impact,
 )
 from tagwarden.api import actor_of as actor
@@ -244,7 +245,7 @@ class MemberViewSet(OrganisationScopedViewSet):
     def create(self, request: Request, organisation_pk: int) -> Response:
         data = self.parse(MemberCreateSerializer)
         organisation = self.get_scope()
-        membership, preview = write_with_impact(
+        return write_with_impact(
             request,
             organisation_id=organisation.pk,
             change=functools.partial(
@@ -254,15 +255,15 @@ class MemberViewSet(OrganisationScopedViewSet):
                 role=data["role"],
                 actor=actor(request),
             ),
+            respond=lambda membership: Response(
+                MemberSerializer(membership).data, status=status.HTTP_201_CREATED
+            ),
         )
-        if preview is not None:
-            return preview
-        return Response(MemberSerializer(membership).data, status=status.HTTP_201_CREATED)
 
     def partial_update(self, request: Request, organisation_pk: int, user_id: int) -> Response:
         membership = self.get_membership()
         data = self.parse(MemberUpdateSerializer, context={"membership": membership})
-        updated, preview = write_with_impact(
+        return write_with_impact(
             request,
             organisation_id=membership.organisation_id,
             change=functools.partial(
@@ -271,23 +272,19 @@ class MemberViewSet(OrganisationScopedViewSet):
                 role=data["role"],
                 actor=actor(request),
             ),
+            respond=lambda updated: Response(MemberSerializer(updated).data),
         )
-        if preview is not None:
-            return preview
-        return Response(MemberSerializer(updated).data)
 
     def destroy(self, request: Request, organisation_pk: int, user_id: int) -> Response:
         membership = self.get_membership()
-        _, preview = write_with_impact(
+        return write_with_impact(
             request,
             organisation_id=membership.organisation_id,
             change=functools.partial(
                 services.membership_delete, membership=membership, actor=actor(request)
             ),
+            respond=no_content,
         )
-        if preview is not None:
-            return preview
-        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 # --------------------------------------------------------------------------------------
@@ -363,7 +360,7 @@ class GroupViewSet(OrganisationScopedViewSet):
         organisation = self.get_scope()
         services.group_require_manager(actor=actor(request), organisation=organisation)
         data = self.parse(GroupWriteSerializer)
-        group, preview = write_with_impact(
+        return write_with_impact(
             request,
             organisation_id=organisation.pk,
             change=functools.partial(
@@ -373,11 +370,8 @@ class GroupViewSet(OrganisationScopedViewSet):
                 users=data.get("users", []),
                 actor=actor(request),
             ),
+            respond=lambda group: self._render(group, status.HTTP_201_CREATED),
         )
-        if preview is not None:
-            return preview
-        assert group is not None
-        return self._render(group, status.HTTP_201_CREATED)
 
     def retrieve(self, request: Request, organisation_pk: int, pk: int) -> Response:
         return Response(GroupSerializer(self.get_object()).data)
@@ -396,28 +390,23 @@ class GroupViewSet(OrganisationScopedViewSet):
         data = self.parse(GroupWriteSerializer, partial=partial, context={"group": group})
         if not partial and "users" not in data:
             data["users"] = []
-        updated, preview = write_with_impact(
+        return write_with_impact(
             self.request,
             organisation_id=group.organisation_id,
             change=functools.partial(
                 services.group_update, group=group, **data, actor=actor(self.request)
             ),
+            respond=lambda updated: self._render(updated),
         )
-        if preview is not None:
-            return preview
-        assert updated is not None
-        return self._render(updated)
 
     def destroy(self, request: Request, organisation_pk: int, pk: int) -> Response:
         group = self.get_object()
-        _, preview = write_with_impact(
+        return write_with_impact(
             request,
             organisation_id=group.organisation_id,
             change=functools.partial(services.group_delete, group=group, actor=actor(request)),
+            respond=no_content,
         )
-        if preview is not None:
-            return preview
-        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 # --------------------------------------------------------------------------------------
@@ -484,14 +473,12 @@ class RoleViewSet(OrganisationScopedViewSet):
 
     def destroy(self, request: Request, organisation_pk: int, pk: int) -> Response:
         role = self.get_object()
-        _, preview = write_with_impact(
+        return write_with_impact(
             request,
             organisation_id=role.organisation_id,
             change=functools.partial(services.role_delete, role=role, actor=actor(request)),
+            respond=no_content,
         )
-        if preview is not None:
-            return preview
-        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class RoleScopedViewSet(OrganisationScopedViewSet):
@@ -547,7 +534,7 @@ class RoleAssignmentViewSet(RoleScopedViewSet):
     def create(self, request: Request, organisation_pk: int, role_pk: int) -> Response:
         data = self.parse(self.get_serializer_class())
         role = self.get_role()
-        assignment, preview = write_with_impact(
+        return write_with_impact(
             request,
             organisation_id=role.organisation_id,
             change=functools.partial(
@@ -556,25 +543,21 @@ class RoleAssignmentViewSet(RoleScopedViewSet):
                 **{self.principal_kind: data[self.principal_kind]},
                 actor=actor(request),
             ),
-        )
-        if preview is not None:
-            return preview
-        return Response(
-            self.get_serializer_class()(assignment).data, status=status.HTTP_201_CREATED
+            respond=lambda assignment: Response(
+                self.get_serializer_class()(assignment).data, status=status.HTTP_201_CREATED
+            ),
         )
 
     def destroy(self, request: Request, organisation_pk: int, role_pk: int, pk: int) -> Response:
         assignment = self.get_object()
-        _, preview = write_with_impact(
+        return write_with_impact(
             request,
             organisation_id=self.get_role().organisation_id,
             change=functools.partial(
                 services.role_assignment_delete, assignment=assignment, actor=actor(request)
             ),
+            respond=no_content,
         )
-        if preview is not None:
-            return preview
-        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 def _assignment_schema(serializer: type[BaseSerializer], kind: str) -> Any:
@@ -676,26 +659,22 @@ class APIKeyViewSet(OrganisationScopedViewSet):
     def partial_update(self, request: Request, organisation_pk: int, pk: int) -> Response:
         api_key = self.get_object()
         data = self.parse(APIKeyUpdateSerializer, context={"api_key": api_key})
-        updated, preview = write_with_impact(
+        return write_with_impact(
             request,
             organisation_id=api_key.organisation_id,
             change=functools.partial(
                 services.api_key_update, api_key=api_key, **data, actor=actor(request)
             ),
+            respond=lambda updated: Response(APIKeySerializer(updated).data),
         )
-        if preview is not None:
-            return preview
-        return Response(APIKeySerializer(updated).data)
 
     def destroy(self, request: Request, organisation_pk: int, pk: int) -> Response:
         api_key = self.get_object()
-        _, preview = write_with_impact(
+        return write_with_impact(
             request,
             organisation_id=api_key.organisation_id,
             change=functools.partial(
                 services.api_key_delete, api_key=api_key, actor=actor(request)
             ),
+            respond=no_content,
         )
-        if preview is not None:
-            return preview
-        return Response(status=status.HTTP_204_NO_CONTENT)

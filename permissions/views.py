@@ -72,6 +72,7 @@ from tagwarden.api import (
     READ_ERRORS,
     UNAUTHENTICATED,
     WRITE_ERRORS,
+    no_content,
     write_with_impact,
 )
 from tagwarden.dry_run import DRY_RUN_DELETE_ERRORS, or_impact
@@ -239,11 +240,61 @@ class ExplainView(APIView):
 # --------------------------------------------------------------------------------------
 
 
-class PrincipalGrantViewSet(OrganisationScopedViewSet):
-    """`.../user-permissions/` and `.../user-group-permissions/` of an organisation, a project
-    or an environment. Read and written by the admins of that scope only."""
+class GrantViewSet(OrganisationScopedViewSet):
+    """What every grant endpoint shares (user, group and role grants): read one, list, edit,
+    delete, all answering with `write_serializer`; subclasses say how a grant is created."""
 
     dry_run_actions = frozenset({"create", "update", "partial_update", "destroy"})
+    write_serializer: type[BaseSerializer]
+
+    def get_serializer_class(self) -> type[BaseSerializer]:
+        return self.write_serializer
+
+    def _render(self, grant: Grant, status_code: int = status.HTTP_200_OK) -> Response:
+        fresh = self.get_queryset().get(pk=grant.pk)
+        return Response(self.write_serializer(fresh).data, status=status_code)
+
+    def list(self, request: Request, **kwargs: Any) -> Response:
+        return self.paginated(self.get_queryset(), self.write_serializer)
+
+    def retrieve(self, request: Request, **kwargs: Any) -> Response:
+        return Response(self.write_serializer(self.get_object()).data)
+
+    def update(self, request: Request, **kwargs: Any) -> Response:
+        return self._write(partial=False)
+
+    def partial_update(self, request: Request, **kwargs: Any) -> Response:
+        return self._write(partial=True)
+
+    def _write(self, *, partial: bool) -> Response:
+        grant = self.get_object()
+        data = self.parse(self.write_serializer, partial=partial, context={"grant": grant})
+        return write_with_impact(
+            self.request,
+            organisation_id=grant.organisation_id,
+            change=functools.partial(
+                services.grant_update,
+                grant=grant,
+                entries=data.get("entries"),
+                admin=data.get("admin"),
+                actor=actor(self.request),
+            ),
+            respond=lambda updated: self._render(updated),
+        )
+
+    def destroy(self, request: Request, **kwargs: Any) -> Response:
+        grant = self.get_object()
+        return write_with_impact(
+            request,
+            organisation_id=grant.organisation_id,
+            change=functools.partial(services.grant_delete, grant=grant, actor=actor(request)),
+            respond=no_content,
+        )
+
+
+class PrincipalGrantViewSet(GrantViewSet):
+    """`.../user-permissions/` and `.../user-group-permissions/` of an organisation, a project
+    or an environment. Read and written by the admins of that scope only."""
 
     principal_kind = "user"
     write_serializer: type[BaseSerializer] = UserGrantSerializer
@@ -265,9 +316,6 @@ class PrincipalGrantViewSet(OrganisationScopedViewSet):
             self._scope = scope
         return scope
 
-    def get_serializer_class(self) -> type[BaseSerializer]:
-        return self.write_serializer
-
     def get_serializer_context(self) -> dict[str, Any]:
         context = super(OrganisationScopedViewSet, self).get_serializer_context()
         if not getattr(self, "swagger_fake_view", False):
@@ -280,16 +328,9 @@ class PrincipalGrantViewSet(OrganisationScopedViewSet):
             return Grant.objects.none()
         return selectors.grants_of_scope(scope=self.get_scope(), principal_kind=self.principal_kind)
 
-    def _render(self, grant: Grant, status_code: int = status.HTTP_200_OK) -> Response:
-        fresh = self.get_queryset().get(pk=grant.pk)
-        return Response(self.write_serializer(fresh).data, status=status_code)
-
-    def list(self, request: Request, **kwargs: Any) -> Response:
-        return self.paginated(self.get_queryset(), self.write_serializer)
-
     def create(self, request: Request, **kwargs: Any) -> Response:
         data = self.parse(self.write_serializer)
-        grant, preview = write_with_impact(
+        return write_with_impact(
             request,
             organisation_id=_organisation_id(self.get_scope()),
             change=functools.partial(
@@ -300,50 +341,8 @@ class PrincipalGrantViewSet(OrganisationScopedViewSet):
                 admin=data.get("admin", False),
                 actor=actor(request),
             ),
+            respond=lambda grant: self._render(grant, status.HTTP_201_CREATED),
         )
-        if preview is not None:
-            return preview
-        assert grant is not None
-        return self._render(grant, status.HTTP_201_CREATED)
-
-    def retrieve(self, request: Request, **kwargs: Any) -> Response:
-        return Response(self.write_serializer(self.get_object()).data)
-
-    def update(self, request: Request, **kwargs: Any) -> Response:
-        return self._write(partial=False)
-
-    def partial_update(self, request: Request, **kwargs: Any) -> Response:
-        return self._write(partial=True)
-
-    def _write(self, *, partial: bool) -> Response:
-        grant = self.get_object()
-        data = self.parse(self.write_serializer, partial=partial, context={"grant": grant})
-        updated, preview = write_with_impact(
-            self.request,
-            organisation_id=grant.organisation_id,
-            change=functools.partial(
-                services.grant_update,
-                grant=grant,
-                entries=data.get("entries"),
-                admin=data.get("admin"),
-                actor=actor(self.request),
-            ),
-        )
-        if preview is not None:
-            return preview
-        assert updated is not None
-        return self._render(updated)
-
-    def destroy(self, request: Request, **kwargs: Any) -> Response:
-        grant = self.get_object()
-        _, preview = write_with_impact(
-            request,
-            organisation_id=grant.organisation_id,
-            change=functools.partial(services.grant_delete, grant=grant, actor=actor(request)),
-        )
-        if preview is not None:
-            return preview
-        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 def _grant_schema(serializer: type[BaseSerializer], who: str) -> Any:
@@ -447,7 +446,7 @@ class RoleOrganisationPermissionsViewSet(RoleScopedViewSet):
     def update(self, request: Request, **kwargs: Any) -> Response:
         data = self.parse(RoleOrganisationPermissionsSerializer)
         role = self.get_role()
-        _, preview = write_with_impact(
+        return write_with_impact(
             request,
             organisation_id=role.organisation_id,
             change=functools.partial(
@@ -456,16 +455,12 @@ class RoleOrganisationPermissionsViewSet(RoleScopedViewSet):
                 keys=[e.key for e in data["permissions"]],
                 actor=actor(request),
             ),
+            respond=lambda _: self._render(),
         )
-        if preview is not None:
-            return preview
-        return self._render()
 
 
-class RoleScopeGrantViewSet(RoleScopedViewSet):
+class RoleScopeGrantViewSet(RoleScopedViewSet, GrantViewSet):
     """`.../roles/{role_pk}/projects-permissions/` and `.../environments-permissions/`."""
-
-    dry_run_actions = frozenset({"create", "update", "partial_update", "destroy"})
 
     level = Level.PROJECT
     scope_field = "project"
@@ -480,9 +475,6 @@ class RoleScopeGrantViewSet(RoleScopedViewSet):
     }
     ordering_fields = ["id"]
     ordering = ["id"]
-
-    def get_serializer_class(self) -> type[BaseSerializer]:
-        return self.write_serializer
 
     def get_queryset(self) -> QuerySet[Grant]:
         if getattr(self, "swagger_fake_view", False):
@@ -502,17 +494,10 @@ class RoleScopeGrantViewSet(RoleScopedViewSet):
             raise ValidationError({self.scope_field: ["Expected an integer id."]}) from None
         return queryset.filter(**{f"{self.scope_field}_id": scope_id})
 
-    def _render(self, grant: Grant, status_code: int = status.HTTP_200_OK) -> Response:
-        fresh = self.get_queryset().get(pk=grant.pk)
-        return Response(self.write_serializer(fresh).data, status=status_code)
-
-    def list(self, request: Request, **kwargs: Any) -> Response:
-        return self.paginated(self.get_queryset(), self.write_serializer)
-
     def create(self, request: Request, **kwargs: Any) -> Response:
         data = self.parse(self.write_serializer)
         role = self.get_role()
-        grant, preview = write_with_impact(
+        return write_with_impact(
             request,
             organisation_id=role.organisation_id,
             change=functools.partial(
@@ -523,50 +508,8 @@ class RoleScopeGrantViewSet(RoleScopedViewSet):
                 admin=data.get("admin", False),
                 actor=actor(request),
             ),
+            respond=lambda grant: self._render(grant, status.HTTP_201_CREATED),
         )
-        if preview is not None:
-            return preview
-        assert grant is not None
-        return self._render(grant, status.HTTP_201_CREATED)
-
-    def retrieve(self, request: Request, **kwargs: Any) -> Response:
-        return Response(self.write_serializer(self.get_object()).data)
-
-    def update(self, request: Request, **kwargs: Any) -> Response:
-        return self._write(partial=False)
-
-    def partial_update(self, request: Request, **kwargs: Any) -> Response:
-        return self._write(partial=True)
-
-    def _write(self, *, partial: bool) -> Response:
-        grant = self.get_object()
-        data = self.parse(self.write_serializer, partial=partial, context={"grant": grant})
-        updated, preview = write_with_impact(
-            self.request,
-            organisation_id=grant.organisation_id,
-            change=functools.partial(
-                services.grant_update,
-                grant=grant,
-                entries=data.get("entries"),
-                admin=data.get("admin"),
-                actor=actor(self.request),
-            ),
-        )
-        if preview is not None:
-            return preview
-        assert updated is not None
-        return self._render(updated)
-
-    def destroy(self, request: Request, **kwargs: Any) -> Response:
-        grant = self.get_object()
-        _, preview = write_with_impact(
-            request,
-            organisation_id=grant.organisation_id,
-            change=functools.partial(services.grant_delete, grant=grant, actor=actor(request)),
-        )
-        if preview is not None:
-            return preview
-        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 def _role_grant_schema(serializer: type[BaseSerializer], scope: str) -> Any:

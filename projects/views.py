@@ -42,6 +42,7 @@ from tagwarden.api import (
     WRITE_ERRORS,
     ActionViewSet,
     actor_of,
+    no_content,
     write_with_impact,
 )
 from tagwarden.dry_run import DRY_RUN_DELETE_ERRORS, or_impact
@@ -216,17 +217,14 @@ class TagViewSet(ProjectScopedViewSet):
     def create(self, request: Request, project_pk: int) -> Response:
         data = self.parse(TagWriteSerializer)
         project = self.get_scope()
-        tag, preview = write_with_impact(
+        return write_with_impact(
             request,
             organisation_id=project.organisation_id,
             change=functools.partial(
                 services.tag_create, project=project, **data, actor=actor_of(request)
             ),
+            respond=lambda tag: self._render(tag, status.HTTP_201_CREATED),
         )
-        if preview is not None:
-            return preview
-        assert tag is not None
-        return self._render(tag, status.HTTP_201_CREATED)
 
     def retrieve(self, request: Request, project_pk: int, pk: int) -> Response:
         return Response(TagSerializer(self.get_object()).data)
@@ -234,23 +232,18 @@ class TagViewSet(ProjectScopedViewSet):
     def partial_update(self, request: Request, project_pk: int, pk: int) -> Response:
         tag = self.get_object()
         data = self.parse(TagWriteSerializer, partial=True)
-        updated, preview = write_with_impact(
+        return write_with_impact(
             request,
             organisation_id=self.get_scope().organisation_id,
             change=functools.partial(services.tag_update, tag=tag, **data, actor=actor_of(request)),
+            respond=lambda updated: self._render(updated),
         )
-        if preview is not None:
-            return preview
-        assert updated is not None
-        return self._render(updated)
 
     def destroy(self, request: Request, project_pk: int, pk: int) -> Response:
         tag = self.get_object()
-        _, preview = write_with_impact(
+        return write_with_impact(
             request,
             organisation_id=self.get_scope().organisation_id,
             change=functools.partial(services.tag_delete, tag=tag, actor=actor_of(request)),
+            respond=no_content,
         )
-        if preview is not None:
-            return preview
-        return Response(status=status.HTTP_204_NO_CONTENT)

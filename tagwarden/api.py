@@ -117,16 +117,25 @@ def impact_response(impact: Impact) -> Response:
     return Response({"impact": impact.as_dict()}, status=status.HTTP_200_OK)
 
 
+def no_content(_: object = None) -> Response:
+    """The 204 of a delete (a `respond` for `write_with_impact`)."""
+    return Response(status=status.HTTP_204_NO_CONTENT)
+
+
 def write_with_impact(
-    request: Request, *, organisation_id: int, change: Callable[[], T]
-) -> tuple[T | None, Response | None]:
+    request: Request,
+    *,
+    organisation_id: int,
+    change: Callable[[], T],
+    respond: Callable[[T], Response],
+) -> Response:
     """Run a permission write the way the request asks.
 
-    `?dry_run=true`: validate and run `change` in a rolled-back transaction and return
-    `(None, 200 {"impact"})`. Otherwise run it for real, store its impact on its audit entries
-    and return `(result, None)` for the view to serialise as usual.
+    `?dry_run=true`: validate and run `change` in a rolled-back transaction and answer 200
+    `{"impact"}`. Otherwise run it for real, store its impact on its audit entries and answer
+    `respond(result)`, the write's usual response.
     """
     if dry_run_requested(request):
-        return None, impact_response(impact_preview(organisation_id=organisation_id, change=change))
+        return impact_response(impact_preview(organisation_id=organisation_id, change=change))
     result, _ = impact_apply(organisation_id=organisation_id, change=change)
-    return result, None
+    return respond(result)

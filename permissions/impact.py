@@ -365,8 +365,6 @@ def snapshot_take(organisation_id: int) -> Snapshot:
 # Comparing two snapshots
 # --------------------------------------------------------------------------------------
 
-_EVERYWHERE = "everywhere"
-
 
 def _affected(before: Snapshot, after: Snapshot) -> dict[PrincipalRef, set[int | None]]:
     """The principals whose decisions may differ, and the projects (None: the organisation

@@ -25,8 +25,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from audit.services import Actor
 from environments.models import Environment
-from organisations.models import Organisation, OrganisationMembership
-from permissions import documents
+from organisations.models import Organisation
+from permissions import documents, engine
 from permissions.impact import Impact, ImpactChange
 from projects.models import Project
 
@@ -127,10 +127,7 @@ class Command(BaseCommand):
             user = by_email[0] if by_email else None
         if user is None:
             raise CommandError(f"No user has the username or email {who!r}.")
-        membership = OrganisationMembership.objects.filter(
-            organisation=organisation, user_id=user.pk
-        ).first()
-        if membership is None or not membership.is_admin:
+        if not engine.is_admin(user, organisation):
             raise CommandError(
                 f"{who!r} is not an ADMIN member of {organisation.name!r}: documents are "
                 "applied by organisation admins (or by the system, without --actor)."

@@ -121,6 +121,9 @@ class FeatureViewSet(ProjectScopedViewSet):
                 services.feature_update, feature=feature, **data, actor=actor_of(request)
             ),
             respond=lambda updated: self._render(updated),
+            # A name or description edit (everyday work of CREATE_FEATURE holders) decides
+            # nothing: skip the two organisation snapshots an impact costs.
+            may_move_permissions="tags" in data,
         )
 
     def destroy(self, request: Request, project_pk: int, pk: int) -> Response:

@@ -584,15 +584,24 @@ def impact_preview(*, organisation_id: int, change: Callable[[], Any]) -> Impact
     return impact_between(before, after)
 
 
-def impact_apply(*, organisation_id: int, change: Callable[[], T]) -> tuple[T, Impact]:
+def impact_apply(
+    *, organisation_id: int, change: Callable[[], T], may_move_permissions: bool = True
+) -> tuple[T, Impact]:
     """Run `change()` for real, in one transaction, and store the summary of its impact on
-    the audit entries it wrote (none written: nothing changed, nothing stored)."""
+    the audit entries it wrote (none written: nothing changed, nothing stored).
+
+    `may_move_permissions=False` is the caller's word that the change decides nothing (a
+    feature renamed, a tag relabelled: decisions read tag ids and restrictions, never names);
+    the empty impact is then recorded without reading the organisation before and after.
+    """
     with transaction.atomic():
-        before = snapshot_take(organisation_id)
+        before = snapshot_take(organisation_id) if may_move_permissions else None
         with audit_capture() as entries:
             result = change()
         if not entries:
             return result, Impact()
-        impact = impact_between(before, snapshot_take(organisation_id))
+        impact = (
+            Impact() if before is None else impact_between(before, snapshot_take(organisation_id))
+        )
         audit_entries_attach_impact(entries=entries, impact=impact.summary())
     return result, impact

@@ -237,6 +237,8 @@ class TagViewSet(ProjectScopedViewSet):
             organisation_id=self.get_scope().organisation_id,
             change=functools.partial(services.tag_update, tag=tag, **data, actor=actor_of(request)),
             respond=lambda updated: self._render(updated),
+            # A label, colour or description edit decides nothing (no snapshots needed).
+            may_move_permissions="is_restricted" in data,
         )
 
     def destroy(self, request: Request, project_pk: int, pk: int) -> Response:

@@ -128,14 +128,20 @@ def write_with_impact(
     organisation_id: int,
     change: Callable[[], T],
     respond: Callable[[T], Response],
+    may_move_permissions: bool = True,
 ) -> Response:
     """Run a permission write the way the request asks.
 
     `?dry_run=true`: validate and run `change` in a rolled-back transaction and answer 200
     `{"impact"}`. Otherwise run it for real, store its impact on its audit entries and answer
-    `respond(result)`, the write's usual response.
+    `respond(result)`, the write's usual response. `may_move_permissions=False` (a rename)
+    records the empty impact without reading the organisation twice (`impact_apply`).
     """
     if dry_run_requested(request):
         return impact_response(impact_preview(organisation_id=organisation_id, change=change))
-    result, _ = impact_apply(organisation_id=organisation_id, change=change)
+    result, _ = impact_apply(
+        organisation_id=organisation_id,
+        change=change,
+        may_move_permissions=may_move_permissions,
+    )
     return respond(result)

@@ -124,3 +124,24 @@ def test_dry_run__viewer_without_create_feature__403(w: World) -> None:
 
 def test_dry_run__cannot_view_the_project__404(w: World) -> None:
     check_refused(BY_ID["feature-detach"], w, w.carol, 404)
+
+
+def test_rename__no_organisation_snapshot__empty_impact_audited(
+    w: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A name-only edit cannot move permissions: no snapshot is read (they cost two reads of
+    the whole organisation), and its audit entry still records the empty impact."""
+    from audit.models import AuditLogEntry
+    from permissions import impact
+    from tests.conftest import client_for
+
+    def no_snapshot(organisation_id: int) -> Any:
+        raise AssertionError("a rename must not read the organisation's snapshot")
+
+    monkeypatch.setattr(impact, "snapshot_take", no_snapshot)
+    response = client_for(w.admin).patch(_feature(w, w.f1), {"name": "renamed"}, format="json")
+
+    assert response.status_code == 200, response.content
+    entry = AuditLogEntry.objects.get(object_type="feature", action="updated")
+    assert entry.impact is not None
+    assert (entry.impact["gained"], entry.impact["lost"]) == ([], [])

@@ -14,6 +14,14 @@ Public API (everything else in the project calls these; nothing else decides):
     explain(principal, key, environment, feature)  why a decision came out as it did
     forget(principal)                              drop the memoised policies of a principal
 
+For many principals at once (the admin's matrix, impact previews in permissions/impact.py):
+
+    policies_for_members(organisation_id, user_ids)  fresh policies of many users: 4 queries
+    organisation_grant_rows(organisation_id)        every grant row by holder: 1 query
+    policy_from_rows(organisation_id, ...)          a policy from rows already read
+    Policy.key_state(key, ...) / KeyState.decides   what a decision reads, feature aside
+    FeatureIndex(feature_ids, tags).reached(state)  one key state decided on every feature
+
 A *principal* is a user or an `OrganisationAPIKey`. A *scope* is an Organisation, a Project
 or an Environment. A decision on a tag-supported key for a concrete feature must pass that
 feature, loaded from the database: without it, tagged entries never count (fail closed).
@@ -566,6 +574,31 @@ def _new_request(**_: Any) -> None:
     _generation.value = _current_generation() + 1
 
 
+def organisation_grant_rows(organisation_id: int) -> dict[tuple[str, int], list[tuple[Any, ...]]]:
+    """Every grant row of an organisation in one query, by holder (`("user" | "group" |
+    "role", id)`), in the row shape of `policy_from_rows`. For builders of many policies at
+    once (`policies_for_members`, impact snapshots)."""
+    rows_of: dict[tuple[str, int], list[tuple[Any, ...]]] = defaultdict(list)
+    for row in Grant.objects.filter(organisation_id=organisation_id).values_list(
+        "id",
+        "project_id",
+        "environment_id",
+        "admin",
+        "entries__key",
+        "entries__entry_tags__tag_id",
+        "user_id",
+        "group_id",
+        "role_id",
+    ):
+        if row[6] is not None:
+            rows_of[("user", row[6])].append(row)
+        elif row[7] is not None:
+            rows_of[("group", row[7])].append(row)
+        elif row[8] is not None:
+            rows_of[("role", row[8])].append(row)
+    return rows_of
+
+
 def policies_for_members(
     organisation_id: int, user_ids: Iterable[int] | None = None
 ) -> dict[int, Policy]:
@@ -601,27 +634,7 @@ def policies_for_members(
         elif group_id is not None:
             roles_of_group[group_id].add(role_id)
 
-    by_user: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
-    by_group: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
-    by_role: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
-    for row in Grant.objects.filter(organisation_id=organisation_id).values_list(
-        "id",
-        "project_id",
-        "environment_id",
-        "admin",
-        "entries__key",
-        "entries__entry_tags__tag_id",
-        "user_id",
-        "group_id",
-        "role_id",
-    ):
-        user_id, group_id, role_id = row[6], row[7], row[8]
-        if user_id is not None:
-            by_user[user_id].append(row)
-        elif group_id is not None:
-            by_group[group_id].append(row)
-        elif role_id is not None:
-            by_role[role_id].append(row)
+    rows_of = organisation_grant_rows(organisation_id)
 
     policies: dict[int, Policy] = {}
     for user_id in wanted:
@@ -634,9 +647,9 @@ def policies_for_members(
         for group_id in groups:
             roles |= roles_of_group.get(group_id, set())
         rows = [
-            *by_user.get(user_id, ()),
-            *(row for group_id in groups for row in by_group.get(group_id, ())),
-            *(row for role_id in roles for row in by_role.get(role_id, ())),
+            *rows_of.get(("user", user_id), ()),
+            *(row for group_id in groups for row in rows_of.get(("group", group_id), ())),
+            *(row for role_id in roles for row in rows_of.get(("role", role_id), ())),
         ]
         stub = cast(Principal, _MemberStub(user_id))
         policies[user_id] = _build_policy(stub, organisation_id, membership_role, rows)

@@ -52,8 +52,13 @@ from organisations.models import (
     UserGroup,
 )
 from permissions.catalogue import KEYS_BY_LEVEL, TAG_SUPPORTED_KEYS, Level
-from permissions.engine import FeatureIndex, FeatureTags, Policy, policy_from_rows
-from permissions.models import Grant
+from permissions.engine import (
+    FeatureIndex,
+    FeatureTags,
+    Policy,
+    organisation_grant_rows,
+    policy_from_rows,
+)
 from projects.models import Project
 
 T = TypeVar("T")
@@ -305,24 +310,7 @@ def snapshot_take(organisation_id: int) -> Snapshot:
             roles_of[("group", group_id)].add(role_id)
         elif api_key_id is not None:
             roles_of[("api_key", api_key_id)].add(role_id)
-    rows_of: dict[Holder, set[Row]] = defaultdict(set)
-    for row in Grant.objects.filter(organisation_id=organisation_id).values_list(
-        "id",
-        "project_id",
-        "environment_id",
-        "admin",
-        "entries__key",
-        "entries__entry_tags__tag_id",
-        "user_id",
-        "group_id",
-        "role_id",
-    ):
-        if row[6] is not None:
-            rows_of[("user", row[6])].add(row)
-        elif row[7] is not None:
-            rows_of[("group", row[7])].add(row)
-        elif row[8] is not None:
-            rows_of[("role", row[8])].add(row)
+    rows_of = organisation_grant_rows(organisation_id)
     projects = frozenset(
         Project.objects.filter(organisation_id=organisation_id).values_list("id", flat=True)
     )

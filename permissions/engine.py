@@ -313,15 +313,20 @@ class FeatureIndex:
             result = self.all
         else:
             shares_tag = 0
-            shares_restricted_tag = 0
             for tag_id in state.tags:
                 shares_tag |= self.by_tag.get(tag_id, 0)
-                shares_restricted_tag |= self.by_restricted_tag.get(tag_id, 0)
+            # A restricted feature is reached only when the key's tags cover every restricted
+            # tag it carries: it is lost as soon as one of them is outside them.
+            uncovered = 0
+            for tag_id, features in self.by_restricted_tag.items():
+                if tag_id not in state.tags:
+                    uncovered |= features
             unrestricted = self.all & ~self.restricted_any
             # Without restricted tags a feature is reached by an untagged entry or a shared
-            # tag; with restricted tags, only by naming one of them (DESIGN.md §5).
+            # tag; with restricted tags, only when the key's tags name all of them
+            # (docs/PERMISSIONS.md, "Restricted tags").
             result = (unrestricted if state.untagged else unrestricted & shares_tag) | (
-                shares_restricted_tag
+                self.restricted_any & ~uncovered
             )
         self._memo[state] = result
         return result
@@ -330,13 +335,19 @@ class FeatureIndex:
 def entry_reaches(
     key: str, *, untagged: bool, tags: frozenset[int], feature_tags: FeatureTags | None
 ) -> bool:
-    """Rule 3 and the restricted-tag rule for one entry (or the union of a key's entries)."""
+    """Rule 3 and the restricted-tag rule for a key on one scope: `untagged` when some entry
+    holding it is untagged, `tags` the union of the tags of its tagged entries.
+
+    A feature carrying restricted tags is reached only when `tags` contains every one of them
+    (untagged entries never reach it); any other feature when an entry is untagged or `tags`
+    meets its tags (docs/PERMISSIONS.md, "How one decision is made").
+    """
     if key not in TAG_SUPPORTED_KEYS:
         return untagged
     if feature_tags is None:
         return untagged  # fail closed: tagged entries never count without a feature
     if feature_tags.restricted:
-        return bool(tags & feature_tags.restricted)
+        return feature_tags.restricted <= tags
     return untagged or bool(tags & feature_tags.tags)
 
 
@@ -837,13 +848,16 @@ def _feature_q(
         return None if untagged else Q(pk__in=[])
     tags = rights.tagged.get(key, _EMPTY)
     through = FeatureTagThrough.objects.filter(feature_id=OuterRef(feature_ref))
-    has_restricted = Exists(through.filter(tag__is_restricted=True))
+    # A restricted tag of the feature that the key's tags do not name: the feature is out
+    # (docs/PERMISSIONS.md, "Restricted tags"). Without one, an untagged entry reaches the
+    # feature, and a tagged one when it shares a tag (always so for a restricted feature).
+    restricted = through.filter(tag__is_restricted=True)
+    uncovered_restricted = Exists(restricted.exclude(tag_id__in=sorted(tags)) if tags else restricted)
+    if untagged:
+        return ~uncovered_restricted
     if tags:
-        meets_tags = Exists(through.filter(tag_id__in=sorted(tags)))
-        meets_restricted = Exists(through.filter(tag_id__in=sorted(tags), tag__is_restricted=True))
-        unrestricted_reach = ~has_restricted if untagged else (~has_restricted & meets_tags)
-        return unrestricted_reach | meets_restricted
-    return ~has_restricted if untagged else Q(pk__in=[])
+        return ~uncovered_restricted & Exists(through.filter(tag_id__in=sorted(tags)))
+    return Q(pk__in=[])
 
 
 def features_allowed(
@@ -1096,6 +1110,9 @@ def explain(
     ftags = feature_tags(feature)
     granted: list[dict[str, Any]] = []
     blocked: list[dict[str, Any]] = []
+    # Restricted tags narrow tag-supported keys only.
+    restricted = ftags.restricted if key in TAG_SUPPORTED_KEYS else _EMPTY
+    restricted_uncovered = bool(restricted)
     if policy.is_member:
         paths = _paths(principal, policy.organisation_id)
         if policy.is_organisation_admin:
@@ -1109,18 +1126,27 @@ def explain(
             via = "project_admin" if entry.level == Level.PROJECT else "environment_admin"
             for _, group_id, role_id in _vias(entry, paths):
                 granted.append(_granted(via, group_id, role_id, str(entry.level), []))
-        for entry in policy.entries:
-            if entry.environment_id != environment_id or entry.key != key:
-                continue
-            reached = entry_reaches(
-                key, untagged=not entry.tags, tags=entry.tags, feature_tags=ftags
-            )
+        key_entries = [
+            e for e in policy.entries if e.environment_id == environment_id and e.key == key
+        ]
+        # The key's tagged entries decide together (docs/PERMISSIONS.md, "Restricted tags").
+        held_tags = frozenset(t for e in key_entries for t in e.tags)
+        covered = restricted <= held_tags
+        restricted_uncovered = not covered
+        for entry in key_entries:
+            if restricted:
+                # Only entries naming a restricted tag count, and only when together they
+                # name every one.
+                reached = covered and bool(entry.tags & restricted)
+            else:
+                reached = entry_reaches(
+                    key, untagged=not entry.tags, tags=entry.tags, feature_tags=ftags
+                )
             for via, group_id, role_id in _vias(entry, paths):
                 if reached:
-                    matched = entry.tags & (ftags.restricted or ftags.tags)
+                    matched = entry.tags & (restricted or ftags.tags)
                     granted.append(_granted(via, group_id, role_id, "environment", sorted(matched)))
                 else:
-                    would_reach = not entry.tags or bool(entry.tags & ftags.tags)
                     blocked.append(
                         {
                             "via": via,
@@ -1128,14 +1154,21 @@ def explain(
                             "role": role_id,
                             "tags": sorted(entry.tags),
                             "why": "restricted_tag"
-                            if ftags.restricted and would_reach
+                            if not covered and bool(entry.tags & ftags.tags)
                             else "tag_mismatch",
                         }
                     )
     return {
         "permission": key,
         "allowed": decision,
-        "reason": _reason(decision, policy, granted, blocked, key),
+        "reason": _reason(
+            decision,
+            policy,
+            granted,
+            blocked,
+            key,
+            restricted_uncovered=restricted_uncovered,
+        ),
         "granted_by": granted,
         "blocked_by": blocked,
     }
@@ -1154,7 +1187,13 @@ def _granted(
 
 
 def _reason(
-    decision: bool, policy: Policy, granted: list[Any], blocked: list[Any], key: str
+    decision: bool,
+    policy: Policy,
+    granted: list[Any],
+    blocked: list[Any],
+    key: str,
+    *,
+    restricted_uncovered: bool,
 ) -> str:
     if not policy.is_member:
         return "Not a member of the organisation: no permission applies."
@@ -1163,8 +1202,11 @@ def _reason(
         return f"Allowed: {key} is held through {first}" + (
             f" and {len(granted) - 1} more path(s)." if len(granted) > 1 else "."
         )
-    if any(b["why"] == "restricted_tag" for b in blocked):
-        return f"Denied: the feature carries a restricted tag that no entry holding {key} names."
+    if restricted_uncovered and blocked:
+        return (
+            f"Denied: the feature carries restricted tags that the entries holding {key}, "
+            "taken together, do not all name."
+        )
     if blocked:
         return f"Denied: every entry holding {key} is tagged with tags the feature does not carry."
     return f"Denied: no grant holds {key} on this environment."
@@ -1203,14 +1245,27 @@ def user_detailed_permissions(user: Any, scope: Project | Environment) -> dict[s
             return entry.level == Level.PROJECT and entry.project_id == scope_id
         return entry.level == Level.ENVIRONMENT and entry.environment_id == scope_id
 
+    def makes_admin(entry: EntryRecord) -> bool:
+        """An admin grant on the scope, or, for an environment, on its project (which makes
+        the user admin of every environment of it)."""
+        if not entry.admin:
+            return False
+        return in_scope(entry) or (
+            level == Level.ENVIRONMENT
+            and entry.level == Level.PROJECT
+            and entry.project_id == project_id
+        )
+
     entries = [e for e in policy.entries if in_scope(e)]
+    admin_entries = [e for e in policy.entries if makes_admin(e)]
+    named = [*entries, *admin_entries]
     group_names = dict(
         UserGroup.objects.filter(
-            pk__in={g for e in entries for _, g, _ in _vias(e, paths) if g is not None}
+            pk__in={g for e in named for _, g, _ in _vias(e, paths) if g is not None}
         ).values_list("id", "name")
     )
     role_names = dict(
-        Role.objects.filter(pk__in={e.role_id for e in entries if e.role_id}).values_list(
+        Role.objects.filter(pk__in={e.role_id for e in named if e.role_id}).values_list(
             "id", "name"
         )
     )
@@ -1239,7 +1294,7 @@ def user_detailed_permissions(user: Any, scope: Project | Environment) -> dict[s
             "roles": [roles[r] for r in sorted(roles)],
         }
 
-    admin_direct, admin_from = derived([e for e in entries if e.admin], with_tags=False)
+    admin_direct, admin_from = derived(admin_entries, with_tags=False)
     by_key: dict[str, list[EntryRecord]] = defaultdict(list)
     for entry in entries:
         if entry.key is not None:

@@ -1,11 +1,13 @@
 """The generated organisations of the permission property tests and the plain-Python
-reference of DESIGN.md §5 they are held to (`test_engine_property`, `test_impact_property`).
+reference of the rules of docs/PERMISSIONS.md they are held to (`test_engine_property`,
+`test_impact_property`).
 
-The reference is written from DESIGN.md alone: it imports nothing from the engine (nor the
-catalogue: the table of §3 is spelled out here, and `test_engine_property` checks it against
-the catalogue), and it decides entry by entry from the generated data, never from a union of
-tags. `build` writes a `World` as rows; `world_read` reads it back (after a service changed
-the rows, for the impact property).
+The reference is written from the rules alone: it imports nothing from the engine (nor the
+catalogue: the catalogue table is spelled out here, and `test_engine_property` checks it
+against the catalogue), and it decides from the generated entries themselves: entry by entry,
+except on a feature with restricted tags, which the key's entries reach only together (their
+tags, taken together, name every restricted tag of the feature). `build` writes a `World` as
+rows; `world_read` reads it back (after a service changed the rows, for the impact property).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from projects.models import Project, Tag
 from tests import factories as f
 
 # ---------------------------------------------------------------------------------------
-# DESIGN.md §3, spelled out: key -> (level, supports_tag)
+# The catalogue of docs/PERMISSIONS.md, spelled out: key -> (level, supports_tag)
 # ---------------------------------------------------------------------------------------
 
 ORG, PROJECT, ENV = "organisation", "project", "environment"
@@ -183,7 +185,7 @@ def worlds(draw: Any) -> World:
 
 
 # ---------------------------------------------------------------------------------------
-# The reference: DESIGN.md §5, entry by entry
+# The reference: docs/PERMISSIONS.md, "How one decision is made"
 # ---------------------------------------------------------------------------------------
 
 # A principal: ("user", i) or ("key", i).
@@ -218,17 +220,50 @@ def ref_applicable(w: World, p: tuple[str, int]) -> list[GrantSpec]:
     return [g for g in w.grants if g.holder in holders]
 
 
+def ref_restricted(w: World, key: str, feature: int | None) -> frozenset[int]:
+    """The restricted tags of the feature that narrow `key` (none for keys without tags)."""
+    if feature is None or not TABLE[key][1]:
+        return frozenset()
+    return frozenset(t for t in w.features[feature] if w.tags[t])
+
+
 def ref_entry_reaches(w: World, key: str, entry_tags: frozenset[int], feature: int | None) -> bool:
-    """Rule 3, fail-closed and restricted tags, for one entry."""
+    """Rule 3 and fail-closed, for one entry on a feature without restricted tags."""
+    assert not ref_restricted(w, key, feature)
     if not TABLE[key][1]:
         return not entry_tags
     if feature is None:
         return not entry_tags
-    feature_tags = w.features[feature]
-    restricted = {t for t in feature_tags if w.tags[t]}
-    if restricted:
-        return bool(entry_tags & restricted)
-    return not entry_tags or bool(entry_tags & feature_tags)
+    return not entry_tags or bool(entry_tags & w.features[feature])
+
+
+def ref_key_entries(
+    w: World, p: tuple[str, int], key: str, scope: tuple[str, int]
+) -> list[frozenset[int]]:
+    """The tags of each applicable entry holding `key` on `scope`."""
+    return [
+        tags
+        for g in ref_applicable(w, p)
+        if g.scope == scope
+        for entry_key, tags in g.entries
+        if entry_key == key
+    ]
+
+
+def ref_entries_reach(
+    w: World, key: str, entries: list[frozenset[int]], feature: int | None
+) -> list[bool]:
+    """For each entry holding `key` (in order): does it reach the feature? On a feature with
+    restricted tags R, an entry reaches it when it names a tag of R and the tagged entries,
+    taken together, name every tag of R; otherwise entry by entry (rule 3)."""
+    restricted = ref_restricted(w, key, feature)
+    if not restricted:
+        return [ref_entry_reaches(w, key, tags, feature) for tags in entries]
+    together: set[int] = set()
+    for tags in entries:
+        together |= tags
+    covered = restricted <= together
+    return [covered and bool(tags & restricted) for tags in entries]
 
 
 def ref_is_project_admin(w: World, p: tuple[str, int]) -> bool:
@@ -256,12 +291,7 @@ def ref_allowed(
         return True
     if level == ENV and ref_is_env_admin(w, p, scope[1]):
         return True
-    return any(
-        entry_key == key and ref_entry_reaches(w, key, tags, feature)
-        for g in ref_applicable(w, p)
-        if g.scope == scope
-        for entry_key, tags in g.entries
-    )
+    return any(ref_entries_reach(w, key, ref_key_entries(w, p, key, scope), feature))
 
 
 def ref_can_view(w: World, p: tuple[str, int], scope: tuple[str, int]) -> bool:
@@ -278,19 +308,21 @@ def ref_can_view(w: World, p: tuple[str, int], scope: tuple[str, int]) -> bool:
 def ref_blocked(
     w: World, p: tuple[str, int], key: str, e: int, feature: int
 ) -> set[tuple[frozenset[int], str]]:
-    """(entry tags, why) of the applicable entries holding `key` that miss the feature."""
-    out = set()
+    """(entry tags, why) of the applicable entries holding `key` that miss the feature: why is
+    `restricted_tag` when the feature's restricted tags are not all named by the entries
+    together and the entry names a tag of the feature, else `tag_mismatch`."""
     feature_tags = w.features[feature]
-    restricted = {t for t in feature_tags if w.tags[t]}
-    for g in ref_applicable(w, p):
-        if g.scope != (ENV, e):
-            continue
-        for entry_key, tags in g.entries:
-            if entry_key != key or ref_entry_reaches(w, key, tags, feature):
-                continue
-            would = not tags or bool(tags & feature_tags)
-            out.add((tags, "restricted_tag" if restricted and would else "tag_mismatch"))
-    return out
+    restricted = ref_restricted(w, key, feature)
+    entries = ref_key_entries(w, p, key, (ENV, e))
+    together: set[int] = set()
+    for tags in entries:
+        together |= tags
+    uncovered = not restricted <= together
+    return {
+        (tags, "restricted_tag" if uncovered and tags & feature_tags else "tag_mismatch")
+        for tags, reaches in zip(entries, ref_entries_reach(w, key, entries, feature), strict=True)
+        if not reaches
+    }
 
 
 # ---------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from permissions.catalogue import (
     VIEW_ENVIRONMENT,
     VIEW_PROJECT,
 )
+from projects.models import Project
 from tests import factories as f
 from tests.conftest import client_for
 
@@ -167,3 +168,131 @@ def test_environment__viewer_reads_another__403(organisation: Any, environment: 
 def test_environment__cannot_view__404(organisation: Any, environment: Any) -> None:
     user = f.member(organisation)
     assert client_for(user).get(env_url(environment, user)).status_code == 404
+
+
+# --------------------------------------------------------------------------------------
+# Where admin comes from: every path, project-level and environment-level admin (issue 13,
+# item 8: a project admin grant of a group or role made the user environment admin with an
+# empty `derived_from`)
+# --------------------------------------------------------------------------------------
+
+PATHS = ["user", "group", "role", "role_via_group"]
+
+
+def admin_through(
+    organisation: Any, user: Any, path: str, scope: Any, *, admin: bool = True
+) -> dict[str, Any]:
+    """Give `user` a grant on `scope` through `path` (admin, or only VIEW when `admin` is
+    false); the `derived_from` the detailed view should then show for admin."""
+    if path == "user":
+        f.grant(user, scope, [] if admin else _view_key(scope), admin=admin)
+        return {"direct": True, "groups": [], "roles": []}
+    group = f.UserGroupFactory(organisation=organisation, name="leads", users=[user])
+    if path == "group":
+        f.grant(group, scope, [] if admin else _view_key(scope), admin=admin)
+        return {"direct": False, "groups": [{"id": group.pk, "name": "leads"}], "roles": []}
+    role = f.RoleFactory(organisation=organisation, name="release managers")
+    if path == "role":
+        f.RoleAssignmentFactory(role=role, user=user)
+        groups = []
+    else:
+        f.RoleAssignmentFactory(role=role, group=group)
+        groups = [{"id": group.pk, "name": "leads"}]
+    f.grant(role, scope, [] if admin else _view_key(scope), admin=admin)
+    roles = [{"id": role.pk, "name": "release managers", "tags": []}]
+    return {"direct": False, "groups": groups, "roles": roles}
+
+
+def _view_key(scope: Any) -> list[str]:
+    return [VIEW_PROJECT] if isinstance(scope, Project) else [VIEW_ENVIRONMENT]
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_environment__admin_through_project_grant__derived_from_names_it(
+    organisation: Any, project: Any, environment: Any, path: str
+) -> None:
+    user = f.member(organisation)
+    expected = admin_through(organisation, user, path, project)
+    response = client_for(user).get(env_url(environment, user))
+    assert response.status_code == 200
+    assert response.data["admin"] is True
+    assert response.data["is_directly_granted"] is expected["direct"]
+    assert response.data["derived_from"] == {
+        "groups": expected["groups"],
+        "roles": expected["roles"],
+    }
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_environment__admin_through_environment_grant__derived_from_names_it(
+    organisation: Any, environment: Any, path: str
+) -> None:
+    user = f.member(organisation)
+    expected = admin_through(organisation, user, path, environment)
+    response = client_for(user).get(env_url(environment, user))
+    assert response.status_code == 200
+    assert response.data["admin"] is True
+    assert response.data["is_directly_granted"] is expected["direct"]
+    assert response.data["derived_from"] == {
+        "groups": expected["groups"],
+        "roles": expected["roles"],
+    }
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_project__admin_through_project_grant__derived_from_names_it(
+    organisation: Any, project: Any, path: str
+) -> None:
+    user = f.member(organisation)
+    expected = admin_through(organisation, user, path, project)
+    response = client_for(user).get(project_url(project, user))
+    assert response.status_code == 200
+    assert response.data["admin"] is True
+    assert response.data["is_directly_granted"] is expected["direct"]
+    assert response.data["derived_from"] == {
+        "groups": expected["groups"],
+        "roles": expected["roles"],
+    }
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_environment__project_grant_without_admin__not_admin_and_derived_from_empty(
+    organisation: Any, project: Any, environment: Any, path: str
+) -> None:
+    user = f.member(organisation)
+    admin_through(organisation, user, path, project, admin=False)
+    f.grant(user, environment, [VIEW_ENVIRONMENT])  # to view the environment
+    response = client_for(user).get(env_url(environment, user))
+    assert response.status_code == 200
+    assert response.data["admin"] is False
+    assert response.data["is_directly_granted"] is False
+    assert response.data["derived_from"] == {"groups": [], "roles": []}
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_environment__admin_of_another_environment__not_admin_here(
+    organisation: Any, project: Any, environment: Any, path: str
+) -> None:
+    other = f.EnvironmentFactory(project=project)
+    user = f.member(organisation)
+    admin_through(organisation, user, path, other)
+    f.grant(user, environment, [VIEW_ENVIRONMENT])
+    response = client_for(user).get(env_url(environment, user))
+    assert response.status_code == 200
+    assert response.data["admin"] is False
+    assert response.data["is_directly_granted"] is False
+    assert response.data["derived_from"] == {"groups": [], "roles": []}
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_environment__admin_of_another_project__not_admin_here(
+    organisation: Any, environment: Any, path: str
+) -> None:
+    other = f.ProjectFactory(organisation=organisation)
+    user = f.member(organisation)
+    admin_through(organisation, user, path, other)
+    f.grant(user, environment, [VIEW_ENVIRONMENT])
+    response = client_for(user).get(env_url(environment, user))
+    assert response.status_code == 200
+    assert response.data["admin"] is False
+    assert response.data["derived_from"] == {"groups": [], "roles": []}

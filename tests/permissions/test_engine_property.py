@@ -1,10 +1,11 @@
-"""DESIGN.md §6: the per-object check, the queryset filters, the my-permissions payload (read
-with the client rule of API.md) and explain all agree with a plain-Python reference of §5.
+"""The per-object check, the queryset filters, the my-permissions payload (read with the
+client rule of docs/PERMISSIONS.md) and explain all agree with a plain-Python reference of
+the rules (docs/PERMISSIONS.md, "How it is fast": one decision, every view of it).
 
 The generated organisations and the reference live in `tests/permissions/reference.py`: the
-reference is written from DESIGN.md alone (no engine, no catalogue: the table of §3 is
-spelled out there and checked against the catalogue below), and it decides entry by entry
-from the generated data, never from a union of tags.
+reference is written from the rules alone (no engine, no catalogue: the catalogue table is
+spelled out there and checked against the catalogue below), and it decides from the
+generated entries themselves, never from the engine's union of tags per key.
 
 Examples: `HYPOTHESIS_EXAMPLES` (default 100; CI sets 500). Each example builds its own
 organisation inside a savepoint that is rolled back at the end.
@@ -73,7 +74,8 @@ def client_decides(payload: dict[str, Any], key: str, feature_tags: set[int] | N
             held |= set(item["tags"])
     if not restricted and key in payload["permissions"]:
         return True
-    return bool(held & restricted) if restricted else bool(held & feature_tags)
+    # S contains every tag of R (when R is not empty), or S meets T (when R is empty).
+    return restricted <= held if restricted else bool(held & feature_tags)
 
 
 def check_payload_shape(payload: dict[str, Any]) -> None:

@@ -42,7 +42,7 @@ from features.state_serializers import (
     SegmentOverrideUpdateSerializer,
 )
 from permissions import catalogue as keys
-from permissions.drf import VIEW, environment_or_404, require
+from permissions.drf import VIEW, environment_or_404, on_object_feature, on_request_feature
 from tagwarden.api import BAD_REQUEST, UNAUTHENTICATED, ActionViewSet, actor_of, error_response
 
 # --------------------------------------------------------------------------------------
@@ -141,8 +141,7 @@ class FeatureStateViewSet(EnvironmentScopedViewSet):
     action_requirements = {
         "list": VIEW,
         "retrieve": VIEW,
-        # tag-supported: checked on the object, with its feature's tags
-        "partial_update": keys.UPDATE_FEATURE_STATE,
+        "partial_update": on_object_feature(keys.UPDATE_FEATURE_STATE),
     }
 
     def get_queryset(self) -> QuerySet[FeatureState]:
@@ -228,11 +227,11 @@ class SegmentOverrideViewSet(EnvironmentScopedViewSet):
     action_requirements = {
         "list": VIEW,
         "retrieve": VIEW,
-        # tag-supported: create checks with the URL's feature (resolved from the database),
-        # object actions with the override's feature
-        "create": keys.MANAGE_SEGMENT_OVERRIDES,
-        "partial_update": keys.MANAGE_SEGMENT_OVERRIDES,
-        "destroy": keys.MANAGE_SEGMENT_OVERRIDES,
+        # create: the URL's feature, resolved from the database (get_request_feature);
+        # object actions: the override's feature
+        "create": on_request_feature(keys.MANAGE_SEGMENT_OVERRIDES),
+        "partial_update": on_object_feature(keys.MANAGE_SEGMENT_OVERRIDES),
+        "destroy": on_object_feature(keys.MANAGE_SEGMENT_OVERRIDES),
     }
 
     def get_feature(self) -> Feature:
@@ -246,6 +245,9 @@ class SegmentOverrideViewSet(EnvironmentScopedViewSet):
                 raise Http404
             self._feature = feature
         return feature
+
+    def get_request_feature(self) -> Feature:
+        return self.get_feature()
 
     def get_queryset(self) -> QuerySet[SegmentOverride]:
         if getattr(self, "swagger_fake_view", False):
@@ -263,10 +265,9 @@ class SegmentOverrideViewSet(EnvironmentScopedViewSet):
         return self.get_paginated_response(SegmentOverrideSerializer(page, many=True).data)
 
     def create(self, request: Request, api_key: str, feature_pk: int) -> Response:
+        # MANAGE_SEGMENT_OVERRIDES on this feature was checked by the permission class with
+        # get_request_feature() (docs/PERMISSIONS.md, "Every action names its feature").
         environment, feature = self.get_scope(), self.get_feature()
-        # A collection action: the permission class cannot know the feature; check it here
-        # with the feature loaded from the database, its tags included (Flagsmith #4287).
-        require(request, keys.MANAGE_SEGMENT_OVERRIDES, environment, feature)
         data = self.parse(SegmentOverrideCreateSerializer, extra={"feature": feature})
         override = services.segment_override_create(
             environment=environment,

@@ -27,7 +27,7 @@ from features.serializers import (
     SegmentWriteSerializer,
 )
 from permissions import catalogue as keys
-from permissions.drf import VIEW
+from permissions.drf import VIEW, on_object_feature
 from projects.views import ProjectScopedViewSet
 from tagwarden.api import (
     DELETE_ERRORS,
@@ -79,7 +79,7 @@ class FeatureViewSet(ProjectScopedViewSet):
         "retrieve": VIEW,
         "create": keys.CREATE_FEATURE,
         "partial_update": keys.CREATE_FEATURE,
-        "destroy": keys.DELETE_FEATURE,  # tag-supported: checked on the object, with its tags
+        "destroy": on_object_feature(keys.DELETE_FEATURE),  # with the feature's own tags
     }
 
     def get_queryset(self) -> QuerySet[Feature]:

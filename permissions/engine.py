@@ -7,6 +7,7 @@ Public API (everything else in the project calls these; nothing else decides):
     can_view(principal, scope)                     the Viewing rule (404 when false)
     features_allowed(principal, key, scope, qs)    Feature queryset filtered in SQL
     feature_states_allowed(principal, key, env)    default FeatureState queryset, same filter
+    filter_by_feature(principal, key, scope, qs, feature_ref=...)  any rows, by their feature
     viewable_projects_q(principal) / viewable_environments_q(principal)
     keys_on_feature(principal, scope, feature)     the caller's tag-supported... keys on a feature
     my_permissions(principal, scope)               the my-permissions payload of API.md
@@ -852,7 +853,9 @@ def _feature_q(
     # (docs/PERMISSIONS.md, "Restricted tags"). Without one, an untagged entry reaches the
     # feature, and a tagged one when it shares a tag (always so for a restricted feature).
     restricted = through.filter(tag__is_restricted=True)
-    uncovered_restricted = Exists(restricted.exclude(tag_id__in=sorted(tags)) if tags else restricted)
+    uncovered_restricted = Exists(
+        restricted.exclude(tag_id__in=sorted(tags)) if tags else restricted
+    )
     if untagged:
         return ~uncovered_restricted
     if tags:
@@ -904,6 +907,38 @@ def feature_states_allowed(
     rights = policy.rights_for(Level.ENVIRONMENT, environment.pk)
     q = _feature_q(key, rights, is_admin=admin, feature_ref="feature_id")
     return qs if q is None else qs.filter(q)
+
+
+def filter_by_feature(
+    principal: Principal,
+    key: str,
+    scope: Project | Environment,
+    queryset: QuerySet[Any],
+    *,
+    feature_ref: str,
+) -> QuerySet[Any]:
+    """The rows of `queryset` whose feature (the field path `feature_ref`, "pk" for features)
+    `principal` holds `key` on in `scope`: the same one `Q` as `features_allowed`. For list
+    actions declared `filtered_by_feature` (permissions/drf.py)."""
+    level, _, project_id, environment_id = _scope_ids(scope)
+    if CATALOGUE[key].level != level:
+        raise ValueError(f"{key} is a {CATALOGUE[key].level} key; it was checked on a {level}")
+    # Never a row of a feature of another project than the scope's.
+    project_path = (
+        "project_id" if feature_ref == "pk" else f"{feature_ref.removesuffix('_id')}__project_id"
+    )
+    queryset = queryset.filter(**{project_path: project_id})
+    policy = policy_for_scope(principal, scope)
+    if not policy.is_member:
+        return queryset.none()
+    admin = (
+        policy.is_project_admin(project_id)
+        if level == Level.PROJECT
+        else policy.is_environment_admin(project_id, environment_id)
+    )
+    rights = policy.rights_for(level, project_id if level == Level.PROJECT else environment_id)
+    q = _feature_q(key, rights, is_admin=admin, feature_ref=feature_ref)
+    return queryset if q is None else queryset.filter(q)
 
 
 # A grant with neither a key nor admin holds nothing and shows nothing (as in the policy).

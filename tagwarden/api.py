@@ -14,7 +14,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from audit.services import Actor
-from permissions.drf import ScopedActionPermission
+from permissions.drf import (
+    Requirement,
+    ScopedActionPermission,
+    assert_filtered,
+    check_action_requirements,
+    filter_by_requirement,
+)
 from permissions.impact import Impact, ImpactResponseSerializer, impact_apply, impact_preview
 
 T = TypeVar("T")
@@ -52,7 +58,7 @@ DELETE_ERRORS = {401: UNAUTHENTICATED, 403: FORBIDDEN, 404: NOT_FOUND}
 # authentication. (A comment, not a docstring: drf-spectacular would publish a docstring as
 # the description of every operation that has none.)
 class ActionViewSet(viewsets.GenericViewSet):
-    action_requirements: dict[str, str] = {}
+    action_requirements: dict[str, Requirement] = {}
     #: actions checked by authentication alone (their handlers check what they need)
     authenticated_actions: tuple[str, ...] = ()
     #: write actions that honour `?dry_run=true` (through `write_with_impact`)
@@ -74,10 +80,25 @@ class ActionViewSet(viewsets.GenericViewSet):
                 {"dry_run": ["This endpoint has no dry run; nothing was done."]}
             )
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # A tag-supported key must name how its feature is resolved: refused at import
+        # (docs/PERMISSIONS.md, "Every action names its feature").
+        super().__init_subclass__(**kwargs)
+        check_action_requirements(cls)
+
     def get_permissions(self) -> list[Any]:
         if self.action is None or self.action in self.authenticated_actions:
             return [permissions.IsAuthenticated()]
         return [ScopedActionPermission()]
+
+    def filter_queryset(self, queryset: Any) -> Any:
+        return filter_by_requirement(self, super().filter_queryset(queryset))
+
+    def finalize_response(
+        self, request: Request, response: Response, *args: Any, **kwargs: Any
+    ) -> Response:
+        assert_filtered(self, response.status_code)
+        return super().finalize_response(request, response, *args, **kwargs)
 
 
 # --------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ when the URL conf imports it, so such a route cannot exist.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar, cast

@@ -32,7 +32,6 @@ from permissions.catalogue import (
     VIEW_ENVIRONMENT,
 )
 from permissions.drf import (
-    VIEW,
     FeatureRequirement,
     Resolution,
     environment_or_404,

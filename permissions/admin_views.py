@@ -279,7 +279,10 @@ def matrix_cell_explain_redirect(
 
 _WHY = {
     "tag_mismatch": "the feature carries none of this entry's tags",
-    "restricted_tag": "the feature carries a restricted tag that this entry does not name",
+    "restricted_tag": (
+        "the feature carries restricted tags that the user's entries for this key, taken "
+        "together, do not all name"
+    ),
 }
 _VIA = {
     "organisation_admin": "organisation admin (ADMIN member)",

@@ -706,6 +706,50 @@ def test_tag_made_restricted__untagged_users_lose_its_features__intended_narrowi
     assert toggle(env_admin, world.f_pay, world.environment) == 200
 
 
+def test_second_tag_of_a_feature_restricted__holders_of_entries_naming_it_gain_nothing(
+    world: World,
+) -> None:
+    """A feature tagged payments (restricted) and other: restricting `other` too must not
+    let an entry naming only `other` reach it (the old any-restricted-tag rule did), nor
+    anyone else gain anything (docs/PERMISSIONS.md, "Restricted tags")."""
+    Tag.objects.filter(pk=world.payments.pk).update(is_restricted=True)
+    both = f.FeatureFactory(project=world.project, tags=[world.payments, world.other])
+    other_role = f.RoleFactory(organisation=world.organisation, name="other")
+    f.grant(other_role, world.environment, {UPDATE_FEATURE_STATE: [world.other]})
+    other_user = role_user(world, other_role)
+    payments_user = role_user(world, world.role())
+    untagged = world.member()
+    f.grant(untagged, world.environment, [UPDATE_FEATURE_STATE])
+    users = (other_user, payments_user, untagged)
+    features = (both, world.f_pay, world.f_other, world.f_plain)
+    before = {
+        (u.pk, ft.pk): allowed(u, UPDATE_FEATURE_STATE, world.environment, ft)
+        for u in users
+        for ft in features
+    }
+    assert before[other_user.pk, both.pk] is False
+
+    response = token_client(world.admin).patch(
+        f"{API}/projects/{world.project.pk}/tags/{world.other.pk}/",
+        {"is_restricted": True},
+        format="json",
+    )
+
+    assert response.status_code == 200
+    after = {
+        (u.pk, ft.pk): allowed(u, UPDATE_FEATURE_STATE, world.environment, ft)
+        for u in users
+        for ft in features
+    }
+    gained = {k for k, v in after.items() if v and not before[k]}
+    assert gained == set()
+    assert toggle(other_user, both, world.environment) == 403
+    # payments alone no longer covers both restricted tags of `both`: a narrowing
+    assert after[payments_user.pk, both.pk] is False
+    assert toggle(payments_user, both, world.environment) == 403
+    assert toggle(payments_user, world.f_pay, world.environment) == 200
+
+
 @pytest.mark.parametrize("restricted_before", [False, True])
 def test_changing_is_restricted__manage_tags_holder__403_and_unchanged(
     world: World, restricted_before: bool

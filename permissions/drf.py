@@ -1,7 +1,7 @@
 """DRF glue over the engine: scope lookup with the 404/403 semantics of docs/API.md, and a
 permission class mapping each view action to a catalogue key. Decisions are the engine's.
 
-Order of checks on every request (docs/API.md, Conventions):
+Order of checks on every request (docs/API.md, Errors):
   1. the containing scope cannot be viewed → 404 (no existence leak);
   2. the key (or admin) is missing → 403;
   3. an action of a tag-supported key is decided with the feature it acts on, resolved from

@@ -1,4 +1,4 @@
-"""The permission engine: the one place that decides (DESIGN.md §5–§6).
+"""The permission engine: the one place that decides (docs/PERMISSIONS.md).
 
 Public API (everything else in the project calls these; nothing else decides):
 
@@ -32,8 +32,10 @@ SQL query (membership row UNION ALL entry rows, every principal path resolved in
 immutable `Policy`: admin flags, untagged keys and, per key, the union of the tags of its
 tagged entries, indexed by scope. Decisions are then pure functions of (policy, key, scope,
 feature tags); the list filters turn the same policy into one `Q`. For one key, the union of
-its tagged entries' tags decides exactly as the entries would one by one, restricted tags
-included, so the policy keeps only the union; `explain` keeps the entries.
+its tagged entries' tags is what decides: any of them meeting an unrestricted feature's tags
+is the union meeting them, and a restricted feature is reached only when the union contains
+every restricted tag it carries; so the policy keeps only the union, and `explain` keeps
+the entries.
 """
 
 from __future__ import annotations
@@ -198,7 +200,7 @@ class Policy:
         environment_id: int | None = None,
         feature_tags: FeatureTags | None = None,
     ) -> bool:
-        """DESIGN.md §5 for a key whose scope ids are given; pure, no queries."""
+        """docs/PERMISSIONS.md's rules for a key whose scope ids are given; pure, no queries."""
         if not self.is_member:
             return False
         if self.is_organisation_admin:
@@ -1134,7 +1136,8 @@ def _vias(entry: EntryRecord, paths: _Paths) -> list[tuple[Via, int | None, int 
 def explain(
     principal: Principal, key: str, environment: Environment, feature: Feature
 ) -> dict[str, Any]:
-    """Why `principal` may or may not use `key` on `feature` in `environment` (API.md)."""
+    """Why `principal` may or may not use `key` on `feature` in `environment`
+    (docs/PERMISSIONS.md: the worked example's explain, `blocked_by` and `granted_by`)."""
     if CATALOGUE[key].level != Level.ENVIRONMENT:
         raise ValueError(f"{key} is not an environment key")
     if feature.project_id != environment.project_id:
@@ -1257,7 +1260,8 @@ def explain_all(
 
 
 def user_detailed_permissions(user: Any, scope: Project | Environment) -> dict[str, Any]:
-    """Where each of a user's keys on a project or environment comes from (API.md)."""
+    """Where each of a user's keys on a project or environment, and admin, come from
+    (docs/API.md, "Permissions in responses")."""
     level, _, project_id, environment_id = _scope_ids(scope)
     policy = policy_for_scope(user, scope)
     admin = (

@@ -447,7 +447,8 @@ def test_explain_blocked_by_restricted_tag(w: Any) -> None:
     group = f.UserGroupFactory(organisation=w.org, users=[w.user])
     r_a = role_for(w)
     r_c = role_for(w, through_group=group)
-    f.grant(w.user, w.env, [UPDATE_FEATURE_STATE])  # untagged: would reach, but restricted
+    # untagged: names no tag of the feature, so `tag_mismatch` (docs/PERMISSIONS.md)
+    f.grant(w.user, w.env, [UPDATE_FEATURE_STATE])
     f.grant(r_a, w.env, {UPDATE_FEATURE_STATE: [w.a]})  # names only the unrestricted tag
     f.grant(r_c, w.env, {UPDATE_FEATURE_STATE: [w.c]})  # would not reach anyway
     feature = f.FeatureFactory(project=w.project, tags=[w.r, w.a])
@@ -457,7 +458,7 @@ def test_explain_blocked_by_restricted_tag(w: Any) -> None:
     key = lambda item: (item["via"], item["role"] or 0)  # noqa: E731
     assert sorted(result["blocked_by"], key=key) == sorted(
         [
-            blocked("user", "restricted_tag"),
+            blocked("user", "tag_mismatch"),
             blocked("role", "restricted_tag", role=r_a, tags=[w.a]),
             blocked("role", "tag_mismatch", group=group, role=r_c, tags=[w.c]),
         ],

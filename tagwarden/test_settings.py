@@ -4,3 +4,9 @@ from tagwarden.settings import *  # noqa: F403
 
 # PBKDF2 costs ~0.3 s a user; tests create thousands of users.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# No `collectstatic` before tests: plain storage, so pages render without the hashed manifest.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}

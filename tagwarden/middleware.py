@@ -36,7 +36,11 @@ class RequestIdFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "request_id"):
-            record.request_id = current_request_id.get() or "-"
+            # django.request logs 4xx after the middleware returned; its record has the request.
+            request = getattr(record, "request", None)
+            record.request_id = (
+                current_request_id.get() or getattr(request, "request_id", None) or "-"
+            )
         return True
 
 

@@ -97,9 +97,7 @@ class RequestLogMiddleware:
         )
 
     @staticmethod
-    def _log(
-        request: HttpRequest, response: HttpResponse, started: float, request_id: str
-    ) -> None:
+    def _log(request: HttpRequest, response: HttpResponse, started: float, request_id: str) -> None:
         if not request_logger.isEnabledFor(logging.INFO):
             return
         principal_type, principal_id, organisation = _principal(request)

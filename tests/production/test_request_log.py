@@ -73,7 +73,9 @@ def test_request_log__json_format__one_json_object_a_line(
     assert "\n" not in line
     logged = json.loads(line)
     assert logged["logger"] == "tagwarden.request"
-    assert {k: logged[k] for k in ("method", "path", "status", "principal_type", "principal_id")} == {
+    assert {
+        k: logged[k] for k in ("method", "path", "status", "principal_type", "principal_id")
+    } == {
         "method": "GET",
         "path": ORGANISATIONS,
         "status": 200,

@@ -12,5 +12,5 @@ application = get_wsgi_application()
 
 # A server without DEBUG must have its own secret key (README, Configuration): sessions,
 # CSRF tokens and password-reset links signed with the public development key are forgeable.
-if not settings.DEBUG and settings.SECRET_KEY == getattr(settings, "DEVELOPMENT_SECRET_KEY", None):
+if not settings.DEBUG and getattr(settings, "DEVELOPMENT_SECRET_KEY", None) == settings.SECRET_KEY:
     raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off (README, Configuration).")

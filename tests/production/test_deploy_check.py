@@ -4,28 +4,14 @@ production variables the README lists, and the server refuses the development se
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import subprocess
 import sys
 from pathlib import Path
 
+from tests.support.readme import readme_production_variables
+
 ROOT = Path(__file__).resolve().parents[2]
-README = ROOT / "README.md"
-
-
-def readme_production_variables() -> dict[str, str]:
-    """The `NAME=value` lines of the README's production environment block."""
-    text = README.read_text()
-    match = re.search(r"<!-- production-env -->\s*```[a-z]*\n(.*?)```", text, re.DOTALL)
-    assert match, "README.md has no <!-- production-env --> block"
-    variables = {}
-    for line in match.group(1).splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            name, _, value = line.partition("=")
-            variables[name] = value
-    return variables
 
 
 def _environment(**overrides: str) -> dict[str, str]:

@@ -20,9 +20,9 @@ from django.http import HttpRequest, HttpResponse
 from rest_framework.throttling import SimpleRateThrottle
 
 
-def _rate(scope: str) -> str | None:
-    rates: dict[str, str | None] = settings.REST_FRAMEWORK.get("DEFAULT_THROTTLE_RATES", {})
-    return rates.get(scope)
+def _rate(scope: str | None) -> str | None:
+    rates: Any = settings.REST_FRAMEWORK.get("DEFAULT_THROTTLE_RATES", {})
+    return rates.get(scope) if scope else None
 
 
 def submitted_username(request: Any) -> str:

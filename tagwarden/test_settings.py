@@ -2,6 +2,9 @@
 
 from tagwarden.settings import *  # noqa: F403
 
+# Tests import the WSGI application (schema fuzzing), which refuses the development key.
+SECRET_KEY = "tagwarden-test-suite-key-not-secret-and-not-for-any-server"
+
 # PBKDF2 costs ~0.3 s a user; tests create thousands of users.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 

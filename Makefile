@@ -2,6 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 PYTEST_ARGS ?=
+HOST ?= 0.0.0.0
+PORT ?= 8000
+SOAK_ARGS ?=
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -10,8 +13,8 @@ PYTEST := $(BIN)/pytest -n 2 -p no:cacheprovider
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install test test-postgres demo lint format typecheck migrations-check \
-	bench bench-smoke clean
+.PHONY: help install test test-postgres demo serve lint format typecheck migrations-check \
+	bench bench-smoke soak clean
 
 help: ## List the targets
 	@echo "Usage: make TARGET [PYTEST_ARGS='...'] [PYTHON=python3] [VENV=.venv]"
@@ -33,10 +36,20 @@ test-postgres: install ## Run the test suite on a throwaway PostgreSQL cluster
 	scripts/with-postgres.sh $(PYTEST) $(PYTEST_ARGS)
 
 demo: export DEBUG := 1
-demo: install ## Migrate, seed demo data and serve on http://127.0.0.1:8000/
+demo: install ## Migrate, seed demo data and serve on http://127.0.0.1:8000/ (DEBUG, runserver)
 	$(MANAGE) migrate --noinput
+	$(MANAGE) createcachetable
 	$(MANAGE) seed_demo
 	$(MANAGE) runserver 127.0.0.1:8000
+
+serve: export HOST := $(HOST)
+serve: export PORT := $(PORT)
+serve: install ## Production server: migrate, collectstatic, gunicorn on $(HOST):$(PORT) (README, Deploying)
+	@if [ "$${MIGRATE:-1}" != 0 ]; then \
+		$(MANAGE) migrate --noinput && $(MANAGE) createcachetable; \
+	fi
+	$(MANAGE) collectstatic --noinput -v 0
+	exec $(BIN)/gunicorn -c python:tagwarden.gunicorn_conf
 
 lint: install ## Check code and formatting with ruff
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
@@ -55,6 +68,9 @@ bench: install ## Run the permission benchmarks
 
 bench-smoke: install ## Run a quick benchmark pass (as in CI)
 	$(BIN)/python bench/run.py --smoke
+
+soak: install ## Soak: 8 clients vs 2 gunicorn workers on a throwaway PostgreSQL, 60 s (SOAK_ARGS='--seconds 10')
+	scripts/with-postgres.sh $(BIN)/python bench/soak.py $(SOAK_ARGS)
 
 clean: ## Remove the virtualenv, the SQLite database and caches
 	rm -rf $(VENV) db.sqlite3 .pytest_cache .mypy_cache .ruff_cache .hypothesis build \

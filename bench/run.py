@@ -241,7 +241,7 @@ def _database_info(connection: Any) -> dict[str, Any]:
 
 def _context(seed: int) -> dict[str, Any]:
     from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
+    from knox.models import AuthToken
 
     from environments.models import Environment
     from features.models import Feature, FeatureState
@@ -258,7 +258,7 @@ def _context(seed: int) -> dict[str, Any]:
     )
     assert environment is not None
     users = {username: User.objects.get(username=username) for _, username in USERS}
-    tokens = {u: Token.objects.get_or_create(user=user)[0].key for u, user in users.items()}
+    tokens = {u: AuthToken.objects.create(user=user)[1] for u, user in users.items()}
     feature_ids = list(
         Feature.objects.filter(project=project).order_by("id").values_list("id", flat=True)
     )
@@ -583,6 +583,8 @@ def bench_patch(
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "bench.settings",
         "CONN_MAX_AGE": "60",
+        # tagwarden/wsgi.py refuses the development key when DEBUG is off.
+        "SECRET_KEY": os.environ.get("SECRET_KEY") or "bench-" + os.urandom(16).hex(),
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(
             os.pathsep
         ),

@@ -1,36 +1,65 @@
-"""Tagwarden settings, configured from environment variables.
+"""Tagwarden settings, every one from the environment (README, Configuration, lists them).
 
-DATABASE_URL   database (default: SQLite file db.sqlite3 beside manage.py)
-SECRET_KEY     secret key (an insecure development default otherwise)
-DEBUG          "1"/"true" to enable debug mode (default: off)
-ALLOWED_HOSTS  comma-separated host names (default: localhost,127.0.0.1)
+Development and the test suite need none. Production (`make serve`, README "Deploying") sets
+at least SECRET_KEY and ALLOWED_HOSTS, and HTTPS=1 behind TLS; `manage.py check --deploy`
+then passes (tests/production/test_deploy_check.py runs it).
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
 def _env_bool(name: str, default: bool = False) -> bool:
     value = os.environ.get(name)
-    if value is None:
+    if value is None or not value.strip():
         return default
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
-DEBUG = _env_bool("DEBUG", default=False)
-# Development and tests run without configuration; `manage.py check --deploy` flags the
-# insecure default, and production sets SECRET_KEY (see README, Configuration).
-SECRET_KEY = os.environ.get("SECRET_KEY") or "django-insecure-tagwarden-development-key"
+def _env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
-ALLOWED_HOSTS = [
-    host.strip()
-    for host in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver").split(",")
-    if host.strip()
-]
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}.") from None
+
+
+DEBUG = _env_bool("DEBUG", default=False)
+# Only development and the test suite may run on the well-known development key: the WSGI
+# entry point (tagwarden/wsgi.py, what `make serve` runs) refuses it when DEBUG is off, and
+# `manage.py check --deploy` flags it.
+DEVELOPMENT_SECRET_KEY = "django-insecure-tagwarden-development-key"
+SECRET_KEY = os.environ.get("SECRET_KEY") or DEVELOPMENT_SECRET_KEY
+
+ALLOWED_HOSTS = _env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
+CSRF_TRUSTED_ORIGINS = _env_list("CSRF_TRUSTED_ORIGINS")
+
+# Behind TLS (HTTPS=1): cookies only over HTTPS, HSTS, and plain-HTTP requests redirected,
+# except the health checks a load balancer sends over plain HTTP.
+HTTPS = _env_bool("HTTPS", default=False)
+SESSION_COOKIE_SECURE = _env_bool("SESSION_COOKIE_SECURE", default=HTTPS)
+CSRF_COOKIE_SECURE = _env_bool("CSRF_COOKIE_SECURE", default=HTTPS)
+SECURE_SSL_REDIRECT = _env_bool("SECURE_SSL_REDIRECT", default=HTTPS)
+SECURE_REDIRECT_EXEMPT = [r"^health/"]
+SECURE_HSTS_SECONDS = _env_int("SECURE_HSTS_SECONDS", 31_536_000 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=HTTPS)
+SECURE_HSTS_PRELOAD = _env_bool("SECURE_HSTS_PRELOAD", default=False)
+# A TLS-terminating proxy says the original scheme in X-Forwarded-Proto; trust it only when
+# the proxy sets (and overwrites) that header.
+if _env_bool("TRUST_X_FORWARDED_PROTO", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -40,7 +69,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
     "rest_framework_api_key",
     "django_filters",
     "drf_spectacular",
@@ -56,6 +85,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Outermost after security: every response (even a 500) carries X-Request-ID and is logged.
+    "tagwarden.middleware.RequestLogMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -87,11 +119,22 @@ DATABASES = {
     "default": dj_database_url.config(
         default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
         conn_max_age=int(os.environ.get("CONN_MAX_AGE", "0")),
+        conn_health_checks=_env_bool("CONN_HEALTH_CHECKS", default=True),
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Many small writes in tests and the demo; wait rather than fail on a busy file.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+
+# Login throttling counts attempts in this cache. It lives in the database so every process
+# on every host shares the counters (`make serve` runs `createcachetable`; the test runner
+# creates the table itself).
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": "tagwarden_cache",
+    }
+}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -111,11 +154,18 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT") or BASE_DIR / "staticfiles")
+# WhiteNoise serves STATIC_ROOT (filled by `collectstatic`, which `make serve` runs) with
+# compressed, content-hashed names.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        # Hashed, expiring tokens (django-rest-knox): `Authorization: Token <key>`.
+        "organisations.authentication.ExpiringTokenAuthentication",
         "organisations.authentication.OrganisationAPIKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
@@ -129,6 +179,22 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "tagwarden.exceptions.exception_handler",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
+    # Client address for throttling: REMOTE_ADDR unless NUM_PROXIES trusted proxies append
+    # X-Forwarded-For (DRF's default, None, would trust any client-sent X-Forwarded-For).
+    "NUM_PROXIES": _env_int("NUM_PROXIES", 0),
+    "DEFAULT_THROTTLE_RATES": {
+        "login_username": os.environ.get("LOGIN_THROTTLE_USERNAME", "5/min"),
+        "login_address": os.environ.get("LOGIN_THROTTLE_ADDRESS", "20/min"),
+    },
+}
+
+TOKEN_TTL = _env_int("TOKEN_TTL", 10 * 60 * 60)
+if TOKEN_TTL <= 0:
+    raise ImproperlyConfigured("TOKEN_TTL must be a positive number of seconds.")
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(seconds=TOKEN_TTL),
+    "AUTH_HEADER_PREFIX": "Token",
+    "AUTO_REFRESH": False,
 }
 
 SPECTACULAR_SETTINGS = {
@@ -148,9 +214,32 @@ SPECTACULAR_SETTINGS = {
 
 API_KEY_CUSTOM_HEADER = "HTTP_AUTHORIZATION"
 
+# LOG_FORMAT=json: one JSON object a line (python-json-logger), with the request id on every
+# record logged while a request runs; text otherwise. tagwarden.request logs one line a request.
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "text").strip().lower()
+if LOG_FORMAT not in {"text", "json"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be 'text' or 'json', got {LOG_FORMAT!r}.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"request_id": {"()": "tagwarden.middleware.RequestIdFilter"}},
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["request_id"],
+        }
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "WARNING")},
+    "loggers": {
+        "tagwarden.request": {"level": os.environ.get("REQUEST_LOG_LEVEL", "INFO")},
+    },
 }

@@ -1,4 +1,4 @@
-"""Root URLs: the API under /api/v1/, the Django admin at /admin/.
+"""Root URLs: the API under /api/v1/, the Django admin at /admin/, health checks at /health/.
 
 Order matters: the catalogue routes (`/projects/permissions/`, `/environments/permissions/`)
 must win over detail routes, so permissions.urls comes first.
@@ -9,10 +9,13 @@ from django.urls import URLPattern, URLResolver, include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from tagwarden.views import LoginView
+from tagwarden import health
+from tagwarden.throttling import throttled
+from tagwarden.views import LoginView, LogoutView
 
 api_patterns: list[URLPattern | URLResolver] = [
     path("auth/login/", LoginView.as_view(), name="auth-login"),
+    path("auth/logout/", LogoutView.as_view(), name="auth-logout"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("", include("permissions.urls")),
@@ -26,8 +29,13 @@ api_patterns: list[URLPattern | URLResolver] = [
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/api/v1/docs/", permanent=False)),
+    path("health/live", health.live, name="health-live"),
+    path("health/ready", health.ready, name="health-ready"),
+    # The admin's login form is throttled like the API login (tagwarden/throttling.py).
+    path("admin/login/", throttled(admin.site.login), name="admin-login-throttled"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_patterns)),
 ]
 
 handler404 = "tagwarden.exceptions.api_not_found"
+handler500 = "tagwarden.middleware.server_error"

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 from environments.models import Environment
@@ -49,8 +49,8 @@ def token_client(principal: Any) -> APIClient:
     if plain_key is not None:
         client.credentials(HTTP_AUTHORIZATION=f"Api-Key {plain_key}")
     else:
-        token, _ = Token.objects.get_or_create(user_id=principal.pk)
-        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        _, key = AuthToken.objects.create(user=principal)
+        client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     return client
 
 

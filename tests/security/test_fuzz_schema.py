@@ -48,7 +48,7 @@ from django.core.signals import (  # noqa: E402
     request_started,
 )
 from django.db import close_old_connections, transaction  # noqa: E402
-from rest_framework.authtoken.models import Token  # noqa: E402
+from knox.models import AuthToken  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
 from schemathesis.specs.openapi.checks import (  # noqa: E402
     content_type_conformance,
@@ -178,7 +178,7 @@ def seed_organisation() -> Seed:
     states = FeatureState.objects.filter(
         feature=feature, environment=env, segment_override__isnull=True
     )
-    token, _ = Token.objects.get_or_create(user=admin)
+    _, token = AuthToken.objects.create(user=admin)
     ids: dict[str, list[Any]] = {
         "organisation": [organisation.pk],
         "user": [user.pk, other.pk, admin.pk, outsider.pk],
@@ -201,7 +201,7 @@ def seed_organisation() -> Seed:
         **{f"assignment_{kind}": [pk] for kind, pk in assignments.items()},
         **{f"{kind}_grant": [g.pk] for kind, g in grants.items()},
     }
-    return Seed(token=token.key, ids=ids)
+    return Seed(token=token, ids=ids)
 
 
 # The kind of object a path's `{id}` names, by the end of the path before it.

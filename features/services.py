@@ -11,12 +11,12 @@ from django.db import IntegrityError, transaction
 
 from audit.models import AuditAction
 from audit.services import Actor, audit_record
-from features.models import Feature, FeatureState, Segment
+from features.models import Feature, FeatureState, Segment, SegmentOverride
 from permissions import engine
 from projects import selectors as project_selectors
 from projects.models import Project, Tag
 from projects.services import actor_is_project_admin
-from tagwarden.errors import DomainPermissionDenied
+from tagwarden.errors import Conflict, DomainPermissionDenied
 
 _NAME_TAKEN = "A feature with this name already exists in the project."
 _SEGMENT_NAME_TAKEN = "A segment with this name already exists in the project."
@@ -253,18 +253,45 @@ def segment_update(
 
 
 def segment_delete(*, segment: Segment, actor: Actor) -> None:
-    """Delete a segment with its overrides (and their states); one audit entry counting them."""
+    """Delete a segment that no override uses any more.
+
+    A segment that still has overrides is a 409 `segment_in_use` naming them, for everyone,
+    admins included (docs/PERMISSIONS.md, "A write is authorised for everything it
+    changes"): its overrides live in environments and on features guarded by other keys
+    (MANAGE_SEGMENT_OVERRIDES, change requests), so each must be deleted through its own
+    path first. The check runs under the segment's row lock, which override creation takes
+    too (docs/CONCURRENCY.md): an override created meanwhile is seen, never orphaned."""
     project = segment.project
     with transaction.atomic():
+        locked = Segment.objects.select_for_update().filter(pk=segment.pk).first()
+        if locked is None:  # deleted meanwhile: nothing left to delete
+            return
+        overrides = list(
+            SegmentOverride.objects.filter(segment=locked)
+            .order_by("environment_id", "feature_id", "id")
+            .values("id", "environment_id", "feature_id")
+        )
+        if overrides:
+            environments = sorted({o["environment_id"] for o in overrides})
+            features = sorted({o["feature_id"] for o in overrides})
+            raise Conflict(
+                f"Segment {locked.name!r} still has {len(overrides)} override(s) in "
+                f"{len(environments)} environment(s) on {len(features)} feature(s): delete "
+                "them first.",
+                code="segment_in_use",
+                environments=environments,
+                features=features,
+                overrides=[
+                    {"id": o["id"], "environment": o["environment_id"], "feature": o["feature_id"]}
+                    for o in overrides
+                ],
+            )
         audit_record(
             actor=actor,
             action=AuditAction.DELETED,
-            obj=segment,
+            obj=locked,
             organisation_id=project.organisation_id,
             project_id=project.pk,
-            before={
-                **segment_snapshot(segment),
-                "segment_overrides_deleted": segment.overrides.count(),
-            },
+            before=segment_snapshot(locked),
         )
-        segment.delete()
+        locked.delete()

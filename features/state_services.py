@@ -225,14 +225,25 @@ def segment_override_create(
             "through a change request.",
             code="change_request_required",
         )
-    segment = Segment.objects.filter(pk=segment_id, project_id=feature.project_id).first()
-    if segment is None:
-        raise ValidationError({"segment": [f"Unknown segment id {segment_id} for this project."]})
-    if SegmentOverride.objects.filter(
-        feature=feature, environment=environment, segment=segment
-    ).exists():
-        raise ValidationError({"segment": [_SEGMENT_TAKEN]})
     with transaction.atomic():
+        # Lock order (docs/CONCURRENCY.md): the feature, then the segment. Both rows are
+        # read under their lock, so a concurrent delete of either is a 400 here, or sees
+        # this override (feature delete: cascades; segment delete: 409 segment_in_use).
+        if not Feature.objects.select_for_update().filter(pk=feature.pk).exists():
+            raise ValidationError({"feature": ["This feature was deleted."]})
+        segment = (
+            Segment.objects.select_for_update()
+            .filter(pk=segment_id, project_id=feature.project_id)
+            .first()
+        )
+        if segment is None:
+            raise ValidationError(
+                {"segment": [f"Unknown segment id {segment_id} for this project."]}
+            )
+        if SegmentOverride.objects.filter(
+            feature=feature, environment=environment, segment=segment
+        ).exists():
+            raise ValidationError({"segment": [_SEGMENT_TAKEN]})
         try:
             with transaction.atomic():
                 override = SegmentOverride.objects.create(

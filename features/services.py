@@ -155,23 +155,43 @@ def feature_update(
 
 def feature_delete(*, feature: Feature, actor: Actor) -> None:
     """Delete a feature with its states and overrides. Deleting is not detaching its tags:
-    the caller's DELETE_FEATURE on the feature suffices (DESIGN.md §5)."""
+    the caller's DELETE_FEATURE on the feature suffices (docs/PERMISSIONS.md).
+
+    Open change requests that touch the feature keep their changes of it, with no feature
+    and no target (`ChangeRequestChange.feature` is set to null): they can never be
+    committed again, in whole or in part (409 `stale`), and the audit entry names them in
+    `open_change_requests`. The feature's row lock, taken first, serialises this with
+    change-request creation and edits, which lock the features they touch
+    (docs/CONCURRENCY.md)."""
+    from features.models import ChangeRequestChange, ChangeRequestStatus
+
     project = feature.project
     with transaction.atomic():
+        locked = Feature.objects.select_for_update().filter(pk=feature.pk).first()
+        if locked is None:  # deleted meanwhile: nothing left to delete
+            return
+        open_change_requests = sorted(
+            set(
+                ChangeRequestChange.objects.filter(
+                    feature=locked, change_request__status=ChangeRequestStatus.OPEN
+                ).values_list("change_request_id", flat=True)
+            )
+        )
         before = {
-            **feature_snapshot(feature),
-            "feature_states_deleted": FeatureState.objects.filter(feature=feature).count(),
-            "segment_overrides_deleted": feature.segment_overrides.count(),
+            **feature_snapshot(locked),
+            "feature_states_deleted": FeatureState.objects.filter(feature=locked).count(),
+            "segment_overrides_deleted": locked.segment_overrides.count(),
+            "open_change_requests": open_change_requests,
         }
         audit_record(
             actor=actor,
             action=AuditAction.DELETED,
-            obj=feature,
+            obj=locked,
             organisation_id=project.organisation_id,
             project_id=project.pk,
             before=before,
         )
-        feature.delete()
+        locked.delete()
 
 
 # --------------------------------------------------------------------------------------

@@ -30,6 +30,21 @@ def _check_tags_of_project(project: Project, tags: Sequence[Tag]) -> None:
         )
 
 
+def _lock_tags(tags: Sequence[Tag], *, also: Sequence[Tag] = ()) -> list[Tag]:
+    """Lock the tags a feature write attaches (`tags`) or detaches (`also`), in id order,
+    and return `tags` as they are now (docs/CONCURRENCY.md: whether a tag is protected, and
+    whether it still exists, is read under the lock that tag deletes and grant writes
+    take). A tag of `tags` deleted meanwhile is a 400 on `tags`."""
+    ids = sorted({t.pk for t in [*tags, *also]})
+    if not ids:
+        return []
+    current = {t.pk: t for t in Tag.objects.select_for_update().filter(pk__in=ids).order_by("pk")}
+    gone = sorted({t.pk for t in tags if t.pk not in current})
+    if gone:
+        raise ValidationError({"tags": [f"Unknown tag ids: {', '.join(map(str, gone))}."]})
+    return [current[t.pk] for t in tags]
+
+
 def _check_protected_tag_change(
     *, actor: Actor, project: Project, attached: Sequence[Tag], detached: Sequence[Tag]
 ) -> None:
@@ -66,10 +81,11 @@ def feature_create(
     (features.signals). Attaching a protected tag needs project admin, at creation too."""
     tags = list(tags)
     _check_tags_of_project(project, tags)
-    _check_protected_tag_change(actor=actor, project=project, attached=tags, detached=())
-    if Feature.objects.filter(project=project, name=name).exists():
-        raise ValidationError({"name": [_NAME_TAKEN]})
     with transaction.atomic():
+        tags = _lock_tags(tags)
+        _check_protected_tag_change(actor=actor, project=project, attached=tags, detached=())
+        if Feature.objects.filter(project=project, name=name).exists():
+            raise ValidationError({"name": [_NAME_TAKEN]})
         try:
             with transaction.atomic():
                 feature = Feature.objects.create(
@@ -110,6 +126,8 @@ def feature_update(
         if tags is not None:
             tags = list(tags)
             _check_tags_of_project(project, tags)
+            # Lock order (docs/CONCURRENCY.md): the feature, then its tags, old and new.
+            tags = _lock_tags(tags, also=list(current.values()))
             wanted = {t.pk: t for t in tags}
             _check_protected_tag_change(
                 actor=actor,

@@ -636,6 +636,7 @@ def change_request_update(
                     segment_override=c.segment_override_id,
                 )
                 for c in current
+                if c.feature_id is not None  # none left: refused above
             ]
         resolved = _resolve_changes(environment, changes)
         _require_on_every_feature(

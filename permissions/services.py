@@ -277,14 +277,14 @@ def grant_update(
     gone = "This grant was deleted."
     with transaction.atomic():
         # Lock order (docs/CONCURRENCY.md): the principal, the grant, then the tags. A
-        # principal gone meanwhile took its grants with it: 404.
+        # principal removed meanwhile took its grants with it (404 below); one removed
+        # later sees this update and deletes the grant.
         kind = grant.principal_kind
-        if not _principal_lock(
+        _principal_lock(
             field_name=kind,
             principal_id=getattr(grant, f"{kind}_id"),
             organisation_id=grant.organisation_id,
-        ):
-            raise Http404(gone)
+        )
         locked = Grant.objects.select_for_update().filter(pk=grant.pk).first()
         if locked is None:
             raise Http404(gone)

@@ -169,7 +169,9 @@ class ChangeRequestChange(models.Model):
     change_request = models.ForeignKey(
         ChangeRequest, on_delete=models.CASCADE, related_name="changes"
     )
-    feature = models.ForeignKey(Feature, on_delete=models.CASCADE, related_name="+")
+    # Deleting the feature keeps the change, with no feature and no target: the change
+    # request can then never be committed in part (409 stale, docs/API.md).
+    feature = models.ForeignKey(Feature, null=True, on_delete=models.SET_NULL, related_name="+")
     segment_override = models.ForeignKey(
         SegmentOverride, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

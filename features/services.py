@@ -11,12 +11,12 @@ from django.db import IntegrityError, transaction
 
 from audit.models import AuditAction
 from audit.services import Actor, audit_record
-from features.models import Feature, FeatureState, Segment
+from features.models import Feature, FeatureState, Segment, SegmentOverride
 from permissions import engine
 from projects import selectors as project_selectors
 from projects.models import Project, Tag
 from projects.services import actor_is_project_admin
-from tagwarden.errors import DomainPermissionDenied
+from tagwarden.errors import Conflict, DomainPermissionDenied
 
 _NAME_TAKEN = "A feature with this name already exists in the project."
 _SEGMENT_NAME_TAKEN = "A segment with this name already exists in the project."
@@ -28,6 +28,21 @@ def _check_tags_of_project(project: Project, tags: Sequence[Tag]) -> None:
         raise ValidationError(
             {"tags": [f"Tags not in this project: {', '.join(map(str, foreign))}."]}
         )
+
+
+def _lock_tags(tags: Sequence[Tag], *, also: Sequence[Tag] = ()) -> list[Tag]:
+    """Lock the tags a feature write attaches (`tags`) or detaches (`also`), in id order,
+    and return `tags` as they are now (docs/CONCURRENCY.md: whether a tag is protected, and
+    whether it still exists, is read under the lock that tag deletes and grant writes
+    take). A tag of `tags` deleted meanwhile is a 400 on `tags`."""
+    ids = sorted({t.pk for t in [*tags, *also]})
+    if not ids:
+        return []
+    current = {t.pk: t for t in Tag.objects.select_for_update().filter(pk__in=ids).order_by("pk")}
+    gone = sorted({t.pk for t in tags if t.pk not in current})
+    if gone:
+        raise ValidationError({"tags": [f"Unknown tag ids: {', '.join(map(str, gone))}."]})
+    return [current[t.pk] for t in tags]
 
 
 def _check_protected_tag_change(
@@ -66,10 +81,11 @@ def feature_create(
     (features.signals). Attaching a protected tag needs project admin, at creation too."""
     tags = list(tags)
     _check_tags_of_project(project, tags)
-    _check_protected_tag_change(actor=actor, project=project, attached=tags, detached=())
-    if Feature.objects.filter(project=project, name=name).exists():
-        raise ValidationError({"name": [_NAME_TAKEN]})
     with transaction.atomic():
+        tags = _lock_tags(tags)
+        _check_protected_tag_change(actor=actor, project=project, attached=tags, detached=())
+        if Feature.objects.filter(project=project, name=name).exists():
+            raise ValidationError({"name": [_NAME_TAKEN]})
         try:
             with transaction.atomic():
                 feature = Feature.objects.create(
@@ -110,6 +126,8 @@ def feature_update(
         if tags is not None:
             tags = list(tags)
             _check_tags_of_project(project, tags)
+            # Lock order (docs/CONCURRENCY.md): the feature, then its tags, old and new.
+            tags = _lock_tags(tags, also=list(current.values()))
             wanted = {t.pk: t for t in tags}
             _check_protected_tag_change(
                 actor=actor,
@@ -155,23 +173,43 @@ def feature_update(
 
 def feature_delete(*, feature: Feature, actor: Actor) -> None:
     """Delete a feature with its states and overrides. Deleting is not detaching its tags:
-    the caller's DELETE_FEATURE on the feature suffices (DESIGN.md §5)."""
+    the caller's DELETE_FEATURE on the feature suffices (docs/PERMISSIONS.md).
+
+    Open change requests that touch the feature keep their changes of it, with no feature
+    and no target (`ChangeRequestChange.feature` is set to null): they can never be
+    committed again, in whole or in part (409 `stale`), and the audit entry names them in
+    `open_change_requests`. The feature's row lock, taken first, serialises this with
+    change-request creation and edits, which lock the features they touch
+    (docs/CONCURRENCY.md)."""
+    from features.models import ChangeRequestChange, ChangeRequestStatus
+
     project = feature.project
     with transaction.atomic():
+        locked = Feature.objects.select_for_update().filter(pk=feature.pk).first()
+        if locked is None:  # deleted meanwhile: nothing left to delete
+            return
+        open_change_requests = sorted(
+            set(
+                ChangeRequestChange.objects.filter(
+                    feature=locked, change_request__status=ChangeRequestStatus.OPEN
+                ).values_list("change_request_id", flat=True)
+            )
+        )
         before = {
-            **feature_snapshot(feature),
-            "feature_states_deleted": FeatureState.objects.filter(feature=feature).count(),
-            "segment_overrides_deleted": feature.segment_overrides.count(),
+            **feature_snapshot(locked),
+            "feature_states_deleted": FeatureState.objects.filter(feature=locked).count(),
+            "segment_overrides_deleted": locked.segment_overrides.count(),
+            "open_change_requests": open_change_requests,
         }
         audit_record(
             actor=actor,
             action=AuditAction.DELETED,
-            obj=feature,
+            obj=locked,
             organisation_id=project.organisation_id,
             project_id=project.pk,
             before=before,
         )
-        feature.delete()
+        locked.delete()
 
 
 # --------------------------------------------------------------------------------------
@@ -253,18 +291,45 @@ def segment_update(
 
 
 def segment_delete(*, segment: Segment, actor: Actor) -> None:
-    """Delete a segment with its overrides (and their states); one audit entry counting them."""
+    """Delete a segment that no override uses any more.
+
+    A segment that still has overrides is a 409 `segment_in_use` naming them, for everyone,
+    admins included (docs/PERMISSIONS.md, "A write is authorised for everything it
+    changes"): its overrides live in environments and on features guarded by other keys
+    (MANAGE_SEGMENT_OVERRIDES, change requests), so each must be deleted through its own
+    path first. The check runs under the segment's row lock, which override creation takes
+    too (docs/CONCURRENCY.md): an override created meanwhile is seen, never orphaned."""
     project = segment.project
     with transaction.atomic():
+        locked = Segment.objects.select_for_update().filter(pk=segment.pk).first()
+        if locked is None:  # deleted meanwhile: nothing left to delete
+            return
+        overrides = list(
+            SegmentOverride.objects.filter(segment=locked)
+            .order_by("environment_id", "feature_id", "id")
+            .values("id", "environment_id", "feature_id")
+        )
+        if overrides:
+            environments = sorted({o["environment_id"] for o in overrides})
+            features = sorted({o["feature_id"] for o in overrides})
+            raise Conflict(
+                f"Segment {locked.name!r} still has {len(overrides)} override(s) in "
+                f"{len(environments)} environment(s) on {len(features)} feature(s): delete "
+                "them first.",
+                code="segment_in_use",
+                environments=environments,
+                features=features,
+                overrides=[
+                    {"id": o["id"], "environment": o["environment_id"], "feature": o["feature_id"]}
+                    for o in overrides
+                ],
+            )
         audit_record(
             actor=actor,
             action=AuditAction.DELETED,
-            obj=segment,
+            obj=locked,
             organisation_id=project.organisation_id,
             project_id=project.pk,
-            before={
-                **segment_snapshot(segment),
-                "segment_overrides_deleted": segment.overrides.count(),
-            },
+            before=segment_snapshot(locked),
         )
-        segment.delete()
+        locked.delete()

@@ -225,14 +225,25 @@ def segment_override_create(
             "through a change request.",
             code="change_request_required",
         )
-    segment = Segment.objects.filter(pk=segment_id, project_id=feature.project_id).first()
-    if segment is None:
-        raise ValidationError({"segment": [f"Unknown segment id {segment_id} for this project."]})
-    if SegmentOverride.objects.filter(
-        feature=feature, environment=environment, segment=segment
-    ).exists():
-        raise ValidationError({"segment": [_SEGMENT_TAKEN]})
     with transaction.atomic():
+        # Lock order (docs/CONCURRENCY.md): the feature, then the segment. Both rows are
+        # read under their lock, so a concurrent delete of either is a 400 here, or sees
+        # this override (feature delete: cascades; segment delete: 409 segment_in_use).
+        if not Feature.objects.select_for_update().filter(pk=feature.pk).exists():
+            raise ValidationError({"feature": ["This feature was deleted."]})
+        segment = (
+            Segment.objects.select_for_update()
+            .filter(pk=segment_id, project_id=feature.project_id)
+            .first()
+        )
+        if segment is None:
+            raise ValidationError(
+                {"segment": [f"Unknown segment id {segment_id} for this project."]}
+            )
+        if SegmentOverride.objects.filter(
+            feature=feature, environment=environment, segment=segment
+        ).exists():
+            raise ValidationError({"segment": [_SEGMENT_TAKEN]})
         try:
             with transaction.atomic():
                 override = SegmentOverride.objects.create(
@@ -394,15 +405,20 @@ def change_request_snapshot(change_request: ChangeRequest) -> dict[str, Any]:
 
 def _resolve_changes(environment: Environment, changes: Sequence[ChangeInput]) -> list[_Resolved]:
     """Each change's feature (of the environment's project, tags prefetched for the engine)
-    and target state; every problem is a 400 on `changes`, all of them at once."""
+    and target state; every problem is a 400 on `changes`, all of them at once.
+
+    Called inside the write's transaction: the features are locked, in id order, so that a
+    concurrent feature delete either sees this change request or is seen by it (unknown
+    feature, 400), never a half of both (docs/CONCURRENCY.md)."""
     if not changes:
         raise ValidationError({"changes": ["At least one change is required."]})
     feature_ids = {c.feature for c in changes}
     features = {
         f.pk: f
-        for f in Feature.objects.filter(
-            project_id=environment.project_id, pk__in=feature_ids
-        ).prefetch_related("tags")
+        for f in Feature.objects.select_for_update()
+        .filter(project_id=environment.project_id, pk__in=feature_ids)
+        .order_by("pk")
+        .prefetch_related("tags")
     }
     override_ids = {c.segment_override for c in changes if c.segment_override is not None}
     overrides = {
@@ -518,7 +534,8 @@ def _lock(change_request: ChangeRequest) -> ChangeRequest:
 
 
 def _features_of(change_request: ChangeRequest) -> list[Feature]:
-    """The features the change request touches, fresh from the database with their tags."""
+    """The features the change request touches, fresh from the database with their tags
+    (a deleted feature is none of them: its change makes the request stale)."""
     return list(
         Feature.objects.filter(
             pk__in=ChangeRequestChange.objects.filter(change_request=change_request).values(
@@ -541,16 +558,19 @@ def change_request_create(
     """Open a change request. Needs CREATE_CHANGE_REQUEST on every feature it touches (403)
     and change requests on in the environment (400 `change_requests_disabled`); records the
     version of each target state."""
-    resolved = _resolve_changes(environment, changes)
-    _require_on_every_feature(
-        actor, CREATE_CHANGE_REQUEST, environment, _distinct_features(r.feature for r in resolved)
-    )
-    if _threshold(environment.pk) is None:
-        raise InvalidOperation(
-            "Change requests are off in this environment: write the feature states directly.",
-            code="change_requests_disabled",
-        )
     with transaction.atomic():
+        resolved = _resolve_changes(environment, changes)
+        _require_on_every_feature(
+            actor,
+            CREATE_CHANGE_REQUEST,
+            environment,
+            _distinct_features(r.feature for r in resolved),
+        )
+        if _threshold(environment.pk) is None:
+            raise InvalidOperation(
+                "Change requests are off in this environment: write the feature states directly.",
+                code="change_requests_disabled",
+            )
         change_request = ChangeRequest.objects.create(
             environment=environment, title=title, description=description, **_author_fields(actor)
         )
@@ -596,13 +616,13 @@ def change_request_update(
             gone = [
                 i
                 for i, c in enumerate(current)
-                if c.targets_override and c.segment_override_id is None
+                if c.feature_id is None or (c.targets_override and c.segment_override_id is None)
             ]
             if gone:
                 raise ValidationError(
                     {
                         "changes": [
-                            f"changes[{i}]: its override was deleted; send the changes "
+                            f"changes[{i}]: its feature or override was deleted; send the changes "
                             "again without it."
                             for i in gone
                         ]
@@ -616,6 +636,7 @@ def change_request_update(
                     segment_override=c.segment_override_id,
                 )
                 for c in current
+                if c.feature_id is not None  # none left: refused above
             ]
         resolved = _resolve_changes(environment, changes)
         _require_on_every_feature(
@@ -786,7 +807,8 @@ def change_request_commit(*, change_request: ChangeRequest, actor: Actor) -> Cha
         stale = [
             c
             for c in changes
-            if c.feature_state_id not in states
+            if c.feature_id is None
+            or c.feature_state_id not in states
             or states[c.feature_state_id].version != c.recorded_version
         ]
         if stale or not changes:

@@ -9,6 +9,7 @@ from typing import Any, TypeVar, cast
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
+from django.http import Http404
 
 from audit.models import AuditAction
 from audit.services import Actor, audit_record
@@ -55,6 +56,44 @@ def _create_unique(model: type[M], *, field: str, message: str, **values: Any) -
         raise ValidationError({field: [message]}) from None
 
 
+# --------------------------------------------------------------------------------------
+# Locks (docs/CONCURRENCY.md): every write that relies on a member still being a member
+# locks that membership row, and every write that removes or demotes a member locks it too,
+# so the two are serialised whichever starts first. Membership rows are always locked in
+# user-id order, before any group, role, API key, grant or tag row.
+# --------------------------------------------------------------------------------------
+
+
+def members_lock(*, organisation_id: int, user_ids: Iterable[int]) -> set[int]:
+    """Lock the memberships of `user_ids` in the organisation (user-id order); the ids of
+    those that are members. Inside the caller's transaction."""
+    ids = sorted(set(user_ids))
+    if not ids:
+        return set()
+    return set(
+        OrganisationMembership.objects.select_for_update()
+        .filter(organisation_id=organisation_id, user_id__in=ids)
+        .order_by("user_id")
+        .values_list("user_id", flat=True)
+    )
+
+
+def _lock_membership_and_admins(membership: OrganisationMembership) -> OrganisationMembership:
+    """Lock a membership together with every ADMIN membership of its organisation, in one
+    statement and in user-id order (the last-admin rule reads the other admins); 404 when
+    it is gone."""
+    rows = list(
+        OrganisationMembership.objects.select_for_update()
+        .filter(organisation_id=membership.organisation_id)
+        .filter(models.Q(pk=membership.pk) | models.Q(role=MembershipRole.ADMIN))
+        .order_by("user_id")
+    )
+    for row in rows:
+        if row.pk == membership.pk:
+            return row
+    raise Http404("This user is not a member of this organisation.")
+
+
 def membership_create(
     *,
     organisation: Organisation,
@@ -95,10 +134,10 @@ def group_create(
     actor: Actor,
 ) -> UserGroup:
     users = list(users)
-    _check_group_users(organisation, users)  # members only, each once (400 on `users`)
-    if UserGroup.objects.filter(organisation=organisation, name__iexact=name).exists():
-        raise ValidationError({"name": ["A group with this name already exists."]})
     with transaction.atomic():
+        _check_group_users(organisation, users)  # members only, each once; locks them
+        if UserGroup.objects.filter(organisation=organisation, name__iexact=name).exists():
+            raise ValidationError({"name": ["A group with this name already exists."]})
         group = _create_unique(
             UserGroup,
             field="name",
@@ -159,23 +198,31 @@ def role_assignment_create(
         raise ValidationError({"non_field_errors": ["Give exactly one of user, group, api_key."]})
     ((field_name, principal),) = given.items()
     organisation_id = role.organisation_id
-    if field_name == "user":
-        in_org = OrganisationMembership.objects.filter(
-            organisation_id=organisation_id, user_id=principal.pk
-        ).exists()
-    else:
-        in_org = cast(Any, principal).organisation_id == organisation_id
-    if not in_org:
-        raise ValidationError(
-            {field_name: [f"This {field_name} is not in the role's organisation."]}
-        )
+    not_in_org = {field_name: [f"This {field_name} is not in the role's organisation."]}
+    taken = {field_name: [f"The role is already assigned to this {field_name}."]}
     lookup: dict[str, Any] = {"role": role, f"{field_name}_id": principal.pk}
     with transaction.atomic():
-        if RoleAssignment.objects.filter(**lookup).exists():
-            raise ValidationError(
-                {field_name: [f"The role is already assigned to this {field_name}."]}
+        # Lock order (docs/CONCURRENCY.md): the principal (membership, API key or group),
+        # then the role. A member removed, a key or group or role deleted meanwhile is seen
+        # here (400), or sees this assignment and removes it with the rest.
+        if field_name == "user":
+            in_org = bool(members_lock(organisation_id=organisation_id, user_ids=[principal.pk]))
+        else:
+            model = OrganisationAPIKey if field_name == "api_key" else UserGroup
+            in_org = (
+                model.objects.select_for_update()
+                .filter(pk=principal.pk, organisation_id=organisation_id)
+                .exists()
             )
-        assignment = RoleAssignment.objects.create(**lookup)
+        if not in_org:
+            raise ValidationError(not_in_org)
+        if not Role.objects.select_for_update().filter(pk=role.pk).exists():
+            raise ValidationError({"role": ["This role was deleted."]})
+        if RoleAssignment.objects.filter(**lookup).exists():
+            raise ValidationError(taken)
+        assignment = _create_unique(
+            RoleAssignment, field=field_name, message=taken[field_name][0], **lookup
+        )
         audit_record(
             actor=actor,
             action=AuditAction.CREATED,
@@ -314,7 +361,8 @@ _LAST_ADMIN = "An organisation must keep at least one ADMIN member."
 
 
 def _other_admins_exist(membership: OrganisationMembership) -> bool:
-    admins = OrganisationMembership.objects.select_for_update().filter(
+    """Read under the locks of `_lock_membership_and_admins`."""
+    admins = OrganisationMembership.objects.filter(
         organisation_id=membership.organisation_id, role=MembershipRole.ADMIN
     )
     return admins.exclude(pk=membership.pk).exists()
@@ -327,7 +375,7 @@ def membership_update(
     if role not in MembershipRole.values:
         raise ValidationError({"role": [f"Must be one of {', '.join(MembershipRole.values)}."]})
     with transaction.atomic():
-        membership = OrganisationMembership.objects.select_for_update().get(pk=membership.pk)
+        membership = _lock_membership_and_admins(membership)
         before = membership_snapshot(membership)
         if membership.role == role:
             return membership
@@ -353,7 +401,11 @@ def membership_delete(*, membership: OrganisationMembership, actor: Actor) -> No
     from permissions.models import Grant
 
     with transaction.atomic():
-        membership = OrganisationMembership.objects.select_for_update().get(pk=membership.pk)
+        # Lock order (docs/CONCURRENCY.md): this membership (and the admins', for the
+        # last-admin rule) first. Every write of a grant, role assignment or group
+        # membership for this user locks the same row first, so it either commits before
+        # (and its row is deleted below, read after the lock) or sees no member (400).
+        membership = _lock_membership_and_admins(membership)
         if membership.is_admin and not _other_admins_exist(membership):
             raise ValidationError({"user": [_LAST_ADMIN]})
         organisation_id = membership.organisation_id
@@ -418,14 +470,13 @@ def group_require_manager(
 
 
 def _check_group_users(organisation: Organisation, users: list[Any]) -> None:
+    """Members only, each once (400 on `users`). Inside the write's transaction: locks the
+    memberships, so a member removed meanwhile is either refused here or loses the group
+    membership with the rest (docs/CONCURRENCY.md)."""
     ids = [u.pk for u in users]
     if len(set(ids)) != len(ids):
         raise ValidationError({"users": ["A user is listed more than once."]})
-    member_ids = set(
-        OrganisationMembership.objects.filter(
-            organisation=organisation, user_id__in=ids
-        ).values_list("user_id", flat=True)
-    )
+    member_ids = members_lock(organisation_id=organisation.pk, user_ids=ids)
     outsiders = sorted(i for i in ids if i not in member_ids)
     if outsiders:
         raise ValidationError(
@@ -445,10 +496,18 @@ def group_update(
     organisation = group.organisation
     group_require_manager(actor=actor, organisation=organisation, group=group)
     user_list = list(users) if users is not None else None
-    if user_list is not None:
-        _check_group_users(organisation, user_list)
     with transaction.atomic():
-        group = UserGroup.objects.select_for_update().get(pk=group.pk)
+        # Lock order (docs/CONCURRENCY.md): the memberships of the new members, then the
+        # group. Whether the group is bare (what MANAGE_USER_GROUPS holders may change) is
+        # read again under the group's lock, which grant and role-assignment writes for the
+        # group take too.
+        if user_list is not None:
+            _check_group_users(organisation, user_list)
+        locked = UserGroup.objects.select_for_update().filter(pk=group.pk).first()
+        if locked is None:
+            raise Http404("This group was deleted.")
+        group = locked
+        group_require_manager(actor=actor, organisation=organisation, group=group)
         before = group_snapshot(group)
         if name is not None and name != group.name:
             if (
@@ -480,6 +539,11 @@ def group_delete(*, group: UserGroup, actor: Actor) -> None:
 
     group_require_manager(actor=actor, organisation=group.organisation, group=group)
     with transaction.atomic():
+        locked = UserGroup.objects.select_for_update().filter(pk=group.pk).first()
+        if locked is None:  # deleted meanwhile
+            return
+        group = locked
+        group_require_manager(actor=actor, organisation=group.organisation, group=group)
         grants = Grant.objects.filter(group=group).prefetch_related("entries__entry_tags")
         before = {
             **group_snapshot(group),
@@ -539,6 +603,10 @@ def role_delete(*, role: Role, actor: Actor) -> None:
     from permissions.models import Grant
 
     with transaction.atomic():
+        locked = Role.objects.select_for_update().filter(pk=role.pk).first()
+        if locked is None:  # deleted meanwhile
+            return
+        role = locked
         grants = Grant.objects.filter(role=role).prefetch_related("entries__entry_tags")
         before = {
             **role_snapshot(role),
@@ -559,6 +627,8 @@ def role_delete(*, role: Role, actor: Actor) -> None:
 
 def role_assignment_delete(*, assignment: RoleAssignment, actor: Actor) -> None:
     with transaction.atomic():
+        if not RoleAssignment.objects.select_for_update().filter(pk=assignment.pk).exists():
+            return  # deleted meanwhile (or with its member, group, key or role)
         audit_record(
             actor=actor,
             action=AuditAction.DELETED,
@@ -616,6 +686,10 @@ def api_key_update(
 def api_key_delete(*, api_key: OrganisationAPIKey, actor: Actor) -> None:
     """Delete a key; its role assignments go with it (described in `before`)."""
     with transaction.atomic():
+        locked = OrganisationAPIKey.objects.select_for_update().filter(pk=api_key.pk).first()
+        if locked is None:  # deleted meanwhile
+            return
+        api_key = locked
         before = {
             **api_key_snapshot(api_key),
             "roles": sorted(

@@ -10,11 +10,13 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.http import Http404
 
 from audit.models import AuditAction
 from audit.services import Actor, audit_record
 from environments.models import Environment
-from organisations.models import Organisation, OrganisationMembership, Role, UserGroup
+from organisations.models import Organisation, Role, UserGroup
+from organisations.services import members_lock
 from permissions.catalogue import CATALOGUE, TAG_SUPPORTED_KEYS, Level
 from permissions.models import Grant, GrantEntry, GrantEntryTag
 from projects.models import Project, Tag
@@ -65,12 +67,18 @@ def grant_entries_validate(
     project: Project | None,
     entries: Sequence[EntryInput],
     tags_allowed: bool,
+    lock_tags: bool = False,
 ) -> dict[str, list[Tag]]:
-    """Check entries against DESIGN.md §3–§4 and resolve their tags.
+    """Check entries against docs/PERMISSIONS.md (the catalogue, grants) and resolve their
+    tags.
 
     Returns `{key: [Tag, ...]}`. Raises `ValidationError({"permissions": [...]})` naming every
     offending key: unknown keys, keys of another level, duplicates, tags on keys that do not
     support them (or on user and group grants), and tags of another project.
+
+    `lock_tags` (inside the write's transaction) locks the named tags, in id order, so that
+    a concurrent tag delete either sees the grant (409 `tag_in_use`) or has deleted the tag
+    before it is read here (400): docs/CONCURRENCY.md.
     """
     errors: list[str] = []
     seen: set[str] = set()
@@ -106,7 +114,10 @@ def grant_entries_validate(
         if project is None:
             errors.append("Organisation grants cannot carry tags.")
         else:
-            found = {t.pk: t for t in Tag.objects.filter(project=project, pk__in=wanted)}
+            tags = Tag.objects.filter(project=project, pk__in=wanted).order_by("pk")
+            if lock_tags:
+                tags = tags.select_for_update()
+            found = {t.pk: t for t in tags}
             missing = sorted(wanted - found.keys())
             if missing:
                 errors.append(
@@ -146,17 +157,33 @@ def grant_snapshot(grant: Grant) -> dict[str, Any]:
     }
 
 
+def _principal_lock(*, field_name: str, principal_id: int, organisation_id: int) -> bool:
+    """Lock the row that makes the principal part of the organisation (a user's membership,
+    a group, a role); whether it is there. Inside the write's transaction, first of the
+    write's locks (docs/CONCURRENCY.md): a member removed, a group or role deleted while a
+    grant is written either happens before (the grant is refused) or after (it sees the
+    grant and deletes it), never between."""
+    if field_name == "user":
+        return bool(members_lock(organisation_id=organisation_id, user_ids=[principal_id]))
+    model = Role if field_name == "role" else UserGroup
+    return (
+        model.objects.select_for_update()
+        .filter(pk=principal_id, organisation_id=organisation_id)
+        .exists()
+    )
+
+
 def _check_principal_in_organisation(
     principal: GrantPrincipal, organisation: Organisation, field_name: str
 ) -> None:
-    if isinstance(principal, (Role, UserGroup)):
-        if principal.organisation_id != organisation.pk:
-            raise ValidationError({field_name: [f"This {field_name} is not in this organisation."]})
-        return
-    if not OrganisationMembership.objects.filter(
-        organisation=organisation, user_id=principal.pk
-    ).exists():
-        raise ValidationError({field_name: ["This user is not a member of this organisation."]})
+    if not _principal_lock(
+        field_name=field_name, principal_id=principal.pk, organisation_id=organisation.pk
+    ):
+        if field_name == "user":
+            message = "This user is not a member of this organisation."
+        else:
+            message = f"This {field_name} is not in this organisation."
+        raise ValidationError({field_name: [message]})
 
 
 def _write_entries(grant: Grant, resolved: dict[str, list[Tag]]) -> None:
@@ -196,17 +223,10 @@ def grant_create(
     principal and scope: a second one is a 400 on the principal field."""
     parts = scope_parts(scope)
     field_name = principal_field(principal)
-    _check_principal_in_organisation(principal, parts.organisation, field_name)
     if admin and parts.level == Level.ORGANISATION:
         raise ValidationError(
             {"admin": ["Organisation grants cannot hold admin; make the user an ADMIN member."]}
         )
-    resolved = grant_entries_validate(
-        level=parts.level,
-        project=parts.project,
-        entries=entries,
-        tags_allowed=field_name == "role",
-    )
     duplicate = {
         "organisation": parts.organisation,
         "project": parts.project,
@@ -215,6 +235,15 @@ def grant_create(
     }
     message = f"This {field_name} already has a grant on this {parts.level}."
     with transaction.atomic():
+        # Lock order (docs/CONCURRENCY.md): the principal, then the tags.
+        _check_principal_in_organisation(principal, parts.organisation, field_name)
+        resolved = grant_entries_validate(
+            level=parts.level,
+            project=parts.project,
+            entries=entries,
+            tags_allowed=field_name == "role",
+            lock_tags=True,
+        )
         if Grant.objects.filter(**duplicate).exists():
             raise ValidationError({field_name: [message]})
         try:
@@ -245,16 +274,30 @@ def grant_update(
     parts_level = grant.level
     if admin and parts_level == Level.ORGANISATION:
         raise ValidationError({"admin": ["Organisation grants cannot hold admin."]})
-    resolved = None
-    if entries is not None:
-        resolved = grant_entries_validate(
-            level=parts_level,
-            project=grant.project,
-            entries=entries,
-            tags_allowed=grant.principal_kind == "role",
-        )
+    gone = "This grant was deleted."
     with transaction.atomic():
-        grant = Grant.objects.select_for_update().get(pk=grant.pk)
+        # Lock order (docs/CONCURRENCY.md): the principal, the grant, then the tags. A
+        # principal removed meanwhile took its grants with it (404 below); one removed
+        # later sees this update and deletes the grant.
+        kind = grant.principal_kind
+        _principal_lock(
+            field_name=kind,
+            principal_id=getattr(grant, f"{kind}_id"),
+            organisation_id=grant.organisation_id,
+        )
+        locked = Grant.objects.select_for_update().filter(pk=grant.pk).first()
+        if locked is None:
+            raise Http404(gone)
+        grant = locked
+        resolved = None
+        if entries is not None:
+            resolved = grant_entries_validate(
+                level=parts_level,
+                project=grant.project,
+                entries=entries,
+                tags_allowed=kind == "role",
+                lock_tags=True,
+            )
         before = grant_snapshot(grant)
         if admin is not None:
             grant.admin = admin
@@ -274,6 +317,10 @@ def grant_update(
 
 def grant_delete(*, grant: Grant, actor: Actor) -> None:
     with transaction.atomic():
+        locked = Grant.objects.select_for_update().filter(pk=grant.pk).first()
+        if locked is None:  # deleted meanwhile (or with its principal)
+            return
+        grant = locked
         before = grant_snapshot(grant)
         _audit_grant(
             grant=grant, actor=actor, action=AuditAction.DELETED, before=before, after=None
@@ -285,12 +332,16 @@ def role_organisation_permissions_set(
     *, role: Role, keys: Sequence[str], actor: Actor
 ) -> Grant | None:
     """PUT semantics for a role's organisation-level keys: replace the set; an empty set
-    removes the grant."""
+    removes the grant. Idempotent under concurrency: the role's row lock serialises
+    identical PUTs, so the first creates the grant and the others find it
+    (docs/CONCURRENCY.md)."""
     entries = entries_from_keys(keys)
     grant_entries_validate(
         level=Level.ORGANISATION, project=None, entries=entries, tags_allowed=False
     )
     with transaction.atomic():
+        if not Role.objects.select_for_update().filter(pk=role.pk).exists():
+            raise Http404("This role was deleted.")
         grant = Grant.objects.filter(
             role=role, organisation_id=role.organisation_id, project__isnull=True
         ).first()

@@ -7,6 +7,7 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.http import Http404
 
 from audit.models import AuditAction
 from audit.services import Actor, audit_record
@@ -161,12 +162,6 @@ def tag_update(
     """Edit a tag. Changing `is_restricted` needs project admin; writing back what was read
     changes nothing and records nothing."""
     project = tag.project
-    if is_restricted is not None and is_restricted != tag.is_restricted:
-        _require_project_admin(
-            actor=actor,
-            project=project,
-            detail=f"Only project admins may change whether tag {tag.label!r} is restricted.",
-        )
     if (
         label is not None
         and Tag.objects.filter(project_id=tag.project_id, label__iexact=label)
@@ -175,7 +170,16 @@ def tag_update(
     ):
         raise ValidationError({"label": [_LABEL_TAKEN]})
     with transaction.atomic():
-        tag = Tag.objects.select_for_update().get(pk=tag.pk)
+        locked = Tag.objects.select_for_update().filter(pk=tag.pk).first()
+        if locked is None:
+            raise Http404("This tag was deleted.")
+        tag = locked
+        if is_restricted is not None and is_restricted != tag.is_restricted:
+            _require_project_admin(
+                actor=actor,
+                project=project,
+                detail=f"Only project admins may change whether tag {tag.label!r} is restricted.",
+            )
         before = tag_snapshot(tag)
         for name, value in (
             ("label", label),
@@ -206,38 +210,46 @@ def tag_update(
 
 
 def tag_delete(*, tag: Tag, actor: Actor) -> None:
-    """Delete a tag (DESIGN.md §5, Protected tags), in this order:
+    """Delete a tag (docs/PERMISSIONS.md, Protected tags), in this order:
     - a protected tag (restricted, or named by a grant entry) needs project admin → 403;
     - a tag named by a grant entry cannot be deleted by anyone → 409 `tag_in_use` naming the
       roles (deleting it would widen or silently change their reach);
     - a restricted tag still attached to a feature → 409 `tag_in_use`.
-    Other tags are detached from their features; the audit entry lists them."""
+    Other tags are detached from their features; the audit entry lists them.
+
+    Every fact is read under the tag's row lock, which grant writes naming the tag and
+    feature writes attaching it take too (docs/CONCURRENCY.md): a grant written meanwhile
+    is either refused (the tag is gone, 400) or seen here (409)."""
     project = tag.project
-    named_by_grant = selectors.tag_is_named_by_grant(tag=tag)
-    if tag.is_restricted or named_by_grant:
-        _require_project_admin(
-            actor=actor,
-            project=project,
-            detail=f"Tag {tag.label!r} is protected: only project admins may delete it.",
-        )
-    if named_by_grant:
-        roles = selectors.roles_naming_tag(tag=tag)
-        raise Conflict(
-            f"Tag {tag.label!r} is named by the grants of "
-            + (", ".join(repr(r.name) for r in roles) or "other principals")
-            + "; remove it from them first.",
-            code="tag_in_use",
-            roles=[{"id": r.pk, "name": r.name} for r in roles],
-        )
-    feature_ids = sorted(tag.features.values_list("id", flat=True))
-    if tag.is_restricted and feature_ids:
-        raise Conflict(
-            f"Restricted tag {tag.label!r} is still attached to {len(feature_ids)} feature(s): "
-            "lift the restriction or detach it first.",
-            code="tag_in_use",
-            roles=[],
-        )
     with transaction.atomic():
+        locked = Tag.objects.select_for_update().filter(pk=tag.pk).first()
+        if locked is None:  # deleted meanwhile
+            return
+        tag = locked
+        named_by_grant = selectors.tag_is_named_by_grant(tag=tag)
+        if tag.is_restricted or named_by_grant:
+            _require_project_admin(
+                actor=actor,
+                project=project,
+                detail=f"Tag {tag.label!r} is protected: only project admins may delete it.",
+            )
+        if named_by_grant:
+            roles = selectors.roles_naming_tag(tag=tag)
+            raise Conflict(
+                f"Tag {tag.label!r} is named by the grants of "
+                + (", ".join(repr(r.name) for r in roles) or "other principals")
+                + "; remove it from them first.",
+                code="tag_in_use",
+                roles=[{"id": r.pk, "name": r.name} for r in roles],
+            )
+        feature_ids = sorted(tag.features.values_list("id", flat=True))
+        if tag.is_restricted and feature_ids:
+            raise Conflict(
+                f"Restricted tag {tag.label!r} is still attached to {len(feature_ids)} "
+                "feature(s): lift the restriction or detach it first.",
+                code="tag_in_use",
+                roles=[],
+            )
         audit_record(
             actor=actor,
             action=AuditAction.DELETED,

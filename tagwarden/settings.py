@@ -123,8 +123,13 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Many small writes in tests and the demo; wait rather than fail on a busy file.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # SQLite waits instead of failing on concurrent writes (docs/CONCURRENCY.md): every
+    # transaction takes the write lock when it begins (IMMEDIATE), so a reader never has to
+    # upgrade to a writer mid-transaction (the "database is locked" that no busy timeout can
+    # wait out), and a writer waits up to `timeout` seconds for the lock.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"transaction_mode": "IMMEDIATE", "timeout": 20}
+    )
 
 # Login throttling counts attempts in this cache. It lives in the database so every process
 # on every host shares the counters (`make serve` runs `createcachetable`; the test runner

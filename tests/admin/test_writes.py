@@ -353,6 +353,14 @@ def test_tag_delete__named_by_a_grant__refused_with_message(admin_client, staff_
     assert not AuditLogEntry.objects.filter(object_type="tag", action="deleted").exists()
 
 
+def test_segment_delete__has_overrides__refused_with_message(admin_client, world):
+    response = admin_client.post(delete_url(world.segment), {"post": "yes"}, follow=True)
+    messages = [str(m) for m in response.context["messages"]]
+    assert len(messages) == 1 and "override(s)" in messages[0], messages
+    assert Segment.objects.filter(pk=world.segment.pk).exists()
+    assert not AuditLogEntry.objects.filter(object_type="segment", action="deleted").exists()
+
+
 def test_tag_update_and_delete__audited(admin_client, world):
     tag = f.TagFactory(project=world.project, label="loose")
     assert edit(admin_client, tag, label="free").status_code == 302

@@ -837,6 +837,100 @@ def test_commit__target_override_deleted__409_stale(
     assert "changes" in response.data
 
 
+def _two_feature_request_approved(
+    author: Any, approver: Any, environment: Any, feature: Any, other_feature: Any
+) -> ChangeRequest:
+    cr = open_cr(
+        environment,
+        author,
+        [
+            ChangeInput(feature=feature.pk, enabled=True, value="a"),
+            ChangeInput(feature=other_feature.pk, enabled=True, value="b"),
+        ],
+    )
+    approve(cr, approver)
+    return cr
+
+
+def test_commit__one_feature_of_approved_two_feature_request_deleted__409_stale_none_applied(
+    org_admin: Any,
+    author: Any,
+    approver: Any,
+    project: Any,
+    environment: Any,
+    feature: Any,
+    other_feature: Any,
+) -> None:
+    cr = _two_feature_request_approved(author, approver, environment, feature, other_feature)
+    deleted = client_for(org_admin).delete(f"/api/v1/projects/{project.pk}/features/{feature.pk}/")
+    assert deleted.status_code == 204
+
+    for committer in (author, approver):
+        response = client_for(committer).post(url(environment, cr, "commit"))
+        assert response.status_code == 409, response.data
+        assert response.data["code"] == "stale"
+    state = default_state(other_feature, environment)
+    assert (state.enabled, state.value, state.version) == (False, None, 1)  # never in part
+    assert audit_entries("feature_state") == []
+    cr.refresh_from_db()
+    assert cr.status == "open"
+    # the request still shows the change whose feature is gone
+    shown = client_for(author).get(url(environment, cr)).data["changes"]
+    assert [c["feature"] for c in shown] == [None, other_feature.pk]
+
+
+def test_feature_delete__open_change_requests__audit_entry_names_them(
+    org_admin: Any,
+    author: Any,
+    approver: Any,
+    project: Any,
+    environment: Any,
+    feature: Any,
+    other_feature: Any,
+) -> None:
+    touching = _two_feature_request_approved(author, approver, environment, feature, other_feature)
+    also = open_cr(environment, author, [ChangeInput(feature=feature.pk, enabled=False)])
+    committed = open_cr(environment, author, [ChangeInput(feature=feature.pk, enabled=True)])
+    approve(committed, approver)
+    assert client_for(author).post(url(environment, committed, "commit")).status_code == 200
+    elsewhere = open_cr(environment, author, [ChangeInput(feature=other_feature.pk, enabled=True)])
+
+    response = client_for(org_admin).delete(f"/api/v1/projects/{project.pk}/features/{feature.pk}/")
+
+    assert response.status_code == 204
+    (entry,) = audit_entries("feature")
+    assert entry.action == "deleted"
+    assert entry.before["open_change_requests"] == sorted([touching.pk, also.pk])
+    assert elsewhere.pk not in entry.before["open_change_requests"]
+
+
+def test_patch__feature_deleted_without_resending_changes__400_on_changes(
+    org_admin: Any,
+    author: Any,
+    approver: Any,
+    project: Any,
+    environment: Any,
+    feature: Any,
+    other_feature: Any,
+) -> None:
+    cr = _two_feature_request_approved(author, approver, environment, feature, other_feature)
+    client_for(org_admin).delete(f"/api/v1/projects/{project.pk}/features/{feature.pk}/")
+
+    response = client_for(author).patch(url(environment, cr), {"title": "again"})
+
+    assert response.status_code == 400
+    assert "changes" in response.data
+    # resending only the change that is left makes a request of that change alone, which
+    # needs approving again (the edit resets the approvals)
+    response = client_for(author).patch(
+        url(environment, cr),
+        {"changes": [{"feature": other_feature.pk, "enabled": True, "value": "b"}]},
+        format="json",
+    )
+    assert response.status_code == 200, response.data
+    assert response.data["approvals"] == []
+
+
 def test_commit__stale_then_edit_rerecords__commit_succeeds(
     author: Any, approver: Any, environment: Any, feature: Any, change_request: Any
 ) -> None:

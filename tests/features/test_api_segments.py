@@ -211,18 +211,67 @@ def test_patch__no_op__200_and_no_audit(manager: Any, project: Any) -> None:
 # --------------------------------------------------------------------------------------
 
 
-def test_delete__manage_segments__204_cascades_overrides_and_audited(
-    manager: Any, project: Any
-) -> None:
-    override = f.SegmentOverrideFactory(feature=f.FeatureFactory(project=project))
-    segment = override.segment
+def test_delete__manage_segments_no_overrides__204_and_audited(manager: Any, project: Any) -> None:
+    segment = f.SegmentFactory(project=project, name="unused", rules=RULES)
     response = client_for(manager).delete(url(project, segment))
     assert response.status_code == 204
     assert not Segment.objects.filter(pk=segment.pk).exists()
-    assert not SegmentOverride.objects.exists()
-    assert not FeatureState.objects.filter(segment_override__isnull=False).exists()
     (entry,) = audit(action="deleted")
-    assert entry.before["segment_overrides_deleted"] == 1
+    assert entry.before == {"name": "unused", "rules": RULES}
+
+
+def _overrides_of_one_segment(project: Any) -> tuple[Any, list[Any]]:
+    """A segment with overrides in two environments on two features (one restricted, in an
+    environment where change requests are on: places the segment manager cannot reach)."""
+    segment = f.SegmentFactory(project=project)
+    restricted = f.TagFactory(project=project, is_restricted=True)
+    guarded = f.EnvironmentFactory(project=project, minimum_change_request_approvals=1)
+    overrides = [
+        f.SegmentOverrideFactory(
+            feature=f.FeatureFactory(project=project),
+            environment=f.EnvironmentFactory(project=project),
+            segment=segment,
+        ),
+        f.SegmentOverrideFactory(
+            feature=f.FeatureFactory(project=project, tags=[restricted]),
+            environment=guarded,
+            segment=segment,
+        ),
+    ]
+    return segment, overrides
+
+
+@pytest.mark.parametrize("who", ["manage_segments_only", "organisation_admin"])
+def test_delete__segment_has_overrides__409_segment_in_use_names_them_nothing_deleted(
+    organisation: Any, project: Any, who: str
+) -> None:
+    caller = (
+        user_with(organisation, project, [VIEW_PROJECT, MANAGE_SEGMENTS])
+        if who == "manage_segments_only"
+        else f.member(organisation, admin=True)
+    )
+    segment, overrides = _overrides_of_one_segment(project)
+    states_before = FeatureState.objects.count()
+
+    response = client_for(caller).delete(url(project, segment))
+
+    assert response.status_code == 409, response.data
+    assert response.data["code"] == "segment_in_use"
+    assert response.data["environments"] == sorted(o.environment_id for o in overrides)
+    assert response.data["features"] == sorted(o.feature_id for o in overrides)
+    assert sorted(o["id"] for o in response.data["overrides"]) == sorted(o.pk for o in overrides)
+    assert Segment.objects.filter(pk=segment.pk).exists()
+    assert SegmentOverride.objects.filter(segment=segment).count() == 2
+    assert FeatureState.objects.count() == states_before
+    assert not AuditLogEntry.objects.exists()
+
+
+def test_delete__overrides_deleted_first__204(manager: Any, project: Any) -> None:
+    segment, overrides = _overrides_of_one_segment(project)
+    for override in overrides:
+        override.delete()
+    assert client_for(manager).delete(url(project, segment)).status_code == 204
+    assert not Segment.objects.filter(pk=segment.pk).exists()
 
 
 def test_delete__without_manage_segments__403(organisation: Any, project: Any) -> None:

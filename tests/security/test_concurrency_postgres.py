@@ -20,16 +20,21 @@ from django.db import connection
 
 from audit.models import AuditLogEntry
 from features.models import ChangeRequest, ChangeRequestStatus, FeatureState
-from organisations.models import OrganisationAPIKey
+from organisations.models import OrganisationAPIKey, RoleAssignment
+from permissions import engine
 from permissions.catalogue import (
     APPROVE_CHANGE_REQUEST,
     CREATE_CHANGE_REQUEST,
+    CREATE_PROJECT,
+    DELETE_FEATURE,
     UPDATE_FEATURE_STATE,
     VIEW_ENVIRONMENT,
 )
-from permissions.models import Grant
+from permissions.models import Grant, GrantEntryTag
+from projects.models import Tag
 from tests import factories as f
-from tests.security.conftest import default_state, token_client
+from tests.factories import MembershipFactory
+from tests.security.conftest import allowed, default_state, fresh, token_client
 
 pytestmark = [
     pytest.mark.postgres,
@@ -325,3 +330,216 @@ def test_revoked_while_requests_run__never_honoured_after_the_commit(
     assert not honoured, f"{len(honoured)} of {len(after)} requests after the revocation: 200"
     expected = {401} if isinstance(principal, OrganisationAPIKey) else {403, 404}
     assert {c.status for c in after} <= expected
+
+
+# --------------------------------------------------------------------------------------
+# A member removed while access is written for them (docs/CONCURRENCY.md)
+# --------------------------------------------------------------------------------------
+
+ROUNDS = 5
+
+
+def _no_5xx(responses: list[Any]) -> None:
+    assert all(r.status_code < 500 for r in responses), [
+        (r.status_code, r.content[:300]) for r in responses
+    ]
+
+
+def test_member_removed_while_grant_role_and_group_written__ends_with_nothing(
+    setup: Setup,
+) -> None:
+    """Member DELETE + project grant POST (admin) + role assignment POST + group PATCH, all
+    at once: whichever commits first, the removed member keeps no grant, no role and no
+    group; re-added, they hold nothing."""
+    org = setup.organisation
+    org_url = f"{API}/organisations/{org.pk}"
+    role = f.RoleFactory(organisation=org)
+    f.grant(role, setup.environment, [UPDATE_FEATURE_STATE])
+    group = f.UserGroupFactory(organisation=org)
+    f.grant(group, setup.environment, [UPDATE_FEATURE_STATE])
+    admin_clients = [token_client(setup.admin) for _ in range(4)]
+
+    for _ in range(ROUNDS):
+        user = f.member(org)
+        calls: list[Callable[[], Any]] = [
+            lambda c=admin_clients[0], u=user: c.delete(f"{org_url}/users/{u.pk}/"),
+            lambda c=admin_clients[1], u=user: c.post(
+                f"{API}/projects/{setup.project.pk}/user-permissions/",
+                {"user": u.pk, "admin": True, "permissions": []},
+                format="json",
+            ),
+            lambda c=admin_clients[2], u=user: c.post(
+                f"{org_url}/roles/{role.pk}/users/", {"user": u.pk}, format="json"
+            ),
+            lambda c=admin_clients[3], u=user: c.patch(
+                f"{org_url}/groups/{group.pk}/", {"users": [u.pk]}, format="json"
+            ),
+        ]
+
+        responses = race(len(calls), lambda i, calls=calls: calls[i]())
+
+        _no_5xx(responses)
+        assert responses[0].status_code == 204, responses[0].content
+        for response in responses[1:]:
+            assert response.status_code in (200, 201, 400), response.content
+        assert not Grant.objects.filter(organisation=org, user=user).exists()
+        assert not RoleAssignment.objects.filter(role=role, user=user).exists()
+        assert not group.users.filter(pk=user.pk).exists()
+        MembershipFactory(organisation=org, user=user)
+        assert not allowed(user, UPDATE_FEATURE_STATE, setup.environment, setup.feature)
+        assert not engine.is_admin(fresh(user), setup.project)
+
+
+# --------------------------------------------------------------------------------------
+# A tag deleted while a grant names it
+# --------------------------------------------------------------------------------------
+
+
+def test_tag_delete_vs_role_grant_naming_it__one_serial_outcome(setup: Setup) -> None:
+    org = setup.organisation
+    client_a, client_b = token_client(setup.admin), token_client(setup.admin)
+    outcomes = set()
+    for _ in range(ROUNDS):
+        tag = f.TagFactory(project=setup.project)
+        role = f.RoleFactory(organisation=org)
+        calls = [
+            lambda t=tag: client_a.delete(f"{API}/projects/{setup.project.pk}/tags/{t.pk}/"),
+            lambda t=tag, r=role: client_b.post(
+                f"{API}/organisations/{org.pk}/roles/{r.pk}/projects-permissions/",
+                {
+                    "project": setup.project.pk,
+                    "permissions": [{"permission_key": DELETE_FEATURE, "tags": [t.pk]}],
+                },
+                format="json",
+            ),
+        ]
+
+        deleted, granted = race(2, lambda i, calls=calls: calls[i]())
+
+        _no_5xx([deleted, granted])
+        if deleted.status_code == 204:  # the delete came first: the grant is refused
+            assert granted.status_code == 400, granted.content
+            assert not Tag.objects.filter(pk=tag.pk).exists()
+            assert not Grant.objects.filter(role=role).exists()
+        else:  # the grant came first: the tag is in use
+            assert (deleted.status_code, deleted.data["code"]) == (409, "tag_in_use")
+            assert granted.status_code == 201, granted.content
+            assert GrantEntryTag.objects.filter(tag=tag, entry__grant__role=role).exists()
+        outcomes.add(deleted.status_code)
+    assert outcomes <= {204, 409}
+
+
+# --------------------------------------------------------------------------------------
+# A feature deleted while a change request touching it is created
+# --------------------------------------------------------------------------------------
+
+
+def test_feature_delete_vs_change_request_create__one_serial_outcome(setup: Setup) -> None:
+    env = setup.environment
+    env.minimum_change_request_approvals = 0
+    env.save()
+    author = f.member(setup.organisation)
+    f.grant(author, env, [CREATE_CHANGE_REQUEST])
+    other = f.FeatureFactory(project=setup.project)
+    admin_client, author_client = token_client(setup.admin), token_client(author)
+    base = f"{API}/environments/{env.api_key}/change-requests/"
+    for _ in range(ROUNDS):
+        feature = f.FeatureFactory(project=setup.project)
+        calls = [
+            lambda ft=feature: admin_client.delete(
+                f"{API}/projects/{setup.project.pk}/features/{ft.pk}/"
+            ),
+            lambda ft=feature: author_client.post(
+                base,
+                {
+                    "title": "both",
+                    "changes": [
+                        {"feature": ft.pk, "enabled": True},
+                        {"feature": other.pk, "enabled": True},
+                    ],
+                },
+                format="json",
+            ),
+        ]
+
+        deleted, created = race(2, lambda i, calls=calls: calls[i]())
+
+        _no_5xx([deleted, created])
+        assert deleted.status_code == 204, deleted.content
+        entry = AuditLogEntry.objects.get(
+            object_type="feature", action="deleted", object_id=str(feature.pk)
+        )
+        if created.status_code == 400:  # the delete came first
+            assert "changes" in created.data
+            assert entry.before["open_change_requests"] == []
+        else:  # the change request came first: named by the delete, never committable
+            assert created.status_code == 201, created.content
+            assert entry.before["open_change_requests"] == [created.data["id"]]
+            commit = author_client.post(f"{base}{created.data['id']}/commit/")
+            assert (commit.status_code, commit.data["code"]) == (409, "stale")
+        assert (
+            FeatureState.objects.get(
+                feature=other, environment=env, segment_override__isnull=True
+            ).version
+            == 1
+        )
+
+
+# --------------------------------------------------------------------------------------
+# Identical writes at once
+# --------------------------------------------------------------------------------------
+
+
+def test_put_role_organisation_permissions__eight_identical__all_200_one_grant(
+    setup: Setup,
+) -> None:
+    org = setup.organisation
+    role = f.RoleFactory(organisation=org)
+    url = f"{API}/organisations/{org.pk}/roles/{role.pk}/organisation-permissions/"
+    clients = [token_client(setup.admin) for _ in range(THREADS)]
+    audit_before = AuditLogEntry.objects.count()
+
+    responses = race(
+        THREADS,
+        lambda i: clients[i].put(url, {"permissions": [CREATE_PROJECT]}, format="json"),
+    )
+
+    assert [r.status_code for r in responses] == [200] * THREADS, [r.content for r in responses]
+    (grant,) = Grant.objects.filter(role=role)
+    assert list(grant.entries.values_list("key", flat=True)) == [CREATE_PROJECT]
+    assert AuditLogEntry.objects.count() == audit_before + 1
+
+
+def test_role_assignment__eight_identical__one_201_seven_400(setup: Setup) -> None:
+    org = setup.organisation
+    role = f.RoleFactory(organisation=org)
+    user = f.member(org)
+    url = f"{API}/organisations/{org.pk}/roles/{role.pk}/users/"
+    clients = [token_client(setup.admin) for _ in range(THREADS)]
+
+    responses = race(THREADS, lambda i: clients[i].post(url, {"user": user.pk}, format="json"))
+
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [201] + [400] * (THREADS - 1), [r.content for r in responses]
+    assert RoleAssignment.objects.filter(role=role, user=user).count() == 1
+
+
+def test_role_delete_vs_role_assignment__one_serial_outcome(setup: Setup) -> None:
+    org = setup.organisation
+    client_a, client_b = token_client(setup.admin), token_client(setup.admin)
+    user = f.member(org)
+    for _ in range(ROUNDS):
+        role = f.RoleFactory(organisation=org)
+        calls = [
+            lambda r=role: client_a.delete(f"{API}/organisations/{org.pk}/roles/{r.pk}/"),
+            lambda r=role: client_b.post(
+                f"{API}/organisations/{org.pk}/roles/{r.pk}/users/", {"user": user.pk}
+            ),
+        ]
+
+        deleted, assigned = race(2, lambda i, calls=calls: calls[i]())
+
+        _no_5xx([deleted, assigned])
+        assert deleted.status_code == 204, deleted.content
+        assert assigned.status_code in (201, 400, 404), assigned.content
+        assert not RoleAssignment.objects.filter(role_id=role.pk).exists()

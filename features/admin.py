@@ -100,11 +100,20 @@ def _projects_holding(request: HttpRequest, key: str) -> QuerySet[Project]:
     """The viewable projects on which the engine grants the project key `key` (untagged:
     CREATE_FEATURE, MANAGE_SEGMENTS do not support tags). One query for the projects, the
     decisions from the memoised policies."""
-    projects = Project.objects.all() if _superuser(request) else _viewable(request, "project")
     if _superuser(request):
-        return projects
-    ids = [p.pk for p in projects if engine.allowed(request.user, key, p)]
-    return Project.objects.filter(pk__in=ids)
+        return Project.objects.all()
+    cache: dict[str, list[int]] = request.__dict__.setdefault("_tagwarden_projects_holding", {})
+    if key not in cache:
+        viewable = _viewable(request, "project")
+        cache[key] = [p.pk for p in viewable if engine.allowed(request.user, key, p)]
+    return Project.objects.filter(pk__in=cache[key])
+
+
+def _has_projects_holding(request: HttpRequest, key: str) -> bool:
+    if not reaches(request, "project"):
+        return False
+    _projects_holding(request, key)
+    return bool(request.__dict__["_tagwarden_projects_holding"][key])
 
 
 @admin.register(Feature)
@@ -143,7 +152,7 @@ class FeatureAdmin(MemberScopedMixin, ImpactAdmin):
 
     def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
         return _superuser(request) or (
-            reaches(request, "project") and _projects_holding(request, CREATE_FEATURE).exists()
+            _has_projects_holding(request, CREATE_FEATURE)
         )
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -214,9 +223,7 @@ class SegmentAdmin(MemberScopedMixin, TagwardenAdmin):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
-        return _superuser(request) or (
-            reaches(request, "project") and _projects_holding(request, MANAGE_SEGMENTS).exists()
-        )
+        return _superuser(request) or _has_projects_holding(request, MANAGE_SEGMENTS)
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         if _superuser(request):
@@ -798,6 +805,7 @@ class ChangeRequestAdmin(MemberScopedMixin, TagwardenAdmin):
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         changes: list[ChangeInput] = []
         for formset in formsets:
+            formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
             if formset.model is not ChangeRequestChange:
                 continue
             for row in formset.forms:

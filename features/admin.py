@@ -59,7 +59,6 @@ from projects.models import Project
 from tagwarden.admin_utils import (
     SERVICE_ERRORS,
     MemberScopedMixin,
-    ReadOnlyInline,
     ServiceModelForm,
     TagwardenAdmin,
     _viewable,
@@ -151,9 +150,7 @@ class FeatureAdmin(MemberScopedMixin, ImpactAdmin):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
-        return _superuser(request) or (
-            _has_projects_holding(request, CREATE_FEATURE)
-        )
+        return _superuser(request) or (_has_projects_holding(request, CREATE_FEATURE))
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         if _superuser(request):
@@ -348,7 +345,7 @@ class FeatureStateAdmin(MemberScopedMixin, TagwardenAdmin):
     list_select_related = ["feature", "environment__project"]
     search_fields = ["feature__name"]
     ordering = ["feature__name", "environment__name", "id"]
-    actions = ["enable_selected", "disable_selected"]
+    actions = ["enable_selected", "disable_selected"]  # type: ignore[assignment]
     readonly_fields = ["feature", "environment", "feature_tags", "updated_at"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
@@ -441,7 +438,9 @@ class FeatureStateAdmin(MemberScopedMixin, TagwardenAdmin):
                 title=data["title"],
                 description=data.get("description") or "",
                 changes=[
-                    ChangeInput(feature=obj.feature_id, enabled=data["enabled"], value=data["value"])
+                    ChangeInput(
+                        feature=obj.feature_id, enabled=data["enabled"], value=data["value"]
+                    )
                 ],
                 actor=actor_of(request),
             )
@@ -670,16 +669,6 @@ class ChangeInline(admin.TabularInline):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
-class ApprovalInline(ReadOnlyInline):
-    model = ChangeRequestApproval
-    readonly_fields = ("user", "api_key", "approved_at")
-    fields = readonly_fields
-    show_change_link = False
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
-        return super().get_queryset(request).select_related("user", "api_key")
-
-
 def approval_summary(change_request: ChangeRequest) -> dict[str, Any]:
     """Each approval with whether it still counts (its principal is a member holding
     APPROVE_CHANGE_REQUEST on every feature of the request, and not its author), the
@@ -748,7 +737,7 @@ class ChangeRequestAdmin(MemberScopedMixin, TagwardenAdmin):
     list_filter = ["status", ("environment", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["environment__project", "author_user"]
     search_fields = ["title", "description", "author_user__username"]
-    inlines = [ChangeInline, ApprovalInline]
+    inlines = [ChangeInline]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         return super().get_queryset(request).select_related("environment__project", "author_user")
@@ -776,10 +765,6 @@ class ChangeRequestAdmin(MemberScopedMixin, TagwardenAdmin):
         if obj is None:
             return []
         return ["environment", "author_user", "status", "created_at", "committed_at"]
-
-    def get_inline_instances(self, request: HttpRequest, obj: Any = None) -> list[Any]:
-        inlines = super().get_inline_instances(request, obj)
-        return inlines if obj is not None else inlines[:1]
 
     def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
         return reaches(request, "environment")
@@ -926,4 +911,3 @@ class ChangeRequestAdmin(MemberScopedMixin, TagwardenAdmin):
             state_services.change_request_commit,
             "Committed: every change was applied.",
         )
-

@@ -46,6 +46,7 @@ from permissions.services import (
     role_organisation_permissions_set,
 )
 from tagwarden.admin_utils import (
+    NotFoundFirstMixin,
     ReadOnlyInline,
     ServiceInlineMixin,
     TagwardenAdmin,
@@ -65,7 +66,7 @@ admin.site.unregister(User)
 
 
 @admin.register(User)
-class ScopedUserAdmin(DjangoUserAdmin):
+class ScopedUserAdmin(NotFoundFirstMixin, DjangoUserAdmin):
     """Users are global: only superusers change them. Organisation admins see the members of
     their organisations, and find any user by exact username or email to add as a member."""
 

@@ -11,7 +11,7 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlencode
 
 from django import forms
@@ -28,13 +28,12 @@ from django.utils.safestring import SafeString, mark_safe
 from environments.models import Environment
 from features.models import Feature
 from organisations.models import OrganisationMembership, Role, UserGroup
-from projects.models import Project
 from permissions import engine
 from permissions.admin_forms import ExplainForm, environment_label
 from permissions.catalogue import CATALOGUE, KEYS_BY_LEVEL, TAG_SUPPORTED_KEYS, Level
 from permissions.engine import ScopeRights
 from permissions.models import Grant
-from projects.models import Tag
+from projects.models import Project, Tag
 from tagwarden.admin_utils import scoped_queryset
 
 User = get_user_model()
@@ -332,7 +331,7 @@ def explain_view(request: HttpRequest, *, model_admin: Any) -> HttpResponse:
     if own_only:
         # A member who administers nothing explains their own decisions only, on what they
         # may view (the My permissions page links here).
-        users = User.objects.filter(pk=request.user.pk)
+        users = User.objects.filter(pk=cast(int, request.user.pk))
     form = ExplainForm(
         request.GET or None,
         environments=(environments if environments is not None else Environment.objects.all())
@@ -343,7 +342,8 @@ def explain_view(request: HttpRequest, *, model_admin: Any) -> HttpResponse:
         admin_site=site,
     )
     if own_only:
-        form.fields["user"].widget = forms.Select(choices=form.fields["user"].choices)
+        user_field: Any = form.fields["user"]
+        user_field.widget = forms.Select(choices=user_field.choices)
     results: list[dict[str, Any]] = []
     subject: dict[str, Any] = {}
     if form.is_valid():
@@ -512,9 +512,7 @@ def my_permissions_view(request: HttpRequest, *, site: Any) -> HttpResponse:
         .select_related("organisation")
         .order_by("organisation__name", "organisation_id")
     )
-    projects = list(
-        Project.objects.filter(engine.viewable_projects_q(user)).order_by("name", "id")
-    )
+    projects = list(Project.objects.filter(engine.viewable_projects_q(user)).order_by("name", "id"))
     environments = list(
         Environment.objects.filter(engine.viewable_environments_q(user))
         .select_related("project")
@@ -565,7 +563,9 @@ def my_permissions_view(request: HttpRequest, *, site: Any) -> HttpResponse:
                         tag_labels,
                     ),
                     "restricted": [
-                        t for t in tag_labels.values() if t.project_id == project.pk and t.is_restricted
+                        t
+                        for t in tag_labels.values()
+                        if t.project_id == project.pk and t.is_restricted
                     ],
                     "environments": env_rows,
                 }

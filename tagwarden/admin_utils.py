@@ -156,6 +156,31 @@ def _with_service_errors(form_class: type[BaseForm], errors: dict[str, list[str]
 # --------------------------------------------------------------------------------------
 
 
+class NotFoundFirstMixin:
+    """As in the API, "cannot view" comes first: the change and delete pages of an object
+    the user may not view (or that does not exist) are a 404, before any 403 about changing
+    or deleting it (Django's admin checks the permission first, then redirects to the
+    index). docs/ADMIN.md."""
+
+    def _require_visible(self, request: HttpRequest, object_id: str) -> None:
+        from django.contrib.admin.utils import unquote
+
+        if self.get_object(request, unquote(object_id)) is None:  # type: ignore[attr-defined]
+            raise Http404("No such object that you may view.")
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        self._require_visible(request, object_id)
+        return super().change_view(request, object_id, form_url, extra_context)  # type: ignore[misc]
+
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: Any = None
+    ) -> HttpResponse:
+        self._require_visible(request, object_id)
+        return super().delete_view(request, object_id, extra_context)  # type: ignore[misc]
+
+
 class ServiceModelForm(forms.ModelForm):
     """A model form validated by its fields and then by the service that writes it.
 
@@ -171,7 +196,7 @@ class ServiceModelForm(forms.ModelForm):
         pass
 
 
-class TagwardenAdmin(admin.ModelAdmin):
+class TagwardenAdmin(NotFoundFirstMixin, admin.ModelAdmin):
     """Scoped to the organisations the staff user administers; writes through services.
 
     Subclasses set `organisation_lookup` (the path from the model to its organisation) and
@@ -372,7 +397,10 @@ class MemberScopedMixin:
     scope_lookup: ClassVar[str] = "project"
 
     def get_queryset(self, request: HttpRequest) -> models.QuerySet[Any]:
-        qs = admin.ModelAdmin.get_queryset(self, request)  # type: ignore[arg-type]
+        qs: models.QuerySet[Any] = admin.ModelAdmin.get_queryset(
+            self,  # type: ignore[arg-type]
+            request,
+        )
         user: Any = request.user
         if user.is_superuser:
             return qs

@@ -130,9 +130,7 @@ def test_change_page__own_organisation__200(superuser_client, staff_client, worl
 
 
 @pytest.mark.parametrize("label", MODELS)
-def test_change_page__org_admin__other_organisation__404(
-    staff_client, world, other_world, label
-):
+def test_change_page__org_admin__other_organisation__404(staff_client, world, other_world, label):
     obj = other_world.objects()[label]
     response = staff_client.get(url(label, "change", obj.pk))
     assert response.status_code == 404

@@ -11,7 +11,7 @@ a member may change is the engine's decision, asked per object with the feature'
 - feature states: UPDATE_FEATURE_STATE on the feature, or, where change requests are on,
   CREATE_CHANGE_REQUEST (the form then proposes a change request);
 - segment overrides: MANAGE_SEGMENT_OVERRIDES on the feature;
-- change requests: the rules of docs/PERMISSIONS.md "Change requests", checked by the
+- change requests: the rules of docs/ADMIN.md "Change requests", checked by the
   services in their order; approve and commit are POST buttons.
 """
 

@@ -197,7 +197,7 @@ class ServiceModelForm(forms.ModelForm):
 
 
 class TagwardenAdmin(NotFoundFirstMixin, admin.ModelAdmin):
-    """Scoped to the organisations the staff user administers; writes through services.
+    """Scoped to the organisations the user administers; writes through services.
 
     Subclasses set `organisation_lookup` (the path from the model to its organisation) and
     implement `service_create`, `service_update` and `service_delete`, or set `read_only`.

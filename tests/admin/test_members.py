@@ -756,3 +756,9 @@ def test_feature_change__viewer_of_environment_only__read_only(co):
 def test_feature_page__other_organisation__404(co, other):
     url = reverse("admin:features_feature_change", args=[other.apple_pay.pk])
     assert signed_in(co.bob).get(url).status_code == 404
+
+
+def test_change_request_page__approver__sees_approve_button(co, proposal):
+    html = signed_in(co.carol).get(cr_url(proposal)).content.decode()
+    assert cr_url(proposal, "approve") in html
+    assert "1 more" in html

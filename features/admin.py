@@ -17,6 +17,7 @@ a member may change is the engine's decision, asked per object with the feature'
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -368,8 +369,6 @@ class FeatureStateAdmin(MemberScopedMixin, TagwardenAdmin):
 
     @admin.display(description="value")
     def value_json(self, obj: FeatureState) -> str:
-        import json
-
         return json.dumps(obj.value)
 
     @admin.display(description="tags")
@@ -554,16 +553,20 @@ class SegmentOverrideAdmin(MemberScopedMixin, TagwardenAdmin):
     def state_enabled(self, obj: SegmentOverride) -> bool:
         return obj.feature_state.enabled
 
+    @admin.display(description="value")
+    def state_value(self, obj: SegmentOverride) -> str:
+        return json.dumps(obj.feature_state.value)
+
     def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
-        if obj is None:
-            return ["environment", "feature", "segment", "priority", "enabled", "value"]
+        if obj is not None and not self.has_change_permission(request, obj):
+            return ["environment", "feature", "segment", "priority", "state_enabled", "state_value"]
         return ["environment", "feature", "segment", "priority", "enabled", "value"]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         if obj is None:
             return []
         if not self.has_change_permission(request, obj):
-            return ["environment", "feature", "segment", "priority", "state_enabled", "value"]
+            return ["environment", "feature", "segment", "priority", "state_enabled", "state_value"]
         return ["environment", "feature", "segment"]
 
     def get_form(

@@ -14,11 +14,16 @@ from environments import services
 from environments.models import Environment
 from permissions import admin_views
 from projects.admin import require_membership
-from tagwarden.admin_utils import TagwardenAdmin, actor_of
+from tagwarden.admin_utils import MemberScopedMixin, TagwardenAdmin, actor_of
 
 
 @admin.register(Environment)
-class EnvironmentAdmin(TagwardenAdmin):
+class EnvironmentAdmin(MemberScopedMixin, TagwardenAdmin):
+    """Members see the environments they may view; organisation admins change them and
+    open their permission matrix (everyone's rights: not for members)."""
+
+    scope_level = "environment"
+    scope_lookup = "pk"
     organisation_lookup = "project__organisation"
     change_form_template = "admin/permissions/environment_change_form.html"
     list_display = [
@@ -36,6 +41,12 @@ class EnvironmentAdmin(TagwardenAdmin):
     list_select_related = ["project__organisation"]
     search_fields = ["name", "api_key", "project__name"]
     autocomplete_fields = ["project"]
+
+    def get_list_display(self, request: HttpRequest) -> Any:
+        shown = list(super().get_list_display(request))
+        if not self.in_scope(request):
+            shown.remove("matrix_link")
+        return shown
 
     @admin.display(ordering="project__organisation__name")
     def organisation(self, obj: Environment) -> Any:
@@ -83,11 +94,14 @@ class EnvironmentAdmin(TagwardenAdmin):
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
     ) -> HttpResponse:
+        site = self.admin_site.name
         extra_context = {
             **(extra_context or {}),
-            "matrix_url": reverse(
-                f"{self.admin_site.name}:environments_environment_matrix", args=[object_id]
-            ),
+            "matrix_url": reverse(f"{site}:environments_environment_matrix", args=[object_id])
+            if self.in_scope(request)
+            else None,
+            "states_url": reverse(f"{site}:features_featurestate_changelist")
+            + f"?environment__id__exact={object_id}",
         }
         return super().change_view(request, object_id, form_url, extra_context)
 

@@ -1,7 +1,7 @@
 """Admin for organisations, members, groups, roles (with their grants) and API keys.
 
 Every write calls `organisations.services` or `permissions.services`, as the API does;
-staff who are not superusers see only the organisations they administer
+members who are not superusers see only the organisations they administer
 (`tagwarden.admin_utils`). Memberships, groups, roles (with their inlines) and role
 assignments have the "Preview impact" step and record their impact on their audit entries
 (`permissions.admin_impact`).
@@ -46,6 +46,7 @@ from permissions.services import (
     role_organisation_permissions_set,
 )
 from tagwarden.admin_utils import (
+    NotFoundFirstMixin,
     ReadOnlyInline,
     ServiceInlineMixin,
     TagwardenAdmin,
@@ -65,7 +66,7 @@ admin.site.unregister(User)
 
 
 @admin.register(User)
-class ScopedUserAdmin(DjangoUserAdmin):
+class ScopedUserAdmin(NotFoundFirstMixin, DjangoUserAdmin):
     """Users are global: only superusers change them. Organisation admins see the members of
     their organisations, and find any user by exact username or email to add as a member."""
 
@@ -208,8 +209,8 @@ class OrganisationMembershipAdmin(ImpactAdmin):
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "user":
-            # Any existing user may be added (as through the API); staff who are not
-            # superusers find one by exact username or email (ScopedUserAdmin).
+            # Any existing user may be added (as through the API); organisation admins who
+            # are not superusers find one by exact username or email (ScopedUserAdmin).
             kwargs["queryset"] = User.objects.all()
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 

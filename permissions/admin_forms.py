@@ -125,7 +125,7 @@ class GrantEntriesFormMixin(forms.BaseForm):
     def validate_entries(
         self, *, level: Level, project: Project | None, tags_allowed: bool
     ) -> None:
-        """The service's validation (DESIGN.md §3–§4); errors go on the fields of the keys
+        """The service's validation (docs/PERMISSIONS.md); errors go on the fields of the keys
         they name."""
         if tags_allowed and project is not None:
             for key in self.entry_keys:

@@ -11,9 +11,10 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlencode
 
+from django import forms
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
@@ -30,8 +31,9 @@ from organisations.models import OrganisationMembership, Role, UserGroup
 from permissions import engine
 from permissions.admin_forms import ExplainForm, environment_label
 from permissions.catalogue import CATALOGUE, KEYS_BY_LEVEL, TAG_SUPPORTED_KEYS, Level
+from permissions.engine import ScopeRights
 from permissions.models import Grant
-from projects.models import Tag
+from projects.models import Project, Tag
 from tagwarden.admin_utils import scoped_queryset
 
 User = get_user_model()
@@ -115,21 +117,42 @@ def matrix_rows(
     return rows
 
 
-def _mask_styles(n_keys: int) -> str:
-    """CSS per mask: grey for none, green for all, amber shades in between."""
+def mask_colour(mask: int, n_keys: int) -> str:
+    """The CSS background of a set of held keys: grey for none, green for all, amber shades
+    in between (the matrix and the feature-state changelist share it)."""
     full = (1 << n_keys) - 1
-    rules = []
-    for mask in range(full + 1):
-        held = bin(mask).count("1")
-        if mask == 0:
-            colour = "#eeeeee;color:#aaa"
-        elif mask == full:
-            colour = "#a5d6a7"
-        else:
-            lightness = 88 - int(20 * held / n_keys)
-            colour = f"hsl(40,95%,{lightness}%)"
-        rules.append(f"#pm td.m{mask}{{background:{colour}}}")
-    return "\n".join(rules)
+    if mask == 0:
+        return "#eeeeee;color:#aaa"
+    if mask == full:
+        return "#a5d6a7"
+    lightness = 88 - int(20 * bin(mask).count("1") / n_keys)
+    return f"hsl(40,95%,{lightness}%)"
+
+
+def keys_mask(held: Sequence[str], keys: Sequence[str] = MATRIX_KEYS) -> int:
+    return sum(1 << bit for bit, key in enumerate(keys) if key in held)
+
+
+def keys_cell(held: Sequence[str], keys: Sequence[str] = MATRIX_KEYS) -> SafeString:
+    """One matrix cell for the keys `held`: letters on the matrix's colour, the held keys
+    in its tooltip."""
+    mask = keys_mask(held, keys)
+    text = "".join(
+        letter if mask & (1 << bit) else "·"
+        for bit, letter in enumerate(abbreviations(keys).values())
+    )
+    title = ", ".join(k for k in keys if k in held) or "no key on this feature"
+    return mark_safe(
+        f'<span class="tw-keys" title="{escape(title)}" style="font-family:monospace;'
+        f'padding:1px 4px;background:{mask_colour(mask, len(keys))}">{text}</span>'
+    )
+
+
+def _mask_styles(n_keys: int) -> str:
+    """CSS per mask (`mask_colour`)."""
+    return "\n".join(
+        f"#pm td.m{mask}{{background:{mask_colour(mask, n_keys)}}}" for mask in range(1 << n_keys)
+    )
 
 
 def _render_body(rows: Sequence[MatrixRow], keys: Sequence[str]) -> SafeString:
@@ -173,7 +196,9 @@ def permission_matrix_view(
     )
     if environment is None:
         raise Http404("No such environment.")
-    if not model_admin.has_view_permission(request, environment):
+    # Everyone's rights: for the organisation's admins only (members see their own on the
+    # My permissions page).
+    if not model_admin.in_scope(request, environment):
         raise PermissionDenied
     project = environment.project
     organisation = project.organisation
@@ -302,11 +327,14 @@ def explain_view(request: HttpRequest, *, model_admin: Any) -> HttpResponse:
     """Pick a user, an environment, a feature and a key: the engine's decision and every path
     that allowed it or did not match."""
     site = model_admin.admin_site
-    if not model_admin.has_view_permission(request):
-        raise PermissionDenied
     environments = scoped_queryset(site, Environment, request)
     users = scoped_queryset(site, User, request)
     features = scoped_queryset(site, Feature, request)
+    own_only = not model_admin.has_view_permission(request)
+    if own_only:
+        # A member who administers nothing explains their own decisions only, on what they
+        # may view (the My permissions page links here).
+        users = User.objects.filter(pk=cast(int, request.user.pk))
     form = ExplainForm(
         request.GET or None,
         environments=(environments if environments is not None else Environment.objects.all())
@@ -316,6 +344,9 @@ def explain_view(request: HttpRequest, *, model_admin: Any) -> HttpResponse:
         features=features if features is not None else Feature.objects.all(),
         admin_site=site,
     )
+    if own_only:
+        user_field: Any = form.fields["user"]
+        user_field.widget = forms.Select(choices=user_field.choices)
     results: list[dict[str, Any]] = []
     subject: dict[str, Any] = {}
     if form.is_valid():
@@ -438,3 +469,123 @@ def _present(
             }
         )
     return presented
+
+
+# --------------------------------------------------------------------------------------
+# My permissions
+# --------------------------------------------------------------------------------------
+
+
+def _rights_rows(
+    keys: Sequence[str], rights: ScopeRights | None, admin: bool, tag_labels: dict[int, Any]
+) -> list[dict[str, Any]]:
+    """One row per key of the level: held (untagged, or admin), narrowed by tags, or not."""
+    rows = []
+    for key in keys:
+        if admin or (rights is not None and key in rights.untagged):
+            how, tags = "held", []
+        elif rights is not None and rights.tagged.get(key):
+            how = "tags"
+            tags = sorted(
+                (tag_labels[t] for t in rights.tagged[key] if t in tag_labels),
+                key=lambda t: t.label,
+            )
+        else:
+            continue
+        rows.append(
+            {
+                "key": key,
+                "description": CATALOGUE[key].description,
+                "how": how,
+                "tags": tags,
+                "supports_tag": key in TAG_SUPPORTED_KEYS,
+            }
+        )
+    return rows
+
+
+def my_permissions_view(request: HttpRequest, *, site: Any) -> HttpResponse:
+    """Every member's own rights: per project and environment they may view, the keys they
+    hold, which tags narrow each, and a link to the explanation of any decision. Built from
+    the engine's policies (one query per organisation) and its SQL filters: a constant
+    number of queries whatever the number of projects and environments."""
+    user: Any = request.user
+    memberships = list(
+        OrganisationMembership.objects.filter(user_id=user.pk)
+        .select_related("organisation")
+        .order_by("organisation__name", "organisation_id")
+    )
+    projects = list(Project.objects.filter(engine.viewable_projects_q(user)).order_by("name", "id"))
+    environments = list(
+        Environment.objects.filter(engine.viewable_environments_q(user))
+        .select_related("project")
+        .order_by("project__name", "name", "id")
+    )
+    project_ids = {p.pk for p in projects} | {e.project_id for e in environments}
+    tag_labels = {t.pk: t for t in Tag.objects.filter(project_id__in=sorted(project_ids))}
+    explain_url = reverse(f"{site.name}:permissions_explain")
+    organisations = []
+    for membership in memberships:
+        organisation = membership.organisation
+        policy = engine.policy_for(user, organisation.pk)
+        org_projects = [p for p in projects if p.organisation_id == organisation.pk]
+        org_envs = [e for e in environments if e.project.organisation_id == organisation.pk]
+        for env in org_envs:
+            if env.project_id not in {p.pk for p in org_projects}:
+                org_projects.append(env.project)
+        project_rows = []
+        for project in sorted(org_projects, key=lambda p: (p.name, p.pk)):
+            project_admin = policy.is_project_admin(project.pk)
+            env_rows = []
+            for env in (e for e in org_envs if e.project_id == project.pk):
+                env_admin = policy.is_environment_admin(project.pk, env.pk)
+                env_rows.append(
+                    {
+                        "environment": env,
+                        "admin": env_admin,
+                        "keys": _rights_rows(
+                            KEYS_BY_LEVEL[Level.ENVIRONMENT],
+                            policy.rights_for(Level.ENVIRONMENT, env.pk),
+                            env_admin,
+                            tag_labels,
+                        ),
+                        "explain_url": f"{explain_url}?"
+                        + urlencode({"environment": env.pk, "user": user.pk}),
+                        "states_url": reverse(f"{site.name}:features_featurestate_changelist")
+                        + f"?environment__id__exact={env.pk}",
+                    }
+                )
+            project_rows.append(
+                {
+                    "project": project,
+                    "admin": project_admin,
+                    "keys": _rights_rows(
+                        KEYS_BY_LEVEL[Level.PROJECT],
+                        policy.rights_for(Level.PROJECT, project.pk),
+                        project_admin,
+                        tag_labels,
+                    ),
+                    "restricted": [
+                        t
+                        for t in tag_labels.values()
+                        if t.project_id == project.pk and t.is_restricted
+                    ],
+                    "environments": env_rows,
+                }
+            )
+        organisations.append(
+            {
+                "organisation": organisation,
+                "role": membership.get_role_display(),
+                "admin": policy.is_organisation_admin,
+                "keys": sorted(policy.organisation_keys),
+                "projects": project_rows,
+            }
+        )
+    context = {
+        **site.each_context(request),
+        "title": "My permissions",
+        "organisations": organisations,
+        "superuser": bool(user.is_superuser),
+    }
+    return TemplateResponse(request, "admin/permissions/my_permissions.html", context)

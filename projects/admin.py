@@ -15,7 +15,7 @@ from permissions.admin_impact import ImpactAdmin
 from permissions.models import GrantEntryTag
 from projects import services
 from projects.models import Project, Tag
-from tagwarden.admin_utils import TagwardenAdmin, actor_of
+from tagwarden.admin_utils import MemberScopedMixin, TagwardenAdmin, actor_of
 
 
 def require_membership(request: HttpRequest, organisation: Any) -> None:
@@ -34,7 +34,10 @@ def require_membership(request: HttpRequest, organisation: Any) -> None:
 
 
 @admin.register(Project)
-class ProjectAdmin(TagwardenAdmin):
+class ProjectAdmin(MemberScopedMixin, TagwardenAdmin):
+    """Members see the projects they may view; organisation admins change them."""
+
+    scope_lookup = "pk"
     ordering = ["name", "id"]  # Meta.ordering does not apply to annotated (GROUP BY) queries
     list_display = ["name", "organisation", "environment_count", "created_at"]
     list_filter = [("organisation", admin.RelatedOnlyFieldListFilter)]
@@ -72,7 +75,10 @@ class ProjectAdmin(TagwardenAdmin):
 
 
 @admin.register(Tag)
-class TagAdmin(ImpactAdmin):
+class TagAdmin(MemberScopedMixin, ImpactAdmin):
+    """Members see the tags of the projects they may view (to pick them on features);
+    organisation admins change them."""
+
     organisation_lookup = "project__organisation"
     list_display = ["label", "project", "colour", "is_restricted", "is_protected"]
     list_filter = [

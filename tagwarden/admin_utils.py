@@ -1,13 +1,21 @@
-"""Shared admin behaviour: staff scoping decided by the engine, and writes through services.
+"""Shared admin behaviour: scoping decided by the engine, and writes through services.
 
-Two rules hold for every model admin of the project (they all derive from `TagwardenAdmin`):
+Two rules hold for every model admin of the project (they all derive from `TagwardenAdmin`;
+docs/ADMIN.md says who sees what):
 
-- **Scoping.** Superusers see and change everything. Any other staff user sees and changes
-  only the objects of the organisations it administers, as the engine decides
-  (`user.has_perm("organisations.change_organisation", organisation)`, answered by the
-  rules predicate `is_scope_admin`, i.e. `engine.is_admin`). Django's model permissions are
-  not consulted for them: access is the engine's to decide, nothing else. Choice fields
-  pointing at other models are limited to what the related admin shows the same user.
+- **Scoping.** Superusers see and change everything. Every other member signs in
+  (`tagwarden.admin_site`, no `is_staff` needed) and sees what the engine lets them see:
+  - configuration (organisations, members, groups, roles, grants, API keys, audit) only in
+    the organisations they administer (`user.has_perm("organisations.change_organisation",
+    organisation)`, answered by the rules predicate `is_scope_admin`, i.e.
+    `engine.is_admin`);
+  - the daily work (projects, environments, tags, features, segments, feature states,
+    segment overrides, change requests: `MemberScopedMixin`) wherever they may view the
+    project or environment (the engine's SQL filters `viewable_projects_q` and
+    `viewable_environments_q`), changed only where the engine allows each object.
+  Django's model permissions are not consulted: access is the engine's to decide. An object
+  the member may not view is a 404, as in the API. Choice fields pointing at other models
+  are limited to what the related admin shows the same user.
 - **Writes.** Every add, change and delete calls the domain's service function, exactly as
   the API does (same validation, same audit entries, same transaction). A service error
   raised while saving rolls the whole save back (main object and inlines) and shows the
@@ -25,7 +33,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import models, transaction
 from django.forms import BaseForm
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 
 from organisations.models import Organisation
@@ -43,11 +51,11 @@ _SERVICE_ERRORS_ATTR = "_tagwarden_service_errors"
 
 
 def admin_organisation_ids(request: HttpRequest) -> frozenset[int] | None:
-    """The organisations the request's staff user administers; None means "every one"
+    """The organisations the request's user administers; None means "every one"
     (superusers). One query for the memberships plus the engine's decision per organisation
     (memoised on the request)."""
     user: Any = request.user
-    if not (user.is_active and user.is_staff):
+    if not (user.is_active and user.is_authenticated):
         return frozenset()
     if user.is_superuser:
         return None
@@ -88,7 +96,7 @@ def scoped_queryset(
 
 
 def actor_of(request: HttpRequest) -> Any:
-    """The service `actor` of an admin request: its (authenticated, staff) user."""
+    """The service `actor` of an admin request: its (authenticated) user."""
     return request.user
 
 
@@ -148,6 +156,31 @@ def _with_service_errors(form_class: type[BaseForm], errors: dict[str, list[str]
 # --------------------------------------------------------------------------------------
 
 
+class NotFoundFirstMixin:
+    """As in the API, "cannot view" comes first: the change and delete pages of an object
+    the user may not view (or that does not exist) are a 404, before any 403 about changing
+    or deleting it (Django's admin checks the permission first, then redirects to the
+    index). docs/ADMIN.md."""
+
+    def _require_visible(self, request: HttpRequest, object_id: str) -> None:
+        from django.contrib.admin.utils import unquote
+
+        if self.get_object(request, unquote(object_id)) is None:  # type: ignore[attr-defined]
+            raise Http404("No such object that you may view.")
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        self._require_visible(request, object_id)
+        return super().change_view(request, object_id, form_url, extra_context)  # type: ignore[misc]
+
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: Any = None
+    ) -> HttpResponse:
+        self._require_visible(request, object_id)
+        return super().delete_view(request, object_id, extra_context)  # type: ignore[misc]
+
+
 class ServiceModelForm(forms.ModelForm):
     """A model form validated by its fields and then by the service that writes it.
 
@@ -163,8 +196,8 @@ class ServiceModelForm(forms.ModelForm):
         pass
 
 
-class TagwardenAdmin(admin.ModelAdmin):
-    """Scoped to the organisations the staff user administers; writes through services.
+class TagwardenAdmin(NotFoundFirstMixin, admin.ModelAdmin):
+    """Scoped to the organisations the user administers; writes through services.
 
     Subclasses set `organisation_lookup` (the path from the model to its organisation) and
     implement `service_create`, `service_update` and `service_delete`, or set `read_only`.
@@ -260,6 +293,13 @@ class TagwardenAdmin(admin.ModelAdmin):
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
         self.service_delete(request, obj)
 
+    def _get_obj_does_not_exist_redirect(
+        self, request: HttpRequest, opts: Any, object_id: str
+    ) -> HttpResponse:
+        # Django redirects to the index with "does not exist"; as in the API, an object the
+        # user may not view (or that does not exist) is a 404 (docs/ADMIN.md).
+        raise Http404(f"No {opts.verbose_name} with id {object_id!r} that you may view.")
+
     def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
         # The service owns the cascade (and describes it in its audit entry): the confirmation
         # page lists what goes, without asking for delete rights on each related model.
@@ -311,6 +351,81 @@ class TagwardenAdmin(admin.ModelAdmin):
                     args=[object_id],
                 )
             )
+
+
+_REACH_ATTR = "_tagwarden_admin_reach"
+
+
+def _viewable(request: HttpRequest, level: str) -> models.QuerySet[Any]:
+    """The projects (`level="project"`) or environments the request's user may view: the
+    engine's SQL filter, as one subquery."""
+    from environments.models import Environment
+    from permissions import engine
+    from projects.models import Project
+
+    user: Any = request.user
+    if level == "project":
+        return Project.objects.filter(engine.viewable_projects_q(user))
+    return Environment.objects.filter(engine.viewable_environments_q(user))
+
+
+def reaches(request: HttpRequest, level: str) -> bool:
+    """Whether the user may view at least one project (or environment): whether the sidebar
+    shows the member's models of that level. One query per level, memoised on the request."""
+    user: Any = request.user
+    if user.is_superuser:
+        return True
+    cache = getattr(request, _REACH_ATTR, None)
+    if cache is None:
+        cache = {}
+        setattr(request, _REACH_ATTR, cache)
+    if level not in cache:
+        cache[level] = _viewable(request, level).exists()
+    return bool(cache[level])
+
+
+class MemberScopedMixin:
+    """For the models members work with: visible wherever the engine lets the user view the
+    object's project or environment (docs/ADMIN.md).
+
+    `scope_level` is "project" or "environment"; `scope_lookup` the path from the model to
+    that project or environment ("pk" for the scope itself). Writes stay as the base admin
+    decides (organisation admins) unless the subclass asks the engine for more.
+    """
+
+    scope_level: ClassVar[str] = "project"
+    scope_lookup: ClassVar[str] = "project"
+
+    def get_queryset(self, request: HttpRequest) -> models.QuerySet[Any]:
+        qs: models.QuerySet[Any] = admin.ModelAdmin.get_queryset(
+            self,  # type: ignore[arg-type]
+            request,
+        )
+        user: Any = request.user
+        if user.is_superuser:
+            return qs
+        return qs.filter(**{f"{self.scope_lookup}__in": _viewable(request, self.scope_level)})
+
+    def scope_of(self, obj: Any) -> Any:
+        if self.scope_lookup == "pk":
+            return obj
+        target = obj
+        for part in self.scope_lookup.split("__"):
+            target = getattr(target, part)
+        return target
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return reaches(request, self.scope_level)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        from permissions import engine
+
+        user: Any = request.user
+        if user.is_superuser:
+            return True
+        if obj is None:
+            return reaches(request, self.scope_level)
+        return engine.can_view(user, self.scope_of(obj))
 
 
 class ReadOnlyAdmin(TagwardenAdmin):

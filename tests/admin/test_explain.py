@@ -145,6 +145,20 @@ def test_explain__unknown_key__form_error(admin_client, world):
     assert "key" in response.context["form"].errors
 
 
-def test_explain__staff_member_not_admin__403(client, world):
-    client.force_login(f.member(world.organisation, is_staff=True))
-    assert client.get(reverse(URL)).status_code == 403
+def test_explain__member_not_admin__offered_only_themselves(client, world):
+    member = f.member(world.organisation)
+    client.force_login(member)
+    response = client.get(reverse(URL))
+    assert response.status_code == 200
+    assert list(response.context["form"].fields["user"].queryset) == [member]
+
+
+def test_explain__member_not_admin__someone_else__refused(client, world):
+    client.force_login(f.member(world.organisation))
+    response = client.get(
+        reverse(URL),
+        {"environment": world.environment.pk, "user": world.member.pk, "feature": world.feature.pk},
+    )
+    assert response.status_code == 200
+    assert "user" in response.context["form"].errors
+    assert response.context["results"] == []

@@ -93,8 +93,20 @@ def test_matrix__staff__other_organisation__404(staff_client, world, other_world
     assert staff_client.get(matrix_url(other_world.environment)).status_code == 404
 
 
-def test_matrix__not_staff__login(client, world):
+def test_matrix__org_admin_not_staff__200(client, world):
     client.force_login(f.member(world.organisation, admin=True))
+    assert client.get(matrix_url(world.environment)).status_code == 200
+
+
+def test_matrix__member_who_may_view_environment__403(client, world):
+    member = f.member(world.organisation)
+    f.grant(member, world.environment, ["VIEW_ENVIRONMENT"])
+    client.force_login(member)
+    assert client.get(matrix_url(world.environment)).status_code == 403
+
+
+def test_matrix__non_member__login(client, world):
+    client.force_login(f.UserFactory(is_staff=True))
     response = client.get(matrix_url(world.environment))
     assert response.status_code == 302
     assert reverse("admin:login") in response["Location"]

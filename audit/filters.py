@@ -7,13 +7,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import django_filters
-from django import forms
 
 from audit.models import AuditAction, AuditLogEntry
-
-
-class IntegerFilter(django_filters.Filter):
-    field_class = forms.IntegerField
+from projects.filters import IntegerFilter
 
 
 class AuditLogFilter(django_filters.FilterSet):

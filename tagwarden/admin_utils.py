@@ -30,6 +30,7 @@ from django.urls import reverse
 
 from organisations.models import Organisation
 from tagwarden.errors import DomainError
+from tagwarden.storable import json_too_large, unstorable
 
 SERVICE_ERRORS: tuple[type[Exception], ...] = (ValidationError, DomainError)
 
@@ -163,6 +164,20 @@ class ServiceModelForm(forms.ModelForm):
         pass
 
 
+class StoredJSONFormField(forms.JSONField):
+    """The admin's JSON fields (a segment's `rules`) refuse what the API refuses: values the
+    databases cannot store as sent and encodings over 64 KiB (docs/API.md, Conventions)."""
+
+    def validate(self, value: Any) -> None:
+        super().validate(value)
+        problem = unstorable(value)
+        if problem is not None:
+            raise ValidationError(f"Cannot be stored as sent: {problem}.", code="unstorable")
+        too_large = json_too_large(value)
+        if too_large is not None:
+            raise ValidationError(too_large, code="too_large")
+
+
 class TagwardenAdmin(admin.ModelAdmin):
     """Scoped to the organisations the staff user administers; writes through services.
 
@@ -171,6 +186,7 @@ class TagwardenAdmin(admin.ModelAdmin):
     """
 
     form = ServiceModelForm
+    formfield_overrides = {models.JSONField: {"form_class": StoredJSONFormField}}
     organisation_lookup: ClassVar[str] = "organisation"
     read_only: ClassVar[bool] = False
     # Deletes go one by one through the service (its audit entry, its checks).

@@ -120,6 +120,12 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # DRF's parsers, refusing what the databases cannot store (docs/API.md, Conventions).
+    "DEFAULT_PARSER_CLASSES": [
+        "tagwarden.parsers.JSONParser",
+        "tagwarden.parsers.FormParser",
+        "tagwarden.parsers.MultiPartParser",
+    ],
     "DEFAULT_PAGINATION_CLASS": "tagwarden.pagination.PageNumberPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_FILTER_BACKENDS": [

@@ -1,5 +1,5 @@
-"""Feature states, segment overrides and change requests of an environment (API.md
-"Environments, feature states, overrides, change requests"; docs/API.md).
+"""Feature states, segment overrides and change requests of an environment (docs/API.md,
+"Feature states, overrides, change requests").
 
 Every route sits under `/environments/{api_key}/`: an environment the caller may not view
 is a 404 before anything else. Every action on a feature resolves the feature from the

@@ -1,6 +1,6 @@
 from django.urls import URLPattern, URLResolver, path
 
-import tagwarden.converters  # noqa: F401  (registers <id:...>)
+import tagwarden.converters  # noqa: F401  (registers <id:...>, <env_key:...>)
 from audit.views import OrganisationAuditLogViewSet, ProjectAuditLogViewSet
 
 urlpatterns: list[URLPattern | URLResolver] = [

@@ -83,7 +83,7 @@ class SegmentSerializer(serializers.ModelSerializer):
 
 class SegmentWriteSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
-    rules = StoredJSONField(default=list, help_text="A JSON list of rules (at most 64 KiB).")
+    rules = StoredJSONField(default=list, help_text="A JSON list of rules (at most 64 KiB).")  # type: ignore[arg-type]
 
     def validate_rules(self, value: Any) -> list[Any]:
         if not isinstance(value, list):

@@ -2,10 +2,10 @@
 
 from django.urls import URLPattern, URLResolver, path
 
-import tagwarden.converters  # noqa: F401  (registers <id:...>)
+import tagwarden.converters  # noqa: F401  (registers <id:...>, <env_key:...>)
 from features.state_views import ChangeRequestViewSet, FeatureStateViewSet, SegmentOverrideViewSet
 
-_ENV = "environments/<str:api_key>/"
+_ENV = "environments/<env_key:api_key>/"
 _OVERRIDES = _ENV + "features/<id:feature_pk>/segment-overrides/"
 _CHANGE_REQUESTS = _ENV + "change-requests/"
 

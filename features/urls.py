@@ -2,7 +2,7 @@ from typing import Any
 
 from django.urls import URLPattern, URLResolver, path
 
-import tagwarden.converters  # noqa: F401  (registers <id:...>)
+import tagwarden.converters  # noqa: F401  (registers <id:...>, <env_key:...>)
 from features.views import FeatureViewSet, SegmentViewSet
 
 collection: dict[str, Any] = {"get": "list", "post": "create"}

@@ -1,11 +1,11 @@
 """Catalogue, permission reports and grant routes. Included first in the root URLs so the
-catalogue routes win over detail routes (notably `environments/<str:api_key>/`)."""
+catalogue routes win over detail routes (notably `environments/<env_key:api_key>/`)."""
 
 from typing import Any
 
 from django.urls import URLPattern, URLResolver, path
 
-import tagwarden.converters  # noqa: F401  (registers <id:...>)
+import tagwarden.converters  # noqa: F401  (registers <id:...>, <env_key:...>)
 from permissions import document_views, views
 from permissions.catalogue import Level
 
@@ -18,7 +18,7 @@ detail: dict[str, Any] = {
 }
 org = "organisations/<id:organisation_pk>"
 project = "projects/<id:project_pk>"
-environment = "environments/<str:api_key>"
+environment = "environments/<env_key:api_key>"
 role = f"{org}/roles/<id:role_pk>"
 
 

@@ -2,7 +2,7 @@ from typing import Any
 
 from django.urls import URLPattern, URLResolver, path
 
-import tagwarden.converters  # noqa: F401  (registers <id:...>)
+import tagwarden.converters  # noqa: F401  (registers <id:...>, <env_key:...>)
 from projects.views import ProjectViewSet, TagViewSet
 
 collection: dict[str, Any] = {"get": "list", "post": "create"}

@@ -146,8 +146,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    # `<id:...>` path parameters (tagwarden/converters.py): larger numbers match no route.
-    "PATH_CONVERTER_OVERRIDES": {"id": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}},
+    # Path converters (tagwarden/converters.py): what matches no route is a 404.
+    "PATH_CONVERTER_OVERRIDES": {
+        "id": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
+        "env_key": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"},
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "tagwarden.schema.explain_one_or_many",

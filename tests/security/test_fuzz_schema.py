@@ -19,7 +19,7 @@ parameter, query parameter and body leaf (nested ones and object keys included) 
 operation, one at a time, to what the databases cannot store as sent (docs/API.md,
 Conventions): integers beyond 64 bits and beyond an `integer` column, `\\u0000`, lone
 surrogates, JSON values over 64 KiB. No 5xx; a documented status; a 4xx where the operation
-reads the poisoned position (paths, bodies), so nothing is stored. About 2,600 requests;
+reads the poisoned position (paths, bodies), so nothing is stored. About 800 requests;
 the same on PostgreSQL (`make test-postgres`), where `\\u0000` reaches text and jsonb.
 
 Bounded: `FUZZ_MAX_EXAMPLES` generated cases per operation (default 10) on top of the

@@ -306,9 +306,12 @@ def test_query__unstorable_parameter__400(world: World, url: str, parameter: str
         "/api/v1/organisations/{huge}/",
         "/api/v1/projects/{project}/features/{huge}/",
         "/api/v1/organisations/{org}/roles/{huge}/users/",
+        "/api/v1/environments/a%00b/",
+        "/api/v1/environments/a%00b/featurestates/1/",
+        "/api/v1/environments/a%00b/user-permissions/",
     ],
 )
-def test_path__integer_outside_range__json_404(world: World, url: str) -> None:
+def test_path__integer_outside_range_or_nul__json_404(world: World, url: str) -> None:
     url = url.format(huge=HUGE, org=world.organisation.pk, project=world.project.pk)
     response = send_json(world.client, "patch", url, {})
     assert response.status_code == 404

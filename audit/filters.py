@@ -1,4 +1,4 @@
-"""Query-string filters of the audit log (API.md): `action`, `object_type`, `actor` (a user
+"""Query-string filters of the audit log (docs/API.md): `action`, `object_type`, `actor` (a user
 id), `project`, `environment` (ids), `since`, `until` (ISO datetimes). A malformed value is
 a 400 naming the parameter."""
 

@@ -119,7 +119,8 @@ def tag_create(
     is_restricted: bool = False,
     actor: Actor,
 ) -> Tag:
-    """Creating a restricted tag needs project admin (DESIGN.md §5, Protected tags)."""
+    """Creating a restricted tag needs project admin (docs/PERMISSIONS.md); labels are unique
+    per project under Unicode case folding (`tag_label_key`, docs/API.md)."""
     if is_restricted:
         _require_project_admin(
             actor=actor, project=project, detail="Only project admins may create restricted tags."

@@ -23,7 +23,7 @@ T = TypeVar("T")
 
 
 class ErrorResponseSerializer(serializers.Serializer):
-    """`{"detail", "code"}`: every error that is not a 400 (API.md Conventions)."""
+    """`{"detail", "code"}`: every error that is not a 400 (docs/API.md, Errors)."""
 
     detail = serializers.CharField()
     code = serializers.CharField()
@@ -111,7 +111,7 @@ class ActionViewSet(viewsets.GenericViewSet):
 
 
 # --------------------------------------------------------------------------------------
-# ?dry_run=true: impact previews on permission writes (API.md IMPACT)
+# ?dry_run=true: impact previews on permission writes (docs/API.md, Dry runs)
 # --------------------------------------------------------------------------------------
 
 DRY_RUN_PARAMETER = OpenApiParameter(

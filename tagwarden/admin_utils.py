@@ -16,6 +16,7 @@ Two rules hold for every model admin of the project (they all derive from `Tagwa
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
@@ -25,6 +26,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import models, transaction
 from django.forms import BaseForm
+from django.forms.fields import InvalidJSONInput
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 
@@ -167,6 +169,13 @@ class ServiceModelForm(forms.ModelForm):
 class StoredJSONFormField(forms.JSONField):
     """The admin's JSON fields (a segment's `rules`) refuse what the API refuses: values the
     databases cannot store as sent and encodings over 64 KiB (docs/API.md, Conventions)."""
+
+    def prepare_value(self, value: Any) -> Any:
+        # The form shown again with the error holds the refused value: escape it (`\ud800`)
+        # rather than fail to encode the page.
+        if not isinstance(value, InvalidJSONInput) and unstorable(value) is not None:
+            return json.dumps(value, cls=self.encoder)
+        return super().prepare_value(value)
 
     def validate(self, value: Any) -> None:
         super().validate(value)

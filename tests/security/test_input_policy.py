@@ -506,3 +506,38 @@ def test_api_key_audit_entries__object_type_is_the_model_name(world: World) -> N
         f"/api/v1/organisations/{world.organisation.pk}/audit-log/?object_type=organisation_api_key"
     )
     assert log.json()["count"] == 3
+
+
+# --------------------------------------------------------------------------------------
+# The admin writes the same fields: it refuses the same values
+# --------------------------------------------------------------------------------------
+
+
+def _admin_client(world: World, client: Any) -> Any:
+    staff = f.member(world.organisation, admin=True, is_staff=True)
+    client.force_login(staff)
+    return client
+
+
+@pytest.mark.parametrize(
+    "rules", ['["\\ud800"]', '[{"a": "x\\u0000"}]', '{"\\udfff": 1}', f'["{OVER_64_KIB}"]']
+)
+def test_admin_segment__unstorable_rules__form_error_nothing_stored(
+    world: World, client: Any, rules: str
+) -> None:
+    response = _admin_client(world, client).post(
+        "/admin/features/segment/add/",
+        {"project": world.project.pk, "name": "from-admin", "rules": rules},
+    )
+    assert response.status_code == 200  # the form again, with the error
+    assert response.context["adminform"].form.errors["rules"]
+    assert not Segment.objects.filter(name="from-admin").exists()
+
+
+def test_admin_segment__storable_rules__saved(world: World, client: Any) -> None:
+    response = _admin_client(world, client).post(
+        "/admin/features/segment/add/",
+        {"project": world.project.pk, "name": "from-admin", "rules": '[{"ä": 1}]'},
+    )
+    assert response.status_code == 302
+    assert Segment.objects.get(name="from-admin").rules == [{"ä": 1}]

@@ -1,4 +1,4 @@
-"""Query-string filters of the audit log (API.md): `action`, `object_type`, `actor` (a user
+"""Query-string filters of the audit log (docs/API.md): `action`, `object_type`, `actor` (a user
 id), `project`, `environment` (ids), `since`, `until` (ISO datetimes). A malformed value is
 a 400 naming the parameter."""
 
@@ -7,13 +7,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import django_filters
-from django import forms
 
 from audit.models import AuditAction, AuditLogEntry
-
-
-class IntegerFilter(django_filters.Filter):
-    field_class = forms.IntegerField
+from projects.filters import IntegerFilter
 
 
 class AuditLogFilter(django_filters.FilterSet):

@@ -1,15 +1,16 @@
 from django.urls import URLPattern, URLResolver, path
 
+import tagwarden.converters  # noqa: F401  (registers <id:...>, <env_key:...>)
 from audit.views import OrganisationAuditLogViewSet, ProjectAuditLogViewSet
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path(
-        "organisations/<int:organisation_pk>/audit-log/",
+        "organisations/<id:organisation_pk>/audit-log/",
         OrganisationAuditLogViewSet.as_view({"get": "list"}),
         name="organisation-audit-log",
     ),
     path(
-        "projects/<int:project_pk>/audit-log/",
+        "projects/<id:project_pk>/audit-log/",
         ProjectAuditLogViewSet.as_view({"get": "list"}),
         name="project-audit-log",
     ),

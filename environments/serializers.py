@@ -9,6 +9,7 @@ from rest_framework import serializers
 from environments.models import Environment
 from projects.models import Project
 from projects.serializers import ViewableScopeField, reject_changed_reference
+from tagwarden.storable import INT32_MAX
 
 _THRESHOLD_HELP = (
     "null: change requests are off; an integer n ≥ 0: every feature-state and "
@@ -27,14 +28,14 @@ class EnvironmentCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     project = ViewableScopeField(Project)
     minimum_change_request_approvals = serializers.IntegerField(
-        min_value=0, allow_null=True, default=None, help_text=_THRESHOLD_HELP
+        min_value=0, max_value=INT32_MAX, allow_null=True, default=None, help_text=_THRESHOLD_HELP
     )
 
 
 class EnvironmentUpdateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200, required=False)
     minimum_change_request_approvals = serializers.IntegerField(
-        min_value=0, allow_null=True, required=False, help_text=_THRESHOLD_HELP
+        min_value=0, max_value=INT32_MAX, allow_null=True, required=False, help_text=_THRESHOLD_HELP
     )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:

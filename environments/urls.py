@@ -1,5 +1,6 @@
 from django.urls import URLPattern, URLResolver, path
 
+import tagwarden.converters  # noqa: F401  (registers <id:...>, <env_key:...>)
 from environments.views import EnvironmentViewSet
 
 urlpatterns: list[URLPattern | URLResolver] = [
@@ -9,7 +10,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
         name="environment-list",
     ),
     path(
-        "environments/<str:api_key>/",
+        "environments/<env_key:api_key>/",
         EnvironmentViewSet.as_view(
             {"get": "retrieve", "patch": "partial_update", "delete": "destroy"}
         ),

@@ -5,16 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import django_filters
-from django import forms
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from features.models import Feature, Segment
+from projects.filters import Int64FormField
 
 
 class IntegerCSVFilter(django_filters.BaseInFilter, django_filters.Filter):
     """`?tags=1,2,3`: comma-separated integer ids (anything else is a 400 on the parameter)."""
 
-    field_class = forms.IntegerField
+    field_class = Int64FormField
 
 
 class FeatureFilter(django_filters.FilterSet):

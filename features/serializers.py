@@ -10,6 +10,7 @@ from rest_framework import serializers
 from features.models import Feature, Segment
 from permissions import engine
 from projects.models import Project, Tag
+from tagwarden.api import StoredJSONField
 
 
 class TagIdsField(serializers.ListField):
@@ -82,7 +83,7 @@ class SegmentSerializer(serializers.ModelSerializer):
 
 class SegmentWriteSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
-    rules = serializers.JSONField(default=list, help_text="A JSON list of rules.")  # type: ignore[arg-type]
+    rules = StoredJSONField(default=list, help_text="A JSON list of rules (at most 64 KiB).")  # type: ignore[arg-type]
 
     def validate_rules(self, value: Any) -> list[Any]:
         if not isinstance(value, list):

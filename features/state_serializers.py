@@ -24,8 +24,8 @@ from features.models import (
 from features.state_services import ChangeInput
 from permissions import engine
 from projects.serializers import reject_changed_reference
-
-_MAX_INT = 2_147_483_647
+from tagwarden.api import StoredJSONField
+from tagwarden.storable import INT32_MAX
 
 
 class StrictBooleanField(serializers.BooleanField):
@@ -48,9 +48,8 @@ class StrictIntegerField(serializers.IntegerField):
         return int(super().to_internal_value(data))
 
 
-@extend_schema_field({"description": "Any JSON value, null included.", "nullable": True})
-class AnyJSONField(serializers.JSONField):
-    """Any JSON value, null included."""
+class AnyJSONField(StoredJSONField):
+    """Any JSON value, null included, that the databases can store (at most 64 KiB)."""
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("allow_null", True)
@@ -98,7 +97,7 @@ class FeatureStateUpdateSerializer(serializers.Serializer):
     version = StrictIntegerField(
         required=False,
         min_value=1,
-        max_value=_MAX_INT,
+        max_value=INT32_MAX,
         help_text="The version you read; if it is no longer the current one: 409 stale.",
     )
 
@@ -126,7 +125,7 @@ class SegmentOverrideSerializer(serializers.ModelSerializer):
 
 class SegmentOverrideCreateSerializer(serializers.Serializer):
     segment = StrictIntegerField(help_text="A segment of the feature's project.")
-    priority = StrictIntegerField(min_value=0, max_value=_MAX_INT, default=0)
+    priority = StrictIntegerField(min_value=0, max_value=INT32_MAX, default=0)
     enabled = StrictBooleanField(
         default=False,
         help_text="Where change requests are on, only false (then change it through one).",
@@ -141,7 +140,7 @@ class SegmentOverrideCreateSerializer(serializers.Serializer):
 
 
 class SegmentOverrideUpdateSerializer(serializers.Serializer):
-    priority = StrictIntegerField(min_value=0, max_value=_MAX_INT, required=False)
+    priority = StrictIntegerField(min_value=0, max_value=INT32_MAX, required=False)
     enabled = StrictBooleanField(required=False)
     value = _json_value_field(required=False)
 

@@ -586,6 +586,18 @@ def change_request_create(
     return change_request
 
 
+def change_request_require_editable(*, change_request: ChangeRequest, actor: Actor) -> None:
+    """The rules of an edit that do not depend on its body: the author only (403), open only
+    (409 `already_committed`). The API checks them before it parses the body, so a
+    non-author's invalid edit is a 403, not a 400 (docs/API.md, the order of the checks);
+    `change_request_update` checks them again under its lock."""
+    if actor is not None and not _is_author(actor, change_request):
+        raise DomainPermissionDenied(
+            "Only the author may edit a change request.", code="permission_denied"
+        )
+    _require_open(change_request)
+
+
 def change_request_update(
     *,
     change_request: ChangeRequest,
@@ -606,11 +618,7 @@ def change_request_update(
     environment = change_request.environment
     with transaction.atomic():
         locked = _lock(change_request)
-        if actor is not None and not _is_author(actor, locked):
-            raise DomainPermissionDenied(
-                "Only the author may edit a change request.", code="permission_denied"
-            )
-        _require_open(locked)
+        change_request_require_editable(change_request=locked, actor=actor)
         if changes is None:
             current = list(ChangeRequestChange.objects.filter(change_request=locked).order_by("id"))
             gone = [

@@ -2,10 +2,11 @@
 
 from django.urls import URLPattern, URLResolver, path
 
+import tagwarden.converters  # noqa: F401  (registers <id:...>, <env_key:...>)
 from features.state_views import ChangeRequestViewSet, FeatureStateViewSet, SegmentOverrideViewSet
 
-_ENV = "environments/<str:api_key>/"
-_OVERRIDES = _ENV + "features/<int:feature_pk>/segment-overrides/"
+_ENV = "environments/<env_key:api_key>/"
+_OVERRIDES = _ENV + "features/<id:feature_pk>/segment-overrides/"
 _CHANGE_REQUESTS = _ENV + "change-requests/"
 
 urlpatterns: list[URLPattern | URLResolver] = [
@@ -15,7 +16,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
         name="environment-featurestate-list",
     ),
     path(
-        _ENV + "featurestates/<int:pk>/",
+        _ENV + "featurestates/<id:pk>/",
         FeatureStateViewSet.as_view({"get": "retrieve", "patch": "partial_update"}),
         name="environment-featurestate-detail",
     ),
@@ -25,7 +26,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
         name="environment-segment-override-list",
     ),
     path(
-        _OVERRIDES + "<int:pk>/",
+        _OVERRIDES + "<id:pk>/",
         SegmentOverrideViewSet.as_view(
             {"get": "retrieve", "patch": "partial_update", "delete": "destroy"}
         ),
@@ -37,19 +38,19 @@ urlpatterns: list[URLPattern | URLResolver] = [
         name="environment-change-request-list",
     ),
     path(
-        _CHANGE_REQUESTS + "<int:pk>/",
+        _CHANGE_REQUESTS + "<id:pk>/",
         ChangeRequestViewSet.as_view(
             {"get": "retrieve", "patch": "partial_update", "delete": "destroy"}
         ),
         name="environment-change-request-detail",
     ),
     path(
-        _CHANGE_REQUESTS + "<int:pk>/approve/",
+        _CHANGE_REQUESTS + "<id:pk>/approve/",
         ChangeRequestViewSet.as_view({"post": "approve"}),
         name="environment-change-request-approve",
     ),
     path(
-        _CHANGE_REQUESTS + "<int:pk>/commit/",
+        _CHANGE_REQUESTS + "<id:pk>/commit/",
         ChangeRequestViewSet.as_view({"post": "commit"}),
         name="environment-change-request-commit",
     ),

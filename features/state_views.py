@@ -1,5 +1,5 @@
-"""Feature states, segment overrides and change requests of an environment (API.md
-"Environments, feature states, overrides, change requests"; DESIGN.md §7).
+"""Feature states, segment overrides and change requests of an environment (docs/API.md,
+"Feature states, overrides, change requests").
 
 Every route sits under `/environments/{api_key}/`: an environment the caller may not view
 is a 404 before anything else. Every action on a feature resolves the feature from the
@@ -7,7 +7,7 @@ database under the environment's project (a feature, state, override or change r
 reached through another environment is a 404) and hands it to the engine, so tag-scoped
 roles are matched against the feature's real tags on every write path (Flagsmith #4287).
 Change-request rules depend on the features a request touches and on its author; the
-services check them, through the engine, in the order DESIGN.md §7 fixes.
+services check them, through the engine, in the order docs/API.md fixes.
 """
 
 from __future__ import annotations
@@ -349,7 +349,7 @@ _CR_ERRORS = {
 )
 class ChangeRequestViewSet(EnvironmentScopedViewSet):
     """Reading needs only to view the environment; every write rule (keys on each feature,
-    author, admin) is the service's, so the errors come in the order of DESIGN.md §7."""
+    author, admin) is the service's, so the errors come in the order of docs/API.md."""
 
     serializer_class = ChangeRequestSerializer
     filterset_class = ChangeRequestFilter
@@ -393,6 +393,10 @@ class ChangeRequestViewSet(EnvironmentScopedViewSet):
 
     def partial_update(self, request: Request, api_key: str, pk: int) -> Response:
         change_request = self.get_object()
+        # Who may edit, and whether it is open, come before the body: 404, 403, 409, then 400.
+        services.change_request_require_editable(
+            change_request=change_request, actor=_actor(request)
+        )
         data = self.parse(
             ChangeRequestUpdateSerializer, extra={"change_request": change_request}, partial=True
         )

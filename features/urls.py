@@ -2,6 +2,7 @@ from typing import Any
 
 from django.urls import URLPattern, URLResolver, path
 
+import tagwarden.converters  # noqa: F401  (registers <id:...>, <env_key:...>)
 from features.views import FeatureViewSet, SegmentViewSet
 
 collection: dict[str, Any] = {"get": "list", "post": "create"}
@@ -9,22 +10,22 @@ detail: dict[str, Any] = {"get": "retrieve", "patch": "partial_update", "delete"
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path(
-        "projects/<int:project_pk>/features/",
+        "projects/<id:project_pk>/features/",
         FeatureViewSet.as_view(collection),
         name="project-feature-list",
     ),
     path(
-        "projects/<int:project_pk>/features/<int:pk>/",
+        "projects/<id:project_pk>/features/<id:pk>/",
         FeatureViewSet.as_view(detail),
         name="project-feature-detail",
     ),
     path(
-        "projects/<int:project_pk>/segments/",
+        "projects/<id:project_pk>/segments/",
         SegmentViewSet.as_view(collection),
         name="project-segment-list",
     ),
     path(
-        "projects/<int:project_pk>/segments/<int:pk>/",
+        "projects/<id:project_pk>/segments/<id:pk>/",
         SegmentViewSet.as_view(detail),
         name="project-segment-detail",
     ),

@@ -251,7 +251,6 @@ def api_key_create(
             action=AuditAction.CREATED,
             obj=api_key,
             organisation_id=organisation.pk,
-            object_type="api_key",
             after={
                 "name": name,
                 "prefix": api_key.prefix,
@@ -676,7 +675,6 @@ def api_key_update(
             action=AuditAction.UPDATED,
             obj=api_key,
             organisation_id=api_key.organisation_id,
-            object_type="api_key",
             before=before,
             after=after,
         )
@@ -701,7 +699,6 @@ def api_key_delete(*, api_key: OrganisationAPIKey, actor: Actor) -> None:
             action=AuditAction.DELETED,
             obj=api_key,
             organisation_id=api_key.organisation_id,
-            object_type="api_key",
             before=before,
         )
         api_key.delete()

@@ -2,16 +2,17 @@ from typing import Any
 
 from django.urls import URLPattern, URLResolver, path
 
+import tagwarden.converters  # noqa: F401  (registers <id:...>, <env_key:...>)
 from organisations import views
 
 collection: dict[str, Any] = {"get": "list", "post": "create"}
-org = "organisations/<int:organisation_pk>"
-role = f"{org}/roles/<int:role_pk>"
+org = "organisations/<id:organisation_pk>"
+role = f"{org}/roles/<id:role_pk>"
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("organisations/", views.OrganisationViewSet.as_view(collection), name="organisation-list"),
     path(
-        "organisations/<int:pk>/",
+        "organisations/<id:pk>/",
         views.OrganisationViewSet.as_view(
             {"get": "retrieve", "patch": "partial_update", "delete": "destroy"}
         ),
@@ -19,13 +20,13 @@ urlpatterns: list[URLPattern | URLResolver] = [
     ),
     path(f"{org}/users/", views.MemberViewSet.as_view(collection), name="organisation-user-list"),
     path(
-        f"{org}/users/<int:user_id>/",
+        f"{org}/users/<id:user_id>/",
         views.MemberViewSet.as_view({"patch": "partial_update", "delete": "destroy"}),
         name="organisation-user-detail",
     ),
     path(f"{org}/groups/", views.GroupViewSet.as_view(collection), name="organisation-group-list"),
     path(
-        f"{org}/groups/<int:pk>/",
+        f"{org}/groups/<id:pk>/",
         views.GroupViewSet.as_view(
             {"get": "retrieve", "put": "update", "patch": "partial_update", "delete": "destroy"}
         ),
@@ -33,7 +34,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     ),
     path(f"{org}/roles/", views.RoleViewSet.as_view(collection), name="organisation-role-list"),
     path(
-        f"{org}/roles/<int:pk>/",
+        f"{org}/roles/<id:pk>/",
         views.RoleViewSet.as_view(
             {"get": "retrieve", "patch": "partial_update", "delete": "destroy"}
         ),
@@ -45,7 +46,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
         name="role-user-list",
     ),
     path(
-        f"{role}/users/<int:pk>/",
+        f"{role}/users/<id:pk>/",
         views.RoleUserAssignmentViewSet.as_view({"delete": "destroy"}),
         name="role-user-detail",
     ),
@@ -55,7 +56,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
         name="role-group-list",
     ),
     path(
-        f"{role}/groups/<int:pk>/",
+        f"{role}/groups/<id:pk>/",
         views.RoleGroupAssignmentViewSet.as_view({"delete": "destroy"}),
         name="role-group-detail",
     ),
@@ -65,7 +66,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
         name="role-api-key-list",
     ),
     path(
-        f"{role}/api-keys/<int:pk>/",
+        f"{role}/api-keys/<id:pk>/",
         views.RoleAPIKeyAssignmentViewSet.as_view({"delete": "destroy"}),
         name="role-api-key-detail",
     ),
@@ -75,7 +76,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
         name="organisation-api-key-list",
     ),
     path(
-        f"{org}/api-keys/<int:pk>/",
+        f"{org}/api-keys/<id:pk>/",
         views.APIKeyViewSet.as_view(
             {"get": "retrieve", "patch": "partial_update", "delete": "destroy"}
         ),

@@ -20,7 +20,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.exceptions import ParseError
-from rest_framework.parsers import BaseParser, JSONParser
+from rest_framework.parsers import BaseParser
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -39,6 +39,7 @@ from tagwarden.api import (
     ActionViewSet,
     actor_of,
 )
+from tagwarden.parsers import JSONParser, StorableBodyMixin
 
 # --------------------------------------------------------------------------------------
 # YAML
@@ -64,7 +65,7 @@ class YAMLRenderer(BaseRenderer):
         return documents.yaml_dump(plain).encode(self.charset)
 
 
-class YAMLParser(BaseParser):
+class YAMLParser(StorableBodyMixin, BaseParser):
     media_type = "application/yaml"
 
     def parse(

@@ -19,6 +19,7 @@ from organisations.serializers import IdField, reject_changed
 from permissions.models import Grant
 from permissions.services import EntryInput
 from projects.models import Project
+from tagwarden.storable import INT64_MAX
 
 User = get_user_model()
 
@@ -117,7 +118,7 @@ class ExplainSerializer(serializers.Serializer):
 class ExplainQuerySerializer(serializers.Serializer):
     """`?user=` (default: the caller) and `?permission=` (default: every environment key)."""
 
-    user = serializers.IntegerField(required=False, min_value=1)
+    user = serializers.IntegerField(required=False, min_value=1, max_value=INT64_MAX)
     permission = serializers.CharField(required=False)
 
 

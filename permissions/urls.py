@@ -1,10 +1,11 @@
 """Catalogue, permission reports and grant routes. Included first in the root URLs so the
-catalogue routes win over detail routes (notably `environments/<str:api_key>/`)."""
+catalogue routes win over detail routes (notably `environments/<env_key:api_key>/`)."""
 
 from typing import Any
 
 from django.urls import URLPattern, URLResolver, path
 
+import tagwarden.converters  # noqa: F401  (registers <id:...>, <env_key:...>)
 from permissions import document_views, views
 from permissions.catalogue import Level
 
@@ -15,10 +16,10 @@ detail: dict[str, Any] = {
     "patch": "partial_update",
     "delete": "destroy",
 }
-org = "organisations/<int:organisation_pk>"
-project = "projects/<int:project_pk>"
-environment = "environments/<str:api_key>"
-role = f"{org}/roles/<int:role_pk>"
+org = "organisations/<id:organisation_pk>"
+project = "projects/<id:project_pk>"
+environment = "environments/<env_key:api_key>"
+role = f"{org}/roles/<id:role_pk>"
 
 
 def _grant_routes(
@@ -32,7 +33,7 @@ def _grant_routes(
             f"{prefix}/user-permissions/", user_view.as_view(collection), name=f"{name}-user-list"
         ),
         path(
-            f"{prefix}/user-permissions/<int:pk>/",
+            f"{prefix}/user-permissions/<id:pk>/",
             user_view.as_view(detail),
             name=f"{name}-user-detail",
         ),
@@ -42,7 +43,7 @@ def _grant_routes(
             name=f"{name}-group-list",
         ),
         path(
-            f"{prefix}/user-group-permissions/<int:pk>/",
+            f"{prefix}/user-group-permissions/<id:pk>/",
             group_view.as_view(detail),
             name=f"{name}-group-detail",
         ),
@@ -91,17 +92,17 @@ urlpatterns: list[URLPattern | URLResolver] = [
         name="environment-my",
     ),
     path(
-        f"{project}/user-detailed-permissions/<int:user_id>/",
+        f"{project}/user-detailed-permissions/<id:user_id>/",
         views.UserDetailedPermissionsView.as_view(),
         name="project-user-detailed",
     ),
     path(
-        f"{environment}/user-detailed-permissions/<int:user_id>/",
+        f"{environment}/user-detailed-permissions/<id:user_id>/",
         views.UserDetailedPermissionsView.as_view(),
         name="environment-user-detailed",
     ),
     path(
-        f"{environment}/features/<int:feature_id>/explain/",
+        f"{environment}/features/<id:feature_id>/explain/",
         views.ExplainView.as_view(),
         name="environment-feature-explain",
     ),
@@ -133,7 +134,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
         name="role-project-grant-list",
     ),
     path(
-        f"{role}/projects-permissions/<int:pk>/",
+        f"{role}/projects-permissions/<id:pk>/",
         views.RoleProjectGrantViewSet.as_view(detail),
         name="role-project-grant-detail",
     ),
@@ -143,7 +144,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
         name="role-environment-grant-list",
     ),
     path(
-        f"{role}/environments-permissions/<int:pk>/",
+        f"{role}/environments-permissions/<id:pk>/",
         views.RoleEnvironmentGrantViewSet.as_view(detail),
         name="role-environment-grant-detail",
     ),

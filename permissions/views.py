@@ -76,6 +76,7 @@ from tagwarden.api import (
     write_with_impact,
 )
 from tagwarden.dry_run import DRY_RUN_DELETE_ERRORS, or_impact
+from tagwarden.storable import INT64_MAX, INT64_MIN
 
 User = get_user_model()
 
@@ -490,6 +491,8 @@ class RoleScopeGrantViewSet(RoleScopedViewSet, GrantViewSet):
             return queryset
         try:
             scope_id = int(value)
+            if not INT64_MIN <= scope_id <= INT64_MAX:  # docs/API.md, Conventions
+                raise ValueError(value)
         except ValueError:
             raise ValidationError({self.scope_field: ["Expected an integer id."]}) from None
         return queryset.filter(**{f"{self.scope_field}_id": scope_id})

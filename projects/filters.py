@@ -8,12 +8,24 @@ import django_filters
 from django import forms
 
 from projects.models import Project, Tag
+from tagwarden.storable import INT64_MAX, INT64_MIN
+
+
+class Int64FormField(forms.IntegerField):
+    """An integer the databases can compare: outside the 64-bit signed range is a 400 naming
+    the parameter (docs/API.md, Conventions), not a 500 from the database driver."""
+
+    def __init__(self, **kwargs: object) -> None:
+        kwargs.setdefault("min_value", INT64_MIN)
+        kwargs.setdefault("max_value", INT64_MAX)
+        super().__init__(**kwargs)  # type: ignore[arg-type]
 
 
 class IntegerFilter(django_filters.Filter):
-    """An integer id (`?organisation=1.5` or `=x` is a 400 naming the parameter)."""
+    """An integer id (`?organisation=1.5`, `=x` or `=2**63` is a 400 naming the parameter).
+    Every integer query parameter of the API is one of these (or an `IntegerCSVFilter`)."""
 
-    field_class = forms.IntegerField
+    field_class = Int64FormField
 
 
 class ProjectFilter(django_filters.FilterSet):

@@ -14,7 +14,7 @@ from audit.services import Actor, audit_record
 from organisations.models import Organisation
 from permissions import engine
 from projects import selectors
-from projects.models import DEFAULT_TAG_COLOR, Project, Tag
+from projects.models import DEFAULT_TAG_COLOR, Project, Tag, tag_label_key
 from tagwarden.errors import Conflict, DomainPermissionDenied
 
 _LABEL_TAKEN = "A tag with this label already exists in the project."
@@ -120,12 +120,13 @@ def tag_create(
     is_restricted: bool = False,
     actor: Actor,
 ) -> Tag:
-    """Creating a restricted tag needs project admin (DESIGN.md §5, Protected tags)."""
+    """Creating a restricted tag needs project admin (docs/PERMISSIONS.md); labels are unique
+    per project under Unicode case folding (`tag_label_key`, docs/API.md)."""
     if is_restricted:
         _require_project_admin(
             actor=actor, project=project, detail="Only project admins may create restricted tags."
         )
-    if Tag.objects.filter(project=project, label__iexact=label).exists():
+    if Tag.objects.filter(project=project, label_key=tag_label_key(label)).exists():
         raise ValidationError({"label": [_LABEL_TAKEN]})
     with transaction.atomic():
         try:
@@ -164,7 +165,7 @@ def tag_update(
     project = tag.project
     if (
         label is not None
-        and Tag.objects.filter(project_id=tag.project_id, label__iexact=label)
+        and Tag.objects.filter(project_id=tag.project_id, label_key=tag_label_key(label))
         .exclude(pk=tag.pk)
         .exists()
     ):

@@ -2,6 +2,7 @@ from typing import Any
 
 from django.urls import URLPattern, URLResolver, path
 
+import tagwarden.converters  # noqa: F401  (registers <id:...>, <env_key:...>)
 from projects.views import ProjectViewSet, TagViewSet
 
 collection: dict[str, Any] = {"get": "list", "post": "create"}
@@ -9,14 +10,14 @@ detail: dict[str, Any] = {"get": "retrieve", "patch": "partial_update", "delete"
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("projects/", ProjectViewSet.as_view(collection), name="project-list"),
-    path("projects/<int:pk>/", ProjectViewSet.as_view(detail), name="project-detail"),
+    path("projects/<id:pk>/", ProjectViewSet.as_view(detail), name="project-detail"),
     path(
-        "projects/<int:project_pk>/tags/",
+        "projects/<id:project_pk>/tags/",
         TagViewSet.as_view(collection),
         name="project-tag-list",
     ),
     path(
-        "projects/<int:project_pk>/tags/<int:pk>/",
+        "projects/<id:project_pk>/tags/<id:pk>/",
         TagViewSet.as_view(detail),
         name="project-tag-detail",
     ),

@@ -24,6 +24,7 @@ docs/ADMIN.md says who sees what):
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
@@ -33,11 +34,13 @@ from django.contrib import admin, messages
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import models, transaction
 from django.forms import BaseForm
+from django.forms.fields import InvalidJSONInput
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 
 from organisations.models import Organisation
 from tagwarden.errors import DomainError
+from tagwarden.storable import json_too_large, unstorable
 
 SERVICE_ERRORS: tuple[type[Exception], ...] = (ValidationError, DomainError)
 
@@ -196,6 +199,27 @@ class ServiceModelForm(forms.ModelForm):
         pass
 
 
+class StoredJSONFormField(forms.JSONField):
+    """The admin's JSON fields (a segment's `rules`) refuse what the API refuses: values the
+    databases cannot store as sent and encodings over 64 KiB (docs/API.md, Conventions)."""
+
+    def prepare_value(self, value: Any) -> Any:
+        # The form shown again with the error holds the refused value: escape it (`\ud800`)
+        # rather than fail to encode the page.
+        if not isinstance(value, InvalidJSONInput) and unstorable(value) is not None:
+            return json.dumps(value, cls=self.encoder)
+        return super().prepare_value(value)
+
+    def validate(self, value: Any) -> None:
+        super().validate(value)
+        problem = unstorable(value)
+        if problem is not None:
+            raise ValidationError(f"Cannot be stored as sent: {problem}.", code="unstorable")
+        too_large = json_too_large(value)
+        if too_large is not None:
+            raise ValidationError(too_large, code="too_large")
+
+
 class TagwardenAdmin(NotFoundFirstMixin, admin.ModelAdmin):
     """Scoped to the organisations the user administers; writes through services.
 
@@ -204,6 +228,7 @@ class TagwardenAdmin(NotFoundFirstMixin, admin.ModelAdmin):
     """
 
     form = ServiceModelForm
+    formfield_overrides = {models.JSONField: {"form_class": StoredJSONFormField}}
     organisation_lookup: ClassVar[str] = "organisation"
     read_only: ClassVar[bool] = False
     # Deletes go one by one through the service (its audit entry, its checks).

@@ -1,5 +1,6 @@
-"""Shared API building blocks: the base viewset, the actor of a request, and the error
-responses every view documents in the OpenAPI schema."""
+"""Shared API building blocks: the base viewset, the actor of a request, the error responses
+every view documents in the OpenAPI schema, and the input policy every request body goes
+through (docs/API.md, Conventions: "No input gives a 500"; with tagwarden.parsers)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema_field
 from rest_framework import permissions, serializers, status, viewsets
 from rest_framework.exceptions import MethodNotAllowed
 from rest_framework.request import Request
@@ -22,12 +23,13 @@ from permissions.drf import (
     filter_by_requirement,
 )
 from permissions.impact import Impact, ImpactResponseSerializer, impact_apply, impact_preview
+from tagwarden.storable import json_too_large, unstorable
 
 T = TypeVar("T")
 
 
 class ErrorResponseSerializer(serializers.Serializer):
-    """`{"detail", "code"}`: every error that is not a 400 (API.md Conventions)."""
+    """`{"detail", "code"}`: every error that is not a 400 (docs/API.md, Errors)."""
 
     detail = serializers.CharField()
     code = serializers.CharField()
@@ -50,6 +52,34 @@ READ_ERRORS = {401: UNAUTHENTICATED, 404: NOT_FOUND}
 LIST_ERRORS = {400: BAD_REQUEST, **READ_ERRORS}
 WRITE_ERRORS = {400: BAD_REQUEST, 401: UNAUTHENTICATED, 403: FORBIDDEN, 404: NOT_FOUND}
 DELETE_ERRORS = {401: UNAUTHENTICATED, 403: FORBIDDEN, 404: NOT_FOUND}
+
+
+# --------------------------------------------------------------------------------------
+# Input policy: what the databases cannot store never reaches a service (the body as a
+# whole: tagwarden.parsers; JSON values stored as sent: StoredJSONField)
+# --------------------------------------------------------------------------------------
+
+
+@extend_schema_field(
+    {
+        "description": "Any JSON value, null included; its compact UTF-8 encoding is at "
+        "most 64 KiB.",
+        "nullable": True,
+    }
+)
+class StoredJSONField(serializers.JSONField):
+    """A JSON value stored as sent (a feature state's `value`, a segment's `rules`): beyond
+    the body's policy, at most 64 KiB encoded (`tagwarden.storable.MAX_JSON_BYTES`)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        value = super().to_internal_value(data)
+        problem = unstorable(value)
+        if problem is not None:
+            raise serializers.ValidationError(f"Cannot be stored as sent: {problem}.")
+        too_large = json_too_large(value)
+        if too_large is not None:
+            raise serializers.ValidationError(too_large)
+        return value
 
 
 # Base of every API viewset: actions map to requirements (`action_requirements`, checked by
@@ -102,7 +132,7 @@ class ActionViewSet(viewsets.GenericViewSet):
 
 
 # --------------------------------------------------------------------------------------
-# ?dry_run=true: impact previews on permission writes (API.md IMPACT)
+# ?dry_run=true: impact previews on permission writes (docs/API.md, Dry runs)
 # --------------------------------------------------------------------------------------
 
 DRY_RUN_PARAMETER = OpenApiParameter(

@@ -2,7 +2,10 @@
 
 Domain services raise Django's `ValidationError` (400), `PermissionDenied` (403) or
 `tagwarden.errors.Conflict` (409); this handler turns them into DRF responses so services
-never import the API layer.
+never import the API layer. What no handler expects escapes to Django, whose 404 and 500
+handlers (`api_not_found`, `api_server_error`, set in tagwarden/urls.py) answer JSON under
+/api/ too (docs/API.md, Conventions): Django logs the traceback and sends
+`got_request_exception` first, as for any uncaught exception.
 """
 
 from __future__ import annotations
@@ -67,3 +70,18 @@ def api_not_found(request: HttpRequest, exception: Exception | None = None) -> A
     from django.views.defaults import page_not_found
 
     return page_not_found(request, exception or Http404())
+
+
+def server_error_body() -> dict[str, Any]:
+    """The body of every 500 under /api/: the one place to extend it."""
+    return {"detail": "A server error occurred.", "code": "server_error"}
+
+
+def api_server_error(request: HttpRequest) -> Any:
+    """handler500: under /api/, the JSON error shape (never an HTML page), for exceptions
+    escaping DRF views and plain Django code alike; the rest of the site keeps Django's page."""
+    if request.path.startswith("/api/"):
+        return JsonResponse(server_error_body(), status=500)
+    from django.views.defaults import server_error
+
+    return server_error(request)

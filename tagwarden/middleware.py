@@ -20,7 +20,7 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _INCOMING_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -138,15 +138,3 @@ def _add_request_id_to_json_body(response: HttpResponse, request_id: str) -> Non
         response.content = json.dumps(body).encode()
         if response.has_header("Content-Length"):
             response["Content-Length"] = str(len(response.content))
-
-
-def server_error(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-    """handler500: API paths answer the API's JSON error shape, with the request id (added by
-    the middleware); the rest of the site keeps Django's page."""
-    if request.path.startswith("/api/"):
-        return JsonResponse(
-            {"detail": "A server error occurred.", "code": "server_error"}, status=500
-        )
-    from django.views.defaults import server_error as django_server_error
-
-    return django_server_error(request)

@@ -175,6 +175,12 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # DRF's parsers, refusing what the databases cannot store (docs/API.md, Conventions).
+    "DEFAULT_PARSER_CLASSES": [
+        "tagwarden.parsers.JSONParser",
+        "tagwarden.parsers.FormParser",
+        "tagwarden.parsers.MultiPartParser",
+    ],
     "DEFAULT_PAGINATION_CLASS": "tagwarden.pagination.PageNumberPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_FILTER_BACKENDS": [
@@ -211,6 +217,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Path converters (tagwarden/converters.py): what matches no route is a 404.
+    "PATH_CONVERTER_OVERRIDES": {
+        "id": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
+        "env_key": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"},
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "tagwarden.schema.explain_one_or_many",

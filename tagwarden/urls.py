@@ -38,4 +38,4 @@ urlpatterns = [
 ]
 
 handler404 = "tagwarden.exceptions.api_not_found"
-handler500 = "tagwarden.middleware.server_error"
+handler500 = "tagwarden.exceptions.api_server_error"

@@ -584,5 +584,5 @@ def test_api_key_preview__revoked__its_roles_keys_lost_nothing_saved(staff_clien
 
     assert staff_client.post(change_url(key), save(data)).status_code == 302
     assert OrganisationAPIKey.objects.get(pk=key.pk).revoked is True
-    entry = AuditLogEntry.objects.get(object_type="api_key", action="updated")
+    entry = AuditLogEntry.objects.get(object_type="organisation_api_key", action="updated")
     assert entry.impact["lost_total"] == len(lost)

@@ -263,7 +263,7 @@ def test_api_key_add__key_shown_once_prefix_kept(admin_client, world):
     plain = shown.split("<code>")[1].split("</code>")[0]
     assert OrganisationAPIKey.objects.get_from_key(plain) == api_key
     assert plain not in api_key.hashed_key
-    entry = audited("api_key", "created", api_key)
+    entry = audited("organisation_api_key", "created", api_key)
     assert entry.after["prefix"] == api_key.prefix
     assert plain not in str(entry.after)
     # Never again.
@@ -274,7 +274,7 @@ def test_api_key_revoke__audited_and_final(admin_client, world):
     assert edit(admin_client, world.api_key, revoked="on").status_code == 302
     world.api_key.refresh_from_db()
     assert world.api_key.revoked
-    entry = audited("api_key", "updated", world.api_key)
+    entry = audited("organisation_api_key", "updated", world.api_key)
     assert (entry.before["revoked"], entry.after["revoked"]) == (False, True)
     response = admin_client.get(change_url(world.api_key))
     assert "revoked" not in response.context["adminform"].form.fields
@@ -282,7 +282,7 @@ def test_api_key_revoke__audited_and_final(admin_client, world):
 
 def test_api_key_delete__audited(admin_client, world):
     assert admin_client.post(delete_url(world.api_key), {"post": "yes"}).status_code == 302
-    assert audited("api_key", "deleted", world.api_key)
+    assert audited("organisation_api_key", "deleted", world.api_key)
 
 
 # -- projects and tags -----------------------------------------------------------------------

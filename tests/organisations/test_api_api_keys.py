@@ -29,7 +29,9 @@ def url(organisation: Any, key: Any | None = None) -> str:
 
 
 def key_audit(**kwargs: Any) -> list[AuditLogEntry]:
-    return list(AuditLogEntry.objects.filter(object_type="api_key", **kwargs).order_by("id"))
+    return list(
+        AuditLogEntry.objects.filter(object_type="organisation_api_key", **kwargs).order_by("id")
+    )
 
 
 @pytest.fixture

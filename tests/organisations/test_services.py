@@ -302,7 +302,7 @@ def test_api_key_create__plain_key_authenticates_and_is_not_stored(
         assert secret not in str(value)
     assert isinstance(stored["id"], int)
     assert (stored["name"], stored["is_admin"], stored["revoked"]) == ("ci-pipeline", False, False)
-    entry = AuditLogEntry.objects.get(object_type="api_key")
+    entry = AuditLogEntry.objects.get(object_type="organisation_api_key")
     assert entry.action == "created"
     assert entry.object_id == str(api_key.pk)
     assert secret not in str(entry.after)

@@ -14,6 +14,14 @@ case would be a 404 for a random id), and so are integer ids in bodies (`user`, 
 `tags`, ...). Each case runs inside a savepoint rolled back after the call, so a DELETE of the
 organisation does not starve the cases after it.
 
+A second run, `test_api__poisoned_input__refused_never_a_server_error`, sets every path
+parameter, query parameter and body leaf (nested ones and object keys included) of every
+operation, one at a time, to what the databases cannot store as sent (docs/API.md,
+Conventions): integers beyond 64 bits and beyond an `integer` column, `\\u0000`, lone
+surrogates, JSON values over 64 KiB. No 5xx; a documented status; a 4xx where the operation
+reads the poisoned position (paths, bodies), so nothing is stored. About 800 requests;
+the same on PostgreSQL (`make test-postgres`), where `\\u0000` reaches text and jsonb.
+
 Bounded: `FUZZ_MAX_EXAMPLES` generated cases per operation (default 10) on top of the
 deterministic coverage cases, and a time budget, `FUZZ_BUDGET_SECONDS` (default 150) of time
 spent in fuzz cases per process (xdist worker): operations reached after it is spent are
@@ -407,6 +415,173 @@ def test_api__no_server_error_and_every_response_as_documented(
         case.validate_response(response, checks=checks_for(response, case))
     finally:
         _SPENT[0] += time.monotonic() - started
+
+
+# --------------------------------------------------------------------------------------
+# Poisoned input: what the databases cannot store, at every position of every operation
+# --------------------------------------------------------------------------------------
+
+# Values the schema's generators rarely or never produce (docs/API.md, Conventions).
+POISON = {
+    "integer": [2**63, -(2**63) - 1, 2**31],  # beyond 64 bits; beyond an `integer` column
+    "string": ["a\u0000b", "\ud800"],
+    "json": [{"\ud800": 1}, ["a\u0000"], "x" * (64 * 1024), 2**63],
+}
+ALWAYS_REFUSED = 2**31  # not refused everywhere: only where the column is an `integer`
+
+
+@dataclass
+class Leaf:
+    path: tuple[Any, ...]
+    kind: str  # "integer", "string" or "json" (a value of any type)
+
+
+def _resolve(node: dict[str, Any], bundled: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node:
+        node = bundled[node["$ref"].rsplit("/", 1)[1]]
+    for combinator in ("allOf", "oneOf", "anyOf"):
+        if node.get(combinator):
+            return _resolve(node[combinator][0], bundled)
+    return node
+
+
+def _shape(
+    seed: Seed, node: dict[str, Any], bundled: dict[str, Any], name: str, path: tuple[Any, ...]
+) -> tuple[Any, list[Leaf]]:
+    """A plausible value for `node` (seeded ids for the references) and its leaves."""
+    node = _resolve(node, bundled)
+    kind = node.get("type")
+    if kind == "object" or "properties" in node:
+        value: dict[str, Any] = {}
+        leaves: list[Leaf] = []
+        for prop, child in node.get("properties", {}).items():
+            if child.get("readOnly"):
+                continue
+            value[prop], child_leaves = _shape(seed, child, bundled, prop, (*path, prop))
+            leaves += child_leaves
+        return value, leaves
+    if kind == "array":
+        item, leaves = _shape(seed, node.get("items", {}), bundled, name, (*path, 0))
+        return [item], leaves
+    if kind == "integer":
+        ref_kind = BODY_KINDS.get(name)
+        return (seed.ids[ref_kind][0] if ref_kind else 1), [Leaf(path, "integer")]
+    if kind == "string":
+        return (node["enum"][0] if node.get("enum") else "x"), [Leaf(path, "string")]
+    if kind == "boolean":
+        return False, []
+    if kind == "number":
+        return 1.5, []
+    return None, [Leaf(path, "json")]
+
+
+def _with(value: Any, path: tuple[Any, ...], poison: Any) -> Any:
+    if not path:
+        return poison
+    head, rest = path[0], path[1:]
+    copy = list(value) if isinstance(value, list) else dict(value)
+    copy[head] = _with(value[head], rest, poison)
+    return copy
+
+
+def _seeded_path(seed: Seed, operation: Any) -> dict[str, Any]:
+    parameters: dict[str, Any] = {}
+    for parameter in operation.path_parameters:
+        name = parameter.name
+        kind = _id_kind(operation.path) if name == "id" else PARAM_KINDS.get(name)
+        if "/change-requests/" in operation.path and kind == "env_url":
+            kind = "cr_env_url"
+        parameters[name] = seed.ids[kind][0] if kind else 1
+    return parameters
+
+
+@dataclass
+class Poisoned:
+    what: str  # where the poison is, for the failure message
+    kwargs: dict[str, Any]  # for operation.Case
+    refused: bool  # the answer must be a 4xx (a body the operation reads, a path)
+
+
+def poisoned_cases(seed: Seed, operation: Any) -> Iterator[Poisoned]:
+    """Every path parameter, query parameter and body leaf of `operation` set, one at a time,
+    to each poison of its type; every other position holds a plausible (seeded) value."""
+    path = _seeded_path(seed, operation)
+    for parameter in operation.path_parameters:
+        poison = (
+            2**63 if parameter.definition.get("schema", {}).get("type") == "integer" else "a\u0000b"
+        )
+        yield Poisoned(
+            f"path {parameter.name}={poison!r}",
+            {"path_parameters": {**path, parameter.name: poison}},
+            refused=True,
+        )
+    for parameter in operation.query:
+        kind = parameter.definition.get("schema", {}).get("type")
+        for poison in (str(2**63), str(-(2**63) - 1)) if kind == "integer" else ("a\u0000b",):
+            yield Poisoned(
+                f"query {parameter.name}={poison!r}",
+                {"path_parameters": path, "query": {parameter.name: poison}},
+                refused=False,  # a parameter an action does not use is ignored
+            )
+    bodies = [b for b in operation.body if b.media_type == "application/json"]
+    if not bodies:
+        return
+    definition = bodies[0].definition.get("schema", {})
+    bundled = definition.get("x-bundled", {})
+    base, leaves = _shape(seed, definition, bundled, "", ())
+    body_kwargs = {"path_parameters": path, "media_type": "application/json"}
+    if isinstance(base, dict):
+        yield Poisoned(
+            "body key '\\ud800'", {**body_kwargs, "body": {**base, "\ud800": 1}}, refused=True
+        )
+    for leaf in leaves:
+        for poison in POISON[leaf.kind]:
+            yield Poisoned(
+                f"body {list(leaf.path)}={str(poison)[:20]!r}",
+                {**body_kwargs, "body": _with(base, leaf.path, poison)},
+                refused=poison != ALWAYS_REFUSED,
+            )
+
+
+POISON_CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance]
+
+
+@pytest.mark.parametrize("label", [op.ok().label for op in schema.get_all_operations()])
+def test_api__poisoned_input__refused_never_a_server_error(
+    label: str,
+    seed: Seed,
+    keep_test_connection: None,
+    server_errors: list[str],
+    quiet_request_log: None,
+) -> None:
+    """Huge integers, `\\u0000`, lone surrogates and JSON over 64 KiB, at every position of
+    the operation: never a 5xx, always a documented status and content type, and where the
+    operation reads what was poisoned (a path, a body), a 4xx: nothing stored."""
+    _within_budget()
+    started = time.monotonic()
+    operation = schema.find_operation_by_label(label)
+    failures: list[str] = []
+    try:
+        for poisoned in poisoned_cases(seed, operation):
+            case = operation.Case(**poisoned.kwargs)
+            server_errors.clear()
+            with transaction.atomic():
+                response = case.call(headers={"Authorization": f"Token {seed.token}"})
+                transaction.set_rollback(True)
+            where = f"{label} with {poisoned.what}: {response.status_code}"
+            if response.status_code >= 500:
+                failures.append(f"{where}\n" + "\n".join(server_errors))
+                continue
+            if poisoned.refused and response.status_code < 400:
+                failures.append(f"{where}, not refused: {response.content[:300]!r}")
+                continue
+            try:
+                case.validate_response(response, checks=POISON_CHECKS)
+            except AssertionError as error:  # schemathesis' failure groups are AssertionErrors
+                failures.append(f"{where}, not as documented: {str(error)[:500]}")
+    finally:
+        _SPENT[0] += time.monotonic() - started
+    assert not failures, "\n\n".join(failures)
 
 
 # --------------------------------------------------------------------------------------

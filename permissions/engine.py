@@ -47,7 +47,19 @@ from typing import Any, Literal, cast
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.signals import request_started
 from django.db import connection
-from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.db.models import (
+    Aggregate,
+    Case,
+    CharField,
+    Exists,
+    F,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    When,
+)
 from django.db.models.expressions import Combinable
 from django.dispatch import receiver
 
@@ -475,7 +487,11 @@ def _build_policy(
         is_member = membership_role is not None
         is_admin = membership_role == MembershipRole.ADMIN
     return policy_from_rows(
-        organisation_id, is_member=is_member, is_admin=is_admin, rows=rows, only_project=only_project
+        organisation_id,
+        is_member=is_member,
+        is_admin=is_admin,
+        rows=rows,
+        only_project=only_project,
     )
 
 
@@ -582,9 +598,7 @@ def load_policy(
     )
     if resolved_org is None:  # no such organisation or project
         return _non_member_policy(organisation_id or 0)
-    return _build_policy(
-        principal, resolved_org, membership_role, rows, only_project=project_id
-    )
+    return _build_policy(principal, resolved_org, membership_role, rows, only_project=project_id)
 
 
 # Policies are memoised per request: every request (the `request_started` signal) starts a
@@ -779,6 +793,51 @@ def forget_feature_tags(feature: Feature) -> None:
     """Drop the memoised tags of a feature whose tags were just changed."""
     if hasattr(feature, _FEATURE_TAGS_ATTR):
         delattr(feature, _FEATURE_TAGS_ATTR)
+
+
+class _TagCodes(Aggregate):
+    """The tags of a feature as one string: `id` for a tag, `-id` for a restricted one."""
+
+    function = "GROUP_CONCAT"
+    output_field = CharField()
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        return super().as_sql(
+            compiler,
+            connection,
+            function="STRING_AGG",
+            template="%(function)s((%(expressions)s)::text, ',')",
+            **extra,
+        )
+
+
+def feature_tags_subquery(feature_ref: str) -> Subquery:
+    """An annotation carrying the tags of the feature at `feature_ref` (e.g. "feature_id"), so
+    a row fetched for a write brings its feature's tags in the same query; hand its value to
+    `feature_tags_remember`."""
+    code = Case(
+        When(tag__is_restricted=True, then=-F("tag_id")),
+        default=F("tag_id"),
+        output_field=IntegerField(),
+    )
+    return Subquery(
+        Feature.tags.through.objects.filter(feature_id=OuterRef(feature_ref))
+        .values("feature_id")
+        .annotate(codes=_TagCodes(code))
+        .values("codes")[:1],
+        output_field=CharField(),
+    )
+
+
+def feature_tags_remember(feature: Feature, codes: str | None) -> FeatureTags:
+    """Memoise on `feature` the tags read with `feature_tags_subquery` (no query)."""
+    ids = [int(code) for code in (codes or "").split(",") if code]
+    result = FeatureTags(
+        tags=frozenset(abs(code) for code in ids),
+        restricted=frozenset(-code for code in ids if code < 0),
+    )
+    setattr(feature, _FEATURE_TAGS_ATTR, result)
+    return result
 
 
 # --------------------------------------------------------------------------------------

@@ -74,6 +74,10 @@ _ORGANISATION = None  # the "project" of organisation-level keys and rows
 
 #: How many changes of each direction an audit entry keeps (the totals are always kept).
 AUDIT_SUMMARY_LIMIT = 200
+#: How many changes of each direction an IMPACT answer lists by default (`?impact_limit=`),
+#: and at most; its `summary` is always complete (docs/PERMISSIONS.md, impact previews).
+IMPACT_LIMIT_DEFAULT = 1000
+IMPACT_LIMIT_MAX = 10000
 
 
 # --------------------------------------------------------------------------------------
@@ -114,11 +118,36 @@ class Impact:
     def __bool__(self) -> bool:
         return bool(self.gained or self.lost)
 
-    def as_dict(self) -> dict[str, list[dict[str, Any]]]:
+    def as_dict(self, limit: int = IMPACT_LIMIT_DEFAULT) -> dict[str, Any]:
+        """IMPACT: at most `limit` changes each way, `truncated` when some were left out, and
+        the complete `summary` (how many principals gain or lose each key on each scope)."""
         return {
-            "gained": [change.as_dict() for change in self.gained],
-            "lost": [change.as_dict() for change in self.lost],
+            "gained": [change.as_dict() for change in self.gained[:limit]],
+            "lost": [change.as_dict() for change in self.lost[:limit]],
+            "summary": self.counts(),
+            "truncated": len(self.gained) > limit or len(self.lost) > limit,
         }
+
+    def counts(self) -> list[dict[str, Any]]:
+        """Per key and scope, how many principals gain it and how many lose it."""
+        totals: dict[tuple[str, int | None, int | None], list[int]] = defaultdict(lambda: [0, 0])
+        for direction, changes in enumerate((self.gained, self.lost)):
+            for change in changes:
+                totals[(change.permission, change.project_id, change.environment_id)][
+                    direction
+                ] += 1
+        return [
+            {
+                "permission": permission,
+                "project": project,
+                "environment": environment,
+                "gained": gained,
+                "lost": lost,
+            }
+            for (permission, project, environment), (gained, lost) in sorted(
+                totals.items(), key=lambda item: (item[0][1] or 0, item[0][2] or 0, item[0][0])
+            )
+        ]
 
     def summary(self, limit: int = AUDIT_SUMMARY_LIMIT) -> dict[str, Any]:
         """What an audit entry keeps: the first `limit` changes each way, and the totals."""
@@ -147,9 +176,21 @@ class ImpactChangeSerializer(serializers.Serializer):
     features = serializers.IntegerField(allow_null=True)
 
 
+class ImpactCountSerializer(serializers.Serializer):
+    """One row of IMPACT's `summary`: how many principals gain and lose a key on a scope."""
+
+    permission = serializers.CharField()
+    project = serializers.IntegerField(allow_null=True)
+    environment = serializers.IntegerField(allow_null=True)
+    gained = serializers.IntegerField()
+    lost = serializers.IntegerField()
+
+
 class ImpactSerializer(serializers.Serializer):
-    gained = ImpactChangeSerializer(many=True)
-    lost = ImpactChangeSerializer(many=True)
+    gained = ImpactChangeSerializer(many=True, help_text="At most `impact_limit` changes.")
+    lost = ImpactChangeSerializer(many=True, help_text="At most `impact_limit` changes.")
+    summary = ImpactCountSerializer(many=True, help_text="Complete, whatever the limit.")
+    truncated = serializers.BooleanField(help_text="Some changes were left out of the lists.")
 
 
 class ImpactResponseSerializer(serializers.Serializer):

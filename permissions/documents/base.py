@@ -57,10 +57,10 @@ class Plan:
     def has_changes(self) -> bool:
         return bool(self.changes)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, impact_limit: int = impact.IMPACT_LIMIT_DEFAULT) -> dict[str, Any]:
         return {
             "changes": [change.as_dict() for change in self.changes],
-            "impact": self.impact.as_dict(),
+            "impact": self.impact.as_dict(impact_limit),
         }
 
 

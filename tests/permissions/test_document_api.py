@@ -173,7 +173,12 @@ def test_plan__admin__changes_and_impact_nothing_saved(acme: Acme) -> None:
         ("update", "user_group", 'group "Readers"'),
         ("create", "role_assignment", 'role "Viewers" / user "dave@example.com"'),
     ]
-    assert body["impact"] == {"gained": [], "lost": []}  # dave keeps Viewers' rights
+    assert body["impact"] == {
+        "gained": [],
+        "lost": [],
+        "summary": [],
+        "truncated": False,
+    }  # dave keeps Viewers' rights
     assert AuditLogEntry.objects.count() == entries
     assert client_for(acme.alice).get(url(acme)).json() != document
 
@@ -220,7 +225,10 @@ def test_apply__read_then_applied__no_change_no_audit(acme: Acme) -> None:
 
     response = client.post(url(acme, "apply/"), document, format="json")
 
-    assert response.json() == {"changes": [], "impact": {"gained": [], "lost": []}}
+    assert response.json() == {
+        "changes": [],
+        "impact": {"gained": [], "lost": [], "summary": [], "truncated": False},
+    }
     assert AuditLogEntry.objects.count() == entries
 
 

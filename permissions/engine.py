@@ -617,12 +617,18 @@ def _new_request(**_: Any) -> None:
     _generation.value = _current_generation() + 1
 
 
-def organisation_grant_rows(organisation_id: int) -> dict[tuple[str, int], list[tuple[Any, ...]]]:
-    """Every grant row of an organisation in one query, by holder (`("user" | "group" |
-    "role", id)`), in the row shape of `policy_from_rows`. For builders of many policies at
-    once (`policies_for_members`, impact snapshots)."""
+def organisation_grant_rows(
+    organisation_id: int, *, where: Q | None = None
+) -> dict[tuple[str, int], list[tuple[Any, ...]]]:
+    """Every grant row of an organisation (or those of its grants matching `where`) in one
+    query, by holder (`("user" | "group" | "role", id)`), in the row shape of
+    `policy_from_rows`. For builders of many policies at once (`policies_for_members`, impact
+    snapshots)."""
     rows_of: dict[tuple[str, int], list[tuple[Any, ...]]] = defaultdict(list)
-    for row in Grant.objects.filter(organisation_id=organisation_id).values_list(
+    grants = Grant.objects.filter(organisation_id=organisation_id)
+    if where is not None:
+        grants = grants.filter(where)
+    for row in grants.values_list(
         "id",
         "project_id",
         "environment_id",
@@ -821,7 +827,7 @@ def feature_tags_subquery(feature_ref: str) -> Subquery:
         output_field=IntegerField(),
     )
     return Subquery(
-        Feature.tags.through.objects.filter(feature_id=OuterRef(feature_ref))
+        Feature.tags.through.objects.filter(feature_id=OuterRef(feature_ref))  # type: ignore[misc]
         .values("feature_id")
         .annotate(codes=_TagCodes(code))
         .values("codes")[:1],

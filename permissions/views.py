@@ -47,6 +47,7 @@ from permissions.drf import (
     organisation_or_404,
     project_or_404,
 )
+from permissions.impact import grant_holder
 from permissions.models import Grant
 from permissions.serializers import (
     CatalogueEntrySerializer,
@@ -280,6 +281,7 @@ class GrantViewSet(OrganisationScopedViewSet):
                 actor=actor(self.request),
             ),
             respond=lambda updated: self._render(updated),
+            grants_of=grant_holder(grant),
         )
 
     def destroy(self, request: Request, **kwargs: Any) -> Response:
@@ -289,6 +291,7 @@ class GrantViewSet(OrganisationScopedViewSet):
             organisation_id=grant.organisation_id,
             change=functools.partial(services.grant_delete, grant=grant, actor=actor(request)),
             respond=no_content,
+            grants_of=grant_holder(grant),
         )
 
 
@@ -342,6 +345,7 @@ class PrincipalGrantViewSet(GrantViewSet):
                 actor=actor(request),
             ),
             respond=lambda grant: self._render(grant, status.HTTP_201_CREATED),
+            grants_of=(self.principal_kind, data[self.principal_kind].pk),
         )
 
 
@@ -456,6 +460,7 @@ class RoleOrganisationPermissionsViewSet(RoleScopedViewSet):
                 actor=actor(request),
             ),
             respond=lambda _: self._render(),
+            grants_of=("role", role.pk),
         )
 
 
@@ -509,6 +514,7 @@ class RoleScopeGrantViewSet(RoleScopedViewSet, GrantViewSet):
                 actor=actor(request),
             ),
             respond=lambda grant: self._render(grant, status.HTTP_201_CREATED),
+            grants_of=("role", role.pk),
         )
 
 

@@ -18,6 +18,7 @@ from permissions.drf import ScopedActionPermission
 from permissions.impact import (
     IMPACT_LIMIT_DEFAULT,
     IMPACT_LIMIT_MAX,
+    Holder,
     Impact,
     ImpactResponseSerializer,
     impact_apply,
@@ -163,6 +164,7 @@ def write_with_impact(
     change: Callable[[], T],
     respond: Callable[[T], Response],
     may_move_permissions: bool = True,
+    grants_of: Holder | None = None,
 ) -> Response:
     """Run a permission write the way the request asks.
 
@@ -170,15 +172,18 @@ def write_with_impact(
     `{"impact"}`. Otherwise run it for real, store its impact on its audit entries and answer
     `respond(result)`, the write's usual response. `may_move_permissions=False` (a rename)
     records the empty impact without reading the organisation twice (`impact_apply`).
+    `grants_of` (a grant write: its holder) reads only what that holder's grants reach.
     """
     limit = impact_limit_requested(request)  # before anything runs: junk changes nothing
     if dry_run_requested(request):
         return impact_response(
-            impact_preview(organisation_id=organisation_id, change=change), limit=limit
+            impact_preview(organisation_id=organisation_id, change=change, grants_of=grants_of),
+            limit=limit,
         )
     result, _ = impact_apply(
         organisation_id=organisation_id,
         change=change,
         may_move_permissions=may_move_permissions,
+        grants_of=grants_of,
     )
     return respond(result)

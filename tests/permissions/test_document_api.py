@@ -193,8 +193,8 @@ def test_plan__impact_names_who_gains_what(acme: Acme) -> None:
     assert [c["object_type"] for c in body["changes"]] == ["grant"]
     rows = {
         (direction, c.get("email") or c.get("name"), c["permission"], c["features"])
-        for direction, changes in body["impact"].items()
-        for c in changes
+        for direction in ("gained", "lost")
+        for c in body["impact"][direction]
     }
     # untagged reaches the unrestricted "plain" (gained) but no longer the features
     # restricted to "payments", checkout and checkout_ui (lost): for every holder of the role

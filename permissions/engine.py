@@ -408,7 +408,10 @@ def _load_rows(
         grants_sql += "(g.project_id = %s OR g.project_id IS NULL) AND "
     grants_params = [*org_params, project_id] if scoped else [*org_params]
     # A role counts only in its own organisation, whatever rows reference it.
-    own_role = f"JOIN {roles} r ON r.id = ra.role_id WHERE r.organisation_id = {org_sql}"
+    # CROSS JOIN keeps the assignments (found by their holder's index) as the outer loop on
+    # SQLite, instead of a walk over every role of the organisation; PostgreSQL plans it as
+    # an inner join.
+    own_role = f"CROSS JOIN {roles} r WHERE r.id = ra.role_id AND r.organisation_id = {org_sql}"
     parts: list[tuple[str, list[Any]]]
     if isinstance(principal, OrganisationAPIKey):
         parts = [
@@ -430,8 +433,8 @@ def _load_rows(
         # The user's groups *of this organisation*: a group of another organisation never
         # counts, whatever rows reference it.
         user_groups = (
-            f"SELECT gm.usergroup_id FROM {group_members} gm JOIN {groups} ug "
-            f"ON ug.id = gm.usergroup_id WHERE gm.user_id = %s AND ug.organisation_id = {org_sql}"
+            f"SELECT gm.usergroup_id FROM {group_members} gm CROSS JOIN {groups} ug "
+            f"WHERE ug.id = gm.usergroup_id AND gm.user_id = %s AND ug.organisation_id = {org_sql}"
         )
         user_groups_params = [uid, *org_params]
         parts = [

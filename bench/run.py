@@ -119,7 +119,7 @@ RUNS = {
     },
 }
 FEATURE_SAMPLE = 500
-MATRIX_SIZE = (200, 500)  # members × features
+MATRIX_SIZE = {"full": (200, 500), "smoke": (20, 50)}  # members × features
 HTTP_CONCURRENCY = 2
 PATCH_STATES = 64
 
@@ -161,7 +161,7 @@ def worker(args: argparse.Namespace) -> int:
     from django.db import connection
 
     mode = "smoke" if args.smoke else "full"
-    runs = RUNS[mode]
+    runs = {**RUNS[mode], "mode": mode}
     sizes = _sizes(args)
     load_before = _load()
     _say("migrate")
@@ -182,6 +182,11 @@ def worker(args: argparse.Namespace) -> int:
         "runs": runs,
         "problems": [],
     }
+    if args.growth_only:
+        result["growth"] = bench_growth(ctx, result["problems"])
+        result["load_average"] = {"before": load_before, "after": _load()}
+        Path(args.out).write_text(json.dumps(result, indent=1, default=str))
+        return 0
     _say("decisions")
     result["decision"] = bench_decisions(ctx, runs)
     _say("in-memory decisions")
@@ -280,6 +285,7 @@ def _context(seed: int) -> dict[str, Any]:
     rng = random.Random(seed)
     sample = rng.sample(feature_ids, min(FEATURE_SAMPLE, len(feature_ids)))
     counts = {
+        "members": organisation.memberships.count(),
         "features in the large project": len(feature_ids),
         "default states in its environment": FeatureState.objects.filter(
             environment=environment, segment_override__isnull=True
@@ -512,6 +518,46 @@ def bench_lists(ctx: dict[str, Any], runs: dict[str, Any], problems: list[str]) 
             )
         out[username] = per_user
     return out
+
+
+GROWTH_RUNS = {
+    "cold": 60,
+    "warm_per_cold": 1,
+    "impact": 3,
+    "restriction": False,
+    "mode": "full",
+}
+
+
+def bench_growth(ctx: dict[str, Any], problems: list[str]) -> dict[str, Any]:
+    """The four growth rows at this organisation's size: a cold decision and a list page for
+    bench-tagged, the role grant write end to end and its preview (medians: wall and CPU)."""
+    from time import perf_counter, process_time
+
+    from django.test import Client
+
+    decision = bench_decisions(ctx, GROWTH_RUNS)["bench-tagged"]
+    client = Client(headers={"Authorization": f"Token {ctx['tokens']['bench-tagged']}"})
+    url = f"/api/v1/environments/{ctx['environment'].api_key}/featurestates/"
+    client.get(url, {"page_size": 100})
+    wall: list[float] = []
+    cpu: list[float] = []
+    for page in range(1, 11):
+        c0, t0 = process_time(), perf_counter()
+        response = client.get(url, {"page_size": 100, "page": 1 + page % 3})
+        wall.append(perf_counter() - t0)
+        cpu.append(process_time() - c0)
+        if response.status_code != 200:
+            problems.append(f"growth: list HTTP {response.status_code}")
+    measured = bench_impact(ctx, GROWTH_RUNS, problems)
+    return {
+        "members": ctx["counts"]["members"],
+        "features": ctx["counts"]["features in the large project"],
+        "decision": decision["cold"],
+        "list": {"cpu_median": summary(cpu)["median"], **summary(wall)},
+        "write": measured.get("write", {}),
+        "preview": {k: measured.get(k) for k in ("median", "cpu_median", "principals")},
+    }
 
 
 def bench_patch_queries(ctx: dict[str, Any], problems: list[str]) -> int | None:
@@ -825,7 +871,9 @@ def bench_impact(ctx: dict[str, Any], runs: dict[str, Any], problems: list[str])
         1 for kind, _ in snapshot.principals_of(("role", role_id)) if kind == "user"
     )
     write = _bench_grant_write(ctx, runs, problems, grant, entries_of[grant.pk], entries)
-    restriction = _bench_tag_restriction(ctx, runs, problems)
+    restriction = (
+        _bench_tag_restriction(ctx, runs, problems) if runs.get("restriction", True) else {}
+    )
     return {
         "write": write,
         "restriction": restriction,
@@ -981,7 +1029,7 @@ def bench_matrix(runs: dict[str, Any], problems: list[str]) -> dict[str, Any]:
     from permissions.services import EntryInput, grant_create
     from projects.models import Project, Tag
 
-    members, features = MATRIX_SIZE
+    members, features = MATRIX_SIZE[runs["mode"]]
     User = get_user_model()
     org = Organisation.objects.create(name="Matrix organisation")
     project = Project.objects.create(organisation=org, name="matrix")
@@ -1558,6 +1606,97 @@ def _is_postgres(url: str) -> bool:
     return url.split(":", 1)[0] in {"postgres", "postgresql", "pgsql", "postgis"}
 
 
+def _run_growth(
+    args: argparse.Namespace, tmp: Path, failed: list[str]
+) -> list[tuple[int, dict[str, Any]]]:
+    """The growth rows, on SQLite (a fresh file per size): `--growth` multiples of
+    `--growth-base` × the generator's defaults, members (and groups) and features scaled
+    together."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
+    import django
+
+    django.setup()
+    from organisations.management.commands.generate_org import DEFAULTS
+
+    scales = [int(x) for x in args.growth.split(",") if x.strip()]
+    measured: list[tuple[int, dict[str, Any]]] = []
+    for scale in scales:
+        factor = args.growth_base * scale
+        sizes = {
+            "members": max(20, round(DEFAULTS["members"] * factor)),
+            "groups": max(10, round(DEFAULTS["groups"] * factor)),
+            "features": max(50, round(DEFAULTS["features"] * factor)),
+        }
+        print(f"\n=== growth {scale}× {sizes} ===", file=sys.stderr, flush=True)
+        out = tmp / f"growth-{scale}.json"
+        child = [sys.executable, str(Path(__file__).resolve()), "--worker", "--growth-only"]
+        child += ["--out", str(out), "--tmp", str(tmp), "--seed", str(args.seed)]
+        for name, value in sizes.items():
+            child += [f"--{name}", str(value)]
+        url = f"sqlite:///{tmp / f'growth-{scale}.sqlite3'}"
+        env = {**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "bench.settings"}
+        code = subprocess.run(child, cwd=ROOT, env=env).returncode
+        if code != 0 or not out.exists():
+            failed.append(f"growth {scale}×: the benchmark process failed (exit {code})")
+            continue
+        result = json.loads(out.read_text())
+        failed += [f"growth {scale}×: {p}" for p in result["problems"]]
+        measured.append((scale, result["growth"]))
+    return measured
+
+
+def render_growth(
+    growth: list[tuple[int, dict[str, Any]]], base: float, machine: dict[str, Any]
+) -> str:
+    """How each growth row grows with the organisation (SQLite; medians, CPU and wall)."""
+    first = growth[0][1]
+
+    def cell(stats: dict[str, Any], baseline: dict[str, Any]) -> str:
+        cpu, ref = stats.get("cpu_median"), baseline.get("cpu_median")
+        if not cpu or not ref:
+            return "–"
+        return f"{fmt_time(cpu)} CPU ({cpu / ref:.1f}×), {fmt_time(stats['median'])} wall"
+
+    rows = []
+    for scale, g in growth:
+        rows.append(
+            [
+                f"{scale}×",
+                f"{g['members']:,}",
+                f"{g['features']:,}",
+                cell(g["decision"], first["decision"]),
+                cell(g["list"], first["list"]),
+                cell(g["write"], first["write"]),
+                cell(g["preview"], first["preview"]) + f"; {g['preview']['principals']:,} reached",
+            ]
+        )
+    return (
+        "\n".join(
+            [
+                "### Growth (SQLite)",
+                "",
+                f"Run {machine['date']} on {machine['cpu']}, {machine['cores']} cores; commit "
+                f"{machine['commit']}. 1× is {base:g} × the generator's defaults; members, groups "
+                "and features are scaled together. Medians; the factor is against 1×, on CPU.",
+                "",
+                table(
+                    [
+                        "size",
+                        "members",
+                        "features (large project)",
+                        "cold decision (bench-tagged)",
+                        "list page of 100 (bench-tagged)",
+                        "role grant write (API)",
+                        "preview of that write",
+                    ],
+                    rows,
+                ),
+            ]
+        )
+        + "\n"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -1572,8 +1711,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--databases",
         default="auto",
-        help="auto (SQLite, and PostgreSQL when DATABASE_URL is one), sqlite or postgresql",
+        help="auto (SQLite, and PostgreSQL when DATABASE_URL is one), sqlite, postgresql, or "
+        "none (with --growth: the growth rows alone)",
     )
+    parser.add_argument(
+        "--growth",
+        default="",
+        help="also measure the growth rows at these multiples of the organisation (e.g. "
+        "1,4,16), members and features scaled together",
+    )
+    parser.add_argument(
+        "--growth-base",
+        type=float,
+        default=1.0,
+        help="the size of 1× as a fraction of the generator's defaults (e.g. 0.0625 in CI)",
+    )
+    parser.add_argument("--growth-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--tmp", help=argparse.SUPPRESS)
@@ -1613,6 +1766,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             results[name] = json.loads(out.read_text())
             results[name]["wall_seconds"] = time.monotonic() - started
+        growth = _run_growth(args, tmp, failed)
     finally:
         if args.keep_db:
             print(f"bench: kept {tmp}", file=sys.stderr)
@@ -1620,9 +1774,12 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(tmp, ignore_errors=True)
 
     blocks = {name: render(result, machine) for name, result in results.items()}
+    if growth:
+        blocks["growth"] = render_growth(growth, args.growth_base, machine)
     for name, block in blocks.items():
         print(f"\n{block}")
-        print(f"({name}: {results[name]['wall_seconds']:.0f} s in all)")
+        if name in results:
+            print(f"({name}: {results[name]['wall_seconds']:.0f} s in all)")
     for name, result in results.items():
         for row in evaluate(result):
             if row.get("budget") and row["met"] is False:

@@ -697,7 +697,15 @@ def _snapshots_around_grants(
         elif api_key_id is not None:
             roles_of[("api_key", api_key_id)].add(role_id)
     all_roles = {role for roles in roles_of.values() for role in roles}
+    # Where only environment rows changed (the common role grant edit), nothing but those
+    # environments can decide differently: their own rows and their project's project-level
+    # rows (project admin) are all their decisions read, so only they are read and compared.
+    changed_rows = old_rows ^ new_rows
+    environments_only = all(row[2] is not None for row in changed_rows)
+    changed_environments = {row[2] for row in changed_rows if row[2] is not None}
     on_projects = Q(project_id__in=[p for p in changed_projects if p is not None])
+    if environments_only:
+        on_projects &= Q(environment__isnull=True) | Q(environment_id__in=changed_environments)
     if _ORGANISATION in changed_projects:
         on_projects |= Q(project__isnull=True)
     rows_of = organisation_grant_rows(
@@ -706,9 +714,10 @@ def _snapshots_around_grants(
         & on_projects,
     )
     projects = frozenset(p for p in changed_projects if p is not None)
-    environments = dict(
-        Environment.objects.filter(project_id__in=projects).values_list("id", "project_id")
-    )
+    in_projects = Environment.objects.filter(project_id__in=projects)
+    if environments_only:
+        in_projects = in_projects.filter(pk__in=changed_environments)
+    environments = dict(in_projects.values_list("id", "project_id"))
     features = _features_of(Q(project_id__in=projects))
 
     def snapshot(holder_rows: frozenset[Row]) -> Snapshot:

@@ -19,10 +19,12 @@ from __future__ import annotations
 from typing import Any
 
 from rest_framework import serializers
+from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from environments.models import Environment
 from features.models import FeatureState
 from permissions import engine
 from permissions.catalogue import KEYS_BY_LEVEL, Level
@@ -72,3 +74,28 @@ class NaiveFeatureStateList(APIView):
 
 class NaiveMemoFeatureStateList(NaiveFeatureStateList):
     share_policy = True
+
+
+class FloorFeatureStateSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = FeatureState
+        fields = ["id", "feature", "environment", "enabled", "value", "version", "updated_at"]
+
+
+class FloorFeatureStateList(APIView):
+    """The floor: the same page (URL shape, authentication, query, ordering, pagination and
+    fields) served with no authorisation at all: AllowAny, no 404 rule, no filter, no
+    `my_permissions`. What the page costs before any permission work."""
+
+    permission_classes = [AllowAny]
+
+    def get(self, request: Request, api_key: str) -> Response:
+        environment = Environment.objects.get(api_key=api_key)
+        states = (
+            FeatureState.objects.filter(environment=environment, segment_override__isnull=True)
+            .select_related("feature")
+            .order_by("feature__name", "id")  # as the real list
+        )
+        paginator = PageNumberPagination()
+        page: Any = paginator.paginate_queryset(states, request, view=self)
+        return paginator.get_paginated_response(FloorFeatureStateSerializer(page, many=True).data)

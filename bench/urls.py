@@ -1,7 +1,7 @@
 """Benchmark URLconf (`bench.settings`): every project URL, unchanged, plus
 
 - `bench/naive/environments/{api_key}/featurestates/` and `bench/naive-memo/...`: the naive
-  lists of `bench.naive`;
+  lists of `bench.naive`; `bench/floor/...`: the same page with no authorisation at all;
 - with `BENCH_ALLOWANY=1` in the environment, the real feature-state detail route served by a
   subclass of its own view whose only change is its permission classes: `[AllowAny]`
   (`permission_classes` and `get_permissions()`), so the two gunicorn runs differ by the
@@ -19,7 +19,7 @@ from django.urls import URLPattern, URLResolver, include, path, resolve
 from django.urls.exceptions import Resolver404
 from rest_framework.permissions import AllowAny
 
-from bench.naive import NaiveFeatureStateList, NaiveMemoFeatureStateList
+from bench.naive import FloorFeatureStateList, NaiveFeatureStateList, NaiveMemoFeatureStateList
 
 STATE_DETAIL_PROBE = "/api/v1/environments/probe/featurestates/1/"
 
@@ -54,6 +54,11 @@ def allow_any_state_detail() -> URLPattern:
 
 
 urlpatterns: list[URLPattern | URLResolver] = [
+    path(
+        "bench/floor/environments/<str:api_key>/featurestates/",
+        FloorFeatureStateList.as_view(),
+        name="bench-floor-featurestates",
+    ),
     path(
         "bench/naive/environments/<str:api_key>/featurestates/",
         NaiveFeatureStateList.as_view(),

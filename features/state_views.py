@@ -42,6 +42,7 @@ from features.state_serializers import (
     SegmentOverrideUpdateSerializer,
 )
 from permissions import catalogue as keys
+from permissions import engine
 from permissions.drf import VIEW, environment_or_404, on_object_feature, on_request_feature
 from tagwarden.api import BAD_REQUEST, UNAUTHENTICATED, ActionViewSet, actor_of, error_response
 
@@ -147,9 +148,13 @@ class FeatureStateViewSet(EnvironmentScopedViewSet):
     def get_queryset(self) -> QuerySet[FeatureState]:
         if getattr(self, "swagger_fake_view", False):
             return FeatureState.objects.none()
+        if self.action == "partial_update":  # one state: its feature's tags in the same query
+            return selectors.default_states_for_write(environment=self.get_scope())
         return selectors.default_states_of_environment(environment=self.get_scope())
 
     def get_permission_feature(self, obj: FeatureState) -> Feature:
+        if hasattr(obj, selectors.FEATURE_TAG_CODES):
+            engine.feature_tags_remember(obj.feature, getattr(obj, selectors.FEATURE_TAG_CODES))
         return obj.feature
 
     def _render(self, state: FeatureState) -> Response:
@@ -168,8 +173,11 @@ class FeatureStateViewSet(EnvironmentScopedViewSet):
     def partial_update(self, request: Request, api_key: str, pk: int) -> Response:
         state = self.get_object()
         data = self.parse(FeatureStateUpdateSerializer, extra={"state": state}, partial=True)
-        state = services.feature_state_update(state=state, **data, actor=_actor(request))
-        return self._render(state)
+        written = services.feature_state_update(state=state, **data, actor=_actor(request))
+        if written is state:  # written in place: its feature and tags are already loaded
+            context = self.get_serializer_context()
+            return Response(FeatureStateSerializer(state, context=context).data)
+        return self._render(written)
 
 
 # --------------------------------------------------------------------------------------

@@ -33,11 +33,13 @@ from permissions.impact import ImpactSerializer
 from tagwarden.api import (
     BAD_REQUEST,
     FORBIDDEN,
+    IMPACT_LIMIT_PARAMETER,
     NOT_FOUND,
     UNAUTHENTICATED,
     WRITE_ERRORS,
     ActionViewSet,
     actor_of,
+    impact_limit_requested,
 )
 from tagwarden.parsers import JSONParser, StorableBodyMixin
 
@@ -232,26 +234,28 @@ class PermissionsDocumentViewSet(ActionViewSet):
         summary="The changes a permissions document would make, and their impact; nothing "
         "is saved (organisation admin)",
         description=INVALID_DOCUMENT,
-        parameters=[FORMAT_PARAMETER],
+        parameters=[FORMAT_PARAMETER, IMPACT_LIMIT_PARAMETER],
         request=PermissionsDocumentInputSerializer,
         responses={200: DocumentPlanSerializer, **WRITE_ERRORS},
     )
     def plan(self, request: Request, organisation_pk: int) -> Response:
+        limit = impact_limit_requested(request)
         plan = documents.permissions_document_plan(
             organisation=self.get_scope(), document=request.data, actor=actor_of(request)
         )
-        return Response(plan.as_dict())
+        return Response(plan.as_dict(impact_limit=limit))
 
     @extend_schema(
         summary="Apply a permissions document in one transaction (organisation admin)",
         description=INVALID_DOCUMENT
         + " Applying the document just read, or the same document twice, changes nothing.",
-        parameters=[FORMAT_PARAMETER],
+        parameters=[FORMAT_PARAMETER, IMPACT_LIMIT_PARAMETER],
         request=PermissionsDocumentInputSerializer,
         responses={200: DocumentPlanSerializer, **WRITE_ERRORS},
     )
     def apply(self, request: Request, organisation_pk: int) -> Response:
+        limit = impact_limit_requested(request)  # before anything is applied
         plan = documents.permissions_document_apply(
             organisation=self.get_scope(), document=request.data, actor=actor_of(request)
         )
-        return Response(plan.as_dict())
+        return Response(plan.as_dict(impact_limit=limit))

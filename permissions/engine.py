@@ -50,7 +50,19 @@ from typing import Any, Literal, cast
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.signals import request_started
 from django.db import connection
-from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.db.models import (
+    Aggregate,
+    Case,
+    CharField,
+    Exists,
+    F,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    When,
+)
 from django.db.models.expressions import Combinable
 from django.dispatch import receiver
 
@@ -134,6 +146,10 @@ class Policy:
     # (grant id, project id, environment id, admin, key, user id, group id, role id) → tags;
     # turned into EntryRecords only when a report (explain, details) asks for them.
     entry_rows: Mapping[tuple[Any, ...], frozenset[int]] = field(default_factory=dict)
+    # Set when the policy was loaded for one project's scope: it holds the grants of that
+    # project (and its environments) and of the organisation level only, so it decides on
+    # that project and the organisation, never on another project.
+    only_project: int | None = None
 
     @cached_property
     def entries(self) -> tuple[EntryRecord, ...]:
@@ -374,9 +390,16 @@ def _org_expression(organisation_id: int | None, project_id: int | None) -> tupl
 
 
 def _load_rows(
-    principal: Principal, organisation_id: int | None, project_id: int | None
+    principal: Principal,
+    organisation_id: int | None,
+    project_id: int | None,
+    *,
+    scoped: bool = False,
 ) -> tuple[int | None, str | None, list[tuple[Any, ...]]]:
-    """(organisation id, membership role or None, entry rows) in one SQL query."""
+    """(organisation id, membership role or None, entry rows) in one SQL query.
+
+    `scoped`: only the grants that can reach `project_id` (its own and its environments'),
+    plus the organisation level; a grant on another project can decide nothing there."""
     org_sql, org_params = _org_expression(organisation_id, project_id)
     grant, entry, entry_tag = _t(Grant), _t(GrantEntry), _t(GrantEntryTag)
     columns = (
@@ -393,8 +416,16 @@ def _load_rows(
     # own SELECT so the database can use the (organisation, user|group|role) index of each
     # path instead of scanning the organisation's grants with an OR.
     grants_sql = f"SELECT 1, {columns} {joins} WHERE g.organisation_id = {org_sql} AND "
+    if scoped:
+        # Environment grants carry their project too (docs/PERMISSIONS.md), so this is every
+        # grant that can reach the project; each path keeps its (organisation, holder) index.
+        grants_sql += "(g.project_id = %s OR g.project_id IS NULL) AND "
+    grants_params = [*org_params, project_id] if scoped else [*org_params]
     # A role counts only in its own organisation, whatever rows reference it.
-    own_role = f"JOIN {roles} r ON r.id = ra.role_id WHERE r.organisation_id = {org_sql}"
+    # CROSS JOIN keeps the assignments (found by their holder's index) as the outer loop on
+    # SQLite, instead of a walk over every role of the organisation; PostgreSQL plans it as
+    # an inner join.
+    own_role = f"CROSS JOIN {roles} r WHERE r.id = ra.role_id AND r.organisation_id = {org_sql}"
     parts: list[tuple[str, list[Any]]]
     if isinstance(principal, OrganisationAPIKey):
         parts = [
@@ -406,7 +437,7 @@ def _load_rows(
             (
                 f"{grants_sql} g.role_id IN (SELECT ra.role_id FROM {assignments} ra "
                 f"{own_role} AND ra.api_key_id = %s)",
-                [*org_params, *org_params, principal.pk],
+                [*grants_params, *org_params, principal.pk],
             ),
         ]
     else:
@@ -416,8 +447,8 @@ def _load_rows(
         # The user's groups *of this organisation*: a group of another organisation never
         # counts, whatever rows reference it.
         user_groups = (
-            f"SELECT gm.usergroup_id FROM {group_members} gm JOIN {groups} ug "
-            f"ON ug.id = gm.usergroup_id WHERE gm.user_id = %s AND ug.organisation_id = {org_sql}"
+            f"SELECT gm.usergroup_id FROM {group_members} gm CROSS JOIN {groups} ug "
+            f"WHERE ug.id = gm.usergroup_id AND gm.user_id = %s AND ug.organisation_id = {org_sql}"
         )
         user_groups_params = [uid, *org_params]
         parts = [
@@ -427,17 +458,17 @@ def _load_rows(
                 f"ON m.organisation_id = o.id AND m.user_id = %s WHERE o.id = {org_sql}",
                 [uid, *org_params],
             ),
-            (f"{grants_sql} g.user_id = %s", [*org_params, uid]),
+            (f"{grants_sql} g.user_id = %s", [*grants_params, uid]),
             (
                 f"{grants_sql} g.group_id IN ({user_groups})",
-                [*org_params, *user_groups_params],
+                [*grants_params, *user_groups_params],
             ),
             (
                 f"{grants_sql} g.role_id IN ("
                 f"SELECT ra.role_id FROM {assignments} ra {own_role} AND ra.user_id = %s "
                 f"UNION SELECT ra.role_id FROM {assignments} ra {own_role} "
                 f"AND ra.group_id IN ({user_groups}))",
-                [*org_params, *org_params, uid, *org_params, *user_groups_params],
+                [*grants_params, *org_params, uid, *org_params, *user_groups_params],
             ),
         ]
     sql = " UNION ALL ".join(part for part, _ in parts)
@@ -463,6 +494,8 @@ def _build_policy(
     organisation_id: int,
     membership_role: str | None,
     rows: Iterable[tuple[Any, ...]],
+    *,
+    only_project: int | None = None,
 ) -> Policy:
     if isinstance(principal, OrganisationAPIKey):
         is_member = principal.organisation_id == organisation_id and principal.is_usable
@@ -470,7 +503,13 @@ def _build_policy(
     else:
         is_member = membership_role is not None
         is_admin = membership_role == MembershipRole.ADMIN
-    return policy_from_rows(organisation_id, is_member=is_member, is_admin=is_admin, rows=rows)
+    return policy_from_rows(
+        organisation_id,
+        is_member=is_member,
+        is_admin=is_admin,
+        rows=rows,
+        only_project=only_project,
+    )
 
 
 def policy_from_rows(
@@ -480,6 +519,7 @@ def policy_from_rows(
     is_admin: bool,
     rows: Iterable[tuple[Any, ...]],
     keep_entries: bool = True,
+    only_project: int | None = None,
 ) -> Policy:
     """A policy from its applicable grant rows, each `(grant id, project id, environment id,
     admin, key, tag id, user id, group id, role id)` (one row per entry tag; `key` and `tag id`
@@ -546,6 +586,7 @@ def policy_from_rows(
         entry_rows=(
             {ident: frozenset(tags) for ident, tags in entry_tags.items()} if keep_entries else {}
         ),
+        only_project=only_project,
     )
 
 
@@ -554,8 +595,10 @@ def load_policy(
 ) -> Policy:
     """Load a fresh policy (1 query, or 0 for anonymous users and foreign API keys).
 
-    Give `organisation_id`, or `project_id` to resolve the organisation inside the same query.
-    Not memoised: impact previews compare policies before and after a change with it.
+    With `project_id`, the policy of that project's scope: only the grants that can reach the
+    project (its own and its environments') and the organisation level are read, and the
+    organisation is resolved inside the same query when `organisation_id` is not given.
+    Without it, the policy of the whole organisation. Not memoised.
     """
     if organisation_id is None and project_id is None:
         raise ValueError("organisation_id or project_id is required")
@@ -566,10 +609,13 @@ def load_policy(
         or (organisation_id is not None and principal.organisation_id != organisation_id)
     ):
         return _non_member_policy(organisation_id or principal.organisation_id)
-    resolved_org, membership_role, rows = _load_rows(principal, organisation_id, project_id)
+    scoped = project_id is not None
+    resolved_org, membership_role, rows = _load_rows(
+        principal, organisation_id, project_id, scoped=scoped
+    )
     if resolved_org is None:  # no such organisation or project
         return _non_member_policy(organisation_id or 0)
-    return _build_policy(principal, resolved_org, membership_role, rows)
+    return _build_policy(principal, resolved_org, membership_role, rows, only_project=project_id)
 
 
 # Policies are memoised per request: every request (the `request_started` signal) starts a
@@ -588,12 +634,18 @@ def _new_request(**_: Any) -> None:
     _generation.value = _current_generation() + 1
 
 
-def organisation_grant_rows(organisation_id: int) -> dict[tuple[str, int], list[tuple[Any, ...]]]:
-    """Every grant row of an organisation in one query, by holder (`("user" | "group" |
-    "role", id)`), in the row shape of `policy_from_rows`. For builders of many policies at
-    once (`policies_for_members`, impact snapshots)."""
+def organisation_grant_rows(
+    organisation_id: int, *, where: Q | None = None
+) -> dict[tuple[str, int], list[tuple[Any, ...]]]:
+    """Every grant row of an organisation (or those of its grants matching `where`) in one
+    query, by holder (`("user" | "group" | "role", id)`), in the row shape of
+    `policy_from_rows`. For builders of many policies at once (`policies_for_members`, impact
+    snapshots)."""
     rows_of: dict[tuple[str, int], list[tuple[Any, ...]]] = defaultdict(list)
-    for row in Grant.objects.filter(organisation_id=organisation_id).values_list(
+    grants = Grant.objects.filter(organisation_id=organisation_id)
+    if where is not None:
+        grants = grants.filter(where)
+    for row in grants.values_list(
         "id",
         "project_id",
         "environment_id",
@@ -677,7 +729,7 @@ class _MemberStub:
     pk: int
 
 
-def _memo(principal: Principal) -> tuple[dict[int, Policy], dict[int, int]]:
+def _memo(principal: Principal) -> tuple[dict[int, Policy], dict[int, Policy]]:
     memo = getattr(principal, _POLICY_CACHE_ATTR, None)
     if memo is None or memo[0] != _current_generation():
         memo = (_current_generation(), {}, {})
@@ -697,16 +749,26 @@ def forget(principal: Principal) -> None:
 def policy_for(
     principal: Principal, organisation_id: int | None = None, *, project_id: int | None = None
 ) -> Policy:
-    """The principal's memoised policy in an organisation: 1 query cold, 0 warm."""
-    policies, project_orgs = _memo(principal)
-    if organisation_id is None and project_id is not None:
-        organisation_id = project_orgs.get(project_id)
-    if organisation_id is not None and organisation_id in policies:
-        return policies[organisation_id]
-    policy = load_policy(principal, organisation_id, project_id=project_id)
-    policies[policy.organisation_id] = policy
+    """The principal's memoised policy: 1 query cold, 0 warm.
+
+    With `project_id`, a policy that decides on that project (and the organisation level):
+    the organisation's whole policy when it is already memoised, else the project's own,
+    which reads only the grants that can reach the project. Without it, the organisation's.
+    """
+    organisation_policies, project_policies = _memo(principal)
     if project_id is not None:
-        project_orgs[project_id] = policy.organisation_id
+        known = project_policies.get(project_id)
+        if known is not None:
+            return known
+        if organisation_id is not None and organisation_id in organisation_policies:
+            return organisation_policies[organisation_id]
+        policy = load_policy(principal, organisation_id, project_id=project_id)
+        project_policies[project_id] = policy
+        return policy
+    if organisation_id is not None and organisation_id in organisation_policies:
+        return organisation_policies[organisation_id]
+    policy = load_policy(principal, organisation_id)
+    organisation_policies[policy.organisation_id] = policy
     return policy
 
 
@@ -754,6 +816,51 @@ def forget_feature_tags(feature: Feature) -> None:
     """Drop the memoised tags of a feature whose tags were just changed."""
     if hasattr(feature, _FEATURE_TAGS_ATTR):
         delattr(feature, _FEATURE_TAGS_ATTR)
+
+
+class _TagCodes(Aggregate):
+    """The tags of a feature as one string: `id` for a tag, `-id` for a restricted one."""
+
+    function = "GROUP_CONCAT"
+    output_field = CharField()
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        return super().as_sql(
+            compiler,
+            connection,
+            function="STRING_AGG",
+            template="%(function)s((%(expressions)s)::text, ',')",
+            **extra,
+        )
+
+
+def feature_tags_subquery(feature_ref: str) -> Subquery:
+    """An annotation carrying the tags of the feature at `feature_ref` (e.g. "feature_id"), so
+    a row fetched for a write brings its feature's tags in the same query; hand its value to
+    `feature_tags_remember`."""
+    code = Case(
+        When(tag__is_restricted=True, then=-F("tag_id")),
+        default=F("tag_id"),
+        output_field=IntegerField(),
+    )
+    return Subquery(
+        Feature.tags.through.objects.filter(feature_id=OuterRef(feature_ref))  # type: ignore[misc]
+        .values("feature_id")
+        .annotate(codes=_TagCodes(code))
+        .values("codes")[:1],
+        output_field=CharField(),
+    )
+
+
+def feature_tags_remember(feature: Feature, codes: str | None) -> FeatureTags:
+    """Memoise on `feature` the tags read with `feature_tags_subquery` (no query)."""
+    ids = [int(code) for code in (codes or "").split(",") if code]
+    result = FeatureTags(
+        tags=frozenset(abs(code) for code in ids),
+        restricted=frozenset(-code for code in ids if code < 0),
+    )
+    setattr(feature, _FEATURE_TAGS_ATTR, result)
+    return result
 
 
 # --------------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ from django.db.models import Q
 from django.utils import timezone
 from rest_framework import serializers
 
+from audit.models import AuditLogEntry
 from audit.services import audit_capture, audit_entries_attach_impact
 from environments.models import Environment
 from features.models import Feature
@@ -74,6 +75,10 @@ _ORGANISATION = None  # the "project" of organisation-level keys and rows
 
 #: How many changes of each direction an audit entry keeps (the totals are always kept).
 AUDIT_SUMMARY_LIMIT = 200
+#: How many changes of each direction an IMPACT answer lists by default (`?impact_limit=`),
+#: and at most; its `summary` is always complete (docs/PERMISSIONS.md, impact previews).
+IMPACT_LIMIT_DEFAULT = 1000
+IMPACT_LIMIT_MAX = 10000
 
 
 # --------------------------------------------------------------------------------------
@@ -114,11 +119,36 @@ class Impact:
     def __bool__(self) -> bool:
         return bool(self.gained or self.lost)
 
-    def as_dict(self) -> dict[str, list[dict[str, Any]]]:
+    def as_dict(self, limit: int = IMPACT_LIMIT_DEFAULT) -> dict[str, Any]:
+        """IMPACT: at most `limit` changes each way, `truncated` when some were left out, and
+        the complete `summary` (how many principals gain or lose each key on each scope)."""
         return {
-            "gained": [change.as_dict() for change in self.gained],
-            "lost": [change.as_dict() for change in self.lost],
+            "gained": [change.as_dict() for change in self.gained[:limit]],
+            "lost": [change.as_dict() for change in self.lost[:limit]],
+            "summary": self.counts(),
+            "truncated": len(self.gained) > limit or len(self.lost) > limit,
         }
+
+    def counts(self) -> list[dict[str, Any]]:
+        """Per key and scope, how many principals gain it and how many lose it."""
+        totals: dict[tuple[str, int | None, int | None], list[int]] = defaultdict(lambda: [0, 0])
+        for direction, changes in enumerate((self.gained, self.lost)):
+            for change in changes:
+                totals[(change.permission, change.project_id, change.environment_id)][
+                    direction
+                ] += 1
+        return [
+            {
+                "permission": permission,
+                "project": project,
+                "environment": environment,
+                "gained": gained,
+                "lost": lost,
+            }
+            for (permission, project, environment), (gained, lost) in sorted(
+                totals.items(), key=lambda item: (item[0][1] or 0, item[0][2] or 0, item[0][0])
+            )
+        ]
 
     def summary(self, limit: int = AUDIT_SUMMARY_LIMIT) -> dict[str, Any]:
         """What an audit entry keeps: the first `limit` changes each way, and the totals."""
@@ -147,9 +177,21 @@ class ImpactChangeSerializer(serializers.Serializer):
     features = serializers.IntegerField(allow_null=True)
 
 
+class ImpactCountSerializer(serializers.Serializer):
+    """One row of IMPACT's `summary`: how many principals gain and lose a key on a scope."""
+
+    permission = serializers.CharField()
+    project = serializers.IntegerField(allow_null=True)
+    environment = serializers.IntegerField(allow_null=True)
+    gained = serializers.IntegerField()
+    lost = serializers.IntegerField()
+
+
 class ImpactSerializer(serializers.Serializer):
-    gained = ImpactChangeSerializer(many=True)
-    lost = ImpactChangeSerializer(many=True)
+    gained = ImpactChangeSerializer(many=True, help_text="At most `impact_limit` changes.")
+    lost = ImpactChangeSerializer(many=True, help_text="At most `impact_limit` changes.")
+    summary = ImpactCountSerializer(many=True, help_text="Complete, whatever the limit.")
+    truncated = serializers.BooleanField(help_text="Some changes were left out of the lists.")
 
 
 class ImpactResponseSerializer(serializers.Serializer):
@@ -277,6 +319,27 @@ class Snapshot:
         )
 
 
+def _features_of(where: Q) -> dict[int, dict[int, FeatureTags]]:
+    """project id -> feature id -> tags, for the features matching `where` (one query)."""
+    feature_tag_pairs: dict[int, dict[int, list[tuple[int, bool]]]] = defaultdict(dict)
+    for feature_id, project_id, tag_id, restricted in Feature.objects.filter(where).values_list(
+        "id", "project_id", "tags__id", "tags__is_restricted"
+    ):
+        pairs = feature_tag_pairs[project_id].setdefault(feature_id, [])
+        if tag_id is not None:
+            pairs.append((tag_id, bool(restricted)))
+    return {
+        project_id: {
+            feature_id: FeatureTags(
+                tags=frozenset(t for t, _ in pairs),
+                restricted=frozenset(t for t, r in pairs if r),
+            )
+            for feature_id, pairs in by_feature.items()
+        }
+        for project_id, by_feature in feature_tag_pairs.items()
+    }
+
+
 def snapshot_take(organisation_id: int) -> Snapshot:
     """Read the organisation's permission-relevant state (8 queries, whatever its size)."""
     member_roles = dict(
@@ -319,23 +382,7 @@ def snapshot_take(organisation_id: int) -> Snapshot:
             "id", "project_id"
         )
     )
-    feature_tag_pairs: dict[int, dict[int, list[tuple[int, bool]]]] = defaultdict(dict)
-    for feature_id, project_id, tag_id, restricted in Feature.objects.filter(
-        project__organisation_id=organisation_id
-    ).values_list("id", "project_id", "tags__id", "tags__is_restricted"):
-        pairs = feature_tag_pairs[project_id].setdefault(feature_id, [])
-        if tag_id is not None:
-            pairs.append((tag_id, bool(restricted)))
-    features = {
-        project_id: {
-            feature_id: FeatureTags(
-                tags=frozenset(t for t, _ in pairs),
-                restricted=frozenset(t for t, r in pairs if r),
-            )
-            for feature_id, pairs in by_feature.items()
-        }
-        for project_id, by_feature in feature_tag_pairs.items()
-    }
+    features = _features_of(Q(project__organisation_id=organisation_id))
     return Snapshot(
         organisation_id=organisation_id,
         member_roles=member_roles,
@@ -549,31 +596,209 @@ def _changes(
 
 
 # --------------------------------------------------------------------------------------
+# Grant writes: snapshots of the principals the holder reaches, on the changed projects
+# --------------------------------------------------------------------------------------
+
+
+def grant_holder(grant: Any) -> Holder:
+    """The holder of a grant, as `grants_of` takes it."""
+    if grant.user_id is not None:
+        return ("user", grant.user_id)
+    if grant.group_id is not None:
+        return ("group", grant.group_id)
+    return ("role", grant.role_id)
+
+
+def _holder_filter(holder: Holder) -> Q:
+    kind, holder_id = holder
+    if kind not in ("user", "group", "role"):
+        raise ValueError(f"Not a grant holder: {holder!r}")
+    return Q(**{f"{kind}_id": holder_id})
+
+
+def _holder_rows(organisation_id: int, holder: Holder) -> frozenset[Row]:
+    rows_of = organisation_grant_rows(organisation_id, where=_holder_filter(holder))
+    return frozenset(rows_of.get(holder, ()))
+
+
+def _snapshots_around_grants(
+    organisation_id: int, holder: Holder, old_rows: frozenset[Row], new_rows: frozenset[Row]
+) -> tuple[Snapshot, Snapshot]:
+    """The two snapshots of a change that wrote only the grants of `holder` (its rows
+    `old_rows`, then `new_rows`), restricted to what that change can reach: the principals
+    the holder reaches, and the projects of the rows that changed. Everything else is the
+    same before and after (membership, groups and role assignments are not grants), so it is
+    read once; the cost follows the principals reached, not the organisation's size."""
+    changed_projects = {row[1] for row in old_rows ^ new_rows}
+    kind, holder_id = holder
+    users: set[int] = set()
+    api_keys: set[int] = set()
+    if kind == "user":
+        users.add(holder_id)
+    elif kind == "group":
+        users |= set(
+            UserGroup.users.through.objects.filter(
+                usergroup_id=holder_id, usergroup__organisation_id=organisation_id
+            ).values_list("user_id", flat=True)
+        )
+    elif changed_projects:
+        groups: set[int] = set()
+        for user_id, group_id, api_key_id in RoleAssignment.objects.filter(
+            Q(user__isnull=False)
+            | Q(group__organisation_id=organisation_id)
+            | Q(api_key__organisation_id=organisation_id),
+            role_id=holder_id,
+            role__organisation_id=organisation_id,
+        ).values_list("user_id", "group_id", "api_key_id"):
+            if user_id is not None:
+                users.add(user_id)
+            elif group_id is not None:
+                groups.add(group_id)
+            elif api_key_id is not None:
+                api_keys.add(api_key_id)
+        users |= set(
+            UserGroup.users.through.objects.filter(usergroup_id__in=groups).values_list(
+                "user_id", flat=True
+            )
+        )
+    if not changed_projects:
+        users, api_keys = set(), set()
+    member_roles = dict(
+        OrganisationMembership.objects.filter(
+            organisation_id=organisation_id, user_id__in=users
+        ).values_list("user_id", "role")
+    )
+    users &= member_roles.keys()  # others hold nothing here, before or after
+    now = timezone.now()
+    api_key_rows = {
+        key_id: (not revoked and (expires is None or expires >= now), is_admin, name)
+        for key_id, revoked, expires, is_admin, name in OrganisationAPIKey.objects.filter(
+            organisation_id=organisation_id, pk__in=api_keys
+        ).values_list("id", "revoked", "expiry_date", "is_admin", "name")
+    }
+    groups_of: dict[int, set[int]] = defaultdict(set)
+    for user_id, group_id in UserGroup.users.through.objects.filter(
+        usergroup__organisation_id=organisation_id, user_id__in=users
+    ).values_list("user_id", "usergroup_id"):
+        groups_of[user_id].add(group_id)
+    all_groups = {group for groups in groups_of.values() for group in groups}
+    roles_of: dict[Holder, set[int]] = defaultdict(set)
+    for role_id, user_id, group_id, api_key_id in RoleAssignment.objects.filter(
+        Q(user_id__in=users) | Q(group_id__in=all_groups) | Q(api_key_id__in=api_key_rows),
+        Q(user__isnull=False)
+        | Q(group__organisation_id=organisation_id)
+        | Q(api_key__organisation_id=organisation_id),
+        role__organisation_id=organisation_id,
+    ).values_list("role_id", "user_id", "group_id", "api_key_id"):
+        if user_id is not None:
+            roles_of[("user", user_id)].add(role_id)
+        elif group_id is not None:
+            roles_of[("group", group_id)].add(role_id)
+        elif api_key_id is not None:
+            roles_of[("api_key", api_key_id)].add(role_id)
+    all_roles = {role for roles in roles_of.values() for role in roles}
+    # Where only environment rows changed (the common role grant edit), nothing but those
+    # environments can decide differently: their own rows and their project's project-level
+    # rows (project admin) are all their decisions read, so only they are read and compared.
+    changed_rows = old_rows ^ new_rows
+    environments_only = all(row[2] is not None for row in changed_rows)
+    changed_environments = {row[2] for row in changed_rows if row[2] is not None}
+    on_projects = Q(project_id__in=[p for p in changed_projects if p is not None])
+    if environments_only:
+        on_projects &= Q(environment__isnull=True) | Q(environment_id__in=changed_environments)
+    if _ORGANISATION in changed_projects:
+        on_projects |= Q(project__isnull=True)
+    rows_of = organisation_grant_rows(
+        organisation_id,
+        where=(Q(user_id__in=users) | Q(group_id__in=all_groups) | Q(role_id__in=all_roles))
+        & on_projects,
+    )
+    projects = frozenset(p for p in changed_projects if p is not None)
+    in_projects = Environment.objects.filter(project_id__in=projects)
+    if environments_only:
+        in_projects = in_projects.filter(pk__in=changed_environments)
+    environments = dict(in_projects.values_list("id", "project_id"))
+    features = _features_of(Q(project_id__in=projects))
+
+    def snapshot(holder_rows: frozenset[Row]) -> Snapshot:
+        return Snapshot(
+            organisation_id=organisation_id,
+            member_roles=member_roles,
+            api_keys=api_key_rows,
+            groups_of={user: frozenset(groups) for user, groups in groups_of.items()},
+            roles_of={h: frozenset(roles) for h, roles in roles_of.items()},
+            rows_of={
+                **{h: frozenset(rows) for h, rows in rows_of.items() if h != holder},
+                holder: holder_rows,
+            },
+            projects=projects,
+            environments=environments,
+            features=features,
+        )
+
+    return snapshot(old_rows), snapshot(new_rows)
+
+
+class _GrantsOnly:
+    """Runs a change that writes only the grants of one holder, and checks that it did."""
+
+    def __init__(self, organisation_id: int, holder: Holder) -> None:
+        self.organisation_id, self.holder = organisation_id, holder
+        self.old_rows = _holder_rows(organisation_id, holder)
+
+    def after(self, entries: list[int]) -> tuple[Snapshot, Snapshot]:
+        new_rows = _holder_rows(self.organisation_id, self.holder)
+        grant_ids = {str(row[0]) for row in self.old_rows | new_rows}
+        written = AuditLogEntry.objects.filter(pk__in=entries).values_list(
+            "object_type", "object_id"
+        )
+        stray = [(kind, oid) for kind, oid in written if kind != "grant" or oid not in grant_ids]
+        if stray:  # the caller's word was wrong: never record a partial impact
+            raise RuntimeError(f"The change wrote more than grants of {self.holder}: {stray}")
+        return _snapshots_around_grants(self.organisation_id, self.holder, self.old_rows, new_rows)
+
+
+# --------------------------------------------------------------------------------------
 # Running a change with its impact
 # --------------------------------------------------------------------------------------
 
 
 class _RolledBack(Exception):
-    def __init__(self, after: Snapshot) -> None:
-        self.after = after
+    def __init__(self, snapshots: tuple[Snapshot, Snapshot]) -> None:
+        self.snapshots = snapshots
 
 
-def impact_preview(*, organisation_id: int, change: Callable[[], Any]) -> Impact:
+def impact_preview(
+    *, organisation_id: int, change: Callable[[], Any], grants_of: Holder | None = None
+) -> Impact:
     """Run `change()` (a service call, with all its validation) in a transaction that is then
     rolled back, and return what it would have changed. Errors of the change propagate
-    unchanged (a 400 stays a 400); nothing is saved and no audit entry survives."""
-    before = snapshot_take(organisation_id)
+    unchanged (a 400 stays a 400); nothing is saved and no audit entry survives.
+
+    `grants_of=("user" | "group" | "role", id)` is the caller's word that the change writes
+    only grants of that holder: the snapshots then cover only the principals it reaches, on
+    the projects whose rows changed (checked against the audit entries the change wrote).
+    """
+    grants_only = _GrantsOnly(organisation_id, grants_of) if grants_of is not None else None
+    before = None if grants_only is not None else snapshot_take(organisation_id)
     try:
-        with transaction.atomic():
+        with transaction.atomic(), audit_capture() as entries:
             change()
-            raise _RolledBack(snapshot_take(organisation_id))
+            if grants_only is not None:
+                raise _RolledBack(grants_only.after(entries))
+            assert before is not None
+            raise _RolledBack((before, snapshot_take(organisation_id)))
     except _RolledBack as rolled_back:
-        after = rolled_back.after
-    return impact_between(before, after)
+        old, new = rolled_back.snapshots
+    return impact_between(old, new)
 
 
 def impact_apply(
-    *, organisation_id: int, change: Callable[[], T], may_move_permissions: bool = True
+    *,
+    organisation_id: int,
+    change: Callable[[], T],
+    may_move_permissions: bool = True,
+    grants_of: Holder | None = None,
 ) -> tuple[T, Impact]:
     """Run `change()` for real, in one transaction, and store the summary of its impact on
     the audit entries it wrote (none written: nothing changed, nothing stored).
@@ -581,15 +806,24 @@ def impact_apply(
     `may_move_permissions=False` is the caller's word that the change decides nothing (a
     feature renamed, a tag relabelled: decisions read tag ids and restrictions, never names);
     the empty impact is then recorded without reading the organisation before and after.
+    `grants_of`: as in `impact_preview`.
     """
     with transaction.atomic():
-        before = snapshot_take(organisation_id) if may_move_permissions else None
+        grants_only = None
+        before = None
+        if may_move_permissions and grants_of is not None:
+            grants_only = _GrantsOnly(organisation_id, grants_of)
+        elif may_move_permissions:
+            before = snapshot_take(organisation_id)
         with audit_capture() as entries:
             result = change()
         if not entries:
             return result, Impact()
-        impact = (
-            Impact() if before is None else impact_between(before, snapshot_take(organisation_id))
-        )
+        if grants_only is not None:
+            impact = impact_between(*grants_only.after(entries))
+        elif before is not None:
+            impact = impact_between(before, snapshot_take(organisation_id))
+        else:
+            impact = Impact()
         audit_entries_attach_impact(entries=entries, impact=impact.summary())
     return result, impact

@@ -47,6 +47,7 @@ from permissions.drf import (
     organisation_or_404,
     project_or_404,
 )
+from permissions.impact import grant_holder
 from permissions.models import Grant
 from permissions.serializers import (
     CatalogueEntrySerializer,
@@ -281,6 +282,7 @@ class GrantViewSet(OrganisationScopedViewSet):
                 actor=actor(self.request),
             ),
             respond=lambda updated: self._render(updated),
+            grants_of=grant_holder(grant),
         )
 
     def destroy(self, request: Request, **kwargs: Any) -> Response:
@@ -290,6 +292,7 @@ class GrantViewSet(OrganisationScopedViewSet):
             organisation_id=grant.organisation_id,
             change=functools.partial(services.grant_delete, grant=grant, actor=actor(request)),
             respond=no_content,
+            grants_of=grant_holder(grant),
         )
 
 
@@ -343,6 +346,7 @@ class PrincipalGrantViewSet(GrantViewSet):
                 actor=actor(request),
             ),
             respond=lambda grant: self._render(grant, status.HTTP_201_CREATED),
+            grants_of=(self.principal_kind, data[self.principal_kind].pk),
         )
 
 
@@ -457,6 +461,7 @@ class RoleOrganisationPermissionsViewSet(RoleScopedViewSet):
                 actor=actor(request),
             ),
             respond=lambda _: self._render(),
+            grants_of=("role", role.pk),
         )
 
 
@@ -512,6 +517,7 @@ class RoleScopeGrantViewSet(RoleScopedViewSet, GrantViewSet):
                 actor=actor(request),
             ),
             respond=lambda grant: self._render(grant, status.HTTP_201_CREATED),
+            grants_of=("role", role.pk),
         )
 
 

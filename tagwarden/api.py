@@ -22,7 +22,15 @@ from permissions.drf import (
     check_action_requirements,
     filter_by_requirement,
 )
-from permissions.impact import Impact, ImpactResponseSerializer, impact_apply, impact_preview
+from permissions.impact import (
+    IMPACT_LIMIT_DEFAULT,
+    IMPACT_LIMIT_MAX,
+    Holder,
+    Impact,
+    ImpactResponseSerializer,
+    impact_apply,
+    impact_preview,
+)
 from tagwarden.storable import json_too_large, unstorable
 
 T = TypeVar("T")
@@ -142,7 +150,9 @@ DRY_RUN_PARAMETER = OpenApiParameter(
     description=(
         "Validate as usual but save nothing and write no audit entry; answer 200 with "
         '{"impact": {"gained": [...], "lost": [...]}}: who would newly reach or no longer '
-        "reach which keys, and on how many features."
+        "reach which keys, and on how many features, at most `?impact_limit=` changes each "
+        f"way (default {IMPACT_LIMIT_DEFAULT}, at most {IMPACT_LIMIT_MAX}), with the complete "
+        "`summary` per key and scope and `truncated`; junk in `impact_limit` is a 400."
     ),
 )
 IMPACT_RESPONSE = OpenApiResponse(
@@ -164,8 +174,33 @@ def dry_run_requested(request: Request) -> bool:
     raise serializers.ValidationError({"dry_run": ["Must be true or false."]})
 
 
-def impact_response(impact: Impact) -> Response:
-    return Response({"impact": impact.as_dict()}, status=status.HTTP_200_OK)
+IMPACT_LIMIT_PARAMETER = OpenApiParameter(
+    "impact_limit",
+    OpenApiTypes.INT,
+    OpenApiParameter.QUERY,
+    description=(
+        f"How many changes `gained` and `lost` list each (default {IMPACT_LIMIT_DEFAULT}, at "
+        f"most {IMPACT_LIMIT_MAX}); `summary` is always complete, `truncated` says whether "
+        "some were left out."
+    ),
+)
+
+
+def impact_limit_requested(request: Request) -> int:
+    """`?impact_limit=` (0 to the maximum; default when absent); junk is a 400 naming it."""
+    raw = request.query_params.get("impact_limit")
+    if raw is None:
+        return IMPACT_LIMIT_DEFAULT
+    text = raw.strip()
+    if not text.isdigit() or int(text) > IMPACT_LIMIT_MAX:
+        raise serializers.ValidationError(
+            {"impact_limit": [f"Must be a whole number from 0 to {IMPACT_LIMIT_MAX}."]}
+        )
+    return int(text)
+
+
+def impact_response(impact: Impact, *, limit: int = IMPACT_LIMIT_DEFAULT) -> Response:
+    return Response({"impact": impact.as_dict(limit)}, status=status.HTTP_200_OK)
 
 
 def no_content(_: object = None) -> Response:
@@ -180,6 +215,7 @@ def write_with_impact(
     change: Callable[[], T],
     respond: Callable[[T], Response],
     may_move_permissions: bool = True,
+    grants_of: Holder | None = None,
 ) -> Response:
     """Run a permission write the way the request asks.
 
@@ -187,12 +223,18 @@ def write_with_impact(
     `{"impact"}`. Otherwise run it for real, store its impact on its audit entries and answer
     `respond(result)`, the write's usual response. `may_move_permissions=False` (a rename)
     records the empty impact without reading the organisation twice (`impact_apply`).
+    `grants_of` (a grant write: its holder) reads only what that holder's grants reach.
     """
+    limit = impact_limit_requested(request)  # before anything runs: junk changes nothing
     if dry_run_requested(request):
-        return impact_response(impact_preview(organisation_id=organisation_id, change=change))
+        return impact_response(
+            impact_preview(organisation_id=organisation_id, change=change, grants_of=grants_of),
+            limit=limit,
+        )
     result, _ = impact_apply(
         organisation_id=organisation_id,
         change=change,
         may_move_permissions=may_move_permissions,
+        grants_of=grants_of,
     )
     return respond(result)

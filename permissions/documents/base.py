@@ -10,6 +10,7 @@ from typing import Any
 from django.core.exceptions import ValidationError as DjangoValidationError
 
 from permissions import impact
+from permissions.impact import IMPACT_LIMIT_DEFAULT
 from tagwarden.errors import DomainError
 
 # --------------------------------------------------------------------------------------
@@ -57,10 +58,10 @@ class Plan:
     def has_changes(self) -> bool:
         return bool(self.changes)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, impact_limit: int = IMPACT_LIMIT_DEFAULT) -> dict[str, Any]:
         return {
             "changes": [change.as_dict() for change in self.changes],
-            "impact": self.impact.as_dict(),
+            "impact": self.impact.as_dict(impact_limit),
         }
 
 

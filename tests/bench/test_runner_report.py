@@ -19,7 +19,7 @@ def test_percentiles_are_nearest_rank() -> None:
     assert summary([3, 1, 2])["median"] == 2
 
 
-def _result(cold: int = 2, warm: int = 0, page_10: int = 6, page_100: int = 6) -> dict[str, Any]:
+def _result(cold: int = 1, warm: int = 0, page_10: int = 6, page_100: int = 6) -> dict[str, Any]:
     timing = {"n": 1, "median": 1e-6, "p95": 1e-6, "mean": 1e-6, "max": 1e-6}
     users = [u for _, u in run.USERS]
     return {
@@ -44,7 +44,7 @@ def _result(cold: int = 2, warm: int = 0, page_10: int = 6, page_100: int = 6) -
     ("kwargs", "broken"),
     [
         ({}, set()),
-        ({"cold": 3}, {"cold"}),
+        ({"cold": 2}, {"cold"}),
         ({"warm": 1}, {"warm"}),
         ({"page_10": 6, "page_100": 105}, {"list"}),
     ],

@@ -367,7 +367,9 @@ def test_dry_run__group_manager_on_a_new_group__previews_nothing_gained(w: World
     before = db_state()
     response = send(BY_ID["group-post"], w, caller=w.alice, query="dry_run=true")
     assert response.status_code == 200
-    assert response.json() == {"impact": {"gained": [], "lost": []}}
+    assert response.json() == {
+        "impact": {"gained": [], "lost": [], "summary": [], "truncated": False}
+    }
     assert db_state() == before
 
 

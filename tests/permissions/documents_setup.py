@@ -13,6 +13,7 @@ from environments.models import Environment
 from features.models import Feature
 from organisations.models import Organisation, OrganisationAPIKey, OrganisationMembership
 from permissions import engine
+from permissions import impact as impact_module
 from permissions.catalogue import (
     APPROVE_CHANGE_REQUEST,
     CATALOGUE,
@@ -214,8 +215,9 @@ def impact_rows(impact: Any, organisation: Organisation) -> set[tuple[Any, ...]]
         OrganisationAPIKey.objects.filter(organisation=organisation).values_list("id", "name")
     )
     rows = set()
-    for direction, changes in impact.as_dict().items():
-        for change in changes:
+    listed = impact.as_dict(limit=impact_module.IMPACT_LIMIT_MAX)
+    for direction in ("gained", "lost"):
+        for change in listed[direction]:
             who = (
                 f"user:{change['email']}"
                 if "user" in change

@@ -237,7 +237,10 @@ def test_apply__exported_document__no_change_no_audit_entry(acme: Acme) -> None:
 def test_plan__exported_document__no_change(acme: Acme) -> None:
     result = plan(acme, export(acme))
 
-    assert result.as_dict() == {"changes": [], "impact": {"gained": [], "lost": []}}
+    assert result.as_dict() == {
+        "changes": [],
+        "impact": {"gained": [], "lost": [], "summary": [], "truncated": False},
+    }
 
 
 def test_apply__exported_document__calls_no_service(

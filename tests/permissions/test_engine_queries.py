@@ -299,3 +299,69 @@ def test_policies_for_members__constant_queries_and_agree_with_single_loads(
                 ) is single.decide(
                     KEY, project_id=env.project_id, environment_id=env.pk, feature_tags=feature_tags
                 )
+
+
+# --------------------------------------------------------------------------------------
+# A project's scope reads only the grants that can reach it (docs/PERMISSIONS.md)
+# --------------------------------------------------------------------------------------
+
+
+def test_cold_decision__feature_loaded_with_its_tags__one_query(
+    django_assert_max_num_queries: Any,
+) -> None:
+    world = build(50, 20, 100)
+    user = fresh(world["user"])
+    feature = Feature.objects.prefetch_related("tags").get(pk=world["feature"].pk)
+    with django_assert_max_num_queries(1):
+        assert engine.allowed(user, UPDATE_FEATURE_STATE, world["env"], feature) is True
+
+
+def test_project_scope_policy__grants_of_other_projects__not_read_decisions_same(
+    django_assert_max_num_queries: Any,
+) -> None:
+    world = build(6, 3, 12)
+    user = world["user"]
+    org = world["project"].organisation
+    other_env = f.EnvironmentFactory(project=f.ProjectFactory(organisation=org))
+    f.grant(user, other_env, [UPDATE_FEATURE_STATE, VIEW_ENVIRONMENT])
+
+    loaded = fresh(user)
+    with django_assert_max_num_queries(1):
+        scoped = engine.load_policy(loaded, project_id=world["project"].pk)
+    whole = engine.load_policy(fresh(user), org.pk)
+
+    assert scoped.only_project == world["project"].pk
+    assert other_env.pk not in scoped.environments and other_env.pk in whole.environments
+    assert {g for g, *_ in scoped.entry_rows} < {g for g, *_ in whole.entry_rows}
+    feature = Feature.objects.prefetch_related("tags").get(pk=world["feature"].pk)
+    tags = engine.feature_tags(feature)
+    env = world["env"]
+    for key in KEYS_BY_LEVEL[Level.ENVIRONMENT]:
+        for feature_tags in (None, tags):
+            assert scoped.decide(
+                key, project_id=env.project_id, environment_id=env.pk, feature_tags=feature_tags
+            ) is whole.decide(
+                key, project_id=env.project_id, environment_id=env.pk, feature_tags=feature_tags
+            )
+    for key in KEYS_BY_LEVEL[Level.PROJECT]:
+        assert scoped.decide(key, project_id=env.project_id) is whole.decide(
+            key, project_id=env.project_id
+        )
+
+
+def test_policy_for__two_projects_of_one_organisation__one_query_each_then_none(
+    django_assert_num_queries: Any,
+) -> None:
+    world = build(1, 0, 3)
+    user = world["user"]
+    org = world["project"].organisation
+    other_env = f.EnvironmentFactory(project=f.ProjectFactory(organisation=org))
+    f.grant(user, other_env, [VIEW_ENVIRONMENT])
+    user = fresh(user)
+    with django_assert_num_queries(2):
+        assert engine.allowed(user, VIEW_ENVIRONMENT, world["env"]) is True
+        assert engine.allowed(user, VIEW_ENVIRONMENT, other_env) is True
+    with django_assert_num_queries(0):
+        assert engine.allowed(user, VIEW_ENVIRONMENT, world["env"]) is True
+        assert engine.allowed(user, VIEW_ENVIRONMENT, other_env) is True
+        assert engine.can_view(user, other_env.project) is True

@@ -150,3 +150,25 @@ def test_preview__costs_as_many_queries_on_a_10x_organisation(name: str) -> None
 
     assert small_queries == large_queries <= MAX_QUERIES
     assert small_overhead == large_overhead <= MAX_OVERHEAD
+
+
+def test_grant_write_preview__scoped_to_the_holder__same_queries_on_a_10x_organisation() -> None:
+    """A grant write previewed with `grants_of` reads only what the holder reaches: as many
+    queries whatever the organisation's size, and the same impact as the organisation-wide
+    preview."""
+    counts = []
+    for scale in (1, 10):
+        o = org_of(scale)
+        holder = ("role", o["role"].pk)
+        with CaptureQueriesContext(connection) as captured:
+            scoped = impact.impact_preview(
+                organisation_id=o["org"].pk,
+                change=lambda o=o: _role_gains_a_tag(o),
+                grants_of=holder,
+            )
+        whole = impact.impact_preview(
+            organisation_id=o["org"].pk, change=lambda o=o: _role_gains_a_tag(o)
+        )
+        assert scoped and scoped == whole
+        counts.append(len(captured))
+    assert counts[0] == counts[1] <= MAX_QUERIES

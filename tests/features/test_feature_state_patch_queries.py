@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 from audit.models import AuditLogEntry
@@ -50,8 +50,8 @@ def world(n_roles: int) -> dict[str, Any]:
 def client_of(principal_kind: str, w: dict[str, Any]) -> APIClient:
     client = APIClient()
     if principal_kind == "token":
-        token = Token.objects.create(user=w["user"])
-        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        _, key = AuthToken.objects.create(user=w["user"])
+        client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     else:
         client.credentials(HTTP_AUTHORIZATION=f"Api-Key {w['api_key'].plain_key}")
     return client

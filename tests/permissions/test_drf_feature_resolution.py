@@ -88,7 +88,7 @@ def test_every_routed_action__tag_supported_key__declares_its_feature_resolution
         lookup = view_class.lookup_url_kwarg or view_class.lookup_field
         if requirement.resolution == Resolution.OBJECT:
             # an object to take the feature from: only on a route naming one
-            assert f"<int:{lookup}>" in route or f"<{lookup}>" in route, where
+            assert f"<id:{lookup}>" in route or f"<{lookup}>" in route, where
             assert callable(getattr(view_class, "get_permission_feature", None)), where
         elif requirement.resolution == Resolution.REQUEST:
             assert callable(getattr(view_class, "get_request_feature", None)), where

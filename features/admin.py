@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -20,8 +21,15 @@ from features.models import (
     Segment,
     SegmentOverride,
 )
+from features.segment_rules import segment_rules_errors
 from permissions.admin_impact import ImpactAdmin
-from tagwarden.admin_utils import ReadOnlyAdmin, ReadOnlyInline, TagwardenAdmin, actor_of
+from tagwarden.admin_utils import (
+    ReadOnlyAdmin,
+    ReadOnlyInline,
+    ServiceModelForm,
+    TagwardenAdmin,
+    actor_of,
+)
 
 
 @admin.register(Feature)
@@ -75,8 +83,26 @@ class FeatureAdmin(ImpactAdmin):
         services.feature_delete(feature=obj, actor=actor_of(request))
 
 
+class SegmentAdminForm(ServiceModelForm):
+    """Rules in Flagsmith's format (features/segment_rules.py); each error names its path."""
+
+    class Meta:
+        model = Segment
+        fields = ["project", "name", "rules"]
+
+    def clean_rules(self) -> Any:
+        rules = self.cleaned_data.get("rules")
+        errors = segment_rules_errors(rules)
+        if errors:
+            raise forms.ValidationError(
+                [f"{path}: {message}" for path, messages in errors.items() for message in messages]
+            )
+        return rules
+
+
 @admin.register(Segment)
 class SegmentAdmin(TagwardenAdmin):
+    form = SegmentAdminForm
     organisation_lookup = "project__organisation"
     list_display = ["name", "project"]
     list_filter = [

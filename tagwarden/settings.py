@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "features",
     "permissions",
     "audit",
+    "sdk",
 ]
 
 MIDDLEWARE = [

@@ -131,7 +131,13 @@ MOBILE_FEATURES = (
     ("offline_mode", "Browse the catalogue without a connection.", ()),
 )
 
-BETA_USERS_RULES = [{"trait": "beta_tester", "operator": "EQUAL", "value": True}]
+BETA_USERS_RULES = [
+    {
+        "type": "ALL",
+        "rules": [],
+        "conditions": [{"property": "beta_tester", "operator": "EQUAL", "value": "true"}],
+    }
+]
 
 
 class Command(BaseCommand):

@@ -9,7 +9,7 @@ from typing import Any
 
 from django.contrib.auth.models import AnonymousUser
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from rest_framework import authentication, exceptions
+from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
 from sdk import selectors
@@ -40,6 +40,16 @@ class EnvironmentKeyAuthentication(authentication.BaseAuthentication):
 
 class ServerKeyAuthentication(EnvironmentKeyAuthentication):
     server_keys_only = True
+
+
+class HasEnvironmentKey(permissions.BasePermission):
+    """Whatever else authenticated the request (a forced user in tests, a future
+    authenticator), only an environment key reads flags: anything else is a 401."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        if not isinstance(request.auth, selectors.EnvironmentKey):
+            raise exceptions.NotAuthenticated(f"The {HEADER} header is required.")
+        return True
 
 
 class EnvironmentKeyScheme(OpenApiAuthenticationExtension):

@@ -22,7 +22,11 @@ from rest_framework.views import APIView
 from environments.models import Environment
 from permissions.drf import ADMIN, environment_or_404
 from sdk import selectors, services
-from sdk.api.authentication import EnvironmentKeyAuthentication, ServerKeyAuthentication
+from sdk.api.authentication import (
+    EnvironmentKeyAuthentication,
+    HasEnvironmentKey,
+    ServerKeyAuthentication,
+)
 from sdk.api.serializers import (
     FlagSerializer,
     IdentityFlagsSerializer,
@@ -50,7 +54,7 @@ class EnvironmentKeyView(APIView):
     """Base of the SDK endpoints: `request.auth` is the `selectors.EnvironmentKey`."""
 
     authentication_classes = [EnvironmentKeyAuthentication]
-    permission_classes: list[Any] = []
+    permission_classes = [HasEnvironmentKey]
 
     def environment(self, request: Request) -> Environment:
         return cast(selectors.EnvironmentKey, request.auth).environment

@@ -40,6 +40,7 @@ from sdk.models import ServerKey
 from tagwarden.api import (
     BAD_REQUEST,
     DELETE_ERRORS,
+    LIST_ERRORS,
     READ_ERRORS,
     UNAUTHENTICATED,
     WRITE_ERRORS,
@@ -114,7 +115,7 @@ _API_KEY = OpenApiParameter(
     list=extend_schema(
         summary="The environment's server-side keys (environment admin; prefix only)",
         parameters=[_API_KEY],
-        responses={200: ServerKeySerializer, **READ_ERRORS, 403: WRITE_ERRORS[403]},
+        responses={200: ServerKeySerializer, **LIST_ERRORS, 403: WRITE_ERRORS[403]},
     ),
     create=extend_schema(
         summary="Create a server-side key (environment admin); the key is shown this once",

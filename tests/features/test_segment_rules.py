@@ -43,17 +43,70 @@ VALID = [
     [
         ({"type": "ALL"}, "rules"),
         (["ALL"], "rules[0]"),
-        ([{"type": "SOME", "conditions": [{"property": "a", "operator": "EQUAL", "value": "1"}]}], "rules[0].type"),
+        (
+            [
+                {
+                    "type": "SOME",
+                    "conditions": [{"property": "a", "operator": "EQUAL", "value": "1"}],
+                }
+            ],
+            "rules[0].type",
+        ),
         ([{"type": "ALL"}], "rules[0]"),
-        ([{"type": "ALL", "rules": [{"type": "ANY", "conditions": [{}]}]}], "rules[0].rules[0].conditions[0].operator"),
-        ([{"type": "ALL", "conditions": [{"property": "a", "operator": "EQUAL", "value": "1"}, {"property": "b", "operator": "LIKE", "value": "x"}]}], "rules[0].conditions[1].operator"),
-        ([{"type": "ALL", "conditions": [{"operator": "EQUAL", "value": "1"}]}], "rules[0].conditions[0].property"),
-        ([{"type": "ALL", "conditions": [{"property": "a", "operator": "EQUAL", "value": 1}]}], "rules[0].conditions[0].value"),
-        ([{"type": "ALL", "conditions": [{"property": "a", "operator": "EQUAL"}]}], "rules[0].conditions[0].value"),
-        ([{"type": "ALL", "conditions": [{"property": "a", "operator": "REGEX", "value": "("}]}], "rules[0].conditions[0].value"),
-        ([{"type": "ALL", "conditions": [{"operator": "PERCENTAGE_SPLIT", "value": "150"}]}], "rules[0].conditions[0].value"),
-        ([{"type": "ALL", "conditions": [{"property": "a", "operator": "MODULO", "value": "0|1"}]}], "rules[0].conditions[0].value"),
-        ([{"type": "ALL", "conditions": [{"property": "a", "operator": "EQUAL", "value": "1", "x": 1}]}], "rules[0].conditions[0].x"),
+        (
+            [{"type": "ALL", "rules": [{"type": "ANY", "conditions": [{}]}]}],
+            "rules[0].rules[0].conditions[0].operator",
+        ),
+        (
+            [
+                {
+                    "type": "ALL",
+                    "conditions": [
+                        {"property": "a", "operator": "EQUAL", "value": "1"},
+                        {"property": "b", "operator": "LIKE", "value": "x"},
+                    ],
+                }
+            ],
+            "rules[0].conditions[1].operator",
+        ),
+        (
+            [{"type": "ALL", "conditions": [{"operator": "EQUAL", "value": "1"}]}],
+            "rules[0].conditions[0].property",
+        ),
+        (
+            [{"type": "ALL", "conditions": [{"property": "a", "operator": "EQUAL", "value": 1}]}],
+            "rules[0].conditions[0].value",
+        ),
+        (
+            [{"type": "ALL", "conditions": [{"property": "a", "operator": "EQUAL"}]}],
+            "rules[0].conditions[0].value",
+        ),
+        (
+            [{"type": "ALL", "conditions": [{"property": "a", "operator": "REGEX", "value": "("}]}],
+            "rules[0].conditions[0].value",
+        ),
+        (
+            [{"type": "ALL", "conditions": [{"operator": "PERCENTAGE_SPLIT", "value": "150"}]}],
+            "rules[0].conditions[0].value",
+        ),
+        (
+            [
+                {
+                    "type": "ALL",
+                    "conditions": [{"property": "a", "operator": "MODULO", "value": "0|1"}],
+                }
+            ],
+            "rules[0].conditions[0].value",
+        ),
+        (
+            [
+                {
+                    "type": "ALL",
+                    "conditions": [{"property": "a", "operator": "EQUAL", "value": "1", "x": 1}],
+                }
+            ],
+            "rules[0].conditions[0].x",
+        ),
         ([{"type": "ALL", "conditions": "a"}], "rules[0].conditions"),
     ],
 )
@@ -67,7 +120,10 @@ def test_segment_rules_errors__flagsmith_format__none() -> None:
 
 
 def test_segment_rules_errors__nesting_bomb__refused_without_recursion_error() -> None:
-    rules: Any = {"type": "ALL", "conditions": [{"property": "a", "operator": "EQUAL", "value": "1"}]}
+    rules: Any = {
+        "type": "ALL",
+        "conditions": [{"property": "a", "operator": "EQUAL", "value": "1"}],
+    }
     for _ in range(5000):
         rules = {"type": "ALL", "rules": [rules]}
     assert segment_rules_errors([rules])
@@ -75,17 +131,29 @@ def test_segment_rules_errors__nesting_bomb__refused_without_recursion_error() -
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("method", ["post", "patch"])
-def test_segment_write__bad_operator__400_naming_path_nothing_stored(method, organisation, project) -> None:
+def test_segment_write__bad_operator__400_naming_path_nothing_stored(
+    method, organisation, project
+) -> None:
     # Given
     manager = f.member(organisation)
     f.grant(manager, project, [MANAGE_SEGMENTS])
     segment = f.SegmentFactory(project=project, rules=VALID)
-    bad = [{"type": "ALL", "conditions": [{"property": "a", "operator": "EQUAL", "value": "1"}, {"property": "b", "operator": "LIKE", "value": "x"}]}]
+    bad = [
+        {
+            "type": "ALL",
+            "conditions": [
+                {"property": "a", "operator": "EQUAL", "value": "1"},
+                {"property": "b", "operator": "LIKE", "value": "x"},
+            ],
+        }
+    ]
     target = f"/api/v1/projects/{project.pk}/segments/"
     if method == "patch":
         target += f"{segment.pk}/"
     # When
-    response = getattr(client_for(manager), method)(target, {"name": "s", "rules": bad}, format="json")
+    response = getattr(client_for(manager), method)(
+        target, {"name": "s", "rules": bad}, format="json"
+    )
     # Then
     assert response.status_code == 400
     assert list(response.json()) == ["rules[0].conditions[1].operator"]
@@ -111,7 +179,10 @@ def test_segment_write__flagsmith_format__201(organisation, project) -> None:
 
 def test_converted_rules__flat_conditions__one_all_rule() -> None:
     assert converted_rules(
-        [{"trait": "beta_tester", "operator": "EQUAL", "value": True}, {"attribute": "age", "operator": ">=", "value": 18}]
+        [
+            {"trait": "beta_tester", "operator": "EQUAL", "value": True},
+            {"attribute": "age", "operator": ">=", "value": 18},
+        ]
     ) == [
         {
             "type": "ALL",
@@ -123,7 +194,11 @@ def test_converted_rules__flat_conditions__one_all_rule() -> None:
         }
     ]
     assert converted_rules([{"attribute": "plan", "value": "pro"}]) == [
-        {"type": "ALL", "rules": [], "conditions": [{"property": "plan", "operator": "EQUAL", "value": "pro"}]}
+        {
+            "type": "ALL",
+            "rules": [],
+            "conditions": [{"property": "plan", "operator": "EQUAL", "value": "pro"}],
+        }
     ]
 
 
@@ -146,7 +221,9 @@ def test_data_migration__free_form_rules__converted_or_reported(project, capsys)
     convertible.refresh_from_db()
     unconvertible.refresh_from_db()
     valid.refresh_from_db()
-    assert convertible.rules[0]["conditions"] == [{"property": "plan", "operator": "EQUAL", "value": "pro"}]
+    assert convertible.rules[0]["conditions"] == [
+        {"property": "plan", "operator": "EQUAL", "value": "pro"}
+    ]
     assert (unconvertible.rules, valid.rules) == ([{"whatever": 1}], VALID)
     assert f"segment {unconvertible.pk} 'odd'" in capsys.readouterr().out
     out = StringIO()
@@ -170,6 +247,10 @@ def test_sdk_evaluation__free_form_segment__matches_nobody(environment) -> None:
 
     feature = f.FeatureFactory(project=environment.project, name="x")
     segment = f.SegmentFactory(project=environment.project, rules=[{"whatever": 1}])
-    f.SegmentOverrideFactory(feature=feature, environment=environment, segment=segment, state__enabled=True)
-    flags = selectors.identity_flags(environment=environment, identifier="ada", traits={"whatever": 1})
+    f.SegmentOverrideFactory(
+        feature=feature, environment=environment, segment=segment, state__enabled=True
+    )
+    flags = selectors.identity_flags(
+        environment=environment, identifier="ada", traits={"whatever": 1}
+    )
     assert flags[0]["enabled"] is False

@@ -113,7 +113,9 @@ def test_flags__environment_key__default_states_in_flagsmith_shape(environment) 
     assert "my_permissions" not in flag and "tags" not in flag["feature"]
 
 
-def test_flags__1000_features__at_most_3_queries(environment, django_assert_max_num_queries) -> None:
+def test_flags__1000_features__at_most_3_queries(
+    environment, django_assert_max_num_queries
+) -> None:
     features = f.FeatureFactory.create_batch(1000, project=environment.project)
     for feature in features[:50]:
         segment_override(feature, environment, rules=rules_where("plan", "pro"))
@@ -131,19 +133,37 @@ def test_flags__1000_features__at_most_3_queries(environment, django_assert_max_
 def test_identities__matching_segments__lowest_priority_wins(environment) -> None:
     # Given two segments overriding one feature: priority 0 wins over 1
     feature = f.FeatureFactory(project=environment.project, name="banner")
-    segment_override(feature, environment, rules=rules_where("plan", "pro"), value="pro", priority=1)
     segment_override(
-        feature, environment, rules=rules_where("age", "18", "GREATER_THAN"), value="adult", priority=0
+        feature, environment, rules=rules_where("plan", "pro"), value="pro", priority=1
+    )
+    segment_override(
+        feature,
+        environment,
+        rules=rules_where("age", "18", "GREATER_THAN"),
+        value="adult",
+        priority=0,
     )
     # When
-    both = identify(environment.api_key, {
-        "identifier": "ada",
-        "traits": [{"trait_key": "plan", "trait_value": "pro"}, {"trait_key": "age", "trait_value": 30}],
-    })
-    pro_only = identify(environment.api_key, {
-        "identifier": "bob",
-        "traits": [{"trait_key": "plan", "trait_value": "pro"}, {"trait_key": "age", "trait_value": 12}],
-    })
+    both = identify(
+        environment.api_key,
+        {
+            "identifier": "ada",
+            "traits": [
+                {"trait_key": "plan", "trait_value": "pro"},
+                {"trait_key": "age", "trait_value": 30},
+            ],
+        },
+    )
+    pro_only = identify(
+        environment.api_key,
+        {
+            "identifier": "bob",
+            "traits": [
+                {"trait_key": "plan", "trait_value": "pro"},
+                {"trait_key": "age", "trait_value": 12},
+            ],
+        },
+    )
     neither = identify(environment.api_key, {"identifier": "cy", "traits": []})
     # Then
     assert flag_of(both.json()["flags"], "banner")["feature_state_value"] == "adult"
@@ -158,12 +178,26 @@ def test_identities__matching_segments__lowest_priority_wins(environment) -> Non
 
 def test_identities__traits__stored_updated_and_null_removes(environment) -> None:
     key = environment.api_key
-    identify(key, {"identifier": "ada", "traits": [
-        {"trait_key": "plan", "trait_value": "pro"}, {"trait_key": "beta", "trait_value": True}
-    ]})
-    identify(key, {"identifier": "ada", "traits": [
-        {"trait_key": "plan", "trait_value": "free"}, {"trait_key": "beta", "trait_value": None}
-    ]})
+    identify(
+        key,
+        {
+            "identifier": "ada",
+            "traits": [
+                {"trait_key": "plan", "trait_value": "pro"},
+                {"trait_key": "beta", "trait_value": True},
+            ],
+        },
+    )
+    identify(
+        key,
+        {
+            "identifier": "ada",
+            "traits": [
+                {"trait_key": "plan", "trait_value": "free"},
+                {"trait_key": "beta", "trait_value": None},
+            ],
+        },
+    )
     identity = Identity.objects.get(environment=environment, identifier="ada")
     assert {t.trait_key: t.value for t in identity.traits.all()} == {"plan": "free"}
     response = identify(key, {"identifier": "ada"})
@@ -172,31 +206,47 @@ def test_identities__traits__stored_updated_and_null_removes(environment) -> Non
 
 def test_identities__transient__nothing_stored(environment) -> None:
     key = environment.api_key
-    response = identify(key, {
-        "identifier": "ghost",
-        "transient": True,
-        "traits": [{"trait_key": "plan", "trait_value": "pro"}],
-    })
+    response = identify(
+        key,
+        {
+            "identifier": "ghost",
+            "transient": True,
+            "traits": [{"trait_key": "plan", "trait_value": "pro"}],
+        },
+    )
     assert response.status_code == 200
-    assert response.json()["traits"] == [{"trait_key": "plan", "trait_value": "pro", "transient": True}]
-    identify(key, {"identifier": "ada", "traits": [
-        {"trait_key": "plan", "trait_value": "pro", "transient": True},
-        {"trait_key": "country", "trait_value": "fr"},
-    ]})
+    assert response.json()["traits"] == [
+        {"trait_key": "plan", "trait_value": "pro", "transient": True}
+    ]
+    identify(
+        key,
+        {
+            "identifier": "ada",
+            "traits": [
+                {"trait_key": "plan", "trait_value": "pro", "transient": True},
+                {"trait_key": "country", "trait_value": "fr"},
+            ],
+        },
+    )
     assert not Identity.objects.filter(identifier="ghost").exists()
     assert list(Trait.objects.values_list("trait_key", flat=True)) == ["country"]
 
 
 def test_identities__same_identifier_other_environment__separate(environment) -> None:
     other = f.EnvironmentFactory(project=environment.project)
-    identify(environment.api_key, {"identifier": "ada", "traits": [{"trait_key": "plan", "trait_value": "pro"}]})
+    identify(
+        environment.api_key,
+        {"identifier": "ada", "traits": [{"trait_key": "plan", "trait_value": "pro"}]},
+    )
     response = identify(other.api_key, {"identifier": "ada"})
     assert response.json()["traits"] == []
     assert Identity.objects.filter(identifier="ada").count() == 2
 
 
 def test_identities__no_audit_entries(environment) -> None:
-    identify(environment.api_key, {"identifier": "ada", "traits": [{"trait_key": "a", "trait_value": 1}]})
+    identify(
+        environment.api_key, {"identifier": "ada", "traits": [{"trait_key": "a", "trait_value": 1}]}
+    )
     assert not AuditLogEntry.objects.exists()
 
 
@@ -214,7 +264,9 @@ def test_identities__no_audit_entries(environment) -> None:
         ({"identifier": "ada", "transient": "maybe"}, "transient"),
     ],
 )
-def test_identities__malformed_body__400_naming_field_nothing_stored(environment, body, field) -> None:
+def test_identities__malformed_body__400_naming_field_nothing_stored(
+    environment, body, field
+) -> None:
     response = identify(environment.api_key, body)
     assert response.status_code == 400
     assert field in response.json()
@@ -247,7 +299,9 @@ def test_identities__many_traits_and_segments__at_most_5_queries(
 # --------------------------------------------------------------------------------------
 
 
-def test_environment_document__round_trips_through_sdk_mapper_and_engine(environment, org_admin) -> None:
+def test_environment_document__round_trips_through_sdk_mapper_and_engine(
+    environment, org_admin
+) -> None:
     # Given
     feature = f.FeatureFactory(project=environment.project, name="new_pricing")
     set_default(feature, environment, enabled=False, value=1)

@@ -64,7 +64,9 @@ def test_server_keys__admins__create_list_revoke_delete(who, organisation, envir
     listed = client.get(url(environment)).json()["results"]
     assert listed == [{k: v for k, v in body.items() if k != "key"}]
     assert "key" not in client.get(url(environment, stored)).json()
-    revoked = client.patch(url(environment, stored), {"revoked": True, "name": "old"}, format="json")
+    revoked = client.patch(
+        url(environment, stored), {"revoked": True, "name": "old"}, format="json"
+    )
     assert revoked.status_code == 200
     assert (revoked.json()["revoked"], revoked.json()["name"]) == (True, "old")
     assert client.delete(url(environment, stored)).status_code == 204
@@ -99,7 +101,10 @@ def test_server_keys__key_of_other_environment__404(organisation, environment) -
     server_key, _ = ServerKey.objects.create_key(environment=other, name="k")
     client = client_for(admin)
     assert client.get(url(environment, server_key)).status_code == 404
-    assert client.patch(url(environment, server_key), {"revoked": True}, format="json").status_code == 404
+    assert (
+        client.patch(url(environment, server_key), {"revoked": True}, format="json").status_code
+        == 404
+    )
     assert client.delete(url(environment, server_key)).status_code == 404
     assert client.get(f"{url(environment)}{2**70}/").status_code == 404
     assert ServerKey.objects.get().revoked is False
@@ -123,7 +128,9 @@ def test_server_keys__changes__audited(organisation, environment) -> None:
 def test_server_keys__unrevoke__400_nothing_changed(organisation, environment) -> None:
     admin = f.member(organisation, admin=True)
     server_key, _ = ServerKey.objects.create_key(environment=environment, name="k", revoked=True)
-    response = client_for(admin).patch(url(environment, server_key), {"revoked": False}, format="json")
+    response = client_for(admin).patch(
+        url(environment, server_key), {"revoked": False}, format="json"
+    )
     assert response.status_code == 400
     assert "revoked" in response.json()
     assert ServerKey.objects.get().revoked is True
@@ -132,10 +139,17 @@ def test_server_keys__unrevoke__400_nothing_changed(organisation, environment) -
 
 @pytest.mark.parametrize(
     ("body", "field"),
-    [({}, "name"), ({"name": ""}, "name"), ({"name": "x" * 51}, "name"), ({"name": "a\u0000"}, "name")],
+    [
+        ({}, "name"),
+        ({"name": ""}, "name"),
+        ({"name": "x" * 51}, "name"),
+        ({"name": "a\u0000"}, "name"),
+    ],
 )
 def test_server_keys__bad_name__400_nothing_stored(body, field, organisation, environment) -> None:
-    response = client_for(f.member(organisation, admin=True)).post(url(environment), body, format="json")
+    response = client_for(f.member(organisation, admin=True)).post(
+        url(environment), body, format="json"
+    )
     assert response.status_code == 400
     assert field in response.json()
     assert not ServerKey.objects.exists()

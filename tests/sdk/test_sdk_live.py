@@ -73,9 +73,7 @@ def test_sdk_identity_flags__trait_matches_segment__override_applies(
 ) -> None:
     # Given
     feature = f.FeatureFactory(project=environment.project, name="new_pricing")
-    segment_override(
-        feature, environment, rules=rules_where("plan", "pro"), enabled=True, value=42
-    )
+    segment_override(feature, environment, rules=rules_where("plan", "pro"), enabled=True, value=42)
     client = sdk(clients, api_url, environment.api_key)
     # When
     pro = client.get_identity_flags("ada", {"plan": "pro"})
@@ -102,7 +100,9 @@ def test_sdk_local_evaluation__server_key__same_flags_as_remote(
     segment_override(
         feature, environment, rules=rules_where("plan", "pro"), enabled=True, value="new"
     )
-    _, key = sdk_services.server_key_create(environment=environment, name="backend", actor=org_admin)
+    _, key = sdk_services.server_key_create(
+        environment=environment, name="backend", actor=org_admin
+    )
     # When
     local = sdk(clients, api_url, key, enable_local_evaluation=True)
     # Then
@@ -112,7 +112,9 @@ def test_sdk_local_evaluation__server_key__same_flags_as_remote(
         True,
         "new",
     )
-    assert local.get_identity_flags("bob", {"plan": "free"}).get_feature_value("new_pricing") == "old"
+    assert (
+        local.get_identity_flags("bob", {"plan": "free"}).get_feature_value("new_pricing") == "old"
+    )
     assert [s.name for s in local.get_identity_segments("ada", {"plan": "pro"})] == [
         feature.segment_overrides.get().segment.name
     ]
@@ -220,3 +222,21 @@ def test_openfeature_provider__remote__resolves_flags(api_url, environment) -> N
     assert of_client.get_string_value("checkout_v2", "") == "blue"
     pro = EvaluationContext(targeting_key="ada", attributes={"plan": "pro"})
     assert of_client.get_string_value("checkout_v2", "", pro) == "gold"
+
+
+def test_readme_example__demo_environment_key__reads_demo_flags(api_url, clients) -> None:
+    # Given the demo, as `make demo` seeds it (the README example reads its key from there)
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("seed_demo", stdout=out)
+    line = next(l for l in out.getvalue().splitlines() if "Checkout / Staging:" in l)
+    key = line.rsplit(" ", 1)[1]
+    # When: the README's example
+    flagsmith = sdk(clients, api_url, key)
+    flags = flagsmith.get_identity_flags("ada", traits={"beta_tester": True})
+    # Then the demo's beta users override applies
+    assert flags.is_feature_enabled("checkout_redesign_2026") is True
+    assert flagsmith.get_environment_flags().is_feature_enabled("checkout_redesign_2026") is False

@@ -83,8 +83,8 @@ class SegmentSerializer(serializers.ModelSerializer):
 
 class SegmentWriteSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
-    rules = serializers.JSONField(  # type: ignore[arg-type]
-        default=list,
+    rules = serializers.JSONField(
+        default=list,  # type: ignore[arg-type]
         help_text=(
             "A JSON list of rules in Flagsmith's format: "
             '[{"type": "ALL"|"ANY"|"NONE", "rules": [...], "conditions": '

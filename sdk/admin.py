@@ -38,7 +38,7 @@ class ServerKeyAdmin(ReadOnlyAdmin):
     list_select_related = ["environment"]
     search_fields = ["name", "prefix"]
     fields = ["name", "display_prefix", "environment", "created", "revoked"]
-    readonly_fields = fields
+    readonly_fields = ["name", "display_prefix", "environment", "created", "revoked"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         return super().get_queryset(request).select_related("environment")

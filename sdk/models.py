@@ -79,7 +79,7 @@ class ServerKey(AbstractAPIKey):
 
     class Meta(AbstractAPIKey.Meta):
         abstract = False
-        ordering = ["-created", "-id"]
+        ordering = ("-created", "-id")  # type: ignore[assignment]
         verbose_name = "server-side environment key"
         verbose_name_plural = "server-side environment keys"
 

@@ -12,11 +12,12 @@ grants, members or any other environment.
 
 from __future__ import annotations
 
+import datetime
 import json
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple, cast
 
 from django.utils import timezone
 from flag_engine import engine
@@ -58,7 +59,9 @@ def environment_key_resolve(*, key: str) -> EnvironmentKey | None:
         return None
     if key.startswith(SERVER_KEY_PREFIX):
         try:
-            server_key = ServerKey.objects.get_from_key(key[len(SERVER_KEY_PREFIX) :])
+            server_key = cast(
+                ServerKey, ServerKey.objects.get_from_key(key[len(SERVER_KEY_PREFIX) :])
+            )
         except ServerKey.DoesNotExist:
             return None
         if server_key.has_expired:
@@ -87,38 +90,67 @@ def sdk_value(value: Any) -> Any:
     return value
 
 
-def environment_states(*, environment: Environment) -> list[FeatureState]:
+class StateRow(NamedTuple):
+    """One feature state as the SDK endpoints need it (plain values: no model instances,
+    which cost more than the query at 10,000 features)."""
+
+    pk: int
+    enabled: bool
+    value: Any
+    environment_id: int
+    feature_id: int
+    feature_name: str
+    feature_description: str
+    feature_created_at: datetime.datetime
+    override_id: int | None
+    priority: int | None
+    segment_id: int | None
+    segment_name: str | None
+    segment_rules: Any
+
+
+def environment_states(*, environment: Environment) -> list[StateRow]:
     """Every state of the environment, default and override, with its feature and (for an
     override) its segment: one query whatever the number of features and segments."""
-    return list(
+    rows = (
         FeatureState.objects.filter(environment=environment)
-        .select_related("feature", "segment_override__segment")
         .order_by(
             "feature__name", "feature_id", "segment_override__priority", "segment_override_id"
         )
+        .values_list(
+            "pk",
+            "enabled",
+            "value",
+            "environment_id",
+            "feature_id",
+            "feature__name",
+            "feature__description",
+            "feature__created_at",
+            "segment_override_id",
+            "segment_override__priority",
+            "segment_override__segment_id",
+            "segment_override__segment__name",
+            "segment_override__segment__rules",
+        )
     )
-
-
-def _feature_payload(state: FeatureState) -> dict[str, Any]:
-    feature = state.feature
-    return {
-        "id": feature.pk,
-        "name": feature.name,
-        "created_date": feature.created_at.isoformat(),
-        "description": feature.description,
-        "initial_value": None,
-        "default_enabled": False,
-        "type": "STANDARD",
-    }
+    return [StateRow(*row) for row in rows]
 
 
 def flag_payload(
-    state: FeatureState, *, enabled: bool | None = None, value: Any = None, **extra: Any
+    state: StateRow, *, enabled: bool | None = None, value: Any = None, **extra: Any
 ) -> dict[str, Any]:
     """One flag in the shape of Flagsmith's `/flags/` (what `Flag.from_api_flag` reads)."""
     return {
         "id": state.pk,
-        "feature": _feature_payload(state),
+        "feature": {
+            "id": state.feature_id,
+            "name": state.feature_name,
+            "created_date": state.feature_created_at.isoformat(),
+            "description": state.feature_description,
+            "initial_value": None,
+            "default_enabled": False,
+            "type": "STANDARD",
+        },
         "feature_state_value": sdk_value(state.value if enabled is None else value),
         "enabled": state.enabled if enabled is None else enabled,
         "environment": state.environment_id,
@@ -133,7 +165,7 @@ def environment_flags(*, environment: Environment) -> list[dict[str, Any]]:
     return [
         flag_payload(state)
         for state in environment_states(environment=environment)
-        if state.segment_override_id is None
+        if state.override_id is None
     ]
 
 
@@ -164,29 +196,29 @@ def _context_rules(rules: Iterable[Mapping[str, Any]]) -> list[SegmentRule]:
     return out
 
 
-def _valid_rules(segment: Segment, checked: dict[int, bool]) -> bool:
+def _valid_rules(segment_id: int, rules: Any, checked: dict[int, bool]) -> bool:
     # A segment whose rules predate the format and could not be converted matches no one
     # (docs/API.md "Segments and their rules"): fail closed.
-    if segment.pk not in checked:
-        checked[segment.pk] = bool(segment.rules) and not segment_rules_errors(segment.rules)
-    return checked[segment.pk]
+    if segment_id not in checked:
+        checked[segment_id] = bool(rules) and not segment_rules_errors(rules)
+    return checked[segment_id]
 
 
-def _feature_context(state: FeatureState) -> FeatureContext[Any]:
+def _feature_context(state: StateRow) -> FeatureContext[Any]:
     context: FeatureContext[Any] = {
         "key": str(state.pk),
-        "name": state.feature.name,
+        "name": state.feature_name,
         "enabled": state.enabled,
         "value": sdk_value(state.value),
         "metadata": {"id": state.feature_id},
     }
-    if state.segment_override is not None:
-        context["priority"] = state.segment_override.priority
+    if state.priority is not None:
+        context["priority"] = state.priority
     return context
 
 
 def evaluation_context(
-    *, environment: Environment, states: list[FeatureState], identifier: str, traits: dict[str, Any]
+    *, environment: Environment, states: list[StateRow], identifier: str, traits: dict[str, Any]
 ) -> EvaluationContext[Any, Any]:
     """The engine's context: default states as features, and each segment that overrides a
     feature here, with its rules and its overrides (lower `priority` wins, as in Flagsmith;
@@ -195,23 +227,21 @@ def evaluation_context(
     segments: dict[str, SegmentContext[Any, Any]] = {}
     checked: dict[int, bool] = {}
     for state in states:
-        override = state.segment_override
-        if override is None:
-            features[state.feature.name] = _feature_context(state)
+        if state.override_id is None or state.segment_id is None:
+            features[state.feature_name] = _feature_context(state)
             continue
-        segment = override.segment
-        if not _valid_rules(segment, checked):
+        if not _valid_rules(state.segment_id, state.segment_rules, checked):
             continue
-        key = str(segment.pk)
+        key = str(state.segment_id)
         if key not in segments:
             segments[key] = {
                 "key": key,
-                "name": segment.name,
-                "rules": _context_rules(segment.rules),
+                "name": state.segment_name or "",
+                "rules": _context_rules(state.segment_rules),
                 "overrides": [],
-                "metadata": {"id": segment.pk, "source": "api"},
+                "metadata": {"id": state.segment_id, "source": "api"},
             }
-        segments[key]["overrides"].append(_feature_context(state))  # type: ignore[union-attr]
+        segments[key]["overrides"].append(_feature_context(state))
     return {
         "environment": {"key": environment.api_key, "name": environment.name},
         "identity": {"identifier": identifier, "traits": traits},
@@ -232,9 +262,9 @@ def identity_flags(
     result = engine.get_evaluation_result(context)
     flags = []
     for state in states:
-        if state.segment_override_id is not None:
+        if state.override_id is not None:
             continue
-        flag = result["flags"][state.feature.name]
+        flag = result["flags"][state.feature_name]
         # The engine's values are already in the SDK's types (sdk_value): passed as they are.
         flags.append(
             flag_payload(state, enabled=flag["enabled"], value=flag["value"], reason=flag["reason"])
@@ -266,16 +296,15 @@ def _document_rules(rules: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def _document_state(state: FeatureState) -> dict[str, Any]:
-    override = state.segment_override
+def _document_state(state: StateRow) -> dict[str, Any]:
     return {
         "django_id": state.pk,
         "featurestate_uuid": str(uuid.uuid5(_STATE_UUID_NAMESPACE, str(state.pk))),
-        "feature": {"id": state.feature_id, "name": state.feature.name, "type": "STANDARD"},
+        "feature": {"id": state.feature_id, "name": state.feature_name, "type": "STANDARD"},
         "enabled": state.enabled,
         "feature_state_value": sdk_value(state.value),
         "multivariate_feature_state_values": [],
-        "feature_segment": None if override is None else {"priority": override.priority},
+        "feature_segment": None if state.override_id is None else {"priority": state.priority},
     }
 
 
@@ -286,10 +315,8 @@ def environment_document(*, environment: Environment) -> dict[str, Any]:
     states = environment_states(environment=environment)
     overrides: dict[int, list[dict[str, Any]]] = {}
     for state in states:
-        if state.segment_override is not None:
-            overrides.setdefault(state.segment_override.segment_id, []).append(
-                _document_state(state)
-            )
+        if state.segment_id is not None:
+            overrides.setdefault(state.segment_id, []).append(_document_state(state))
     checked: dict[int, bool] = {}
     segments = [
         {
@@ -299,7 +326,7 @@ def environment_document(*, environment: Environment) -> dict[str, Any]:
             "feature_states": overrides.get(segment.pk, []),
         }
         for segment in Segment.objects.filter(project_id=environment.project_id).order_by("pk")
-        if _valid_rules(segment, checked)
+        if _valid_rules(segment.pk, segment.rules, checked)
     ]
     project = environment.project
     organisation = project.organisation
@@ -322,7 +349,7 @@ def environment_document(*, environment: Environment) -> dict[str, Any]:
             "enable_realtime_updates": False,
             "server_key_only_feature_ids": [],
         },
-        "feature_states": [_document_state(s) for s in states if s.segment_override_id is None],
+        "feature_states": [_document_state(s) for s in states if s.override_id is None],
         "identity_overrides": [],
         "updated_at": timezone.now().isoformat(),
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -172,7 +172,8 @@ def server_key_create(
     prefix and its hash."""
     name = _check_name(name)
     with transaction.atomic():
-        server_key, key = ServerKey.objects.create_key(environment=environment, name=name)
+        created, key = ServerKey.objects.create_key(environment=environment, name=name)
+        server_key = cast(ServerKey, created)
         _audit(
             server_key,
             actor=actor,

@@ -65,7 +65,7 @@ class FlagFeatureSerializer(serializers.Serializer):
     name = serializers.CharField()
     created_date = serializers.DateTimeField()
     description = serializers.CharField()
-    initial_value = serializers.JSONField(allow_null=True)  # type: ignore[arg-type]
+    initial_value = serializers.JSONField(allow_null=True)
     default_enabled = serializers.BooleanField()
     type = serializers.CharField()
 
@@ -75,17 +75,17 @@ class FlagSerializer(serializers.Serializer):
 
     id = serializers.IntegerField()
     feature = FlagFeatureSerializer()
-    feature_state_value = serializers.JSONField(allow_null=True)  # type: ignore[arg-type]
+    feature_state_value = serializers.JSONField(allow_null=True)
     enabled = serializers.BooleanField()
     environment = serializers.IntegerField()
-    identity = serializers.JSONField(allow_null=True)  # type: ignore[arg-type]
-    feature_segment = serializers.JSONField(allow_null=True)  # type: ignore[arg-type]
+    identity = serializers.JSONField(allow_null=True)
+    feature_segment = serializers.JSONField(allow_null=True)
     reason = serializers.CharField(required=False)
 
 
 class IdentityTraitOutSerializer(serializers.Serializer):
     trait_key = serializers.CharField()
-    trait_value = serializers.JSONField()  # type: ignore[arg-type]
+    trait_value = serializers.JSONField()
     transient = serializers.BooleanField(required=False)
 
 
@@ -109,8 +109,8 @@ class ServerKeyCreatedSerializer(ServerKeySerializer):
     key = serializers.SerializerMethodField(help_text="The key (ser.…), shown this once.")
 
     class Meta(ServerKeySerializer.Meta):
-        fields = (*ServerKeySerializer.Meta.fields, "key")
-        read_only_fields = fields
+        fields = (*ServerKeySerializer.Meta.fields, "key")  # type: ignore[assignment]
+        read_only_fields = fields  # type: ignore[assignment]
 
     def get_key(self, obj: ServerKey) -> str:
         return str(self.context["key"])

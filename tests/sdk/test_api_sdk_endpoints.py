@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from flagsmith.mappers import map_environment_document_to_context
 from flag_engine import engine
+from flagsmith.mappers import map_environment_document_to_context
 from rest_framework.test import APIClient
 
 from audit.models import AuditLogEntry

@@ -232,7 +232,7 @@ def test_readme_example__demo_environment_key__reads_demo_flags(api_url, clients
 
     out = StringIO()
     call_command("seed_demo", stdout=out)
-    line = next(l for l in out.getvalue().splitlines() if "Checkout / Staging:" in l)
+    line = next(row for row in out.getvalue().splitlines() if "Checkout / Staging:" in row)
     key = line.rsplit(" ", 1)[1]
     # When: the README's example
     flagsmith = sdk(clients, api_url, key)

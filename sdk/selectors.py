@@ -12,7 +12,6 @@ grants, members or any other environment.
 
 from __future__ import annotations
 
-import datetime
 import json
 import uuid
 from collections.abc import Iterable, Mapping
@@ -101,7 +100,6 @@ class StateRow(NamedTuple):
     feature_id: int
     feature_name: str
     feature_description: str
-    feature_created_at: datetime.datetime
     override_id: int | None
     priority: int | None
     segment_id: int | None
@@ -125,7 +123,6 @@ def environment_states(*, environment: Environment) -> list[StateRow]:
             "feature_id",
             "feature__name",
             "feature__description",
-            "feature__created_at",
             "segment_override_id",
             "segment_override__priority",
             "segment_override__segment_id",
@@ -139,13 +136,14 @@ def environment_states(*, environment: Environment) -> list[StateRow]:
 def flag_payload(
     state: StateRow, *, enabled: bool | None = None, value: Any = None, **extra: Any
 ) -> dict[str, Any]:
-    """One flag in the shape of Flagsmith's `/flags/` (what `Flag.from_api_flag` reads)."""
+    """One flag in the shape of Flagsmith's `/flags/` (what `Flag.from_api_flag` reads).
+    The feature's `created_date`, which no SDK reads, is left out: converting 10,000
+    timestamps cost a fifth of the response."""
     return {
         "id": state.pk,
         "feature": {
             "id": state.feature_id,
             "name": state.feature_name,
-            "created_date": state.feature_created_at.isoformat(),
             "description": state.feature_description,
             "initial_value": None,
             "default_enabled": False,

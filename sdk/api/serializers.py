@@ -63,7 +63,6 @@ class IdentitySerializer(serializers.Serializer):
 class FlagFeatureSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
-    created_date = serializers.DateTimeField()
     description = serializers.CharField()
     initial_value = serializers.JSONField(allow_null=True)
     default_enabled = serializers.BooleanField()

@@ -55,7 +55,6 @@ class HasEnvironmentKey(permissions.BasePermission):
 class EnvironmentKeyScheme(OpenApiAuthenticationExtension):
     target_class = "sdk.api.authentication.EnvironmentKeyAuthentication"
     name = "EnvironmentKey"
-    match_subclasses = True
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
         return {
@@ -63,4 +62,17 @@ class EnvironmentKeyScheme(OpenApiAuthenticationExtension):
             "in": "header",
             "name": HEADER,
             "description": "An environment's api_key, or a server-side key (ser.…).",
+        }
+
+
+class ServerKeyScheme(EnvironmentKeyScheme):
+    target_class = "sdk.api.authentication.ServerKeyAuthentication"
+    name = "ServerKey"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": HEADER,
+            "description": "A server-side environment key (ser.…).",
         }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from sdk.models import ServerKey
@@ -17,6 +18,12 @@ def _check_text(value: str) -> str:
     return value
 
 
+@extend_schema_field(
+    {
+        "oneOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}],
+        "nullable": True,
+    }
+)
 class TraitValueField(serializers.Field):
     """A trait's value: a string, a number, a boolean, or null (which removes the trait)."""
 

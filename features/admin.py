@@ -95,7 +95,11 @@ class SegmentAdminForm(ServiceModelForm):
         errors = segment_rules_errors(rules)
         if errors:
             raise forms.ValidationError(
-                [f"{path}: {message}" for path, messages in errors.items() for message in messages]
+                [
+                    message if path == "rules" else f"{path}: {message}"
+                    for path, messages in errors.items()
+                    for message in messages
+                ]
             )
         return rules
 

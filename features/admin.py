@@ -43,6 +43,7 @@ from features.models import (
     Segment,
     SegmentOverride,
 )
+from features.segment_rules import segment_rules_errors
 from features.state_services import ChangeInput
 from permissions import engine
 from permissions.admin_impact import ImpactAdmin
@@ -195,10 +196,32 @@ class FeatureAdmin(MemberScopedMixin, ImpactAdmin):
         services.feature_delete(feature=obj, actor=actor_of(request))
 
 
+class SegmentAdminForm(ServiceModelForm):
+    """Rules in Flagsmith's format (features/segment_rules.py); each error names its path."""
+
+    class Meta:
+        model = Segment
+        fields = ["project", "name", "rules"]
+
+    def clean_rules(self) -> Any:
+        rules = self.cleaned_data.get("rules")
+        errors = segment_rules_errors(rules)
+        if errors:
+            raise forms.ValidationError(
+                [
+                    message if path == "rules" else f"{path}: {message}"
+                    for path, messages in errors.items()
+                    for message in messages
+                ]
+            )
+        return rules
+
+
 @admin.register(Segment)
 class SegmentAdmin(MemberScopedMixin, TagwardenAdmin):
     """MANAGE_SEGMENTS on the project to create, edit and delete."""
 
+    form = SegmentAdminForm
     organisation_lookup = "project__organisation"
     list_display = ["name", "project"]
     list_filter = [

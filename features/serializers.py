@@ -8,6 +8,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from features.models import Feature, Segment
+from features.segment_rules import segment_rules_errors
 from permissions import engine
 from projects.models import Project, Tag
 from tagwarden.api import StoredJSONField
@@ -83,9 +84,24 @@ class SegmentSerializer(serializers.ModelSerializer):
 
 class SegmentWriteSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
-    rules = StoredJSONField(default=list, help_text="A JSON list of rules (at most 64 KiB).")  # type: ignore[arg-type]
+    rules = StoredJSONField(
+        default=list,  # type: ignore[arg-type]
+        help_text=(
+            "A JSON list of rules in Flagsmith's format: "
+            '[{"type": "ALL"|"ANY"|"NONE", "rules": [...], "conditions": '
+            '[{"property", "operator", "value"}]}], at most 64 KiB (docs/API.md).'
+        ),
+    )
 
     def validate_rules(self, value: Any) -> list[Any]:
         if not isinstance(value, list):
-            raise serializers.ValidationError("Must be a JSON list.")
+            raise serializers.ValidationError("Must be a JSON list of rules.")
         return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # Errors keyed by the path of the bad part: {"rules[0].conditions[1].operator": [...]}.
+        if "rules" in attrs:
+            errors = segment_rules_errors(attrs["rules"])
+            if errors:
+                raise serializers.ValidationError(errors)
+        return attrs

@@ -12,6 +12,7 @@ from django.db import IntegrityError, transaction
 from audit.models import AuditAction
 from audit.services import Actor, audit_record
 from features.models import Feature, FeatureState, Segment, SegmentOverride
+from features.segment_rules import segment_rules_errors
 from permissions import engine
 from projects import selectors as project_selectors
 from projects.models import Project, Tag
@@ -218,8 +219,11 @@ def feature_delete(*, feature: Feature, actor: Actor) -> None:
 
 
 def _validate_rules(rules: Any) -> None:
-    if not isinstance(rules, list):
-        raise ValidationError({"rules": ["Must be a JSON list."]})
+    """Flagsmith's rule format (features/segment_rules.py); errors keyed by the path of the
+    bad part (`rules[0].conditions[1].operator`), on every write path."""
+    errors = segment_rules_errors(rules)
+    if errors:
+        raise ValidationError(errors)
 
 
 def segment_snapshot(segment: Segment) -> dict[str, Any]:

@@ -81,6 +81,7 @@ INSTALLED_APPS = [
     "features",
     "permissions",
     "audit",
+    "sdk",
 ]
 
 MIDDLEWARE = [

@@ -25,6 +25,7 @@ api_patterns: list[URLPattern | URLResolver] = [
     path("", include("environments.urls")),
     path("", include("features.urls")),
     path("", include("features.state_urls")),
+    path("", include("sdk.api.urls")),
 ]
 
 urlpatterns = [

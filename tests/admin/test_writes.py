@@ -439,7 +439,21 @@ def test_segment_add_and_rules_validation(admin_client, world):
         add_url("features.segment"), {"project": world.project.pk, "name": "gamma", "rules": "{}"}
     )
     assert bad.status_code == 200
-    assert "Must be a JSON list." in errors(bad)
+    assert "Must be a JSON list of rules." in errors(bad)
+    bad_operator = admin_client.post(
+        add_url("features.segment"),
+        {
+            "project": world.project.pk,
+            "name": "delta",
+            "rules": '[{"type": "ALL", "conditions": [{"property": "p", "operator": "LIKE", "value": "x"}]}]',
+        },
+    )
+    assert bad_operator.status_code == 200
+    assert any(
+        e.startswith("rules[0].conditions[0].operator: Must be one of")
+        for e in errors(bad_operator)
+    )
+    assert not Segment.objects.filter(name__in=["gamma", "delta"]).exists()
 
 
 # -- grants (any principal) -------------------------------------------------------------------

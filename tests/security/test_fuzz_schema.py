@@ -145,7 +145,15 @@ def seed_organisation() -> Seed:
     feature = f.FeatureFactory(project=project, tags=[named])
     feature2 = f.FeatureFactory(project=project, tags=[plain, restricted])
     f.FeatureFactory(project=project)
-    segment = f.SegmentFactory(project=project, rules=[{"attribute": "plan", "value": "pro"}])
+    segment = f.SegmentFactory(
+        project=project,
+        rules=[
+            {
+                "type": "ALL",
+                "conditions": [{"property": "plan", "operator": "EQUAL", "value": "pro"}],
+            }
+        ],
+    )
     segment2 = f.SegmentFactory(project=project)
     override = f.SegmentOverrideFactory(feature=feature, environment=env, segment=segment)
     override_cr = f.SegmentOverrideFactory(feature=feature, environment=env_cr, segment=segment)

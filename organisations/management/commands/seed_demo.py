@@ -19,6 +19,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
+from environments.models import Environment
 from environments.services import environment_create
 from features.services import feature_create, segment_create
 from features.state_services import segment_override_create
@@ -131,7 +132,13 @@ MOBILE_FEATURES = (
     ("offline_mode", "Browse the catalogue without a connection.", ()),
 )
 
-BETA_USERS_RULES = [{"trait": "beta_tester", "operator": "EQUAL", "value": True}]
+BETA_USERS_RULES = [
+    {
+        "type": "ALL",
+        "rules": [],
+        "conditions": [{"property": "beta_tester", "operator": "EQUAL", "value": "true"}],
+    }
+]
 
 
 class Command(BaseCommand):
@@ -157,6 +164,7 @@ class Command(BaseCommand):
                 "nothing changed. Run with --reset to delete and rebuild it."
             )
             self._print_users(organisation)
+            self._print_environment_keys(organisation)
             self.stdout.write(
                 'The API key "ci-pipeline" was printed when it was created; it is stored only '
                 "hashed. Run with --reset for a new one."
@@ -178,6 +186,7 @@ class Command(BaseCommand):
         )
         self._print_summary(organisation)
         self._print_users(organisation)
+        self._print_environment_keys(organisation)
         self.stdout.write("")
         self.stdout.write(
             'Organisation API key "ci-pipeline" (role Growth marketer), shown this once:'
@@ -385,6 +394,20 @@ class Command(BaseCommand):
             )
             self.stdout.write(f"  environments: {environments}")
             self.stdout.write(f"  tags: {tags}")
+
+    def _print_environment_keys(self, organisation: Organisation) -> None:
+        """The environment keys applications read flags with (Flagsmith SDKs: README,
+        "Flags for applications"). They are client-side keys, not secrets."""
+        self.stdout.write("")
+        self.stdout.write("Environment keys for the Flagsmith SDKs (X-Environment-Key):")
+        for environment in (
+            Environment.objects.filter(project__organisation=organisation)
+            .select_related("project")
+            .order_by("project_id", "pk")
+        ):
+            self.stdout.write(
+                f"  {environment.project.name} / {environment.name}: {environment.api_key}"
+            )
 
     def _print_users(self, organisation: Organisation) -> None:
         memberships = {

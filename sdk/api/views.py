@@ -1,0 +1,209 @@
+"""The endpoints the Flagsmith SDKs call, and server-side key management (docs/API.md
+"Flags for applications").
+
+The SDK endpoints authenticate an environment key, not a principal: they read flags of that
+one environment and never grants, members or other environments. Server-side keys are
+managed by environment admins (404 for whoever cannot view the environment, 403 for the
+others), through `sdk.services`, which audits every change.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from django.db.models import QuerySet
+from django.http import Http404
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from environments.models import Environment
+from permissions.drf import ADMIN, environment_or_404
+from sdk import selectors, services
+from sdk.api.authentication import (
+    EnvironmentKeyAuthentication,
+    HasEnvironmentKey,
+    ServerKeyAuthentication,
+)
+from sdk.api.serializers import (
+    FlagSerializer,
+    IdentityFlagsSerializer,
+    IdentitySerializer,
+    ServerKeyCreatedSerializer,
+    ServerKeyCreateSerializer,
+    ServerKeySerializer,
+    ServerKeyUpdateSerializer,
+)
+from sdk.models import ServerKey
+from tagwarden.api import (
+    BAD_REQUEST,
+    DELETE_ERRORS,
+    LIST_ERRORS,
+    READ_ERRORS,
+    UNAUTHENTICATED,
+    WRITE_ERRORS,
+    ActionViewSet,
+    actor_of,
+)
+
+_SDK_UNAUTHENTICATED = {401: UNAUTHENTICATED}
+
+
+class EnvironmentKeyView(APIView):
+    """Base of the SDK endpoints: `request.auth` is the `selectors.EnvironmentKey`."""
+
+    authentication_classes = [EnvironmentKeyAuthentication]
+    permission_classes = [HasEnvironmentKey]
+
+    def environment(self, request: Request) -> Environment:
+        return cast(selectors.EnvironmentKey, request.auth).environment
+
+
+class FlagsView(EnvironmentKeyView):
+    @extend_schema(
+        summary="The environment's flags (Flagsmith SDKs: X-Environment-Key)",
+        responses={200: FlagSerializer(many=True), **_SDK_UNAUTHENTICATED},
+    )
+    def get(self, request: Request) -> Response:
+        return Response(selectors.environment_flags(environment=self.environment(request)))
+
+
+class IdentitiesView(EnvironmentKeyView):
+    @extend_schema(
+        summary="An identity's flags, with segment overrides applied; stores its traits",
+        request=IdentitySerializer,
+        responses={200: IdentityFlagsSerializer, 400: BAD_REQUEST, **_SDK_UNAUTHENTICATED},
+    )
+    def post(self, request: Request) -> Response:
+        serializer = IdentitySerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        result = services.identity_identify(
+            environment=self.environment(request),
+            identifier=data["identifier"],
+            traits=[services.TraitInput(**trait) for trait in data["traits"]],
+            transient=data["transient"],
+        )
+        return Response(
+            {"identifier": result.identifier, "flags": result.flags, "traits": result.traits}
+        )
+
+
+class EnvironmentDocumentView(EnvironmentKeyView):
+    authentication_classes = [ServerKeyAuthentication]
+
+    @extend_schema(
+        summary="The environment document for local evaluation (server-side key only)",
+        responses={200: dict, **_SDK_UNAUTHENTICATED},
+    )
+    def get(self, request: Request) -> Response:
+        return Response(selectors.environment_document(environment=self.environment(request)))
+
+
+# --------------------------------------------------------------------------------------
+# Server-side keys
+# --------------------------------------------------------------------------------------
+
+_API_KEY = OpenApiParameter(
+    "api_key", str, OpenApiParameter.PATH, description="The environment's api_key."
+)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="The environment's server-side keys (environment admin; prefix only)",
+        parameters=[_API_KEY],
+        responses={200: ServerKeySerializer, **LIST_ERRORS, 403: WRITE_ERRORS[403]},
+    ),
+    create=extend_schema(
+        summary="Create a server-side key (environment admin); the key is shown this once",
+        parameters=[_API_KEY],
+        request=ServerKeyCreateSerializer,
+        responses={201: ServerKeyCreatedSerializer, **WRITE_ERRORS},
+    ),
+    retrieve=extend_schema(
+        parameters=[_API_KEY],
+        responses={200: ServerKeySerializer, **READ_ERRORS, 403: WRITE_ERRORS[403]},
+    ),
+    partial_update=extend_schema(
+        summary="Rename or revoke a server-side key (environment admin)",
+        parameters=[_API_KEY],
+        request=ServerKeyUpdateSerializer,
+        responses={200: ServerKeySerializer, **WRITE_ERRORS},
+    ),
+    destroy=extend_schema(
+        summary="Delete a server-side key (environment admin)",
+        parameters=[_API_KEY],
+        responses={204: None, **DELETE_ERRORS},
+    ),
+)
+class ServerKeyViewSet(ActionViewSet):
+    serializer_class = ServerKeySerializer
+    filter_backends: list[Any] = []
+    action_requirements = {
+        "list": ADMIN,
+        "retrieve": ADMIN,
+        "create": ADMIN,
+        "partial_update": ADMIN,
+        "destroy": ADMIN,
+    }
+
+    def get_scope(self) -> Environment:
+        environment: Environment | None = getattr(self, "_environment", None)
+        if environment is None:
+            environment = environment_or_404(self.request, self.kwargs["api_key"])
+            self._environment = environment
+        return environment
+
+    def get_queryset(self) -> QuerySet[ServerKey]:
+        if getattr(self, "swagger_fake_view", False):
+            return ServerKey.objects.none()
+        return selectors.server_keys_of_environment(environment=self.get_scope())
+
+    def get_object(self) -> ServerKey:
+        # A key of another environment, or an id beyond 64 bits, is a 404.
+        try:
+            pk = int(self.kwargs["pk"])
+        except (TypeError, ValueError):
+            raise Http404 from None
+        if not 0 < pk < 2**63:
+            raise Http404
+        server_key = (
+            self.get_queryset().select_related("environment__project").filter(pk=pk).first()
+        )
+        if server_key is None:
+            raise Http404
+        return server_key
+
+    def list(self, request: Request, api_key: str) -> Response:
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(ServerKeySerializer(page, many=True).data)
+
+    def create(self, request: Request, api_key: str) -> Response:
+        serializer = ServerKeyCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        server_key, key = services.server_key_create(
+            environment=self.get_scope(), **serializer.validated_data, actor=actor_of(request)
+        )
+        return Response(
+            ServerKeyCreatedSerializer(server_key, context={"key": key}).data,
+            status=status.HTTP_201_CREATED,
+        )
+
+    def retrieve(self, request: Request, api_key: str, pk: str) -> Response:
+        return Response(ServerKeySerializer(self.get_object()).data)
+
+    def partial_update(self, request: Request, api_key: str, pk: str) -> Response:
+        server_key = self.get_object()
+        serializer = ServerKeyUpdateSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        server_key = services.server_key_update(
+            server_key=server_key, **serializer.validated_data, actor=actor_of(request)
+        )
+        return Response(ServerKeySerializer(server_key).data)
+
+    def destroy(self, request: Request, api_key: str, pk: str) -> Response:
+        services.server_key_delete(server_key=self.get_object(), actor=actor_of(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)

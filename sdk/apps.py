@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class SdkConfig(AppConfig):
+    name = "sdk"
+    verbose_name = "Flags for applications"

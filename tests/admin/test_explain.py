@@ -85,7 +85,10 @@ def test_explain__restricted_tag__listed_as_restricted(admin_client, world):
     (result,) = response.context["results"]
     assert result["allowed"] is False
     (blocked,) = result["blocked_by"]
-    assert blocked["why"] == "the feature carries a restricted tag that this entry does not name"
+    assert blocked["why"] == (
+        "the feature carries restricted tags that the user's entries for this key, "
+        "taken together, do not all name"
+    )
 
 
 def test_explain__every_environment_key_without_key(admin_client, world):

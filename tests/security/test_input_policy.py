@@ -9,6 +9,7 @@ and lone surrogates reach text and jsonb columns, which refuse them.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -338,7 +339,13 @@ def test_uncaught_exception_under_api__json_500(client: Any) -> None:
     response = client.get("/api/v1/boom/")
     assert response.status_code == 500
     assert response["Content-Type"] == "application/json"
-    assert response.json() == {"detail": "A server error occurred.", "code": "server_error"}
+    body = response.json()
+    assert body["request_id"] == response["X-Request-ID"]
+    assert body == {
+        "detail": "A server error occurred.",
+        "code": "server_error",
+        "request_id": body["request_id"],
+    }
 
 
 @pytest.mark.urls("tests.security.test_input_policy")
@@ -534,10 +541,19 @@ def test_admin_segment__unstorable_rules__form_error_nothing_stored(
     assert not Segment.objects.filter(name="from-admin").exists()
 
 
+RULES_ÄRGER = [
+    {
+        "type": "ALL",
+        "rules": [],
+        "conditions": [{"property": "ä", "operator": "EQUAL", "value": "Ärger"}],
+    }
+]
+
+
 def test_admin_segment__storable_rules__saved(world: World, client: Any) -> None:
     response = _admin_client(world, client).post(
         "/admin/features/segment/add/",
-        {"project": world.project.pk, "name": "from-admin", "rules": '[{"ä": 1}]'},
+        {"project": world.project.pk, "name": "from-admin", "rules": json.dumps(RULES_ÄRGER)},
     )
     assert response.status_code == 302
-    assert Segment.objects.get(name="from-admin").rules == [{"ä": 1}]
+    assert Segment.objects.get(name="from-admin").rules == RULES_ÄRGER

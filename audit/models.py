@@ -46,7 +46,7 @@ class AuditLogEntry(models.Model):
     object_id = models.CharField(max_length=64)
     before = models.JSONField(null=True, blank=True)
     after = models.JSONField(null=True, blank=True)
-    # Who gained and who lost which keys through this change (permissions.impact summary);
+    # Who gained and who lost which keys through this change (impact.previews summary);
     # null for changes that cannot move permissions, or made before impacts were recorded.
     impact = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)

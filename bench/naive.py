@@ -29,7 +29,7 @@ from features.models import FeatureState
 from permissions import engine
 from permissions.catalogue import KEYS_BY_LEVEL, Level
 from permissions.drf import environment_or_404
-from tagwarden.pagination import PageNumberPagination
+from tagwarden.api.pagination import PageNumberPagination
 
 ENVIRONMENT_KEYS = KEYS_BY_LEVEL[Level.ENVIRONMENT]
 

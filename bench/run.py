@@ -31,7 +31,7 @@ UPDATE_FEATURE_STATE, tag-supported, on the large project's first environment):
     127.0.0.1, closed loop with 2 client threads, time-bounded), with the real permission
     classes and with AllowAny (bench/urls.py), alternating 1-second slices; the authorisation
     overhead is (mean latency real − mean latency AllowAny) / mean latency real;
- 6. an impact preview (`permissions.impact.impact_preview`) of a change to an environment
+ 6. an impact preview (`permissions.previews.impact_preview`) of a change to an environment
     grant, in the large project, of the role that reaches the most principals: the tags of
     one of its tagged entries removed (or, without one, one of its entries removed).
 """
@@ -794,13 +794,13 @@ def bench_impact(ctx: dict[str, Any], runs: dict[str, Any], problems: list[str])
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from permissions import impact
+    from impact import previews
     from permissions.catalogue import TAG_SUPPORTED_KEYS
     from permissions.models import Grant
     from permissions.services import EntryInput, grant_update
 
     organisation, project = ctx["organisation"], ctx["project"]
-    snapshot = impact.snapshot_take(organisation.pk)
+    snapshot = previews.snapshot_take(organisation.pk)
     role_ids = sorted(
         set(
             Grant.objects.filter(
@@ -849,17 +849,17 @@ def bench_impact(ctx: dict[str, Any], runs: dict[str, Any], problems: list[str])
 
     holder = ("role", role_id)
     with CaptureQueriesContext(connection) as captured:
-        first = impact.impact_preview(
+        first = previews.impact_preview(
             organisation_id=organisation.pk, change=change, grants_of=holder
         )
-    whole = impact.impact_preview(organisation_id=organisation.pk, change=change)
+    whole = previews.impact_preview(organisation_id=organisation.pk, change=change)
     if whole != first:
         problems.append("impact: the scoped preview differs from the organisation-wide one")
     seconds: list[float] = []
     cpu: list[float] = []
     for _ in range(runs["impact"]):
         c0, t0 = process_time(), perf_counter()
-        result = impact.impact_preview(
+        result = previews.impact_preview(
             organisation_id=organisation.pk, change=change, grants_of=holder
         )
         t1, c1 = perf_counter(), process_time()
@@ -965,7 +965,7 @@ def _bench_tag_restriction(
 
     from django.db.models import Count
 
-    from permissions import impact
+    from impact import previews
     from projects.models import Tag
     from projects.services import tag_update
 
@@ -986,7 +986,7 @@ def _bench_tag_restriction(
     result = None
     for _ in range(max(1, runs["impact"] // 3)):
         c0, t0 = process_time(), perf_counter()
-        result = impact.impact_preview(organisation_id=ctx["organisation"].pk, change=change)
+        result = previews.impact_preview(organisation_id=ctx["organisation"].pk, change=change)
         t1, c1 = perf_counter(), process_time()
         seconds.append(t1 - t0)
         cpu.append(c1 - c0)
@@ -1027,7 +1027,7 @@ def bench_matrix(runs: dict[str, Any], problems: list[str]) -> dict[str, Any]:
         RoleAssignment,
         UserGroup,
     )
-    from permissions.admin_views import MATRIX_KEYS
+    from permissions.admin.views import MATRIX_KEYS
     from permissions.services import EntryInput, grant_create
     from projects.models import Project, Tag
 

@@ -142,7 +142,7 @@ _RESOLVERS = {
 def check_action_requirements(view_class: type) -> None:
     """Refuse a viewset whose actions do not say how a tag-supported key finds its feature.
 
-    Called when every API viewset class is created (`tagwarden.api.ActionViewSet`), so a
+    Called when every API viewset class is created (`tagwarden.api.base.ActionViewSet`), so a
     misdeclared viewset fails at import, before any URL routes to it.
     """
     mapping: Mapping[str, Requirement] = getattr(view_class, "action_requirements", {})

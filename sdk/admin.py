@@ -11,7 +11,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from sdk.models import Identity, ServerKey, Trait
-from tagwarden.admin_utils import ReadOnlyAdmin, ReadOnlyInline
+from tagwarden.admin.base import ReadOnlyAdmin, ReadOnlyInline
 
 
 class TraitInline(ReadOnlyInline):

@@ -80,6 +80,8 @@ INSTALLED_APPS = [
     "environments",
     "features",
     "permissions",
+    "impact",
+    "permission_documents",
     "audit",
     "sdk",
 ]
@@ -178,18 +180,18 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     # DRF's parsers, refusing what the databases cannot store (docs/API.md, Conventions).
     "DEFAULT_PARSER_CLASSES": [
-        "tagwarden.parsers.JSONParser",
-        "tagwarden.parsers.FormParser",
-        "tagwarden.parsers.MultiPartParser",
+        "tagwarden.api.parsers.JSONParser",
+        "tagwarden.api.parsers.FormParser",
+        "tagwarden.api.parsers.MultiPartParser",
     ],
-    "DEFAULT_PAGINATION_CLASS": "tagwarden.pagination.PageNumberPagination",
+    "DEFAULT_PAGINATION_CLASS": "tagwarden.api.pagination.PageNumberPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.OrderingFilter",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "tagwarden.exceptions.exception_handler",
+    "EXCEPTION_HANDLER": "tagwarden.api.exceptions.exception_handler",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
     # Client address for throttling: REMOTE_ADDR unless NUM_PROXIES trusted proxies append
     # X-Forwarded-For (DRF's default, None, would trust any client-sent X-Forwarded-For).
@@ -225,7 +227,7 @@ SPECTACULAR_SETTINGS = {
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "tagwarden.schema.explain_one_or_many",
+        "tagwarden.api.schema.explain_one_or_many",
     ],
 }
 

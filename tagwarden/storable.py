@@ -1,6 +1,6 @@
 """What the databases can store as sent (docs/API.md, Conventions: "No input gives a 500").
 
-Pure functions, shared by the API's parsers and fields (`tagwarden.api`) and the admin's
+Pure functions, shared by the API's parsers and fields (`tagwarden.api.base`) and the admin's
 forms, so that every way in refuses the same values:
 
 - integers outside the 64-bit signed range (SQLite cannot bind them; PostgreSQL's bigint

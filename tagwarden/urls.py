@@ -1,7 +1,7 @@
 """Root URLs: the API under /api/v1/, the Django admin at /admin/, health checks at /health/.
 
 Order matters: the catalogue routes (`/projects/permissions/`, `/environments/permissions/`)
-must win over detail routes, so permissions.urls comes first.
+must win over detail routes, so permissions.api.urls comes first.
 """
 
 from django.contrib import admin
@@ -10,21 +10,21 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from tagwarden import health
+from tagwarden.api.auth import LoginView, LogoutView
 from tagwarden.throttling import throttled
-from tagwarden.views import LoginView, LogoutView
 
 api_patterns: list[URLPattern | URLResolver] = [
     path("auth/login/", LoginView.as_view(), name="auth-login"),
     path("auth/logout/", LogoutView.as_view(), name="auth-logout"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
-    path("", include("permissions.urls")),
-    path("", include("organisations.urls")),
-    path("", include("audit.urls")),
-    path("", include("projects.urls")),
-    path("", include("environments.urls")),
-    path("", include("features.urls")),
-    path("", include("features.state_urls")),
+    path("", include("permissions.api.urls")),
+    path("", include("organisations.api.urls")),
+    path("", include("audit.api.urls")),
+    path("", include("projects.api.urls")),
+    path("", include("environments.api.urls")),
+    path("", include("features.api.urls")),
+    path("", include("features.workflow.api.urls")),
     path("", include("sdk.api.urls")),
 ]
 
@@ -38,5 +38,5 @@ urlpatterns = [
     path("api/v1/", include(api_patterns)),
 ]
 
-handler404 = "tagwarden.exceptions.api_not_found"
-handler500 = "tagwarden.exceptions.api_server_error"
+handler404 = "tagwarden.api.exceptions.api_not_found"
+handler500 = "tagwarden.api.exceptions.api_server_error"

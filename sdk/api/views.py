@@ -37,7 +37,7 @@ from sdk.api.serializers import (
     ServerKeyUpdateSerializer,
 )
 from sdk.models import ServerKey
-from tagwarden.api import (
+from tagwarden.api.base import (
     BAD_REQUEST,
     DELETE_ERRORS,
     LIST_ERRORS,

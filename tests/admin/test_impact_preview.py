@@ -16,6 +16,7 @@ from django.urls import reverse
 
 from audit.models import AuditLogEntry
 from features.models import Feature
+from impact.admin_preview import PREVIEW_FIELD, ImpactRow
 from organisations.models import (
     MembershipRole,
     OrganisationAPIKey,
@@ -23,7 +24,6 @@ from organisations.models import (
     RoleAssignment,
     UserGroup,
 )
-from permissions.admin_impact import PREVIEW_FIELD, ImpactRow
 from permissions.catalogue import (
     APPROVE_CHANGE_REQUEST,
     CREATE_FEATURE,
@@ -534,7 +534,7 @@ def test_audit_entry_page__no_impact__dash(superuser_client, world):
 
 
 def test_impact_row__api_key__named_and_marked():
-    from permissions.admin_impact import impact_table
+    from impact.admin_preview import impact_table
 
     table = impact_table(
         {

@@ -15,7 +15,7 @@ from django.urls import reverse
 from features.models import Feature
 from organisations.models import MembershipRole, OrganisationMembership, RoleAssignment
 from permissions import engine
-from permissions.admin_views import MATRIX_KEYS, matrix_rows, member_policies
+from permissions.admin.views import MATRIX_KEYS, matrix_rows, member_policies
 from permissions.catalogue import (
     APPROVE_CHANGE_REQUEST,
     CREATE_CHANGE_REQUEST,

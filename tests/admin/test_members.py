@@ -19,7 +19,7 @@ from features.models import (
     Feature,
     SegmentOverride,
 )
-from features.state_services import ChangeInput, change_request_create, feature_state_update
+from features.workflow.services import ChangeInput, change_request_create, feature_state_update
 from tests import factories as f
 from tests.support.admin_members import Checkout, build_checkout
 

@@ -23,7 +23,7 @@ from django.core.management import call_command
 from audit.models import AuditLogEntry
 from environments.models import Environment
 from features.models import ChangeRequest, ChangeRequestStatus, FeatureState
-from features.state_services import feature_state_update
+from features.workflow.services import feature_state_update
 from organisations.management.commands.seed_demo import DEMO_ORGANISATION, USERS
 from organisations.services import role_assignment_create, role_create
 from permissions.catalogue import APPROVE_CHANGE_REQUEST

@@ -19,7 +19,7 @@ from features.models import (
     ChangeRequestStatus,
     FeatureState,
 )
-from features.state_services import ChangeInput, change_request_approve, change_request_create
+from features.workflow.services import ChangeInput, change_request_approve, change_request_create
 from permissions.catalogue import (
     APPROVE_CHANGE_REQUEST,
     CREATE_CHANGE_REQUEST,

@@ -132,13 +132,13 @@ def test_rename__no_organisation_snapshot__empty_impact_audited(
     """A name-only edit cannot move permissions: no snapshot is read (they cost two reads of
     the whole organisation), and its audit entry still records the empty impact."""
     from audit.models import AuditLogEntry
-    from permissions import impact
+    from impact import previews
     from tests.conftest import client_for
 
     def no_snapshot(organisation_id: int) -> Any:
         raise AssertionError("a rename must not read the organisation's snapshot")
 
-    monkeypatch.setattr(impact, "snapshot_take", no_snapshot)
+    monkeypatch.setattr(previews, "snapshot_take", no_snapshot)
     response = client_for(w.admin).patch(_feature(w, w.f1), {"name": "renamed"}, format="json")
 
     assert response.status_code == 200, response.content

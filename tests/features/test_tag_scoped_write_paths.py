@@ -24,7 +24,7 @@ from features.models import (
     FeatureState,
     SegmentOverride,
 )
-from features.state_services import ChangeInput, change_request_create
+from features.workflow.services import ChangeInput, change_request_create
 from permissions.catalogue import (
     APPROVE_CHANGE_REQUEST,
     CREATE_CHANGE_REQUEST,

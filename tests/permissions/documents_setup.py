@@ -11,9 +11,9 @@ from django.contrib.auth import get_user_model
 
 from environments.models import Environment
 from features.models import Feature
+from impact import previews as impact_module
 from organisations.models import Organisation, OrganisationAPIKey, OrganisationMembership
 from permissions import engine
-from permissions import impact as impact_module
 from permissions.catalogue import (
     APPROVE_CHANGE_REQUEST,
     CATALOGUE,

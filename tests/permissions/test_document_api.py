@@ -12,7 +12,7 @@ import yaml
 
 from audit.models import AuditLogEntry
 from organisations.models import Role
-from permissions import documents
+from permission_documents import documents
 from permissions.catalogue import UPDATE_FEATURE_STATE, VIEW_ENVIRONMENT
 from tests import factories as f
 from tests.conftest import client_for

@@ -14,7 +14,7 @@ from django.core.management import CommandError, call_command
 
 from audit.models import AuditLogEntry
 from organisations.models import Role
-from permissions import documents
+from permission_documents import documents
 from tests import factories as f
 from tests.permissions.documents_setup import Acme, build_acme
 

@@ -14,7 +14,8 @@ from django.db import connection
 
 from audit.models import AuditLogEntry
 from organisations.models import MembershipRole, OrganisationMembership, Role, UserGroup
-from permissions import documents, engine
+from permission_documents import documents
+from permissions import engine
 from permissions.catalogue import (
     CREATE_FEATURE,
     CREATE_PROJECT,

@@ -39,7 +39,7 @@ from permissions.drf import (
     on_object_feature,
     on_request_feature,
 )
-from tagwarden.api import ActionViewSet
+from tagwarden.api.base import ActionViewSet
 from tests import factories as f
 from tests.conftest import client_for
 

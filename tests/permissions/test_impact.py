@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 
 from audit.models import AuditLogEntry
 from features.services import feature_update
+from impact import previews
 from organisations.models import MembershipRole, OrganisationMembership, RoleAssignment
 from organisations.services import (
     group_update,
@@ -19,7 +20,6 @@ from organisations.services import (
     membership_update,
     role_assignment_create,
 )
-from permissions import impact
 from permissions.catalogue import (
     CREATE_PROJECT,
     DELETE_FEATURE,
@@ -58,7 +58,7 @@ def org(organisation: Any, project: Any, environment: Any) -> Any:
 
 def preview(org: Any, change: Any) -> dict[str, Any]:
     """The preview's `gained` and `lost` (its `summary`: tests/permissions/test_impact_limit.py)."""
-    listed = impact.impact_preview(organisation_id=org.pk, change=change).as_dict()
+    listed = previews.impact_preview(organisation_id=org.pk, change=change).as_dict()
     return {"gained": listed["gained"], "lost": listed["lost"]}
 
 
@@ -135,7 +135,7 @@ def test_role_gains_an_entry_tagged_with_a_tag_no_feature_carries__nobody_gains(
     grant = f.grant(role, org.environment, [VIEW_ENVIRONMENT])
     unused = f.TagFactory(project=org.project, label="unused")
 
-    result = impact.impact_preview(
+    result = previews.impact_preview(
         organisation_id=org.pk,
         change=lambda: grant_update(
             grant=grant,
@@ -345,7 +345,7 @@ def test_preview__saves_nothing_and_writes_no_audit_entry(org: Any) -> None:
     user = f.member(org)
     grant = f.grant(user, org.environment, [VIEW_ENVIRONMENT])
 
-    result = impact.impact_preview(
+    result = previews.impact_preview(
         organisation_id=org.pk, change=lambda: grant_update(grant=grant, entries=[], actor=None)
     )
 
@@ -361,7 +361,7 @@ def test_preview__an_invalid_change_raises_its_error_and_saves_nothing(org: Any)
     grant = f.grant(user, org.environment, [VIEW_ENVIRONMENT])
 
     with pytest.raises(ValidationError) as raised:
-        impact.impact_preview(
+        previews.impact_preview(
             organisation_id=org.pk,
             change=lambda: grant_update(
                 grant=grant,
@@ -379,7 +379,7 @@ def test_apply__stores_the_summary_on_the_audit_entries_the_change_wrote(org: An
     role = f.RoleFactory(organisation=org)
     f.grant(role, org.environment, [VIEW_ENVIRONMENT])
 
-    assignment, result = impact.impact_apply(
+    assignment, result = previews.impact_apply(
         organisation_id=org.pk,
         change=lambda: role_assignment_create(role=role, user=user, actor=None),
     )
@@ -397,7 +397,7 @@ def test_apply__a_change_that_changes_nothing_writes_nothing(org: Any) -> None:
     user = f.member(org)
     grant = f.grant(user, org.environment, [VIEW_ENVIRONMENT])
 
-    _, result = impact.impact_apply(
+    _, result = previews.impact_apply(
         organisation_id=org.pk,
         change=lambda: grant_update(
             grant=grant, entries=[EntryInput(VIEW_ENVIRONMENT)], actor=None
@@ -416,14 +416,14 @@ def test_apply__an_audited_change_nobody_gains_or_loses_by__stores_an_empty_summ
     group_grant = f.grant(group, org.environment, [VIEW_ENVIRONMENT])
     f.grant(user, org.environment, [VIEW_ENVIRONMENT])  # the user keeps it this way
 
-    _, result = impact.impact_apply(
+    _, result = previews.impact_apply(
         organisation_id=org.pk,
         change=lambda: grant_update(grant=group_grant, entries=[], actor=None),
     )
 
     assert not result
     (entry,) = AuditLogEntry.objects.filter(organisation=org)
-    assert entry.impact == impact.Impact().summary()
+    assert entry.impact == previews.Impact().summary()
     assert entry.impact["gained_total"] == entry.impact["lost_total"] == 0
 
 
@@ -432,8 +432,8 @@ def test_apply__an_audited_change_nobody_gains_or_loses_by__stores_an_empty_summ
 # --------------------------------------------------------------------------------------
 
 
-def _change(user_id: int, key: str) -> impact.ImpactChange:
-    return impact.ImpactChange(
+def _change(user_id: int, key: str) -> previews.ImpactChange:
+    return previews.ImpactChange(
         principal_type="user",
         principal_id=user_id,
         name=f"user{user_id}@example.com",
@@ -448,7 +448,7 @@ def test_summary__keeps_the_first_changes_each_way_and_the_totals() -> None:
     gained = (_change(1, CREATE_PROJECT), _change(1, VIEW_PROJECT), _change(2, VIEW_PROJECT))
     lost = (_change(3, VIEW_PROJECT),)
 
-    summary = impact.Impact(gained=gained, lost=lost).summary(limit=2)
+    summary = previews.Impact(gained=gained, lost=lost).summary(limit=2)
 
     assert summary == {
         "gained": [c.as_dict() for c in gained[:2]],
@@ -463,7 +463,7 @@ def test_summary__keeps_the_first_changes_each_way_and_the_totals() -> None:
 def test_summary__within_the_limit__is_not_truncated() -> None:
     gained = (_change(1, CREATE_PROJECT), _change(2, VIEW_PROJECT))
 
-    summary = impact.Impact(gained=gained).summary(limit=2)
+    summary = previews.Impact(gained=gained).summary(limit=2)
 
     assert summary["truncated"] is False
     assert summary["gained"] == [c.as_dict() for c in gained]

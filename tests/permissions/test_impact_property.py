@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 
 from features.models import Feature
 from features.services import feature_update
+from impact import previews
 from organisations.models import (
     MembershipRole,
     OrganisationAPIKey,
@@ -46,7 +47,6 @@ from organisations.services import (
     role_assignment_create,
     role_assignment_delete,
 )
-from permissions import impact
 from permissions.models import Grant
 from permissions.services import EntryInput, grant_create, grant_delete, grant_update
 from projects.models import Tag
@@ -522,12 +522,12 @@ def test_impact_preview__equals_the_reference_difference_of_the_applied_change(
         if expected_world is None:  # the services must refuse it, in the preview too
             event("refused")
             with pytest.raises(ValidationError):
-                impact.impact_preview(organisation_id=organisation_id, change=make)
+                previews.impact_preview(organisation_id=organisation_id, change=make)
             assert world_read(rows) == canonical(w)
             transaction.set_rollback(True)
             return
 
-        preview = impact.impact_preview(organisation_id=organisation_id, change=make)
+        preview = previews.impact_preview(organisation_id=organisation_id, change=make)
         event("someone gains or loses" if preview else "nobody gains or loses")
         # (this also shows that the world read back is the one built)
         assert world_read(rows) == canonical(w), "the preview changed the database"
@@ -537,7 +537,7 @@ def test_impact_preview__equals_the_reference_difference_of_the_applied_change(
             # A grant write previewed on the snapshots of the principals its holder reaches
             # only: the same impact as from the whole organisation's.
             holder = (change.args[0][0], _holder(rows, change.args[0]).pk)
-            scoped = impact.impact_preview(
+            scoped = previews.impact_preview(
                 organisation_id=organisation_id, change=make, grants_of=holder
             )
             assert scoped == preview, "the scoped snapshots disagree with the organisation's"
@@ -545,7 +545,7 @@ def test_impact_preview__equals_the_reference_difference_of_the_applied_change(
         make()  # for real
         after = world_read(rows)
         assert after == canonical(expected_world), "the services did not do what the change means"
-        listed = preview.as_dict(limit=impact.IMPACT_LIMIT_MAX)
+        listed = preview.as_dict(limit=previews.IMPACT_LIMIT_MAX)
         assert {"gained": listed["gained"], "lost": listed["lost"]} == expected_impact(
             rows, decisions(w), decisions(after)
         )

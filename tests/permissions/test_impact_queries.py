@@ -14,9 +14,9 @@ from django.test.utils import CaptureQueriesContext
 
 from features.models import Feature
 from features.services import feature_update
+from impact import previews
 from organisations.models import OrganisationMembership, UserGroup
 from organisations.services import group_update, membership_delete, role_assignment_create
-from permissions import impact
 from permissions.catalogue import APPROVE_CHANGE_REQUEST, UPDATE_FEATURE_STATE, VIEW_ENVIRONMENT
 from permissions.models import Grant
 from permissions.services import EntryInput, grant_update
@@ -131,7 +131,7 @@ def queries_of_preview(
         change(o)
         transaction.set_rollback(True)
     with CaptureQueriesContext(connection) as previewed:
-        result = impact.impact_preview(organisation_id=o["org"].pk, change=lambda: change(o))
+        result = previews.impact_preview(organisation_id=o["org"].pk, change=lambda: change(o))
     assert result, "the change must move someone's permissions, or the test proves little"
     return len(previewed), len(previewed) - len(alone)
 
@@ -161,12 +161,12 @@ def test_grant_write_preview__scoped_to_the_holder__same_queries_on_a_10x_organi
         o = org_of(scale)
         holder = ("role", o["role"].pk)
         with CaptureQueriesContext(connection) as captured:
-            scoped = impact.impact_preview(
+            scoped = previews.impact_preview(
                 organisation_id=o["org"].pk,
                 change=lambda o=o: _role_gains_a_tag(o),
                 grants_of=holder,
             )
-        whole = impact.impact_preview(
+        whole = previews.impact_preview(
             organisation_id=o["org"].pk, change=lambda o=o: _role_gains_a_tag(o)
         )
         assert scoped and scoped == whole

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.test import Client
 from pythonjsonlogger.json import JsonFormatter
 
-from organisations import views as organisation_views
+from organisations.api import views as organisation_views
 from tagwarden.middleware import RequestIdFilter
 from tests import factories as f
 from tests.conftest import client_for

@@ -13,8 +13,8 @@ from flagsmith import Flagsmith
 from flagsmith.exceptions import FlagsmithAPIError
 from urllib3 import Retry
 
-from features import state_services
-from features.state_services import ChangeInput
+from features.workflow import services as workflow_services
+from features.workflow.services import ChangeInput
 from permissions.catalogue import UPDATE_FEATURE_STATE, VIEW_ENVIRONMENT
 from sdk import services as sdk_services
 from tests import factories as f
@@ -156,7 +156,7 @@ def test_sdk_next_call__change_request_committed__sees_it(
     feature = f.FeatureFactory(project=project, name="maintenance_mode")
     client = sdk(clients, api_url, environment.api_key)
     author = f.member(organisation, admin=True)
-    change_request = state_services.change_request_create(
+    change_request = workflow_services.change_request_create(
         environment=environment,
         title="Maintenance tonight",
         changes=[ChangeInput(feature=feature.pk, enabled=True, value="22:00")],
@@ -164,8 +164,8 @@ def test_sdk_next_call__change_request_committed__sees_it(
     )
     assert client.get_environment_flags().is_feature_enabled("maintenance_mode") is False
     # When
-    state_services.change_request_approve(change_request=change_request, actor=org_admin)
-    state_services.change_request_commit(change_request=change_request, actor=author)
+    workflow_services.change_request_approve(change_request=change_request, actor=org_admin)
+    workflow_services.change_request_commit(change_request=change_request, actor=author)
     # Then
     flags = client.get_environment_flags()
     assert flags.is_feature_enabled("maintenance_mode") is True

@@ -357,12 +357,12 @@ def test_uncaught_exception_outside_api__html_500(client: Any) -> None:
 
 
 def test_uncaught_exception_in_an_api_view__json_500(world: World, monkeypatch: Any) -> None:
-    from features import state_selectors
+    from features.workflow import selectors as workflow_selectors
 
     def broken(**kwargs: Any) -> Any:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(state_selectors, "default_states_of_environment", broken)
+    monkeypatch.setattr(workflow_selectors, "default_states_of_environment", broken)
     world.client.raise_request_exception = False
     response = world.client.get(world.env_url("featurestates/"))
     assert response.status_code == 500

@@ -22,7 +22,7 @@ from django.db import transaction
 from environments.models import Environment
 from environments.services import environment_create
 from features.services import feature_create, segment_create
-from features.state_services import segment_override_create
+from features.workflow.services import segment_override_create
 from organisations.models import MembershipRole, Organisation, OrganisationMembership
 from organisations.services import (
     api_key_create,

@@ -1,0 +1,453 @@
+"""Feature states, segment overrides and change requests of an environment (docs/API.md,
+"Feature states, overrides, change requests").
+
+Every route sits under `/environments/{api_key}/`: an environment the caller may not view
+is a 404 before anything else. Every action on a feature resolves the feature from the
+database under the environment's project (a feature, state, override or change request
+reached through another environment is a 404) and hands it to the engine, so tag-scoped
+roles are matched against the feature's real tags on every write path (Flagsmith #4287).
+Change-request rules depend on the features a request touches and on its author; the
+services check them, through the engine, in the order docs/API.md fixes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from django.http import Http404
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_view,
+)
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
+
+from environments.models import Environment
+from features.models import ChangeRequest, Feature, FeatureState, SegmentOverride
+from features.workflow import selectors, services
+from features.workflow.api.filters import (
+    ChangeRequestFilter,
+    FeatureStateFilter,
+    SegmentOverrideFilter,
+)
+from features.workflow.api.serializers import (
+    ChangeRequestCreateSerializer,
+    ChangeRequestSerializer,
+    ChangeRequestUpdateSerializer,
+    FeatureStateSerializer,
+    FeatureStateUpdateSerializer,
+    SegmentOverrideCreateSerializer,
+    SegmentOverrideSerializer,
+    SegmentOverrideUpdateSerializer,
+)
+from permissions import catalogue as keys
+from permissions import engine
+from permissions.drf import VIEW, environment_or_404, on_object_feature, on_request_feature
+from tagwarden.api.base import BAD_REQUEST, UNAUTHENTICATED, ActionViewSet, actor_of, error_response
+
+# --------------------------------------------------------------------------------------
+# Schema helpers
+# --------------------------------------------------------------------------------------
+
+
+_BAD_REQUEST = BAD_REQUEST
+_UNAUTHENTICATED = UNAUTHENTICATED
+_NOT_FOUND = error_response("Not found, or the caller may not view the environment.")
+_FORBIDDEN = error_response("The caller may view the environment but not do this.")
+_READ_ERRORS = {401: _UNAUTHENTICATED, 404: _NOT_FOUND}
+_LIST_ERRORS = {400: _BAD_REQUEST, **_READ_ERRORS}
+
+_API_KEY = OpenApiParameter(
+    "api_key", str, OpenApiParameter.PATH, description="The environment's api_key."
+)
+_FEATURE_ID = OpenApiParameter(
+    "feature_pk", int, OpenApiParameter.PATH, description="A feature of the environment's project."
+)
+_ID = OpenApiParameter("id", int, OpenApiParameter.PATH)
+_ORDERING = OpenApiParameter(
+    "ordering", str, description="One of the ordering fields; prefix with - to reverse."
+)
+
+
+_actor = actor_of
+
+
+class EnvironmentScopedViewSet(ActionViewSet):
+    """Base of the resources nested under `/environments/{api_key}/`."""
+
+    def get_scope(self) -> Environment:
+        environment: Environment | None = getattr(self, "_environment", None)
+        if environment is None:
+            environment = environment_or_404(self.request, self.kwargs["api_key"])
+            self._environment = environment
+        return environment
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        context = super().get_serializer_context()
+        if not getattr(self, "swagger_fake_view", False) and "api_key" in self.kwargs:
+            context["environment"] = self.get_scope()
+        return context
+
+    def parse(
+        self,
+        serializer_class: type[BaseSerializer],
+        *,
+        extra: dict[str, Any] | None = None,
+        **kw: Any,
+    ) -> dict[str, Any]:
+        context = {**self.get_serializer_context(), **(extra or {})}
+        serializer = serializer_class(data=self.request.data, context=context, **kw)
+        serializer.is_valid(raise_exception=True)
+        return dict(serializer.validated_data)
+
+
+# --------------------------------------------------------------------------------------
+# Feature states
+# --------------------------------------------------------------------------------------
+
+_STATE_PATCH_ERRORS = {
+    400: _BAD_REQUEST,
+    401: _UNAUTHENTICATED,
+    403: error_response(
+        "No UPDATE_FEATURE_STATE on this feature (`permission_denied`), or change requests "
+        "are on in this environment (`change_request_required`, admins included)."
+    ),
+    404: _NOT_FOUND,
+    409: error_response("`stale`: the `version` sent is not the current one."),
+}
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="The environment's default feature states, with the caller's keys on each",
+        parameters=[_API_KEY, _ORDERING],
+        responses={200: FeatureStateSerializer, **_LIST_ERRORS},
+    ),
+    retrieve=extend_schema(
+        parameters=[_API_KEY, _ID], responses={200: FeatureStateSerializer, **_READ_ERRORS}
+    ),
+    partial_update=extend_schema(
+        summary="Write a default state directly (UPDATE_FEATURE_STATE on its feature)",
+        parameters=[_API_KEY, _ID],
+        request=FeatureStateUpdateSerializer,
+        responses={200: FeatureStateSerializer, **_STATE_PATCH_ERRORS},
+    ),
+)
+class FeatureStateViewSet(EnvironmentScopedViewSet):
+    serializer_class = FeatureStateSerializer
+    filterset_class = FeatureStateFilter
+    ordering_fields = ["id", "feature", "feature__name", "updated_at", "version"]
+    ordering = ["feature__name", "id"]
+    action_requirements = {
+        "list": VIEW,
+        "retrieve": VIEW,
+        "partial_update": on_object_feature(keys.UPDATE_FEATURE_STATE),
+    }
+
+    def get_queryset(self) -> QuerySet[FeatureState]:
+        if getattr(self, "swagger_fake_view", False):
+            return FeatureState.objects.none()
+        if self.action == "partial_update":  # one state: its feature's tags in the same query
+            return selectors.default_states_for_write(environment=self.get_scope())
+        return selectors.default_states_of_environment(environment=self.get_scope())
+
+    def get_permission_feature(self, obj: FeatureState) -> Feature:
+        if hasattr(obj, selectors.FEATURE_TAG_CODES):
+            engine.feature_tags_remember(obj.feature, getattr(obj, selectors.FEATURE_TAG_CODES))
+        return obj.feature
+
+    def _render(self, state: FeatureState) -> Response:
+        fresh = selectors.default_state_get(environment=self.get_scope(), state_id=state.pk)
+        return Response(FeatureStateSerializer(fresh, context=self.get_serializer_context()).data)
+
+    def list(self, request: Request, api_key: str) -> Response:
+        queryset = self.filter_queryset(self.get_queryset())
+        page = self.paginate_queryset(queryset)
+        serializer = FeatureStateSerializer(page, many=True, context=self.get_serializer_context())
+        return self.get_paginated_response(serializer.data)
+
+    def retrieve(self, request: Request, api_key: str, pk: int) -> Response:
+        return Response(self.get_serializer(self.get_object()).data)
+
+    def partial_update(self, request: Request, api_key: str, pk: int) -> Response:
+        state = self.get_object()
+        data = self.parse(FeatureStateUpdateSerializer, extra={"state": state}, partial=True)
+        written = services.feature_state_update(state=state, **data, actor=_actor(request))
+        if written is state:  # written in place: its feature and tags are already loaded
+            context = self.get_serializer_context()
+            return Response(FeatureStateSerializer(state, context=context).data)
+        return self._render(written)
+
+
+# --------------------------------------------------------------------------------------
+# Segment overrides
+# --------------------------------------------------------------------------------------
+
+_OVERRIDE_WRITE_ERRORS = {
+    400: _BAD_REQUEST,
+    401: _UNAUTHENTICATED,
+    403: error_response(
+        "No MANAGE_SEGMENT_OVERRIDES on this feature (`permission_denied`), or change "
+        "requests are on and enabled/value would change (`change_request_required`)."
+    ),
+    404: _NOT_FOUND,
+}
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="The feature's segment overrides in this environment",
+        parameters=[_API_KEY, _FEATURE_ID, _ORDERING],
+        responses={200: SegmentOverrideSerializer, **_LIST_ERRORS},
+    ),
+    create=extend_schema(
+        summary="Create a segment override (MANAGE_SEGMENT_OVERRIDES on this feature)",
+        description="Where change requests are on, the override must start with enabled false "
+        "and value null (403 `change_request_required` otherwise).",
+        parameters=[_API_KEY, _FEATURE_ID],
+        request=SegmentOverrideCreateSerializer,
+        responses={201: SegmentOverrideSerializer, **_OVERRIDE_WRITE_ERRORS},
+    ),
+    retrieve=extend_schema(
+        parameters=[_API_KEY, _FEATURE_ID, _ID],
+        responses={200: SegmentOverrideSerializer, **_READ_ERRORS},
+    ),
+    partial_update=extend_schema(
+        summary="Edit a segment override (MANAGE_SEGMENT_OVERRIDES on this feature)",
+        description="`priority` is always a direct write; `enabled` and `value` only where "
+        "change requests are off.",
+        parameters=[_API_KEY, _FEATURE_ID, _ID],
+        request=SegmentOverrideUpdateSerializer,
+        responses={200: SegmentOverrideSerializer, **_OVERRIDE_WRITE_ERRORS},
+    ),
+    destroy=extend_schema(
+        summary="Delete a segment override and its state (MANAGE_SEGMENT_OVERRIDES)",
+        parameters=[_API_KEY, _FEATURE_ID, _ID],
+        responses={204: None, 401: _UNAUTHENTICATED, 403: _FORBIDDEN, 404: _NOT_FOUND},
+    ),
+)
+class SegmentOverrideViewSet(EnvironmentScopedViewSet):
+    serializer_class = SegmentOverrideSerializer
+    filterset_class = SegmentOverrideFilter
+    ordering_fields = ["id", "priority", "segment"]
+    ordering = ["priority", "id"]
+    action_requirements = {
+        "list": VIEW,
+        "retrieve": VIEW,
+        # create: the URL's feature, resolved from the database (get_request_feature);
+        # object actions: the override's feature
+        "create": on_request_feature(keys.MANAGE_SEGMENT_OVERRIDES),
+        "partial_update": on_object_feature(keys.MANAGE_SEGMENT_OVERRIDES),
+        "destroy": on_object_feature(keys.MANAGE_SEGMENT_OVERRIDES),
+    }
+
+    def get_feature(self) -> Feature:
+        """The URL's feature, of the environment's project (another project's: 404)."""
+        feature: Feature | None = getattr(self, "_feature", None)
+        if feature is None:
+            feature = selectors.feature_of_environment_get(
+                environment=self.get_scope(), feature_id=self.kwargs["feature_pk"]
+            )
+            if feature is None:
+                raise Http404
+            self._feature = feature
+        return feature
+
+    def get_request_feature(self) -> Feature:
+        return self.get_feature()
+
+    def get_queryset(self) -> QuerySet[SegmentOverride]:
+        if getattr(self, "swagger_fake_view", False):
+            return SegmentOverride.objects.none()
+        return selectors.overrides_of_feature(
+            environment=self.get_scope(), feature=self.get_feature()
+        )
+
+    def get_permission_feature(self, obj: SegmentOverride) -> Feature:
+        return obj.feature
+
+    def list(self, request: Request, api_key: str, feature_pk: int) -> Response:
+        queryset = self.filter_queryset(self.get_queryset())
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response(SegmentOverrideSerializer(page, many=True).data)
+
+    def create(self, request: Request, api_key: str, feature_pk: int) -> Response:
+        # MANAGE_SEGMENT_OVERRIDES on this feature was checked by the permission class with
+        # get_request_feature() (docs/PERMISSIONS.md, "Every action names its feature").
+        environment, feature = self.get_scope(), self.get_feature()
+        data = self.parse(SegmentOverrideCreateSerializer, extra={"feature": feature})
+        override = services.segment_override_create(
+            environment=environment,
+            feature=feature,
+            segment_id=data.pop("segment"),
+            **data,
+            actor=_actor(request),
+        )
+        fresh = self.get_queryset().get(pk=override.pk)
+        return Response(SegmentOverrideSerializer(fresh).data, status=status.HTTP_201_CREATED)
+
+    def retrieve(self, request: Request, api_key: str, feature_pk: int, pk: int) -> Response:
+        return Response(SegmentOverrideSerializer(self.get_object()).data)
+
+    def partial_update(self, request: Request, api_key: str, feature_pk: int, pk: int) -> Response:
+        override = self.get_object()
+        data = self.parse(
+            SegmentOverrideUpdateSerializer, extra={"override": override}, partial=True
+        )
+        override = services.segment_override_update(
+            override=override, **data, actor=_actor(request)
+        )
+        fresh = self.get_queryset().get(pk=override.pk)
+        return Response(SegmentOverrideSerializer(fresh).data)
+
+    def destroy(self, request: Request, api_key: str, feature_pk: int, pk: int) -> Response:
+        services.segment_override_delete(override=self.get_object(), actor=_actor(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --------------------------------------------------------------------------------------
+# Change requests
+# --------------------------------------------------------------------------------------
+
+_CR_FORBIDDEN = error_response(
+    "`permission_denied` (a key missing on one of the features, not the author, ...) or "
+    "`cannot_approve_own`."
+)
+_CR_ALREADY_COMMITTED = error_response("`already_committed`: the change request is not open.")
+_CR_ERRORS = {
+    401: _UNAUTHENTICATED,
+    403: _CR_FORBIDDEN,
+    404: _NOT_FOUND,
+}
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="The environment's change requests, newest first",
+        parameters=[_API_KEY, _ORDERING],
+        responses={200: ChangeRequestSerializer, **_LIST_ERRORS},
+    ),
+    create=extend_schema(
+        summary="Open a change request (CREATE_CHANGE_REQUEST on every feature it touches)",
+        description="400 `change_requests_disabled` where change requests are off.",
+        parameters=[_API_KEY],
+        request=ChangeRequestCreateSerializer,
+        responses={201: ChangeRequestSerializer, 400: _BAD_REQUEST, **_CR_ERRORS},
+    ),
+    retrieve=extend_schema(
+        parameters=[_API_KEY, _ID], responses={200: ChangeRequestSerializer, **_READ_ERRORS}
+    ),
+    partial_update=extend_schema(
+        summary="Edit an open change request (its author); resets the approvals",
+        parameters=[_API_KEY, _ID],
+        request=ChangeRequestUpdateSerializer,
+        responses={
+            200: ChangeRequestSerializer,
+            400: _BAD_REQUEST,
+            **_CR_ERRORS,
+            409: _CR_ALREADY_COMMITTED,
+        },
+    ),
+    destroy=extend_schema(
+        summary="Delete an open change request (its author or an environment admin)",
+        parameters=[_API_KEY, _ID],
+        responses={204: None, **_CR_ERRORS, 409: _CR_ALREADY_COMMITTED},
+    ),
+)
+class ChangeRequestViewSet(EnvironmentScopedViewSet):
+    """Reading needs only to view the environment; every write rule (keys on each feature,
+    author, admin) is the service's, so the errors come in the order of docs/API.md."""
+
+    serializer_class = ChangeRequestSerializer
+    filterset_class = ChangeRequestFilter
+    ordering_fields = ["id", "created_at", "updated_at", "committed_at", "title"]
+    ordering = ["-created_at", "-id"]
+    action_requirements = {
+        "list": VIEW,
+        "retrieve": VIEW,
+        "create": VIEW,
+        "partial_update": VIEW,
+        "destroy": VIEW,
+        "approve": VIEW,
+        "commit": VIEW,
+    }
+
+    def get_queryset(self) -> QuerySet[ChangeRequest]:
+        if getattr(self, "swagger_fake_view", False):
+            return ChangeRequest.objects.none()
+        return selectors.change_requests_of_environment(environment=self.get_scope())
+
+    def _render(self, change_request: ChangeRequest, code: int = status.HTTP_200_OK) -> Response:
+        fresh = selectors.change_request_get(
+            environment=self.get_scope(), change_request_id=change_request.pk
+        )
+        return Response(ChangeRequestSerializer(fresh).data, status=code)
+
+    def list(self, request: Request, api_key: str) -> Response:
+        queryset = self.filter_queryset(self.get_queryset())
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response(ChangeRequestSerializer(page, many=True).data)
+
+    def create(self, request: Request, api_key: str) -> Response:
+        data = self.parse(ChangeRequestCreateSerializer)
+        change_request = services.change_request_create(
+            environment=self.get_scope(), **data, actor=_actor(request)
+        )
+        return self._render(change_request, status.HTTP_201_CREATED)
+
+    def retrieve(self, request: Request, api_key: str, pk: int) -> Response:
+        return Response(ChangeRequestSerializer(self.get_object()).data)
+
+    def partial_update(self, request: Request, api_key: str, pk: int) -> Response:
+        change_request = self.get_object()
+        # Who may edit, and whether it is open, come before the body: 404, 403, 409, then 400.
+        services.change_request_require_editable(
+            change_request=change_request, actor=_actor(request)
+        )
+        data = self.parse(
+            ChangeRequestUpdateSerializer, extra={"change_request": change_request}, partial=True
+        )
+        change_request = services.change_request_update(
+            change_request=change_request, **data, actor=_actor(request)
+        )
+        return self._render(change_request)
+
+    def destroy(self, request: Request, api_key: str, pk: int) -> Response:
+        services.change_request_delete(change_request=self.get_object(), actor=_actor(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        summary="Approve (APPROVE_CHANGE_REQUEST on every feature; never the author)",
+        description="Approving twice is a no-op 200.",
+        parameters=[_API_KEY, _ID],
+        request=None,
+        responses={200: ChangeRequestSerializer, **_CR_ERRORS, 409: _CR_ALREADY_COMMITTED},
+    )
+    def approve(self, request: Request, api_key: str, pk: int) -> Response:
+        change_request = services.change_request_approve(
+            change_request=self.get_object(), actor=_actor(request)
+        )
+        return self._render(change_request)
+
+    @extend_schema(
+        summary="Apply every change in one transaction (the author, or anyone who may approve)",
+        description="400 `not_enough_approvals` when fewer valid approvals than the "
+        "environment's threshold; 409 `stale` when a target changed since recorded.",
+        parameters=[_API_KEY, _ID],
+        request=None,
+        responses={
+            200: ChangeRequestSerializer,
+            400: error_response("`not_enough_approvals`."),
+            **_CR_ERRORS,
+            409: error_response("`already_committed`, or `stale`."),
+        },
+    )
+    def commit(self, request: Request, api_key: str, pk: int) -> Response:
+        change_request = services.change_request_commit(
+            change_request=self.get_object(), actor=_actor(request)
+        )
+        return self._render(change_request)

@@ -1,0 +1,578 @@
+"""The catalogue, the permission reports (my-permissions, user-detailed-permissions, explain)
+and grants: user and group grants of organisations, projects and environments, and role
+grants (API.md "Catalogue, my-permissions, detail, explain" and "Organisations, members,
+groups, roles, API keys").
+
+Every decision is the engine's; every write goes through `permissions.services`, inside
+`tagwarden.api.base.write_with_impact`: `?dry_run=true` previews its impact and saves nothing.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.db.models import QuerySet
+from django.http import Http404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_view,
+)
+from rest_framework import status
+from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
+from rest_framework.views import APIView
+
+from environments.models import Environment
+from features.models import Feature
+from impact.previews import grant_holder
+from organisations import selectors
+from organisations.api.views import (
+    ADMIN_LIST_ERRORS,
+    ADMIN_READ_ERRORS,
+    OrganisationScopedViewSet,
+    RoleScopedViewSet,
+    actor,
+)
+from organisations.models import OrganisationAPIKey
+from permissions import engine, services
+from permissions.api.serializers import (
+    CatalogueEntrySerializer,
+    ExplainQuerySerializer,
+    ExplainSerializer,
+    GroupGrantSerializer,
+    GroupScopeGrantSerializer,
+    MyPermissionsSerializer,
+    RoleEnvironmentGrantSerializer,
+    RoleOrganisationPermissionsSerializer,
+    RoleProjectGrantSerializer,
+    UserDetailedPermissionsSerializer,
+    UserGrantSerializer,
+    UserScopeGrantSerializer,
+)
+from permissions.catalogue import CATALOGUE, Level, specs_for
+from permissions.drf import (
+    ADMIN,
+    environment_or_404,
+    organisation_or_404,
+    project_or_404,
+)
+from permissions.models import Grant
+from projects.models import Project
+from tagwarden.api.base import (
+    BAD_REQUEST,
+    DRY_RUN_PARAMETER,
+    FORBIDDEN,
+    IMPACT_RESPONSE,
+    NOT_FOUND,
+    READ_ERRORS,
+    UNAUTHENTICATED,
+    WRITE_ERRORS,
+    no_content,
+    write_with_impact,
+)
+from tagwarden.api.dry_run import DRY_RUN_DELETE_ERRORS, or_impact
+from tagwarden.storable import INT64_MAX, INT64_MIN
+
+User = get_user_model()
+
+Scope = Any  # Organisation | Project | Environment
+
+
+# --------------------------------------------------------------------------------------
+# Catalogue
+# --------------------------------------------------------------------------------------
+
+
+class CatalogueView(APIView):
+    """`GET /{organisations|projects|environments}/permissions/`: the keys of one level."""
+
+    level: Level = Level.ORGANISATION
+    pagination_class = None
+
+    @extend_schema(
+        summary="The permission catalogue of one level (plain list)",
+        responses={200: CatalogueEntrySerializer(many=True), 401: UNAUTHENTICATED},
+    )
+    def get(self, request: Request) -> Response:
+        return Response(
+            [
+                {
+                    "key": spec.key,
+                    "description": spec.description,
+                    "supports_tag": spec.supports_tag,
+                }
+                for spec in specs_for(self.level)
+            ]
+        )
+
+
+# --------------------------------------------------------------------------------------
+# my-permissions, user-detailed-permissions, explain
+# --------------------------------------------------------------------------------------
+
+
+def _scope_from_kwargs(request: Request, kwargs: dict[str, Any]) -> Any:
+    """The scope addressed by the URL (404 when the caller cannot view it)."""
+    if "api_key" in kwargs:
+        return environment_or_404(request, kwargs["api_key"])
+    if "project_pk" in kwargs:
+        return project_or_404(request, kwargs["project_pk"])
+    return organisation_or_404(request, kwargs["organisation_pk"])
+
+
+class MyPermissionsView(APIView):
+    """`GET .../my-permissions/`: what the caller holds on the scope."""
+
+    @extend_schema(
+        summary="The caller's permissions on this scope",
+        responses={200: MyPermissionsSerializer, **READ_ERRORS},
+    )
+    def get(self, request: Request, **kwargs: Any) -> Response:
+        scope = _scope_from_kwargs(request, kwargs)
+        return Response(engine.my_permissions(request.user, scope))
+
+
+def _organisation_id(scope: Any) -> int:
+    """The organisation of an organisation, a project or an environment (its project loaded)."""
+    if isinstance(scope, Environment):
+        return int(scope.project.organisation_id)
+    if isinstance(scope, Project):
+        return int(scope.organisation_id)
+    return int(scope.pk)
+
+
+def _is_self(request: Request, user_id: int) -> bool:
+    return not isinstance(request.user, OrganisationAPIKey) and request.user.pk == user_id
+
+
+def _member_or_404(scope: Any, user_id: int) -> Any:
+    user = User.objects.filter(pk=user_id).first()
+    if user is None or not selectors.is_member(
+        organisation=_organisation_id(scope), user_id=user_id
+    ):
+        raise Http404
+    return user
+
+
+class UserDetailedPermissionsView(APIView):
+    """`GET .../user-detailed-permissions/{user_id}/`: where each of a user's keys on a
+    project or environment comes from. The user themself, or an admin of that scope."""
+
+    @extend_schema(
+        summary="Where each of a user's keys on this scope comes from",
+        description="Readable by the user themself and by the admins of the scope.",
+        responses={
+            200: UserDetailedPermissionsSerializer,
+            401: UNAUTHENTICATED,
+            403: FORBIDDEN,
+            404: NOT_FOUND,
+        },
+    )
+    def get(self, request: Request, user_id: int, **kwargs: Any) -> Response:
+        scope = _scope_from_kwargs(request, kwargs)
+        if not (_is_self(request, user_id) or engine.is_admin(request.user, scope)):
+            raise PermissionDenied("Only the user themself and admins of this scope may read this.")
+        user = _member_or_404(scope, user_id)
+        return Response(engine.user_detailed_permissions(user, scope))
+
+
+class ExplainView(APIView):
+    """`GET /environments/{api_key}/features/{feature_id}/explain/?user=&permission=`."""
+
+    @extend_schema(
+        summary="Why a user may or may not use a key on a feature in this environment",
+        description=(
+            "Readable by the user themself and by environment admins. Without `permission`: "
+            "a plain list with one explanation per environment key."
+        ),
+        parameters=[
+            OpenApiParameter(
+                "user", OpenApiTypes.INT, description="A user id (default: the caller)."
+            ),
+            OpenApiParameter(
+                "permission",
+                OpenApiTypes.STR,
+                description="An environment key (default: every environment key).",
+            ),
+        ],
+        responses={
+            # Without `permission`, a plain list of these (API.md): the schema says
+            # oneOf(Explain, [Explain]) through tagwarden.api.schema.explain_one_or_many.
+            200: ExplainSerializer,
+            400: BAD_REQUEST,
+            401: UNAUTHENTICATED,
+            403: FORBIDDEN,
+            404: NOT_FOUND,
+        },
+    )
+    def get(self, request: Request, api_key: str, feature_id: int) -> Response:
+        environment = environment_or_404(request, api_key)
+        feature = Feature.objects.filter(pk=feature_id, project_id=environment.project_id).first()
+        if feature is None:
+            raise Http404
+        query = ExplainQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        user_id = query.validated_data.get("user")
+        if user_id is None:
+            if isinstance(request.user, OrganisationAPIKey):
+                raise ValidationError({"user": ["Give the id of the user to explain."]})
+            user_id = request.user.pk
+        if not (_is_self(request, user_id) or engine.is_admin(request.user, environment)):
+            raise PermissionDenied("Only the user themself and environment admins may read this.")
+        user = _member_or_404(environment, user_id)
+        key = query.validated_data.get("permission", request.query_params.get("permission"))
+        if key is None:
+            return Response(engine.explain_all(user, environment, feature))
+        spec = CATALOGUE.get(key)
+        if spec is None or spec.level != Level.ENVIRONMENT:
+            raise ValidationError(
+                {"permission": [f"{key!r} is not an environment permission key."]}
+            )
+        return Response(engine.explain(user, key, environment, feature))
+
+
+# --------------------------------------------------------------------------------------
+# User and group grants of a scope
+# --------------------------------------------------------------------------------------
+
+
+class GrantViewSet(OrganisationScopedViewSet):
+    """What every grant endpoint shares (user, group and role grants): read one, list, edit,
+    delete, all answering with `write_serializer`; subclasses say how a grant is created."""
+
+    dry_run_actions = frozenset({"create", "update", "partial_update", "destroy"})
+    write_serializer: type[BaseSerializer]
+
+    def get_serializer_class(self) -> type[BaseSerializer]:
+        return self.write_serializer
+
+    def _render(self, grant: Grant, status_code: int = status.HTTP_200_OK) -> Response:
+        fresh = self.get_queryset().get(pk=grant.pk)
+        return Response(self.write_serializer(fresh).data, status=status_code)
+
+    def list(self, request: Request, **kwargs: Any) -> Response:
+        return self.paginated(self.get_queryset(), self.write_serializer)
+
+    def retrieve(self, request: Request, **kwargs: Any) -> Response:
+        return Response(self.write_serializer(self.get_object()).data)
+
+    def update(self, request: Request, **kwargs: Any) -> Response:
+        return self._write(partial=False)
+
+    def partial_update(self, request: Request, **kwargs: Any) -> Response:
+        return self._write(partial=True)
+
+    def _write(self, *, partial: bool) -> Response:
+        grant = self.get_object()
+        data = self.parse(self.write_serializer, partial=partial, context={"grant": grant})
+        return write_with_impact(
+            self.request,
+            organisation_id=grant.organisation_id,
+            change=functools.partial(
+                services.grant_update,
+                grant=grant,
+                entries=data.get("entries"),
+                admin=data.get("admin"),
+                actor=actor(self.request),
+            ),
+            respond=lambda updated: self._render(updated),
+            grants_of=grant_holder(grant),
+        )
+
+    def destroy(self, request: Request, **kwargs: Any) -> Response:
+        grant = self.get_object()
+        return write_with_impact(
+            request,
+            organisation_id=grant.organisation_id,
+            change=functools.partial(services.grant_delete, grant=grant, actor=actor(request)),
+            respond=no_content,
+            grants_of=grant_holder(grant),
+        )
+
+
+class PrincipalGrantViewSet(GrantViewSet):
+    """`.../user-permissions/` and `.../user-group-permissions/` of an organisation, a project
+    or an environment. Read and written by the admins of that scope only."""
+
+    principal_kind = "user"
+    write_serializer: type[BaseSerializer] = UserGrantSerializer
+    action_requirements = {
+        "list": ADMIN,
+        "create": ADMIN,
+        "retrieve": ADMIN,
+        "update": ADMIN,
+        "partial_update": ADMIN,
+        "destroy": ADMIN,
+    }
+    ordering_fields = ["id"]
+    ordering = ["id"]
+
+    def get_scope(self) -> Any:
+        scope = getattr(self, "_scope", None)
+        if scope is None:
+            scope = _scope_from_kwargs(self.request, self.kwargs)
+            self._scope = scope
+        return scope
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        context = super(OrganisationScopedViewSet, self).get_serializer_context()
+        if not getattr(self, "swagger_fake_view", False):
+            scope = self.get_scope()
+            context["organisation"] = services.scope_parts(scope).organisation
+        return context
+
+    def get_queryset(self) -> QuerySet[Grant]:
+        if getattr(self, "swagger_fake_view", False):
+            return Grant.objects.none()
+        return selectors.grants_of_scope(scope=self.get_scope(), principal_kind=self.principal_kind)
+
+    def create(self, request: Request, **kwargs: Any) -> Response:
+        data = self.parse(self.write_serializer)
+        return write_with_impact(
+            request,
+            organisation_id=_organisation_id(self.get_scope()),
+            change=functools.partial(
+                services.grant_create,
+                principal=data[self.principal_kind],
+                scope=self.get_scope(),
+                entries=data["entries"],
+                admin=data.get("admin", False),
+                actor=actor(request),
+            ),
+            respond=lambda grant: self._render(grant, status.HTTP_201_CREATED),
+            grants_of=(self.principal_kind, data[self.principal_kind].pk),
+        )
+
+
+def _grant_schema(serializer: type[BaseSerializer], who: str) -> Any:
+    return extend_schema_view(
+        list=extend_schema(
+            summary=f"Grants of this scope ({who})",
+            responses={200: serializer, **ADMIN_LIST_ERRORS},
+        ),
+        create=extend_schema(
+            summary=f"Create a grant ({who})",
+            parameters=[DRY_RUN_PARAMETER],
+            request=serializer,
+            responses={201: serializer, 200: IMPACT_RESPONSE, **WRITE_ERRORS},
+        ),
+        retrieve=extend_schema(responses={200: serializer, **ADMIN_READ_ERRORS}),
+        update=extend_schema(
+            summary=f"Replace a grant ({who})",
+            parameters=[DRY_RUN_PARAMETER],
+            request=serializer,
+            responses={200: or_impact(serializer), **WRITE_ERRORS},
+        ),
+        partial_update=extend_schema(
+            summary=f"Change a grant ({who})",
+            parameters=[DRY_RUN_PARAMETER],
+            request=serializer,
+            responses={200: or_impact(serializer), **WRITE_ERRORS},
+        ),
+        destroy=extend_schema(
+            summary=f"Delete a grant ({who})",
+            parameters=[DRY_RUN_PARAMETER],
+            responses={204: None, 200: IMPACT_RESPONSE, **DRY_RUN_DELETE_ERRORS},
+        ),
+    )
+
+
+@_grant_schema(UserGrantSerializer, "organisation admin")
+class OrganisationUserGrantViewSet(PrincipalGrantViewSet):
+    principal_kind = "user"
+    write_serializer = UserGrantSerializer
+
+
+@_grant_schema(GroupGrantSerializer, "organisation admin")
+class OrganisationGroupGrantViewSet(PrincipalGrantViewSet):
+    principal_kind = "group"
+    write_serializer = GroupGrantSerializer
+
+
+@_grant_schema(UserScopeGrantSerializer, "project admin")
+class ProjectUserGrantViewSet(PrincipalGrantViewSet):
+    principal_kind = "user"
+    write_serializer = UserScopeGrantSerializer
+
+
+@_grant_schema(GroupScopeGrantSerializer, "project admin")
+class ProjectGroupGrantViewSet(PrincipalGrantViewSet):
+    principal_kind = "group"
+    write_serializer = GroupScopeGrantSerializer
+
+
+@_grant_schema(UserScopeGrantSerializer, "environment admin")
+class EnvironmentUserGrantViewSet(PrincipalGrantViewSet):
+    principal_kind = "user"
+    write_serializer = UserScopeGrantSerializer
+
+
+@_grant_schema(GroupScopeGrantSerializer, "environment admin")
+class EnvironmentGroupGrantViewSet(PrincipalGrantViewSet):
+    principal_kind = "group"
+    write_serializer = GroupScopeGrantSerializer
+
+
+# --------------------------------------------------------------------------------------
+# Role grants
+# --------------------------------------------------------------------------------------
+
+
+@extend_schema_view(
+    retrieve=extend_schema(
+        summary="The role's organisation keys (organisation admin)",
+        responses={200: RoleOrganisationPermissionsSerializer, **ADMIN_READ_ERRORS},
+    ),
+    update=extend_schema(
+        summary="Replace the role's organisation keys (organisation admin)",
+        parameters=[DRY_RUN_PARAMETER],
+        request=RoleOrganisationPermissionsSerializer,
+        responses={200: or_impact(RoleOrganisationPermissionsSerializer), **WRITE_ERRORS},
+    ),
+)
+class RoleOrganisationPermissionsViewSet(RoleScopedViewSet):
+    dry_run_actions = frozenset({"update"})
+    serializer_class = RoleOrganisationPermissionsSerializer
+    action_requirements = {"retrieve": ADMIN, "update": ADMIN}
+    pagination_class = None
+
+    def _render(self) -> Response:
+        return Response({"permissions": selectors.role_organisation_keys(role=self.get_role())})
+
+    def retrieve(self, request: Request, **kwargs: Any) -> Response:
+        return self._render()
+
+    def update(self, request: Request, **kwargs: Any) -> Response:
+        data = self.parse(RoleOrganisationPermissionsSerializer)
+        role = self.get_role()
+        return write_with_impact(
+            request,
+            organisation_id=role.organisation_id,
+            change=functools.partial(
+                services.role_organisation_permissions_set,
+                role=role,
+                keys=[e.key for e in data["permissions"]],
+                actor=actor(request),
+            ),
+            respond=lambda _: self._render(),
+            grants_of=("role", role.pk),
+        )
+
+
+class RoleScopeGrantViewSet(RoleScopedViewSet, GrantViewSet):
+    """`.../roles/{role_pk}/projects-permissions/` and `.../environments-permissions/`."""
+
+    level = Level.PROJECT
+    scope_field = "project"
+    write_serializer: type[BaseSerializer] = RoleProjectGrantSerializer
+    action_requirements = {
+        "list": ADMIN,
+        "create": ADMIN,
+        "retrieve": ADMIN,
+        "update": ADMIN,
+        "partial_update": ADMIN,
+        "destroy": ADMIN,
+    }
+    ordering_fields = ["id"]
+    ordering = ["id"]
+
+    def get_queryset(self) -> QuerySet[Grant]:
+        if getattr(self, "swagger_fake_view", False):
+            return Grant.objects.none()
+        return selectors.role_grants(role=self.get_role(), level=self.level)
+
+    def filter_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        queryset = super().filter_queryset(queryset)
+        if self.action != "list":
+            return queryset
+        value = self.request.query_params.get(self.scope_field)
+        if value is None:
+            return queryset
+        try:
+            scope_id = int(value)
+            if not INT64_MIN <= scope_id <= INT64_MAX:  # docs/API.md, Conventions
+                raise ValueError(value)
+        except ValueError:
+            raise ValidationError({self.scope_field: ["Expected an integer id."]}) from None
+        return queryset.filter(**{f"{self.scope_field}_id": scope_id})
+
+    def create(self, request: Request, **kwargs: Any) -> Response:
+        data = self.parse(self.write_serializer)
+        role = self.get_role()
+        return write_with_impact(
+            request,
+            organisation_id=role.organisation_id,
+            change=functools.partial(
+                services.grant_create,
+                principal=role,
+                scope=data[self.scope_field],
+                entries=data["entries"],
+                admin=data.get("admin", False),
+                actor=actor(request),
+            ),
+            respond=lambda grant: self._render(grant, status.HTTP_201_CREATED),
+            grants_of=("role", role.pk),
+        )
+
+
+def _role_grant_schema(serializer: type[BaseSerializer], scope: str) -> Any:
+    tagged = (
+        "Only role grants carry tags, per key; a tagged entry whose key does not support tags "
+        "is a 400 whose `permissions` error names each offending key."
+    )
+    return extend_schema_view(
+        list=extend_schema(
+            summary=f"The role's {scope} grants (organisation admin)",
+            parameters=[
+                OpenApiParameter(scope, OpenApiTypes.INT, description=f"Only this {scope} id.")
+            ],
+            responses={200: serializer, **ADMIN_LIST_ERRORS},
+        ),
+        create=extend_schema(
+            summary=f"Give the role keys on a {scope} (organisation admin)",
+            description=tagged,
+            parameters=[DRY_RUN_PARAMETER],
+            request=serializer,
+            responses={201: serializer, 200: IMPACT_RESPONSE, **WRITE_ERRORS},
+        ),
+        retrieve=extend_schema(responses={200: serializer, **ADMIN_READ_ERRORS}),
+        update=extend_schema(
+            summary=f"Replace a role's {scope} grant (organisation admin)",
+            description=tagged,
+            parameters=[DRY_RUN_PARAMETER],
+            request=serializer,
+            responses={200: or_impact(serializer), **WRITE_ERRORS},
+        ),
+        partial_update=extend_schema(
+            summary=f"Change a role's {scope} grant (organisation admin)",
+            description=tagged,
+            parameters=[DRY_RUN_PARAMETER],
+            request=serializer,
+            responses={200: or_impact(serializer), **WRITE_ERRORS},
+        ),
+        destroy=extend_schema(
+            summary=f"Delete a role's {scope} grant (organisation admin)",
+            parameters=[DRY_RUN_PARAMETER],
+            responses={204: None, 200: IMPACT_RESPONSE, **DRY_RUN_DELETE_ERRORS},
+        ),
+    )
+
+
+@_role_grant_schema(RoleProjectGrantSerializer, "project")
+class RoleProjectGrantViewSet(RoleScopeGrantViewSet):
+    level = Level.PROJECT
+    scope_field = "project"
+    write_serializer = RoleProjectGrantSerializer
+
+
+@_role_grant_schema(RoleEnvironmentGrantSerializer, "environment")
+class RoleEnvironmentGrantViewSet(RoleScopeGrantViewSet):
+    level = Level.ENVIRONMENT
+    scope_field = "environment"
+    write_serializer = RoleEnvironmentGrantSerializer

@@ -1,0 +1,240 @@
+"""Shared API building blocks: the base viewset, the actor of a request, the error responses
+every view documents in the OpenAPI schema, and the input policy every request body goes
+through (docs/API.md, Conventions: "No input gives a 500"; with tagwarden.api.parsers)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema_field
+from rest_framework import permissions, serializers, status, viewsets
+from rest_framework.exceptions import MethodNotAllowed
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from audit.services import Actor
+from impact.previews import (
+    IMPACT_LIMIT_DEFAULT,
+    IMPACT_LIMIT_MAX,
+    Holder,
+    Impact,
+    ImpactResponseSerializer,
+    impact_apply,
+    impact_preview,
+)
+from permissions.drf import (
+    Requirement,
+    ScopedActionPermission,
+    assert_filtered,
+    check_action_requirements,
+    filter_by_requirement,
+)
+from tagwarden.storable import json_too_large, unstorable
+
+T = TypeVar("T")
+
+
+class ErrorResponseSerializer(serializers.Serializer):
+    """`{"detail", "code"}`: every error that is not a 400 (docs/API.md, Errors)."""
+
+    detail = serializers.CharField()
+    code = serializers.CharField()
+
+
+def actor_of(request: Request) -> Actor:
+    """The authenticated principal (a user or an organisation API key) as a service actor."""
+    return cast(Actor, request.user)
+
+
+def error_response(description: str) -> OpenApiResponse:
+    return OpenApiResponse(ErrorResponseSerializer, description=description)
+
+
+BAD_REQUEST = OpenApiResponse(OpenApiTypes.OBJECT, description='Invalid input: {"field": [...]}')
+UNAUTHENTICATED = error_response("No credentials.")
+FORBIDDEN = error_response("The caller may view the scope but not do this.")
+NOT_FOUND = error_response("Not found, or the caller may not view it.")
+READ_ERRORS = {401: UNAUTHENTICATED, 404: NOT_FOUND}
+LIST_ERRORS = {400: BAD_REQUEST, **READ_ERRORS}
+WRITE_ERRORS = {400: BAD_REQUEST, 401: UNAUTHENTICATED, 403: FORBIDDEN, 404: NOT_FOUND}
+DELETE_ERRORS = {401: UNAUTHENTICATED, 403: FORBIDDEN, 404: NOT_FOUND}
+
+
+# --------------------------------------------------------------------------------------
+# Input policy: what the databases cannot store never reaches a service (the body as a
+# whole: tagwarden.api.parsers; JSON values stored as sent: StoredJSONField)
+# --------------------------------------------------------------------------------------
+
+
+@extend_schema_field(
+    {
+        "description": "Any JSON value, null included; its compact UTF-8 encoding is at "
+        "most 64 KiB.",
+        "nullable": True,
+    }
+)
+class StoredJSONField(serializers.JSONField):
+    """A JSON value stored as sent (a feature state's `value`, a segment's `rules`): beyond
+    the body's policy, at most 64 KiB encoded (`tagwarden.storable.MAX_JSON_BYTES`)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        value = super().to_internal_value(data)
+        problem = unstorable(value)
+        if problem is not None:
+            raise serializers.ValidationError(f"Cannot be stored as sent: {problem}.")
+        too_large = json_too_large(value)
+        if too_large is not None:
+            raise serializers.ValidationError(too_large)
+        return value
+
+
+# Base of every API viewset: actions map to requirements (`action_requirements`, checked by
+# the engine through ScopedActionPermission); a method the route does not map is a 405 (not a
+# 403 from the permission class, which denies unmapped actions); OPTIONS only needs
+# authentication. (A comment, not a docstring: drf-spectacular would publish a docstring as
+# the description of every operation that has none.)
+class ActionViewSet(viewsets.GenericViewSet):
+    action_requirements: dict[str, Requirement] = {}
+    #: actions checked by authentication alone (their handlers check what they need)
+    authenticated_actions: tuple[str, ...] = ()
+    #: write actions that honour `?dry_run=true` (through `write_with_impact`)
+    dry_run_actions: frozenset[str] = frozenset()
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        method = (request.method or "").lower()
+        if method != "options" and method not in getattr(self, "action_map", {}):
+            raise MethodNotAllowed(request.method or "")
+        super().initial(request, *args, **kwargs)
+        # A client asking for a dry run where there is none must not get a real write: refuse
+        # (after authentication and the scope checks, so 401/404/403 keep their order).
+        if (
+            method not in ("get", "head", "options")
+            and self.action not in self.dry_run_actions
+            and dry_run_requested(request)
+        ):
+            raise serializers.ValidationError(
+                {"dry_run": ["This endpoint has no dry run; nothing was done."]}
+            )
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # A tag-supported key must name how its feature is resolved: refused at import
+        # (docs/PERMISSIONS.md, "Every action names its feature").
+        super().__init_subclass__(**kwargs)
+        check_action_requirements(cls)
+
+    def get_permissions(self) -> list[Any]:
+        if self.action is None or self.action in self.authenticated_actions:
+            return [permissions.IsAuthenticated()]
+        return [ScopedActionPermission()]
+
+    def filter_queryset(self, queryset: Any) -> Any:
+        return filter_by_requirement(self, super().filter_queryset(queryset))
+
+    def finalize_response(
+        self, request: Request, response: Response, *args: Any, **kwargs: Any
+    ) -> Response:
+        assert_filtered(self, response.status_code)
+        return super().finalize_response(request, response, *args, **kwargs)
+
+
+# --------------------------------------------------------------------------------------
+# ?dry_run=true: impact previews on permission writes (docs/API.md, Dry runs)
+# --------------------------------------------------------------------------------------
+
+DRY_RUN_PARAMETER = OpenApiParameter(
+    "dry_run",
+    OpenApiTypes.BOOL,
+    OpenApiParameter.QUERY,
+    description=(
+        "Validate as usual but save nothing and write no audit entry; answer 200 with "
+        '{"impact": {"gained": [...], "lost": [...]}}: who would newly reach or no longer '
+        "reach which keys, and on how many features, at most `?impact_limit=` changes each "
+        f"way (default {IMPACT_LIMIT_DEFAULT}, at most {IMPACT_LIMIT_MAX}), with the complete "
+        "`summary` per key and scope and `truncated`; junk in `impact_limit` is a 400."
+    ),
+)
+IMPACT_RESPONSE = OpenApiResponse(
+    ImpactResponseSerializer, description="With ?dry_run=true: the impact; nothing was saved."
+)
+_TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off", ""}
+
+
+def dry_run_requested(request: Request) -> bool:
+    """Whether the request asks for a preview (`?dry_run=true`); junk is a 400 naming it."""
+    raw = request.query_params.get("dry_run")
+    if raw is None:
+        return False
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise serializers.ValidationError({"dry_run": ["Must be true or false."]})
+
+
+IMPACT_LIMIT_PARAMETER = OpenApiParameter(
+    "impact_limit",
+    OpenApiTypes.INT,
+    OpenApiParameter.QUERY,
+    description=(
+        f"How many changes `gained` and `lost` list each (default {IMPACT_LIMIT_DEFAULT}, at "
+        f"most {IMPACT_LIMIT_MAX}); `summary` is always complete, `truncated` says whether "
+        "some were left out."
+    ),
+)
+
+
+def impact_limit_requested(request: Request) -> int:
+    """`?impact_limit=` (0 to the maximum; default when absent); junk is a 400 naming it."""
+    raw = request.query_params.get("impact_limit")
+    if raw is None:
+        return IMPACT_LIMIT_DEFAULT
+    text = raw.strip()
+    if not text.isdigit() or int(text) > IMPACT_LIMIT_MAX:
+        raise serializers.ValidationError(
+            {"impact_limit": [f"Must be a whole number from 0 to {IMPACT_LIMIT_MAX}."]}
+        )
+    return int(text)
+
+
+def impact_response(impact: Impact, *, limit: int = IMPACT_LIMIT_DEFAULT) -> Response:
+    return Response({"impact": impact.as_dict(limit)}, status=status.HTTP_200_OK)
+
+
+def no_content(_: object = None) -> Response:
+    """The 204 of a delete (a `respond` for `write_with_impact`)."""
+    return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def write_with_impact(
+    request: Request,
+    *,
+    organisation_id: int,
+    change: Callable[[], T],
+    respond: Callable[[T], Response],
+    may_move_permissions: bool = True,
+    grants_of: Holder | None = None,
+) -> Response:
+    """Run a permission write the way the request asks.
+
+    `?dry_run=true`: validate and run `change` in a rolled-back transaction and answer 200
+    `{"impact"}`. Otherwise run it for real, store its impact on its audit entries and answer
+    `respond(result)`, the write's usual response. `may_move_permissions=False` (a rename)
+    records the empty impact without reading the organisation twice (`impact_apply`).
+    `grants_of` (a grant write: its holder) reads only what that holder's grants reach.
+    """
+    limit = impact_limit_requested(request)  # before anything runs: junk changes nothing
+    if dry_run_requested(request):
+        return impact_response(
+            impact_preview(organisation_id=organisation_id, change=change, grants_of=grants_of),
+            limit=limit,
+        )
+    result, _ = impact_apply(
+        organisation_id=organisation_id,
+        change=change,
+        may_move_permissions=may_move_permissions,
+        grants_of=grants_of,
+    )
+    return respond(result)

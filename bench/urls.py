@@ -30,7 +30,8 @@ def allow_any_state_detail() -> URLPattern:
         match = resolve(STATE_DETAIL_PROBE, urlconf="tagwarden.urls")
     except Resolver404 as exc:
         raise ImproperlyConfigured(
-            "No feature-state detail route (API.md: /api/v1/environments/{api_key}/featurestates/{id}/)"
+            "No feature-state detail route "
+            "(docs/API.md: /api/v1/environments/{api_key}/featurestates/{id}/)"
         ) from exc
     func: Any = match.func
     cls = getattr(func, "cls", None)

@@ -1,4 +1,5 @@
-"""The permission catalogue (DESIGN.md §3): the single source of truth for permission keys.
+"""The permission catalogue (docs/PERMISSIONS.md, "The catalogue"): the single source of truth
+for permission keys.
 
 Every other module refers to keys through the constants below; the catalogue endpoints,
 validation, docs and the admin read `CATALOGUE`.

@@ -1,5 +1,5 @@
 """`manage.py permissions export|plan|apply --organisation NAME [FILE]`: permissions as code
-from the shell (API.md "Permissions as code and impact preview", docs/PERMISSIONS_AS_CODE.md).
+from the shell (docs/PERMISSIONS_AS_CODE.md, "Commands").
 
     export   write the organisation's document to FILE (YAML for .yaml/.yml, else JSON) or
              to stdout (JSON)

@@ -14,7 +14,7 @@ PYTEST := $(BIN)/pytest -n 2 -p no:cacheprovider
 .DEFAULT_GOAL := help
 
 .PHONY: help install test test-postgres demo serve lint format typecheck migrations-check \
-	bench bench-smoke soak clean
+	fuzz bench bench-smoke soak clean
 
 help: ## List the targets
 	@echo "Usage: make TARGET [PYTEST_ARGS='...'] [PYTHON=python3] [VENV=.venv]"
@@ -34,6 +34,10 @@ test: install ## Run the test suite on SQLite (PYTEST_ARGS='...' to pass options
 
 test-postgres: install ## Run the test suite on a throwaway PostgreSQL cluster
 	scripts/with-postgres.sh $(PYTEST) $(PYTEST_ARGS)
+
+fuzz: install ## The schema fuzzing alone, with a larger time budget (as in CI), on SQLite
+	env -u DATABASE_URL FUZZ_BUDGET_SECONDS=$${FUZZ_BUDGET_SECONDS:-400} \
+		$(PYTEST) tests/security/test_fuzz_schema.py $(PYTEST_ARGS)
 
 demo: export DEBUG := 1
 demo: install ## Migrate, seed demo data and serve on http://127.0.0.1:8000/ (DEBUG, runserver)

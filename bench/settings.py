@@ -15,3 +15,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # so SQLite makes the second writer wait (busy timeout) instead of failing it with
     # "database is locked" when it upgrades a read transaction. Same for both variants.
     DATABASES["default"].setdefault("OPTIONS", {})["transaction_mode"] = "IMMEDIATE"
+
+# The benchmark renders admin pages (the permission matrix) without running collectstatic:
+# plain static storage, as in the tests, instead of WhiteNoise's manifest.
+STORAGES = {
+    **STORAGES,  # noqa: F405
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}

@@ -41,14 +41,13 @@ class AuditLogViewSet(ActionViewSet):
 class OrganisationAuditLogViewSet(AuditLogViewSet):
     action_requirements = {"list": ADMIN}
 
-    def get_scope(self) -> Any:
-        scope = getattr(self, "_scope", None)
-        if scope is None:
-            scope = self._scope = organisation_or_404(self.request, self.kwargs["organisation_pk"])
-        return scope
+    scope_kwarg = "organisation_pk"
+
+    def load_scope(self) -> Any:
+        return organisation_or_404(self.request, self.kwargs[self.scope_kwarg])
 
     def get_queryset(self) -> QuerySet[AuditLogEntry]:
-        if getattr(self, "swagger_fake_view", False):
+        if self.schema_only:
             return AuditLogEntry.objects.none()
         return selectors.entries_of_organisation(organisation=self.get_scope())
 
@@ -62,13 +61,12 @@ class OrganisationAuditLogViewSet(AuditLogViewSet):
 class ProjectAuditLogViewSet(AuditLogViewSet):
     action_requirements = {"list": keys.VIEW_AUDIT_LOG}
 
-    def get_scope(self) -> Any:
-        scope = getattr(self, "_scope", None)
-        if scope is None:
-            scope = self._scope = project_or_404(self.request, self.kwargs["project_pk"])
-        return scope
+    scope_kwarg = "project_pk"
+
+    def load_scope(self) -> Any:
+        return project_or_404(self.request, self.kwargs[self.scope_kwarg])
 
     def get_queryset(self) -> QuerySet[AuditLogEntry]:
-        if getattr(self, "swagger_fake_view", False):
+        if self.schema_only:
             return AuditLogEntry.objects.none()
         return selectors.entries_of_project(project=self.get_scope())

@@ -1,9 +1,9 @@
-"""Organisations, members, groups, roles, role assignments and API keys (API.md
-"Organisations, members, groups, roles, API keys").
+"""Organisations, members, groups, roles, role assignments and API keys (docs/API.md,
+"Organisations and members").
 
 Views are thin: parse with a serializer, call one service or selector, render. Who may do
 what is decided by the engine (through permissions.drf) and, for groups, by the service
-guard `group_require_manager` (DESIGN.md §4). Writes that can move permissions (members,
+guard `group_require_manager` (docs/PERMISSIONS.md, "Who may change grants"). Writes that can move permissions (members,
 groups, role deletion and assignments, API keys) run inside `tagwarden.api.base.write_with_impact`
 (`?dry_run=true` previews their impact, saving nothing).
 """
@@ -78,39 +78,10 @@ class OrganisationScopedViewSet(ActionViewSet):
 
     scope_kwarg = "organisation_pk"
 
-    def get_scope(self) -> Organisation:
-        organisation: Organisation | None = getattr(self, "_organisation", None)
-        if organisation is None:
-            organisation = organisation_or_404(self.request, self.kwargs[self.scope_kwarg])
-            self._organisation = organisation
-        return organisation
+    scope_context_key = "organisation"
 
-    def get_serializer_context(self) -> dict[str, Any]:
-        context = super().get_serializer_context()
-        if not getattr(self, "swagger_fake_view", False) and self.scope_kwarg in self.kwargs:
-            context["organisation"] = self.get_scope()
-        return context
-
-    def parse(
-        self,
-        serializer_class: type[BaseSerializer],
-        *,
-        context: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> dict[str, Any]:
-        serializer = serializer_class(
-            data=self.request.data,
-            context={**self.get_serializer_context(), **(context or {})},
-            **kwargs,
-        )
-        serializer.is_valid(raise_exception=True)
-        return dict(serializer.validated_data)
-
-    def paginated(self, queryset: QuerySet[Any], serializer_class: type[BaseSerializer]) -> Any:
-        page = self.paginate_queryset(self.filter_queryset(queryset))
-        return self.get_paginated_response(
-            serializer_class(page, many=True, context=self.get_serializer_context()).data
-        )
+    def load_scope(self) -> Organisation:
+        return organisation_or_404(self.request, self.kwargs[self.scope_kwarg])
 
 
 # --------------------------------------------------------------------------------------
@@ -153,7 +124,7 @@ class OrganisationViewSet(OrganisationScopedViewSet):
     authenticated_actions = ("list", "create")
 
     def get_queryset(self) -> QuerySet[Organisation]:
-        if getattr(self, "swagger_fake_view", False):
+        if self.schema_only:
             return Organisation.objects.none()
         return selectors.organisations_of(principal=self.request.user)
 
@@ -227,7 +198,7 @@ class MemberViewSet(OrganisationScopedViewSet):
     }
 
     def get_queryset(self) -> QuerySet[OrganisationMembership]:
-        if getattr(self, "swagger_fake_view", False):
+        if self.schema_only:
             return OrganisationMembership.objects.none()
         return selectors.members_of(organisation=self.get_scope())
 
@@ -345,7 +316,7 @@ class GroupViewSet(OrganisationScopedViewSet):
     }
 
     def get_queryset(self) -> QuerySet[UserGroup]:
-        if getattr(self, "swagger_fake_view", False):
+        if self.schema_only:
             return UserGroup.objects.none()
         return selectors.groups_of(organisation=self.get_scope())
 
@@ -450,7 +421,7 @@ class RoleViewSet(OrganisationScopedViewSet):
     }
 
     def get_queryset(self) -> QuerySet[Role]:
-        if getattr(self, "swagger_fake_view", False):
+        if self.schema_only:
             return Role.objects.none()
         return selectors.roles_of(organisation=self.get_scope())
 
@@ -500,7 +471,7 @@ class RoleScopedViewSet(OrganisationScopedViewSet):
 
     def get_serializer_context(self) -> dict[str, Any]:
         context = super().get_serializer_context()
-        if not getattr(self, "swagger_fake_view", False) and "role_pk" in self.kwargs:
+        if not self.schema_only and "role_pk" in self.kwargs:
             context["role"] = self.get_role()
         return context
 
@@ -524,7 +495,7 @@ class RoleAssignmentViewSet(RoleScopedViewSet):
         return ASSIGNMENT_SERIALIZERS[self.principal_kind]
 
     def get_queryset(self) -> QuerySet[RoleAssignment]:
-        if getattr(self, "swagger_fake_view", False):
+        if self.schema_only:
             return RoleAssignment.objects.none()
         return selectors.role_assignments_of(role=self.get_role(), kind=self.principal_kind)
 
@@ -638,7 +609,7 @@ class APIKeyViewSet(OrganisationScopedViewSet):
     }
 
     def get_queryset(self) -> QuerySet[OrganisationAPIKey]:
-        if getattr(self, "swagger_fake_view", False):
+        if self.schema_only:
             return OrganisationAPIKey.objects.none()
         return selectors.api_keys_of(organisation=self.get_scope())
 

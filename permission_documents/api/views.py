@@ -1,4 +1,4 @@
-"""Permissions as code over HTTP (API.md "Permissions as code and impact preview"):
+"""Permissions as code over HTTP (docs/PERMISSIONS_AS_CODE.md):
 
     GET  /organisations/{id}/permissions-document/          the document (JSON, ?format=yaml)
     POST /organisations/{id}/permissions-document/plan/     its changes and impact, nothing saved
@@ -214,12 +214,10 @@ class PermissionsDocumentViewSet(ActionViewSet):
     filter_backends: list[Any] = []
     action_requirements = {"retrieve": ADMIN, "plan": ADMIN, "apply": ADMIN}
 
-    def get_scope(self) -> Organisation:
-        organisation: Organisation | None = getattr(self, "_organisation", None)
-        if organisation is None:
-            organisation = organisation_or_404(self.request, self.kwargs["organisation_pk"])
-            self._organisation = organisation
-        return organisation
+    scope_kwarg = "organisation_pk"
+
+    def load_scope(self) -> Organisation:
+        return organisation_or_404(self.request, self.kwargs[self.scope_kwarg])
 
     @extend_schema(
         summary="The organisation's permissions document (organisation admin)",

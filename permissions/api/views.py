@@ -1,7 +1,7 @@
 """The catalogue, the permission reports (my-permissions, user-detailed-permissions, explain)
 and grants: user and group grants of organisations, projects and environments, and role
-grants (API.md "Catalogue, my-permissions, detail, explain" and "Organisations, members,
-groups, roles, API keys").
+grants (docs/PERMISSIONS.md, "The catalogue" and
+"Who may change grants"; docs/API.md).
 
 Every decision is the engine's; every write goes through `permissions.services`, inside
 `tagwarden.api.base.write_with_impact`: `?dry_run=true` previews its impact and saves nothing.
@@ -202,7 +202,7 @@ class ExplainView(APIView):
             ),
         ],
         responses={
-            # Without `permission`, a plain list of these (API.md): the schema says
+            # Without `permission`, a plain list of these (docs/API.md): the schema says
             # oneOf(Explain, [Explain]) through tagwarden.api.schema.explain_one_or_many.
             200: ExplainSerializer,
             400: BAD_REQUEST,
@@ -313,22 +313,20 @@ class PrincipalGrantViewSet(GrantViewSet):
     ordering_fields = ["id"]
     ordering = ["id"]
 
-    def get_scope(self) -> Any:
-        scope = getattr(self, "_scope", None)
-        if scope is None:
-            scope = _scope_from_kwargs(self.request, self.kwargs)
-            self._scope = scope
-        return scope
+    scope_context_key = ""  # the scope's organisation instead, below
+
+    def load_scope(self) -> Any:
+        return _scope_from_kwargs(self.request, self.kwargs)
 
     def get_serializer_context(self) -> dict[str, Any]:
-        context = super(OrganisationScopedViewSet, self).get_serializer_context()
-        if not getattr(self, "swagger_fake_view", False):
+        context = super().get_serializer_context()
+        if not self.schema_only:
             scope = self.get_scope()
             context["organisation"] = services.scope_parts(scope).organisation
         return context
 
     def get_queryset(self) -> QuerySet[Grant]:
-        if getattr(self, "swagger_fake_view", False):
+        if self.schema_only:
             return Grant.objects.none()
         return selectors.grants_of_scope(scope=self.get_scope(), principal_kind=self.principal_kind)
 
@@ -483,7 +481,7 @@ class RoleScopeGrantViewSet(RoleScopedViewSet, GrantViewSet):
     ordering = ["id"]
 
     def get_queryset(self) -> QuerySet[Grant]:
-        if getattr(self, "swagger_fake_view", False):
+        if self.schema_only:
             return Grant.objects.none()
         return selectors.role_grants(role=self.get_role(), level=self.level)
 

@@ -16,9 +16,7 @@ from audit.api.serializers import AuditLogEntrySerializer
 from audit.models import AuditLogEntry
 from permissions import catalogue as keys
 from permissions.drf import ADMIN, organisation_or_404, project_or_404
-from tagwarden.api.base import BAD_REQUEST, FORBIDDEN, NOT_FOUND, UNAUTHENTICATED, ActionViewSet
-
-ERRORS = {400: BAD_REQUEST, 401: UNAUTHENTICATED, 403: FORBIDDEN, 404: NOT_FOUND}
+from tagwarden.api.base import ADMIN_LIST_ERRORS, ActionViewSet
 
 
 class AuditLogViewSet(ActionViewSet):
@@ -35,7 +33,7 @@ class AuditLogViewSet(ActionViewSet):
 @extend_schema_view(
     list=extend_schema(
         summary="The organisation's audit log, newest first (organisation admin)",
-        responses={200: AuditLogEntrySerializer, **ERRORS},
+        responses={200: AuditLogEntrySerializer, **ADMIN_LIST_ERRORS},
     )
 )
 class OrganisationAuditLogViewSet(AuditLogViewSet):
@@ -55,7 +53,7 @@ class OrganisationAuditLogViewSet(AuditLogViewSet):
 @extend_schema_view(
     list=extend_schema(
         summary="The project's audit log, newest first (VIEW_AUDIT_LOG)",
-        responses={200: AuditLogEntrySerializer, **ERRORS},
+        responses={200: AuditLogEntrySerializer, **ADMIN_LIST_ERRORS},
     )
 )
 class ProjectAuditLogViewSet(AuditLogViewSet):

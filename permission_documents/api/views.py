@@ -31,11 +31,9 @@ from organisations.models import MembershipRole, Organisation
 from permission_documents import documents
 from permissions.drf import ADMIN, organisation_or_404
 from tagwarden.api.base import (
+    ADMIN_READ_ERRORS,
     BAD_REQUEST,
-    FORBIDDEN,
     IMPACT_LIMIT_PARAMETER,
-    NOT_FOUND,
-    UNAUTHENTICATED,
     WRITE_ERRORS,
     ActionViewSet,
     actor_of,
@@ -199,7 +197,6 @@ FORMAT_PARAMETER = OpenApiParameter(
     enum=["json", "yaml"],
     description="Answer in YAML with `yaml` (JSON by default).",
 )
-ADMIN_READ_ERRORS = {401: UNAUTHENTICATED, 403: FORBIDDEN, 404: NOT_FOUND}
 INVALID_DOCUMENT = (
     "An invalid document, or one the services refuse, is a 400 whose keys are paths in the "
     "document (`roles[2].environments[0].permissions.VIEW_ENVIRONMENT`); nothing is applied."

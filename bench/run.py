@@ -11,7 +11,7 @@
 Databases: always SQLite (a fresh file in a temporary folder); and PostgreSQL too when
 DATABASE_URL points at one (used as given: migrated, then filled by the generator, so give it
 an empty database, e.g. `scripts/with-postgres.sh make bench`). Each database is measured in
-its own child process (`--worker`), which migrates, runs `manage.py generate_org`, measures,
+its own child process (`--worker`), which migrates, runs `bench.generate_org`, measures,
 and hands its numbers back as JSON; this process prints the tables, writes the document and
 checks the budgets.
 
@@ -160,6 +160,8 @@ def worker(args: argparse.Namespace) -> int:
     from django.core.management import call_command
     from django.db import connection
 
+    from bench.generate_org import generate_org
+
     mode = "smoke" if args.smoke else "full"
     runs = {**RUNS[mode], "mode": mode}
     sizes = _sizes(args)
@@ -168,7 +170,7 @@ def worker(args: argparse.Namespace) -> int:
     call_command("migrate", interactive=False, verbosity=0)
     _say("generate_org")
     started = time.perf_counter()
-    call_command("generate_org", seed=args.seed, name=ORG_NAME, verbosity=1, **sizes)
+    generate_org(seed=args.seed, name=ORG_NAME, verbosity=1, **sizes)
     generator_seconds = time.perf_counter() - started
 
     ctx = _context(args.seed)
@@ -240,7 +242,7 @@ def _sizes(args: argparse.Namespace) -> dict[str, int]:
         if value is not None:
             sizes[name] = value
     if not args.smoke:
-        from organisations.management.commands.generate_org import DEFAULTS
+        from bench.generate_org import DEFAULTS
 
         sizes = {**DEFAULTS, **sizes}
     return sizes
@@ -263,9 +265,9 @@ def _context(seed: int) -> dict[str, Any]:
     from django.contrib.auth import get_user_model
     from knox.models import AuthToken
 
+    from bench.generate_org import LARGE_PROJECT
     from environments.models import Environment
     from features.models import Feature, FeatureState
-    from organisations.management.commands.generate_org import LARGE_PROJECT
     from organisations.models import Organisation
     from permissions.models import Grant, GrantEntry
     from projects.models import Project
@@ -1618,7 +1620,7 @@ def _run_growth(
     import django
 
     django.setup()
-    from organisations.management.commands.generate_org import DEFAULTS
+    from bench.generate_org import DEFAULTS
 
     scales = [int(x) for x in args.growth.split(",") if x.strip()]
     measured: list[tuple[int, dict[str, Any]]] = []

@@ -16,9 +16,7 @@ from audit.api.serializers import AuditLogEntrySerializer
 from audit.models import AuditLogEntry
 from permissions import catalogue as keys
 from permissions.drf import ADMIN, organisation_or_404, project_or_404
-from tagwarden.api.base import BAD_REQUEST, FORBIDDEN, NOT_FOUND, UNAUTHENTICATED, ActionViewSet
-
-ERRORS = {400: BAD_REQUEST, 401: UNAUTHENTICATED, 403: FORBIDDEN, 404: NOT_FOUND}
+from tagwarden.api.base import ADMIN_LIST_ERRORS, ActionViewSet
 
 
 class AuditLogViewSet(ActionViewSet):
@@ -35,20 +33,19 @@ class AuditLogViewSet(ActionViewSet):
 @extend_schema_view(
     list=extend_schema(
         summary="The organisation's audit log, newest first (organisation admin)",
-        responses={200: AuditLogEntrySerializer, **ERRORS},
+        responses={200: AuditLogEntrySerializer, **ADMIN_LIST_ERRORS},
     )
 )
 class OrganisationAuditLogViewSet(AuditLogViewSet):
     action_requirements = {"list": ADMIN}
 
-    def get_scope(self) -> Any:
-        scope = getattr(self, "_scope", None)
-        if scope is None:
-            scope = self._scope = organisation_or_404(self.request, self.kwargs["organisation_pk"])
-        return scope
+    scope_kwarg = "organisation_pk"
+
+    def load_scope(self) -> Any:
+        return organisation_or_404(self.request, self.kwargs[self.scope_kwarg])
 
     def get_queryset(self) -> QuerySet[AuditLogEntry]:
-        if getattr(self, "swagger_fake_view", False):
+        if self.schema_only:
             return AuditLogEntry.objects.none()
         return selectors.entries_of_organisation(organisation=self.get_scope())
 
@@ -56,19 +53,18 @@ class OrganisationAuditLogViewSet(AuditLogViewSet):
 @extend_schema_view(
     list=extend_schema(
         summary="The project's audit log, newest first (VIEW_AUDIT_LOG)",
-        responses={200: AuditLogEntrySerializer, **ERRORS},
+        responses={200: AuditLogEntrySerializer, **ADMIN_LIST_ERRORS},
     )
 )
 class ProjectAuditLogViewSet(AuditLogViewSet):
     action_requirements = {"list": keys.VIEW_AUDIT_LOG}
 
-    def get_scope(self) -> Any:
-        scope = getattr(self, "_scope", None)
-        if scope is None:
-            scope = self._scope = project_or_404(self.request, self.kwargs["project_pk"])
-        return scope
+    scope_kwarg = "project_pk"
+
+    def load_scope(self) -> Any:
+        return project_or_404(self.request, self.kwargs[self.scope_kwarg])
 
     def get_queryset(self) -> QuerySet[AuditLogEntry]:
-        if getattr(self, "swagger_fake_view", False):
+        if self.schema_only:
             return AuditLogEntry.objects.none()
         return selectors.entries_of_project(project=self.get_scope())

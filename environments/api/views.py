@@ -1,5 +1,5 @@
-"""Environments (API.md "Environments, feature states, overrides, change requests": the
-environment CRUD). Addressed by `api_key` in URLs, by integer id in payloads."""
+"""Environments (the environment CRUD; docs/API.md
+and the OpenAPI schema). Addressed by `api_key` in URLs, by integer id in payloads."""
 
 from __future__ import annotations
 
@@ -68,15 +68,13 @@ class EnvironmentViewSet(ActionViewSet):
     action_requirements = {"retrieve": VIEW, "partial_update": ADMIN, "destroy": ADMIN}
     authenticated_actions = ("list", "create")
 
-    def get_scope(self) -> Environment:
-        environment: Environment | None = getattr(self, "_environment", None)
-        if environment is None:
-            environment = environment_or_404(self.request, self.kwargs["api_key"])
-            self._environment = environment
-        return environment
+    scope_kwarg = "api_key"
+
+    def load_scope(self) -> Environment:
+        return environment_or_404(self.request, self.kwargs[self.scope_kwarg])
 
     def get_queryset(self) -> QuerySet[Environment]:
-        if getattr(self, "swagger_fake_view", False):
+        if self.schema_only:
             return Environment.objects.none()
         return Environment.objects.filter(engine.viewable_environments_q(self.request.user))
 

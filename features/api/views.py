@@ -1,4 +1,5 @@
-"""Features and segments of a project (API.md "Projects, tags, features, segments").
+"""Features and segments of a project (docs/API.md; docs/PERMISSIONS.md,
+"Every action names its feature").
 
 Every action on a feature resolves it from the database under the URL's project (a feature
 of another project is a 404) and passes it to the engine: DELETE_FEATURE supports tags.
@@ -83,7 +84,7 @@ class FeatureViewSet(ProjectScopedViewSet):
     }
 
     def get_queryset(self) -> QuerySet[Feature]:
-        if getattr(self, "swagger_fake_view", False):
+        if self.schema_only:
             return Feature.objects.none()
         return selectors.features_of_project(project=self.get_scope())
 
@@ -165,7 +166,7 @@ class SegmentViewSet(ProjectScopedViewSet):
     }
 
     def get_queryset(self) -> QuerySet[Segment]:
-        if getattr(self, "swagger_fake_view", False):
+        if self.schema_only:
             return Segment.objects.none()
         return selectors.segments_of_project(project=self.get_scope())
 

@@ -1,9 +1,9 @@
-"""Organisations, members, groups, roles, role assignments and API keys (API.md
-"Organisations, members, groups, roles, API keys").
+"""Organisations, members, groups, roles, role assignments and API keys (docs/API.md,
+"Organisations and members").
 
 Views are thin: parse with a serializer, call one service or selector, render. Who may do
 what is decided by the engine (through permissions.drf) and, for groups, by the service
-guard `group_require_manager` (DESIGN.md §4). Writes that can move permissions (members,
+guard `group_require_manager` (docs/PERMISSIONS.md, "Who may change grants"). Writes that can move permissions (members,
 groups, role deletion and assignments, API keys) run inside `tagwarden.api.base.write_with_impact`
 (`?dry_run=true` previews their impact, saving nothing).
 """
@@ -52,6 +52,8 @@ from organisations.models import (
 )
 from permissions.drf import ADMIN, VIEW, organisation_or_404
 from tagwarden.api.base import (
+    ADMIN_LIST_ERRORS,
+    ADMIN_READ_ERRORS,
     BAD_REQUEST,
     DELETE_ERRORS,
     DRY_RUN_PARAMETER,
@@ -62,14 +64,11 @@ from tagwarden.api.base import (
     UNAUTHENTICATED,
     WRITE_ERRORS,
     ActionViewSet,
+    actor_of,
     no_content,
     write_with_impact,
 )
-from tagwarden.api.base import actor_of as actor
 from tagwarden.api.dry_run import DRY_RUN_DELETE_ERRORS, or_impact
-
-ADMIN_READ_ERRORS = {401: UNAUTHENTICATED, 403: FORBIDDEN, 404: READ_ERRORS[404]}
-ADMIN_LIST_ERRORS = {400: BAD_REQUEST, **ADMIN_READ_ERRORS}
 
 
 class OrganisationScopedViewSet(ActionViewSet):
@@ -78,39 +77,10 @@ class OrganisationScopedViewSet(ActionViewSet):
 
     scope_kwarg = "organisation_pk"
 
-    def get_scope(self) -> Organisation:
-        organisation: Organisation | None = getattr(self, "_organisation", None)
-        if organisation is None:
-            organisation = organisation_or_404(self.request, self.kwargs[self.scope_kwarg])
-            self._organisation = organisation
-        return organisation
+    scope_context_key = "organisation"
 
-    def get_serializer_context(self) -> dict[str, Any]:
-        context = super().get_serializer_context()
-        if not getattr(self, "swagger_fake_view", False) and self.scope_kwarg in self.kwargs:
-            context["organisation"] = self.get_scope()
-        return context
-
-    def parse(
-        self,
-        serializer_class: type[BaseSerializer],
-        *,
-        context: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> dict[str, Any]:
-        serializer = serializer_class(
-            data=self.request.data,
-            context={**self.get_serializer_context(), **(context or {})},
-            **kwargs,
-        )
-        serializer.is_valid(raise_exception=True)
-        return dict(serializer.validated_data)
-
-    def paginated(self, queryset: QuerySet[Any], serializer_class: type[BaseSerializer]) -> Any:
-        page = self.paginate_queryset(self.filter_queryset(queryset))
-        return self.get_paginated_response(
-            serializer_class(page, many=True, context=self.get_serializer_context()).data
-        )
+    def load_scope(self) -> Organisation:
+        return organisation_or_404(self.request, self.kwargs[self.scope_kwarg])
 
 
 # --------------------------------------------------------------------------------------
@@ -153,7 +123,7 @@ class OrganisationViewSet(OrganisationScopedViewSet):
     authenticated_actions = ("list", "create")
 
     def get_queryset(self) -> QuerySet[Organisation]:
-        if getattr(self, "swagger_fake_view", False):
+        if self.schema_only:
             return Organisation.objects.none()
         return selectors.organisations_of(principal=self.request.user)
 
@@ -175,12 +145,12 @@ class OrganisationViewSet(OrganisationScopedViewSet):
     def partial_update(self, request: Request, pk: int) -> Response:
         data = self.parse(OrganisationWriteSerializer, partial=True)
         organisation = services.organisation_update(
-            organisation=self.get_scope(), **data, actor=actor(request)
+            organisation=self.get_scope(), **data, actor=actor_of(request)
         )
         return Response(OrganisationSerializer(organisation).data)
 
     def destroy(self, request: Request, pk: int) -> Response:
-        services.organisation_delete(organisation=self.get_scope(), actor=actor(request))
+        services.organisation_delete(organisation=self.get_scope(), actor=actor_of(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -227,7 +197,7 @@ class MemberViewSet(OrganisationScopedViewSet):
     }
 
     def get_queryset(self) -> QuerySet[OrganisationMembership]:
-        if getattr(self, "swagger_fake_view", False):
+        if self.schema_only:
             return OrganisationMembership.objects.none()
         return selectors.members_of(organisation=self.get_scope())
 
@@ -253,7 +223,7 @@ class MemberViewSet(OrganisationScopedViewSet):
                 organisation=organisation,
                 user=data["user"],
                 role=data["role"],
-                actor=actor(request),
+                actor=actor_of(request),
             ),
             respond=lambda membership: Response(
                 MemberSerializer(membership).data, status=status.HTTP_201_CREATED
@@ -270,7 +240,7 @@ class MemberViewSet(OrganisationScopedViewSet):
                 services.membership_update,
                 membership=membership,
                 role=data["role"],
-                actor=actor(request),
+                actor=actor_of(request),
             ),
             respond=lambda updated: Response(MemberSerializer(updated).data),
         )
@@ -281,7 +251,7 @@ class MemberViewSet(OrganisationScopedViewSet):
             request,
             organisation_id=membership.organisation_id,
             change=functools.partial(
-                services.membership_delete, membership=membership, actor=actor(request)
+                services.membership_delete, membership=membership, actor=actor_of(request)
             ),
             respond=no_content,
         )
@@ -345,7 +315,7 @@ class GroupViewSet(OrganisationScopedViewSet):
     }
 
     def get_queryset(self) -> QuerySet[UserGroup]:
-        if getattr(self, "swagger_fake_view", False):
+        if self.schema_only:
             return UserGroup.objects.none()
         return selectors.groups_of(organisation=self.get_scope())
 
@@ -358,7 +328,7 @@ class GroupViewSet(OrganisationScopedViewSet):
 
     def create(self, request: Request, organisation_pk: int) -> Response:
         organisation = self.get_scope()
-        services.group_require_manager(actor=actor(request), organisation=organisation)
+        services.group_require_manager(actor=actor_of(request), organisation=organisation)
         data = self.parse(GroupWriteSerializer)
         return write_with_impact(
             request,
@@ -368,7 +338,7 @@ class GroupViewSet(OrganisationScopedViewSet):
                 organisation=organisation,
                 name=data["name"],
                 users=data.get("users", []),
-                actor=actor(request),
+                actor=actor_of(request),
             ),
             respond=lambda group: self._render(group, status.HTTP_201_CREATED),
         )
@@ -385,7 +355,7 @@ class GroupViewSet(OrganisationScopedViewSet):
     def _write(self, *, partial: bool) -> Response:
         group = self.get_object()
         services.group_require_manager(
-            actor=actor(self.request), organisation=self.get_scope(), group=group
+            actor=actor_of(self.request), organisation=self.get_scope(), group=group
         )
         data = self.parse(GroupWriteSerializer, partial=partial, context={"group": group})
         if not partial and "users" not in data:
@@ -394,7 +364,7 @@ class GroupViewSet(OrganisationScopedViewSet):
             self.request,
             organisation_id=group.organisation_id,
             change=functools.partial(
-                services.group_update, group=group, **data, actor=actor(self.request)
+                services.group_update, group=group, **data, actor=actor_of(self.request)
             ),
             respond=lambda updated: self._render(updated),
         )
@@ -404,7 +374,7 @@ class GroupViewSet(OrganisationScopedViewSet):
         return write_with_impact(
             request,
             organisation_id=group.organisation_id,
-            change=functools.partial(services.group_delete, group=group, actor=actor(request)),
+            change=functools.partial(services.group_delete, group=group, actor=actor_of(request)),
             respond=no_content,
         )
 
@@ -450,7 +420,7 @@ class RoleViewSet(OrganisationScopedViewSet):
     }
 
     def get_queryset(self) -> QuerySet[Role]:
-        if getattr(self, "swagger_fake_view", False):
+        if self.schema_only:
             return Role.objects.none()
         return selectors.roles_of(organisation=self.get_scope())
 
@@ -459,7 +429,7 @@ class RoleViewSet(OrganisationScopedViewSet):
 
     def create(self, request: Request, organisation_pk: int) -> Response:
         data = self.parse(RoleWriteSerializer)
-        role = services.role_create(organisation=self.get_scope(), **data, actor=actor(request))
+        role = services.role_create(organisation=self.get_scope(), **data, actor=actor_of(request))
         return Response(RoleSerializer(role).data, status=status.HTTP_201_CREATED)
 
     def retrieve(self, request: Request, organisation_pk: int, pk: int) -> Response:
@@ -468,7 +438,7 @@ class RoleViewSet(OrganisationScopedViewSet):
     def partial_update(self, request: Request, organisation_pk: int, pk: int) -> Response:
         role = self.get_object()
         data = self.parse(RoleWriteSerializer, partial=True, context={"role": role})
-        role = services.role_update(role=role, **data, actor=actor(request))
+        role = services.role_update(role=role, **data, actor=actor_of(request))
         return Response(RoleSerializer(role).data)
 
     def destroy(self, request: Request, organisation_pk: int, pk: int) -> Response:
@@ -476,7 +446,7 @@ class RoleViewSet(OrganisationScopedViewSet):
         return write_with_impact(
             request,
             organisation_id=role.organisation_id,
-            change=functools.partial(services.role_delete, role=role, actor=actor(request)),
+            change=functools.partial(services.role_delete, role=role, actor=actor_of(request)),
             respond=no_content,
         )
 
@@ -500,7 +470,7 @@ class RoleScopedViewSet(OrganisationScopedViewSet):
 
     def get_serializer_context(self) -> dict[str, Any]:
         context = super().get_serializer_context()
-        if not getattr(self, "swagger_fake_view", False) and "role_pk" in self.kwargs:
+        if not self.schema_only and "role_pk" in self.kwargs:
             context["role"] = self.get_role()
         return context
 
@@ -524,7 +494,7 @@ class RoleAssignmentViewSet(RoleScopedViewSet):
         return ASSIGNMENT_SERIALIZERS[self.principal_kind]
 
     def get_queryset(self) -> QuerySet[RoleAssignment]:
-        if getattr(self, "swagger_fake_view", False):
+        if self.schema_only:
             return RoleAssignment.objects.none()
         return selectors.role_assignments_of(role=self.get_role(), kind=self.principal_kind)
 
@@ -541,7 +511,7 @@ class RoleAssignmentViewSet(RoleScopedViewSet):
                 services.role_assignment_create,
                 role=role,
                 **{self.principal_kind: data[self.principal_kind]},
-                actor=actor(request),
+                actor=actor_of(request),
             ),
             respond=lambda assignment: Response(
                 self.get_serializer_class()(assignment).data, status=status.HTTP_201_CREATED
@@ -554,7 +524,7 @@ class RoleAssignmentViewSet(RoleScopedViewSet):
             request,
             organisation_id=self.get_role().organisation_id,
             change=functools.partial(
-                services.role_assignment_delete, assignment=assignment, actor=actor(request)
+                services.role_assignment_delete, assignment=assignment, actor=actor_of(request)
             ),
             respond=no_content,
         )
@@ -638,7 +608,7 @@ class APIKeyViewSet(OrganisationScopedViewSet):
     }
 
     def get_queryset(self) -> QuerySet[OrganisationAPIKey]:
-        if getattr(self, "swagger_fake_view", False):
+        if self.schema_only:
             return OrganisationAPIKey.objects.none()
         return selectors.api_keys_of(organisation=self.get_scope())
 
@@ -648,7 +618,7 @@ class APIKeyViewSet(OrganisationScopedViewSet):
     def create(self, request: Request, organisation_pk: int) -> Response:
         data = self.parse(APIKeyCreateSerializer)
         api_key, key = services.api_key_create(
-            organisation=self.get_scope(), **data, actor=actor(request)
+            organisation=self.get_scope(), **data, actor=actor_of(request)
         )
         api_key.key = key  # type: ignore[attr-defined]
         return Response(APIKeyCreatedSerializer(api_key).data, status=status.HTTP_201_CREATED)
@@ -663,7 +633,7 @@ class APIKeyViewSet(OrganisationScopedViewSet):
             request,
             organisation_id=api_key.organisation_id,
             change=functools.partial(
-                services.api_key_update, api_key=api_key, **data, actor=actor(request)
+                services.api_key_update, api_key=api_key, **data, actor=actor_of(request)
             ),
             respond=lambda updated: Response(APIKeySerializer(updated).data),
         )
@@ -674,7 +644,7 @@ class APIKeyViewSet(OrganisationScopedViewSet):
             request,
             organisation_id=api_key.organisation_id,
             change=functools.partial(
-                services.api_key_delete, api_key=api_key, actor=actor(request)
+                services.api_key_delete, api_key=api_key, actor=actor_of(request)
             ),
             respond=no_content,
         )

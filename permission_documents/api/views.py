@@ -1,4 +1,4 @@
-"""Permissions as code over HTTP (API.md "Permissions as code and impact preview"):
+"""Permissions as code over HTTP (docs/PERMISSIONS_AS_CODE.md):
 
     GET  /organisations/{id}/permissions-document/          the document (JSON, ?format=yaml)
     POST /organisations/{id}/permissions-document/plan/     its changes and impact, nothing saved
@@ -31,11 +31,9 @@ from organisations.models import MembershipRole, Organisation
 from permission_documents import documents
 from permissions.drf import ADMIN, organisation_or_404
 from tagwarden.api.base import (
+    ADMIN_READ_ERRORS,
     BAD_REQUEST,
-    FORBIDDEN,
     IMPACT_LIMIT_PARAMETER,
-    NOT_FOUND,
-    UNAUTHENTICATED,
     WRITE_ERRORS,
     ActionViewSet,
     actor_of,
@@ -199,7 +197,6 @@ FORMAT_PARAMETER = OpenApiParameter(
     enum=["json", "yaml"],
     description="Answer in YAML with `yaml` (JSON by default).",
 )
-ADMIN_READ_ERRORS = {401: UNAUTHENTICATED, 403: FORBIDDEN, 404: NOT_FOUND}
 INVALID_DOCUMENT = (
     "An invalid document, or one the services refuse, is a 400 whose keys are paths in the "
     "document (`roles[2].environments[0].permissions.VIEW_ENVIRONMENT`); nothing is applied."
@@ -214,12 +211,10 @@ class PermissionsDocumentViewSet(ActionViewSet):
     filter_backends: list[Any] = []
     action_requirements = {"retrieve": ADMIN, "plan": ADMIN, "apply": ADMIN}
 
-    def get_scope(self) -> Organisation:
-        organisation: Organisation | None = getattr(self, "_organisation", None)
-        if organisation is None:
-            organisation = organisation_or_404(self.request, self.kwargs["organisation_pk"])
-            self._organisation = organisation
-        return organisation
+    scope_kwarg = "organisation_pk"
+
+    def load_scope(self) -> Organisation:
+        return organisation_or_404(self.request, self.kwargs[self.scope_kwarg])
 
     @extend_schema(
         summary="The organisation's permissions document (organisation admin)",

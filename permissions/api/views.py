@@ -1,7 +1,7 @@
 """The catalogue, the permission reports (my-permissions, user-detailed-permissions, explain)
 and grants: user and group grants of organisations, projects and environments, and role
-grants (API.md "Catalogue, my-permissions, detail, explain" and "Organisations, members,
-groups, roles, API keys").
+grants (docs/PERMISSIONS.md, "The catalogue" and
+"Who may change grants"; docs/API.md).
 
 Every decision is the engine's; every write goes through `permissions.services`, inside
 `tagwarden.api.base.write_with_impact`: `?dry_run=true` previews its impact and saves nothing.
@@ -10,7 +10,7 @@ Every decision is the engine's; every write goes through `permissions.services`,
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, cast
 
 from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
@@ -32,13 +32,7 @@ from environments.models import Environment
 from features.models import Feature
 from impact.previews import grant_holder
 from organisations import selectors
-from organisations.api.views import (
-    ADMIN_LIST_ERRORS,
-    ADMIN_READ_ERRORS,
-    OrganisationScopedViewSet,
-    RoleScopedViewSet,
-    actor,
-)
+from organisations.api.views import OrganisationScopedViewSet, RoleScopedViewSet
 from organisations.models import OrganisationAPIKey
 from permissions import engine, services
 from permissions.api.serializers import (
@@ -65,6 +59,8 @@ from permissions.drf import (
 from permissions.models import Grant
 from projects.models import Project
 from tagwarden.api.base import (
+    ADMIN_LIST_ERRORS,
+    ADMIN_READ_ERRORS,
     BAD_REQUEST,
     DRY_RUN_PARAMETER,
     FORBIDDEN,
@@ -73,6 +69,7 @@ from tagwarden.api.base import (
     READ_ERRORS,
     UNAUTHENTICATED,
     WRITE_ERRORS,
+    actor_of,
     no_content,
     write_with_impact,
 )
@@ -202,7 +199,7 @@ class ExplainView(APIView):
             ),
         ],
         responses={
-            # Without `permission`, a plain list of these (API.md): the schema says
+            # Without `permission`, a plain list of these (docs/API.md): the schema says
             # oneOf(Explain, [Explain]) through tagwarden.api.schema.explain_one_or_many.
             200: ExplainSerializer,
             400: BAD_REQUEST,
@@ -279,7 +276,7 @@ class GrantViewSet(OrganisationScopedViewSet):
                 grant=grant,
                 entries=data.get("entries"),
                 admin=data.get("admin"),
-                actor=actor(self.request),
+                actor=actor_of(self.request),
             ),
             respond=lambda updated: self._render(updated),
             grants_of=grant_holder(grant),
@@ -290,7 +287,7 @@ class GrantViewSet(OrganisationScopedViewSet):
         return write_with_impact(
             request,
             organisation_id=grant.organisation_id,
-            change=functools.partial(services.grant_delete, grant=grant, actor=actor(request)),
+            change=functools.partial(services.grant_delete, grant=grant, actor=actor_of(request)),
             respond=no_content,
             grants_of=grant_holder(grant),
         )
@@ -313,22 +310,20 @@ class PrincipalGrantViewSet(GrantViewSet):
     ordering_fields = ["id"]
     ordering = ["id"]
 
-    def get_scope(self) -> Any:
-        scope = getattr(self, "_scope", None)
-        if scope is None:
-            scope = _scope_from_kwargs(self.request, self.kwargs)
-            self._scope = scope
-        return scope
+    scope_context_key = ""  # the scope's organisation instead, below
+
+    def load_scope(self) -> Any:
+        return _scope_from_kwargs(self.request, self.kwargs)
 
     def get_serializer_context(self) -> dict[str, Any]:
-        context = super(OrganisationScopedViewSet, self).get_serializer_context()
-        if not getattr(self, "swagger_fake_view", False):
+        context = super().get_serializer_context()
+        if not self.schema_only:
             scope = self.get_scope()
             context["organisation"] = services.scope_parts(scope).organisation
         return context
 
     def get_queryset(self) -> QuerySet[Grant]:
-        if getattr(self, "swagger_fake_view", False):
+        if self.schema_only:
             return Grant.objects.none()
         return selectors.grants_of_scope(scope=self.get_scope(), principal_kind=self.principal_kind)
 
@@ -343,7 +338,7 @@ class PrincipalGrantViewSet(GrantViewSet):
                 scope=self.get_scope(),
                 entries=data["entries"],
                 admin=data.get("admin", False),
-                actor=actor(request),
+                actor=actor_of(request),
             ),
             respond=lambda grant: self._render(grant, status.HTTP_201_CREATED),
             grants_of=(self.principal_kind, data[self.principal_kind].pk),
@@ -383,40 +378,36 @@ def _grant_schema(serializer: type[BaseSerializer], who: str) -> Any:
     )
 
 
-@_grant_schema(UserGrantSerializer, "organisation admin")
-class OrganisationUserGrantViewSet(PrincipalGrantViewSet):
-    principal_kind = "user"
-    write_serializer = UserGrantSerializer
+def _principal_grant_viewset(
+    name: str, principal_kind: str, serializer: type[BaseSerializer], who: str
+) -> type[PrincipalGrantViewSet]:
+    """The user or group grants of one scope level, written by `who`."""
+    viewset = type(
+        name,
+        (PrincipalGrantViewSet,),
+        {"__module__": __name__, "principal_kind": principal_kind, "write_serializer": serializer},
+    )
+    return cast(type[PrincipalGrantViewSet], _grant_schema(serializer, who)(viewset))
 
 
-@_grant_schema(GroupGrantSerializer, "organisation admin")
-class OrganisationGroupGrantViewSet(PrincipalGrantViewSet):
-    principal_kind = "group"
-    write_serializer = GroupGrantSerializer
-
-
-@_grant_schema(UserScopeGrantSerializer, "project admin")
-class ProjectUserGrantViewSet(PrincipalGrantViewSet):
-    principal_kind = "user"
-    write_serializer = UserScopeGrantSerializer
-
-
-@_grant_schema(GroupScopeGrantSerializer, "project admin")
-class ProjectGroupGrantViewSet(PrincipalGrantViewSet):
-    principal_kind = "group"
-    write_serializer = GroupScopeGrantSerializer
-
-
-@_grant_schema(UserScopeGrantSerializer, "environment admin")
-class EnvironmentUserGrantViewSet(PrincipalGrantViewSet):
-    principal_kind = "user"
-    write_serializer = UserScopeGrantSerializer
-
-
-@_grant_schema(GroupScopeGrantSerializer, "environment admin")
-class EnvironmentGroupGrantViewSet(PrincipalGrantViewSet):
-    principal_kind = "group"
-    write_serializer = GroupScopeGrantSerializer
+OrganisationUserGrantViewSet = _principal_grant_viewset(
+    "OrganisationUserGrantViewSet", "user", UserGrantSerializer, "organisation admin"
+)
+OrganisationGroupGrantViewSet = _principal_grant_viewset(
+    "OrganisationGroupGrantViewSet", "group", GroupGrantSerializer, "organisation admin"
+)
+ProjectUserGrantViewSet = _principal_grant_viewset(
+    "ProjectUserGrantViewSet", "user", UserScopeGrantSerializer, "project admin"
+)
+ProjectGroupGrantViewSet = _principal_grant_viewset(
+    "ProjectGroupGrantViewSet", "group", GroupScopeGrantSerializer, "project admin"
+)
+EnvironmentUserGrantViewSet = _principal_grant_viewset(
+    "EnvironmentUserGrantViewSet", "user", UserScopeGrantSerializer, "environment admin"
+)
+EnvironmentGroupGrantViewSet = _principal_grant_viewset(
+    "EnvironmentGroupGrantViewSet", "group", GroupScopeGrantSerializer, "environment admin"
+)
 
 
 # --------------------------------------------------------------------------------------
@@ -458,7 +449,7 @@ class RoleOrganisationPermissionsViewSet(RoleScopedViewSet):
                 services.role_organisation_permissions_set,
                 role=role,
                 keys=[e.key for e in data["permissions"]],
-                actor=actor(request),
+                actor=actor_of(request),
             ),
             respond=lambda _: self._render(),
             grants_of=("role", role.pk),
@@ -483,7 +474,7 @@ class RoleScopeGrantViewSet(RoleScopedViewSet, GrantViewSet):
     ordering = ["id"]
 
     def get_queryset(self) -> QuerySet[Grant]:
-        if getattr(self, "swagger_fake_view", False):
+        if self.schema_only:
             return Grant.objects.none()
         return selectors.role_grants(role=self.get_role(), level=self.level)
 
@@ -514,7 +505,7 @@ class RoleScopeGrantViewSet(RoleScopedViewSet, GrantViewSet):
                 scope=data[self.scope_field],
                 entries=data["entries"],
                 admin=data.get("admin", False),
-                actor=actor(request),
+                actor=actor_of(request),
             ),
             respond=lambda grant: self._render(grant, status.HTTP_201_CREATED),
             grants_of=("role", role.pk),

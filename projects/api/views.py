@@ -1,4 +1,5 @@
-"""Projects and tags (API.md "Projects, tags, features, segments").
+"""Projects and tags (docs/API.md; protected tags:
+docs/PERMISSIONS.md).
 
 Views are thin: parse with a serializer, call one service or selector, render. Decisions are
 the engine's (through permissions.drf); rules about protected tags live in the services.
@@ -8,14 +9,12 @@ Tag writes run inside `tagwarden.api.base.write_with_impact` (`?dry_run=true` pr
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.serializers import BaseSerializer
 
 from permissions import catalogue as keys
 from permissions.drf import ADMIN, VIEW, project_or_404, require
@@ -52,25 +51,11 @@ class ProjectScopedViewSet(ActionViewSet):
     """Base of the resources nested under `/projects/{project_pk}/`: the project is the
     scope (404 when the caller cannot view it); `action_requirements` maps actions to keys."""
 
-    def get_scope(self) -> Project:
-        project: Project | None = getattr(self, "_project", None)
-        if project is None:
-            project = project_or_404(self.request, self.kwargs["project_pk"])
-            self._project = project
-        return project
+    scope_kwarg = "project_pk"
+    scope_context_key = "project"
 
-    def get_serializer_context(self) -> dict[str, Any]:
-        context = super().get_serializer_context()
-        if not getattr(self, "swagger_fake_view", False) and "project_pk" in self.kwargs:
-            context["project"] = self.get_scope()
-        return context
-
-    def parse(self, serializer_class: type[BaseSerializer], **kwargs: Any) -> dict[str, Any]:
-        serializer = serializer_class(
-            data=self.request.data, context=self.get_serializer_context(), **kwargs
-        )
-        serializer.is_valid(raise_exception=True)
-        return dict(serializer.validated_data)
+    def load_scope(self) -> Project:
+        return project_or_404(self.request, self.kwargs[self.scope_kwarg])
 
 
 # --------------------------------------------------------------------------------------
@@ -106,15 +91,13 @@ class ProjectViewSet(ActionViewSet):
     action_requirements = {"retrieve": VIEW, "partial_update": ADMIN, "destroy": ADMIN}
     authenticated_actions = ("list", "create")
 
-    def get_scope(self) -> Project:
-        project: Project | None = getattr(self, "_project", None)
-        if project is None:
-            project = project_or_404(self.request, self.kwargs["pk"])
-            self._project = project
-        return project
+    scope_kwarg = "pk"
+
+    def load_scope(self) -> Project:
+        return project_or_404(self.request, self.kwargs[self.scope_kwarg])
 
     def get_queryset(self) -> QuerySet[Project]:
-        if getattr(self, "swagger_fake_view", False):
+        if self.schema_only:
             return Project.objects.none()
         return selectors.projects_viewable(principal=self.request.user)
 
@@ -201,7 +184,7 @@ class TagViewSet(ProjectScopedViewSet):
     }
 
     def get_queryset(self) -> QuerySet[Tag]:
-        if getattr(self, "swagger_fake_view", False):
+        if self.schema_only:
             return Tag.objects.none()
         return selectors.tags_of_project(project=self.get_scope())
 

@@ -150,15 +150,13 @@ class ServerKeyViewSet(ActionViewSet):
         "destroy": ADMIN,
     }
 
-    def get_scope(self) -> Environment:
-        environment: Environment | None = getattr(self, "_environment", None)
-        if environment is None:
-            environment = environment_or_404(self.request, self.kwargs["api_key"])
-            self._environment = environment
-        return environment
+    scope_kwarg = "api_key"
+
+    def load_scope(self) -> Environment:
+        return environment_or_404(self.request, self.kwargs[self.scope_kwarg])
 
     def get_queryset(self) -> QuerySet[ServerKey]:
-        if getattr(self, "swagger_fake_view", False):
+        if self.schema_only:
             return ServerKey.objects.none()
         return selectors.server_keys_of_environment(environment=self.get_scope())
 

@@ -60,6 +60,9 @@ READ_ERRORS = {401: UNAUTHENTICATED, 404: NOT_FOUND}
 LIST_ERRORS = {400: BAD_REQUEST, **READ_ERRORS}
 WRITE_ERRORS = {400: BAD_REQUEST, 401: UNAUTHENTICATED, 403: FORBIDDEN, 404: NOT_FOUND}
 DELETE_ERRORS = {401: UNAUTHENTICATED, 403: FORBIDDEN, 404: NOT_FOUND}
+# What only a scope's admins read: a member who is not one gets a 403.
+ADMIN_READ_ERRORS = {401: UNAUTHENTICATED, 403: FORBIDDEN, 404: NOT_FOUND}
+ADMIN_LIST_ERRORS = {400: BAD_REQUEST, **ADMIN_READ_ERRORS}
 
 
 # --------------------------------------------------------------------------------------
@@ -101,6 +104,56 @@ class ActionViewSet(viewsets.GenericViewSet):
     authenticated_actions: tuple[str, ...] = ()
     #: write actions that honour `?dry_run=true` (through `write_with_impact`)
     dry_run_actions: frozenset[str] = frozenset()
+    #: the URL keyword naming the scope (`load_scope` reads it)
+    scope_kwarg: str = ""
+    #: the serializer context key the scope is passed under ("": not passed)
+    scope_context_key: str = ""
+
+    @property
+    def schema_only(self) -> bool:
+        """Whether drf-spectacular is building the schema (no user, no URL keywords)."""
+        return bool(getattr(self, "swagger_fake_view", False))
+
+    def load_scope(self) -> Any:
+        """The scope the URL addresses (404 when the caller cannot view it)."""
+        raise NotImplementedError
+
+    def get_scope(self) -> Any:
+        """`load_scope`, once per request (the permission class and the view both ask)."""
+        if "_scope" not in self.__dict__:
+            self.__dict__["_scope"] = self.load_scope()
+        return self.__dict__["_scope"]
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        context = super().get_serializer_context()
+        if self.scope_context_key and not self.schema_only and self.scope_kwarg in self.kwargs:
+            context[self.scope_context_key] = self.get_scope()
+        return context
+
+    def parse(
+        self,
+        serializer_class: type[serializers.BaseSerializer],
+        *,
+        context: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """The request body validated by `serializer_class` (a 400 naming the field)."""
+        serializer = serializer_class(
+            data=self.request.data,
+            context={**self.get_serializer_context(), **(context or {})},
+            **kwargs,
+        )
+        serializer.is_valid(raise_exception=True)
+        return dict(serializer.validated_data)
+
+    def paginated(
+        self, queryset: Any, serializer_class: type[serializers.BaseSerializer]
+    ) -> Response:
+        """One page of `queryset`, filtered and serialised."""
+        page = self.paginate_queryset(self.filter_queryset(queryset))
+        return self.get_paginated_response(
+            serializer_class(page, many=True, context=self.get_serializer_context()).data
+        )
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         method = (request.method or "").lower()

@@ -7,7 +7,7 @@ from rest_framework.exceptions import NotFound, ValidationError
 
 
 class PageNumberPagination(pagination.PageNumberPagination):
-    """`?page=` and `?page_size=` (up to 1000), as API.md fixes.
+    """`?page=` and `?page_size=` (up to 1000; docs/API.md).
 
     A page that is not a positive integer, or past the last page, is bad input: 400 naming
     `page` (DRF's default answers 404, which reads as "the list does not exist").

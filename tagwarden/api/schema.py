@@ -7,7 +7,7 @@ from typing import Any
 
 def explain_one_or_many(result: dict[str, Any], **_: Any) -> dict[str, Any]:
     """The explain endpoint answers one explanation, or without `?permission=` a plain list
-    of them (API.md): its 200 is oneOf(Explain, [Explain])."""
+    of them (docs/API.md): its 200 is oneOf(Explain, [Explain])."""
     for path, item in result.get("paths", {}).items():
         if not path.endswith("/explain/") or "get" not in item:
             continue

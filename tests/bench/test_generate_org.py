@@ -1,4 +1,4 @@
-"""`manage.py generate_org` at tiny sizes: counts, validity, reproducibility, benchmark users."""
+"""`bench.generate_org` at tiny sizes: counts, validity, reproducibility, benchmark users."""
 
 from __future__ import annotations
 
@@ -8,12 +8,9 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from environments.models import Environment
-from features.models import Feature, FeatureState
-from organisations.management.commands.generate_org import (
+from bench.generate_org import (
     BENCH_ADMIN,
     BENCH_TAGGED,
     BENCH_UNTAGGED,
@@ -22,7 +19,10 @@ from organisations.management.commands.generate_org import (
     TAGGED_GROUP_PREFIX,
     UNTAGGED_GROUP,
     Progress,
+    generate_org,
 )
+from environments.models import Environment
+from features.models import Feature, FeatureState
 from organisations.models import (
     MembershipRole,
     Organisation,
@@ -56,7 +56,7 @@ SIZES = {
 
 
 def generate(seed: int = 1, **overrides: Any) -> Organisation:
-    call_command("generate_org", seed=seed, verbosity=0, **{**SIZES, **overrides})
+    generate_org(seed=seed, verbosity=0, **{**SIZES, **overrides})
     return Organisation.objects.get(name="Bench organisation")
 
 
@@ -286,7 +286,7 @@ def test_progress_bar_reports_to_its_stream() -> None:
 
 def test_prints_summary(db: Any) -> None:
     out = io.StringIO()
-    call_command("generate_org", seed=3, stdout=out, stderr=io.StringIO(), **SIZES)
+    generate_org(seed=3, stdout=out, stderr=io.StringIO(), **SIZES)
     text = out.getvalue()
     for username in (BENCH_ADMIN, BENCH_UNTAGGED, BENCH_TAGGED):
         assert username in text

@@ -12,8 +12,6 @@ services check them, through the engine, in the order docs/API.md fixes.
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.db.models import QuerySet
 from django.http import Http404
 from drf_spectacular.utils import (
@@ -24,7 +22,6 @@ from drf_spectacular.utils import (
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.serializers import BaseSerializer
 
 from environments.models import Environment
 from features.models import ChangeRequest, Feature, FeatureState, SegmentOverride
@@ -54,12 +51,10 @@ from tagwarden.api.base import BAD_REQUEST, UNAUTHENTICATED, ActionViewSet, acto
 # --------------------------------------------------------------------------------------
 
 
-_BAD_REQUEST = BAD_REQUEST
-_UNAUTHENTICATED = UNAUTHENTICATED
 _NOT_FOUND = error_response("Not found, or the caller may not view the environment.")
 _FORBIDDEN = error_response("The caller may view the environment but not do this.")
-_READ_ERRORS = {401: _UNAUTHENTICATED, 404: _NOT_FOUND}
-_LIST_ERRORS = {400: _BAD_REQUEST, **_READ_ERRORS}
+_READ_ERRORS = {401: UNAUTHENTICATED, 404: _NOT_FOUND}
+_LIST_ERRORS = {400: BAD_REQUEST, **_READ_ERRORS}
 
 _API_KEY = OpenApiParameter(
     "api_key", str, OpenApiParameter.PATH, description="The environment's api_key."
@@ -73,36 +68,14 @@ _ORDERING = OpenApiParameter(
 )
 
 
-_actor = actor_of
-
-
 class EnvironmentScopedViewSet(ActionViewSet):
     """Base of the resources nested under `/environments/{api_key}/`."""
 
-    def get_scope(self) -> Environment:
-        environment: Environment | None = getattr(self, "_environment", None)
-        if environment is None:
-            environment = environment_or_404(self.request, self.kwargs["api_key"])
-            self._environment = environment
-        return environment
+    scope_kwarg = "api_key"
+    scope_context_key = "environment"
 
-    def get_serializer_context(self) -> dict[str, Any]:
-        context = super().get_serializer_context()
-        if not getattr(self, "swagger_fake_view", False) and "api_key" in self.kwargs:
-            context["environment"] = self.get_scope()
-        return context
-
-    def parse(
-        self,
-        serializer_class: type[BaseSerializer],
-        *,
-        extra: dict[str, Any] | None = None,
-        **kw: Any,
-    ) -> dict[str, Any]:
-        context = {**self.get_serializer_context(), **(extra or {})}
-        serializer = serializer_class(data=self.request.data, context=context, **kw)
-        serializer.is_valid(raise_exception=True)
-        return dict(serializer.validated_data)
+    def load_scope(self) -> Environment:
+        return environment_or_404(self.request, self.kwargs[self.scope_kwarg])
 
 
 # --------------------------------------------------------------------------------------
@@ -110,8 +83,8 @@ class EnvironmentScopedViewSet(ActionViewSet):
 # --------------------------------------------------------------------------------------
 
 _STATE_PATCH_ERRORS = {
-    400: _BAD_REQUEST,
-    401: _UNAUTHENTICATED,
+    400: BAD_REQUEST,
+    401: UNAUTHENTICATED,
     403: error_response(
         "No UPDATE_FEATURE_STATE on this feature (`permission_denied`), or change requests "
         "are on in this environment (`change_request_required`, admins included)."
@@ -149,7 +122,7 @@ class FeatureStateViewSet(EnvironmentScopedViewSet):
     }
 
     def get_queryset(self) -> QuerySet[FeatureState]:
-        if getattr(self, "swagger_fake_view", False):
+        if self.schema_only:
             return FeatureState.objects.none()
         if self.action == "partial_update":  # one state: its feature's tags in the same query
             return selectors.default_states_for_write(environment=self.get_scope())
@@ -175,8 +148,8 @@ class FeatureStateViewSet(EnvironmentScopedViewSet):
 
     def partial_update(self, request: Request, api_key: str, pk: int) -> Response:
         state = self.get_object()
-        data = self.parse(FeatureStateUpdateSerializer, extra={"state": state}, partial=True)
-        written = services.feature_state_update(state=state, **data, actor=_actor(request))
+        data = self.parse(FeatureStateUpdateSerializer, context={"state": state}, partial=True)
+        written = services.feature_state_update(state=state, **data, actor=actor_of(request))
         if written is state:  # written in place: its feature and tags are already loaded
             context = self.get_serializer_context()
             return Response(FeatureStateSerializer(state, context=context).data)
@@ -188,8 +161,8 @@ class FeatureStateViewSet(EnvironmentScopedViewSet):
 # --------------------------------------------------------------------------------------
 
 _OVERRIDE_WRITE_ERRORS = {
-    400: _BAD_REQUEST,
-    401: _UNAUTHENTICATED,
+    400: BAD_REQUEST,
+    401: UNAUTHENTICATED,
     403: error_response(
         "No MANAGE_SEGMENT_OVERRIDES on this feature (`permission_denied`), or change "
         "requests are on and enabled/value would change (`change_request_required`)."
@@ -227,7 +200,7 @@ _OVERRIDE_WRITE_ERRORS = {
     destroy=extend_schema(
         summary="Delete a segment override and its state (MANAGE_SEGMENT_OVERRIDES)",
         parameters=[_API_KEY, _FEATURE_ID, _ID],
-        responses={204: None, 401: _UNAUTHENTICATED, 403: _FORBIDDEN, 404: _NOT_FOUND},
+        responses={204: None, 401: UNAUTHENTICATED, 403: _FORBIDDEN, 404: _NOT_FOUND},
     ),
 )
 class SegmentOverrideViewSet(EnvironmentScopedViewSet):
@@ -261,7 +234,7 @@ class SegmentOverrideViewSet(EnvironmentScopedViewSet):
         return self.get_feature()
 
     def get_queryset(self) -> QuerySet[SegmentOverride]:
-        if getattr(self, "swagger_fake_view", False):
+        if self.schema_only:
             return SegmentOverride.objects.none()
         return selectors.overrides_of_feature(
             environment=self.get_scope(), feature=self.get_feature()
@@ -279,13 +252,13 @@ class SegmentOverrideViewSet(EnvironmentScopedViewSet):
         # MANAGE_SEGMENT_OVERRIDES on this feature was checked by the permission class with
         # get_request_feature() (docs/PERMISSIONS.md, "Every action names its feature").
         environment, feature = self.get_scope(), self.get_feature()
-        data = self.parse(SegmentOverrideCreateSerializer, extra={"feature": feature})
+        data = self.parse(SegmentOverrideCreateSerializer, context={"feature": feature})
         override = services.segment_override_create(
             environment=environment,
             feature=feature,
             segment_id=data.pop("segment"),
             **data,
-            actor=_actor(request),
+            actor=actor_of(request),
         )
         fresh = self.get_queryset().get(pk=override.pk)
         return Response(SegmentOverrideSerializer(fresh).data, status=status.HTTP_201_CREATED)
@@ -296,16 +269,16 @@ class SegmentOverrideViewSet(EnvironmentScopedViewSet):
     def partial_update(self, request: Request, api_key: str, feature_pk: int, pk: int) -> Response:
         override = self.get_object()
         data = self.parse(
-            SegmentOverrideUpdateSerializer, extra={"override": override}, partial=True
+            SegmentOverrideUpdateSerializer, context={"override": override}, partial=True
         )
         override = services.segment_override_update(
-            override=override, **data, actor=_actor(request)
+            override=override, **data, actor=actor_of(request)
         )
         fresh = self.get_queryset().get(pk=override.pk)
         return Response(SegmentOverrideSerializer(fresh).data)
 
     def destroy(self, request: Request, api_key: str, feature_pk: int, pk: int) -> Response:
-        services.segment_override_delete(override=self.get_object(), actor=_actor(request))
+        services.segment_override_delete(override=self.get_object(), actor=actor_of(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -319,7 +292,7 @@ _CR_FORBIDDEN = error_response(
 )
 _CR_ALREADY_COMMITTED = error_response("`already_committed`: the change request is not open.")
 _CR_ERRORS = {
-    401: _UNAUTHENTICATED,
+    401: UNAUTHENTICATED,
     403: _CR_FORBIDDEN,
     404: _NOT_FOUND,
 }
@@ -336,7 +309,7 @@ _CR_ERRORS = {
         description="400 `change_requests_disabled` where change requests are off.",
         parameters=[_API_KEY],
         request=ChangeRequestCreateSerializer,
-        responses={201: ChangeRequestSerializer, 400: _BAD_REQUEST, **_CR_ERRORS},
+        responses={201: ChangeRequestSerializer, 400: BAD_REQUEST, **_CR_ERRORS},
     ),
     retrieve=extend_schema(
         parameters=[_API_KEY, _ID], responses={200: ChangeRequestSerializer, **_READ_ERRORS}
@@ -347,7 +320,7 @@ _CR_ERRORS = {
         request=ChangeRequestUpdateSerializer,
         responses={
             200: ChangeRequestSerializer,
-            400: _BAD_REQUEST,
+            400: BAD_REQUEST,
             **_CR_ERRORS,
             409: _CR_ALREADY_COMMITTED,
         },
@@ -377,7 +350,7 @@ class ChangeRequestViewSet(EnvironmentScopedViewSet):
     }
 
     def get_queryset(self) -> QuerySet[ChangeRequest]:
-        if getattr(self, "swagger_fake_view", False):
+        if self.schema_only:
             return ChangeRequest.objects.none()
         return selectors.change_requests_of_environment(environment=self.get_scope())
 
@@ -395,7 +368,7 @@ class ChangeRequestViewSet(EnvironmentScopedViewSet):
     def create(self, request: Request, api_key: str) -> Response:
         data = self.parse(ChangeRequestCreateSerializer)
         change_request = services.change_request_create(
-            environment=self.get_scope(), **data, actor=_actor(request)
+            environment=self.get_scope(), **data, actor=actor_of(request)
         )
         return self._render(change_request, status.HTTP_201_CREATED)
 
@@ -406,18 +379,18 @@ class ChangeRequestViewSet(EnvironmentScopedViewSet):
         change_request = self.get_object()
         # Who may edit, and whether it is open, come before the body: 404, 403, 409, then 400.
         services.change_request_require_editable(
-            change_request=change_request, actor=_actor(request)
+            change_request=change_request, actor=actor_of(request)
         )
         data = self.parse(
-            ChangeRequestUpdateSerializer, extra={"change_request": change_request}, partial=True
+            ChangeRequestUpdateSerializer, context={"change_request": change_request}, partial=True
         )
         change_request = services.change_request_update(
-            change_request=change_request, **data, actor=_actor(request)
+            change_request=change_request, **data, actor=actor_of(request)
         )
         return self._render(change_request)
 
     def destroy(self, request: Request, api_key: str, pk: int) -> Response:
-        services.change_request_delete(change_request=self.get_object(), actor=_actor(request))
+        services.change_request_delete(change_request=self.get_object(), actor=actor_of(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(
@@ -429,7 +402,7 @@ class ChangeRequestViewSet(EnvironmentScopedViewSet):
     )
     def approve(self, request: Request, api_key: str, pk: int) -> Response:
         change_request = services.change_request_approve(
-            change_request=self.get_object(), actor=_actor(request)
+            change_request=self.get_object(), actor=actor_of(request)
         )
         return self._render(change_request)
 
@@ -448,6 +421,6 @@ class ChangeRequestViewSet(EnvironmentScopedViewSet):
     )
     def commit(self, request: Request, api_key: str, pk: int) -> Response:
         change_request = services.change_request_commit(
-            change_request=self.get_object(), actor=_actor(request)
+            change_request=self.get_object(), actor=actor_of(request)
         )
         return self._render(change_request)

@@ -1,4 +1,4 @@
-"""`manage.py generate_org`: a large organisation, reproducibly, for benchmarks.
+"""`generate_org()`: a large organisation, reproducibly, for benchmarks (`bench/run.py`).
 
 Everything random is drawn from one `random.Random(seed)` in terms of indices (never database
 ids), so the same seed and sizes give the same names, memberships, tag assignments and grants
@@ -6,7 +6,7 @@ on any database. Rows are written with `bulk_create` in one transaction; feature
 `features.signals` makes on `post_save` (bypassed by bulk inserts), are created here: one
 default state per feature and environment of its project.
 
-Shape (defaults in brackets; DESIGN.md §2–§5 names):
+Shape (defaults in brackets; the model of docs/PERMISSIONS.md):
 - M members [5,000], including three benchmark users (below); one shared password `bench`.
 - G groups [500]; every other member is in about 5 of them.
 - R roles [300], each assigned to about 10 groups and 10 users, each with environment grants in
@@ -40,7 +40,7 @@ from typing import Any, TextIO
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError
 from django.db import connection, models, transaction
 
 from environments.models import Environment
@@ -564,71 +564,68 @@ def planned_rows(plan: Plan) -> int:
     )
 
 
-class Command(BaseCommand):
-    help = (
-        "Generate a large organisation reproducibly from a seed (for benchmarks). Creates the "
-        "benchmark users bench-admin, bench-untagged and bench-tagged (password 'bench')."
-    )
-
-    def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-        parser.add_argument("--name", default="Bench organisation", help="organisation name")
-        for option, default in DEFAULTS.items():
-            parser.add_argument(
-                f"--{option.replace('_', '-')}",
-                type=int,
-                default=default,
-                help=f"default {default:,}",
-            )
-
-    def handle(self, *args: Any, **options: Any) -> None:
-        sizes = {name: options[name] for name in DEFAULTS}
-        minimum = {"members": len(BENCH_USERS), "groups": 2, "projects": 1}
-        for name, value in sizes.items():
-            if value < minimum.get(name, 0) or value < 0:
-                raise CommandError(
-                    f"--{name.replace('_', '-')} must be at least {minimum.get(name, 0)}"
-                )
-        if sizes["environments_per_project"] < 1:
-            raise CommandError("--environments-per-project must be at least 1")
-        name = options["name"]
-        if Organisation.objects.filter(name=name).exists():
-            raise CommandError(f"An organisation named {name!r} already exists; use --name.")
-        User = get_user_model()
-        taken = list(
-            User.objects.filter(username__in=BENCH_USERS).values_list("username", flat=True)
-        )
-        if taken:
+def generate_org(
+    *,
+    seed: int = 0,
+    name: str = "Bench organisation",
+    verbosity: int = 1,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+    **sizes: int,
+) -> Organisation:
+    """Generate the organisation `name` from `seed` at `sizes` (any of `DEFAULTS`; the rest
+    take their default) into a database without the benchmark users; summary on `stdout`
+    and a progress bar on `stderr` when `verbosity >= 1`. Sizes too small, a taken name or
+    existing benchmark users are a `CommandError` naming the option."""
+    out = stdout or sys.stdout
+    unknown = set(sizes) - set(DEFAULTS)
+    if unknown:
+        raise CommandError(f"Unknown sizes: {', '.join(sorted(unknown))}")
+    sizes = {**DEFAULTS, **sizes}
+    minimum = {"members": len(BENCH_USERS), "groups": 2, "projects": 1}
+    for size, value in sizes.items():
+        if value < minimum.get(size, 0) or value < 0:
             raise CommandError(
-                f"Users {', '.join(sorted(taken))} already exist: generate into a fresh database."
+                f"--{size.replace('_', '-')} must be at least {minimum.get(size, 0)}"
             )
+    if sizes["environments_per_project"] < 1:
+        raise CommandError("--environments-per-project must be at least 1")
+    if Organisation.objects.filter(name=name).exists():
+        raise CommandError(f"An organisation named {name!r} already exists; use --name.")
+    User = get_user_model()
+    taken = list(User.objects.filter(username__in=BENCH_USERS).values_list("username", flat=True))
+    if taken:
+        raise CommandError(
+            f"Users {', '.join(sorted(taken))} already exist: generate into a fresh database."
+        )
 
-        verbosity = options["verbosity"]
-        started = time.monotonic()
-        plan = make_plan(seed=options["seed"], **sizes)
-        progress = Progress(planned_rows(plan), sys.stderr, enabled=verbosity >= 1)
-        with _sqlite_speedups(), transaction.atomic():
-            result = write_plan(plan, name, progress)
-        progress.finish()
-        elapsed = time.monotonic() - started
+    started = time.monotonic()
+    plan = make_plan(seed=seed, **sizes)
+    progress = Progress(planned_rows(plan), stderr or sys.stderr, enabled=verbosity >= 1)
+    with _sqlite_speedups(), transaction.atomic():
+        result = write_plan(plan, name, progress)
+    progress.finish()
+    elapsed = time.monotonic() - started
 
-        if verbosity >= 1:
-            out = self.stdout
-            out.write(
-                f"Generated organisation {name!r} (id {result.organisation.pk}) "
-                f"from seed {options['seed']} in {elapsed:.1f}s on {connection.vendor}:"
-            )
-            for label, count in result.counts.items():
-                out.write(f"  {label:>18}: {count:,}")
-            entries = result.counts["entries"]
-            share = result.counts["tagged entries"] / entries if entries else 0.0
-            out.write(f"  {'tagged share':>18}: {share:.0%} of entries")
-            out.write(
-                f"Large project: {LARGE_PROJECT!r}. Benchmark users (password {BENCH_PASSWORD!r}):"
-            )
-            out.write(f"  {BENCH_ADMIN}: organisation admin")
-            out.write(f"  {BENCH_UNTAGGED}: untagged user and group grants on the large project")
-            out.write(
-                f"  {BENCH_TAGGED}: {min(TAGGED_USER_ROLES, sizes['roles'])} roles through groups, "
-                "tagged entries on the large project"
-            )
+    if verbosity >= 1:
+
+        def say(line: str) -> None:
+            out.write(line + "\n")
+
+        say(
+            f"Generated organisation {name!r} (id {result.organisation.pk}) "
+            f"from seed {seed} in {elapsed:.1f}s on {connection.vendor}:"
+        )
+        for label, count in result.counts.items():
+            say(f"  {label:>18}: {count:,}")
+        entries = result.counts["entries"]
+        share = result.counts["tagged entries"] / entries if entries else 0.0
+        say(f"  {'tagged share':>18}: {share:.0%} of entries")
+        say(f"Large project: {LARGE_PROJECT!r}. Benchmark users (password {BENCH_PASSWORD!r}):")
+        say(f"  {BENCH_ADMIN}: organisation admin")
+        say(f"  {BENCH_UNTAGGED}: untagged user and group grants on the large project")
+        say(
+            f"  {BENCH_TAGGED}: {min(TAGGED_USER_ROLES, sizes['roles'])} roles through groups, "
+            "tagged entries on the large project"
+        )
+    return result.organisation

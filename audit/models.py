@@ -1,4 +1,4 @@
-"""The append-only audit log (DESIGN.md §8)."""
+"""The append-only audit log (docs/API.md, "Audit")."""
 
 from __future__ import annotations
 

@@ -90,7 +90,7 @@ class Role(models.Model):
 class OrganisationAPIKeyManager(BaseAPIKeyManager):
     def assign_key(self, obj: AbstractAPIKey) -> str:
         key = super().assign_key(obj)
-        # The library uses "prefix.hash" as primary key; ours is an integer (API.md: ids are
+        # The library uses "prefix.hash" as primary key; ours is an integer (docs/API.md: ids are
         # integers), so only the prefix and the hash are kept from what it generated.
         obj.id = None  # type: ignore[assignment]
         return key

@@ -22,6 +22,15 @@ from organisations.models import (
     RoleAssignment,
     UserGroup,
 )
+from organisations.snapshots import (
+    api_key_snapshot,
+    grant_snapshots,
+    group_snapshot,
+    membership_snapshot,
+    organisation_snapshot,
+    role_assignment_snapshot,
+    role_snapshot,
+)
 from tagwarden.errors import DomainPermissionDenied
 
 
@@ -44,6 +53,8 @@ def organisation_create(*, name: str, creator: AbstractBaseUser | None) -> Organ
 
 
 M = TypeVar("M", bound=models.Model)
+_GROUP_TAKEN = "A group with this name already exists."
+_ROLE_TAKEN = "A role with this name already exists."
 
 
 def _create_unique(model: type[M], *, field: str, message: str, **values: Any) -> M:
@@ -54,6 +65,58 @@ def _create_unique(model: type[M], *, field: str, message: str, **values: Any) -
             return model._default_manager.create(**values)
     except IntegrityError:
         raise ValidationError({field: [message]}) from None
+
+
+def _save_audited(
+    obj: models.Model,
+    *,
+    fields: list[str],
+    before: dict[str, Any],
+    after: dict[str, Any],
+    organisation_id: int,
+    actor: Actor,
+) -> None:
+    """Save `fields` and record the update; writing back what was read saves and records
+    nothing."""
+    if after == before:
+        return
+    obj.save(update_fields=fields)
+    audit_record(
+        actor=actor,
+        action=AuditAction.UPDATED,
+        obj=obj,
+        organisation_id=organisation_id,
+        before=before,
+        after=after,
+    )
+
+
+def _delete_audited(
+    obj: models.Model, *, before: dict[str, Any], organisation_id: int, actor: Actor
+) -> None:
+    """Record the deletion (`before` lists what goes with the object), then delete."""
+    audit_record(
+        actor=actor,
+        action=AuditAction.DELETED,
+        obj=obj,
+        organisation_id=organisation_id,
+        before=before,
+    )
+    obj.delete()
+
+
+def _require_name_free(
+    model: type[Role] | type[UserGroup],
+    *,
+    organisation_id: int,
+    name: str,
+    message: str,
+    exclude_pk: int | None = None,
+) -> None:
+    """400 on `name` when another row of the organisation has it, ignoring case."""
+    taken = model.objects.filter(organisation_id=organisation_id, name__iexact=name)
+    if taken.exclude(pk=exclude_pk).exists():
+        raise ValidationError({"name": [message]})
 
 
 # --------------------------------------------------------------------------------------
@@ -136,12 +199,13 @@ def group_create(
     users = list(users)
     with transaction.atomic():
         _check_group_users(organisation, users)  # members only, each once; locks them
-        if UserGroup.objects.filter(organisation=organisation, name__iexact=name).exists():
-            raise ValidationError({"name": ["A group with this name already exists."]})
+        _require_name_free(
+            UserGroup, organisation_id=organisation.pk, name=name, message=_GROUP_TAKEN
+        )
         group = _create_unique(
             UserGroup,
             field="name",
-            message="A group with this name already exists.",
+            message=_GROUP_TAKEN,
             organisation=organisation,
             name=name,
         )
@@ -159,13 +223,12 @@ def group_create(
 def role_create(
     *, organisation: Organisation, name: str, description: str = "", actor: Actor
 ) -> Role:
-    if Role.objects.filter(organisation=organisation, name__iexact=name).exists():
-        raise ValidationError({"name": ["A role with this name already exists."]})
+    _require_name_free(Role, organisation_id=organisation.pk, name=name, message=_ROLE_TAKEN)
     with transaction.atomic():
         role = _create_unique(
             Role,
             field="name",
-            message="A role with this name already exists.",
+            message=_ROLE_TAKEN,
             organisation=organisation,
             name=name,
             description=description,
@@ -262,55 +325,6 @@ def api_key_create(
 
 
 # --------------------------------------------------------------------------------------
-# Snapshots: the audited state of each object
-# --------------------------------------------------------------------------------------
-
-
-def organisation_snapshot(organisation: Organisation) -> dict[str, Any]:
-    return {"name": organisation.name}
-
-
-def membership_snapshot(membership: OrganisationMembership) -> dict[str, Any]:
-    return {"user": membership.user_id, "role": membership.role}
-
-
-def group_snapshot(group: UserGroup) -> dict[str, Any]:
-    return {
-        "name": group.name,
-        "users": sorted(group.users.values_list("id", flat=True)),
-    }
-
-
-def role_snapshot(role: Role) -> dict[str, Any]:
-    return {"name": role.name, "description": role.description}
-
-
-def role_assignment_snapshot(assignment: RoleAssignment) -> dict[str, Any]:
-    snapshot: dict[str, Any] = {"role": assignment.role_id}
-    for name in ("user", "group", "api_key"):
-        value = getattr(assignment, f"{name}_id")
-        if value is not None:
-            snapshot[name] = value
-    return snapshot
-
-
-def api_key_snapshot(api_key: OrganisationAPIKey) -> dict[str, Any]:
-    return {
-        "name": api_key.name,
-        "prefix": api_key.prefix,
-        "is_admin": api_key.is_admin,
-        "expires_at": api_key.expiry_date.isoformat() if api_key.expiry_date else None,
-        "revoked": api_key.revoked,
-    }
-
-
-def _grant_snapshots(grants: Iterable[Any]) -> list[dict[str, Any]]:
-    from permissions.services import grant_snapshot  # permissions depends on organisations
-
-    return [{"id": grant.pk, **grant_snapshot(grant)} for grant in grants]
-
-
-# --------------------------------------------------------------------------------------
 # Organisations
 # --------------------------------------------------------------------------------------
 
@@ -324,17 +338,13 @@ def organisation_update(
         before = organisation_snapshot(organisation)
         if name is not None:
             organisation.name = name
-        after = organisation_snapshot(organisation)
-        if after == before:
-            return organisation
-        organisation.save(update_fields=["name"])
-        audit_record(
-            actor=actor,
-            action=AuditAction.UPDATED,
-            obj=organisation,
-            organisation_id=organisation.pk,
+        _save_audited(
+            organisation,
+            fields=["name"],
             before=before,
-            after=after,
+            after=organisation_snapshot(organisation),
+            organisation_id=organisation.pk,
+            actor=actor,
         )
     return organisation
 
@@ -342,14 +352,12 @@ def organisation_update(
 def organisation_delete(*, organisation: Organisation, actor: Actor) -> None:
     """Delete an organisation with everything in it (its audit log goes with it)."""
     with transaction.atomic():
-        audit_record(
-            actor=actor,
-            action=AuditAction.DELETED,
-            obj=organisation,
-            organisation_id=organisation.pk,
+        _delete_audited(
+            organisation,
             before=organisation_snapshot(organisation),
+            organisation_id=organisation.pk,
+            actor=actor,
         )
-        organisation.delete()
 
 
 # --------------------------------------------------------------------------------------
@@ -422,7 +430,7 @@ def membership_delete(*, membership: OrganisationMembership, actor: Actor) -> No
         )
         before = {
             **membership_snapshot(membership),
-            "grants": _grant_snapshots(grants),
+            "grants": grant_snapshots(grants),
             "groups": sorted(group_links.values_list("usergroup_id", flat=True)),
             "roles": sorted(assignments.values_list("role_id", flat=True)),
         }
@@ -447,7 +455,7 @@ def membership_delete(*, membership: OrganisationMembership, actor: Actor) -> No
 def group_require_manager(
     *, actor: Actor, organisation: Organisation, group: UserGroup | None = None
 ) -> None:
-    """DESIGN.md §4: organisation admins write groups; MANAGE_USER_GROUPS holders create
+    """docs/PERMISSIONS.md, "Who may change grants": organisation admins write groups; MANAGE_USER_GROUPS holders create
     groups and manage those that hold no grant and no role. 403 otherwise. `actor=None` is
     the system and passes."""
     from organisations.selectors import group_is_bare
@@ -509,12 +517,13 @@ def group_update(
         group_require_manager(actor=actor, organisation=organisation, group=group)
         before = group_snapshot(group)
         if name is not None and name != group.name:
-            if (
-                UserGroup.objects.filter(organisation_id=group.organisation_id, name__iexact=name)
-                .exclude(pk=group.pk)
-                .exists()
-            ):
-                raise ValidationError({"name": ["A group with this name already exists."]})
+            _require_name_free(
+                UserGroup,
+                organisation_id=group.organisation_id,
+                name=name,
+                message=_GROUP_TAKEN,
+                exclude_pk=group.pk,
+            )
             group.name = name
             group.save(update_fields=["name"])
         if user_list is not None and sorted(u.pk for u in user_list) != before["users"]:
@@ -546,19 +555,12 @@ def group_delete(*, group: UserGroup, actor: Actor) -> None:
         grants = Grant.objects.filter(group=group).prefetch_related("entries__entry_tags")
         before = {
             **group_snapshot(group),
-            "grants": _grant_snapshots(grants.order_by("id")),
+            "grants": grant_snapshots(grants.order_by("id")),
             "roles": sorted(
                 RoleAssignment.objects.filter(group=group).values_list("role_id", flat=True)
             ),
         }
-        audit_record(
-            actor=actor,
-            action=AuditAction.DELETED,
-            obj=group,
-            organisation_id=group.organisation_id,
-            before=before,
-        )
-        group.delete()
+        _delete_audited(group, before=before, organisation_id=group.organisation_id, actor=actor)
 
 
 # --------------------------------------------------------------------------------------
@@ -573,26 +575,23 @@ def role_update(
         role = Role.objects.select_for_update().get(pk=role.pk)
         before = role_snapshot(role)
         if name is not None and name != role.name:
-            if (
-                Role.objects.filter(organisation_id=role.organisation_id, name__iexact=name)
-                .exclude(pk=role.pk)
-                .exists()
-            ):
-                raise ValidationError({"name": ["A role with this name already exists."]})
+            _require_name_free(
+                Role,
+                organisation_id=role.organisation_id,
+                name=name,
+                message=_ROLE_TAKEN,
+                exclude_pk=role.pk,
+            )
             role.name = name
         if description is not None:
             role.description = description
-        after = role_snapshot(role)
-        if after == before:
-            return role
-        role.save(update_fields=["name", "description"])
-        audit_record(
-            actor=actor,
-            action=AuditAction.UPDATED,
-            obj=role,
-            organisation_id=role.organisation_id,
+        _save_audited(
+            role,
+            fields=["name", "description"],
             before=before,
-            after=after,
+            after=role_snapshot(role),
+            organisation_id=role.organisation_id,
+            actor=actor,
         )
     return role
 
@@ -609,33 +608,24 @@ def role_delete(*, role: Role, actor: Actor) -> None:
         grants = Grant.objects.filter(role=role).prefetch_related("entries__entry_tags")
         before = {
             **role_snapshot(role),
-            "grants": _grant_snapshots(grants.order_by("id")),
+            "grants": grant_snapshots(grants.order_by("id")),
             "assignments": [
                 role_assignment_snapshot(a) for a in RoleAssignment.objects.filter(role=role)
             ],
         }
-        audit_record(
-            actor=actor,
-            action=AuditAction.DELETED,
-            obj=role,
-            organisation_id=role.organisation_id,
-            before=before,
-        )
-        role.delete()
+        _delete_audited(role, before=before, organisation_id=role.organisation_id, actor=actor)
 
 
 def role_assignment_delete(*, assignment: RoleAssignment, actor: Actor) -> None:
     with transaction.atomic():
         if not RoleAssignment.objects.select_for_update().filter(pk=assignment.pk).exists():
             return  # deleted meanwhile (or with its member, group, key or role)
-        audit_record(
-            actor=actor,
-            action=AuditAction.DELETED,
-            obj=assignment,
-            organisation_id=assignment.role.organisation_id,
+        _delete_audited(
+            assignment,
             before=role_assignment_snapshot(assignment),
+            organisation_id=assignment.role.organisation_id,
+            actor=actor,
         )
-        assignment.delete()
 
 
 # --------------------------------------------------------------------------------------
@@ -666,17 +656,13 @@ def api_key_update(
             api_key.revoked = True
         if expires_at is not _UNSET:
             api_key.expiry_date = expires_at
-        after = api_key_snapshot(api_key)
-        if after == before:
-            return api_key
-        api_key.save(update_fields=["name", "revoked", "expiry_date"])
-        audit_record(
-            actor=actor,
-            action=AuditAction.UPDATED,
-            obj=api_key,
-            organisation_id=api_key.organisation_id,
+        _save_audited(
+            api_key,
+            fields=["name", "revoked", "expiry_date"],
             before=before,
-            after=after,
+            after=api_key_snapshot(api_key),
+            organisation_id=api_key.organisation_id,
+            actor=actor,
         )
     return api_key
 
@@ -694,11 +680,6 @@ def api_key_delete(*, api_key: OrganisationAPIKey, actor: Actor) -> None:
                 RoleAssignment.objects.filter(api_key=api_key).values_list("role_id", flat=True)
             ),
         }
-        audit_record(
-            actor=actor,
-            action=AuditAction.DELETED,
-            obj=api_key,
-            organisation_id=api_key.organisation_id,
-            before=before,
+        _delete_audited(
+            api_key, before=before, organisation_id=api_key.organisation_id, actor=actor
         )
-        api_key.delete()

@@ -80,7 +80,7 @@ class _Differ:
         return self.ops
 
     def _strip_cascades(self, members: set[int], groups: set[str], roles: set[str]) -> None:
-        """What the services delete along with a member, a group or a role (DESIGN.md §4)
+        """What the services delete along with a member, a group or a role (docs/API.md, "Organisations and members")
         is gone from the current state before the rest is compared."""
         cur = self.current
         cur.groups = {

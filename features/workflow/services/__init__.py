@@ -45,9 +45,9 @@ from features.workflow.services.states import (
 
 __all__ = [
     "CHANGE_REQUEST_REQUIRED",
+    "UNSET",
     "ChangeInput",
     "InvalidOperation",
-    "UNSET",
     "change_request_approve",
     "change_request_commit",
     "change_request_create",

@@ -8,20 +8,13 @@ from typing import Any, TypeVar, cast
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, transaction
+from django.db.models import Model, Q
 from django.http import Http404
 
 from audit.models import AuditAction
 from audit.services import Actor, audit_record
-from organisations.models import (
-    MembershipRole,
-    Organisation,
-    OrganisationAPIKey,
-    OrganisationMembership,
-    Role,
-    RoleAssignment,
-    UserGroup,
-)
+from organisations import models
 from organisations.snapshots import (
     api_key_snapshot,
     grant_snapshots,
@@ -34,10 +27,10 @@ from organisations.snapshots import (
 from tagwarden.errors import DomainPermissionDenied
 
 
-def organisation_create(*, name: str, creator: AbstractBaseUser | None) -> Organisation:
+def organisation_create(*, name: str, creator: AbstractBaseUser | None) -> models.Organisation:
     """The creator becomes the organisation's ADMIN member."""
     with transaction.atomic():
-        organisation = Organisation.objects.create(name=name)
+        organisation = models.Organisation.objects.create(name=name)
         audit_record(
             actor=creator,
             action=AuditAction.CREATED,
@@ -47,12 +40,15 @@ def organisation_create(*, name: str, creator: AbstractBaseUser | None) -> Organ
         )
         if creator is not None:
             membership_create(
-                organisation=organisation, user=creator, role=MembershipRole.ADMIN, actor=creator
+                organisation=organisation,
+                user=creator,
+                role=models.MembershipRole.ADMIN,
+                actor=creator,
             )
     return organisation
 
 
-M = TypeVar("M", bound=models.Model)
+M = TypeVar("M", bound=Model)
 _GROUP_TAKEN = "A group with this name already exists."
 _ROLE_TAKEN = "A role with this name already exists."
 
@@ -68,7 +64,7 @@ def _create_unique(model: type[M], *, field: str, message: str, **values: Any) -
 
 
 def _save_audited(
-    obj: models.Model,
+    obj: Model,
     *,
     fields: list[str],
     before: dict[str, Any],
@@ -92,7 +88,7 @@ def _save_audited(
 
 
 def _delete_audited(
-    obj: models.Model, *, before: dict[str, Any], organisation_id: int, actor: Actor
+    obj: Model, *, before: dict[str, Any], organisation_id: int, actor: Actor
 ) -> None:
     """Record the deletion (`before` lists what goes with the object), then delete."""
     audit_record(
@@ -106,7 +102,7 @@ def _delete_audited(
 
 
 def _require_name_free(
-    model: type[Role] | type[UserGroup],
+    model: type[models.Role] | type[models.UserGroup],
     *,
     organisation_id: int,
     name: str,
@@ -115,7 +111,9 @@ def _require_name_free(
 ) -> None:
     """400 on `name` when another row of the organisation has it, ignoring case."""
     taken = model.objects.filter(organisation_id=organisation_id, name__iexact=name)
-    if taken.exclude(pk=exclude_pk).exists():
+    if exclude_pk is not None:
+        taken = taken.exclude(pk=exclude_pk)
+    if taken.exists():
         raise ValidationError({"name": [message]})
 
 
@@ -134,21 +132,23 @@ def members_lock(*, organisation_id: int, user_ids: Iterable[int]) -> set[int]:
     if not ids:
         return set()
     return set(
-        OrganisationMembership.objects.select_for_update()
+        models.OrganisationMembership.objects.select_for_update()
         .filter(organisation_id=organisation_id, user_id__in=ids)
         .order_by("user_id")
         .values_list("user_id", flat=True)
     )
 
 
-def _lock_membership_and_admins(membership: OrganisationMembership) -> OrganisationMembership:
+def _lock_membership_and_admins(
+    membership: models.OrganisationMembership,
+) -> models.OrganisationMembership:
     """Lock a membership together with every ADMIN membership of its organisation, in one
     statement and in user-id order (the last-admin rule reads the other admins); 404 when
     it is gone."""
     rows = list(
-        OrganisationMembership.objects.select_for_update()
+        models.OrganisationMembership.objects.select_for_update()
         .filter(organisation_id=membership.organisation_id)
-        .filter(models.Q(pk=membership.pk) | models.Q(role=MembershipRole.ADMIN))
+        .filter(Q(pk=membership.pk) | Q(role=models.MembershipRole.ADMIN))
         .order_by("user_id")
     )
     for row in rows:
@@ -159,20 +159,22 @@ def _lock_membership_and_admins(membership: OrganisationMembership) -> Organisat
 
 def membership_create(
     *,
-    organisation: Organisation,
+    organisation: models.Organisation,
     user: AbstractBaseUser,
-    role: str = MembershipRole.USER,
+    role: str = models.MembershipRole.USER,
     actor: Actor,
-) -> OrganisationMembership:
-    if role not in MembershipRole.values:
-        raise ValidationError({"role": [f"Must be one of {', '.join(MembershipRole.values)}."]})
+) -> models.OrganisationMembership:
+    if role not in models.MembershipRole.values:
+        raise ValidationError(
+            {"role": [f"Must be one of {', '.join(models.MembershipRole.values)}."]}
+        )
     with transaction.atomic():
-        if OrganisationMembership.objects.filter(
+        if models.OrganisationMembership.objects.filter(
             organisation=organisation, user_id=user.pk
         ).exists():
             raise ValidationError({"user": ["This user is already a member."]})
         membership = _create_unique(
-            OrganisationMembership,
+            models.OrganisationMembership,
             field="user",
             message="This user is already a member.",
             organisation=organisation,
@@ -191,19 +193,19 @@ def membership_create(
 
 def group_create(
     *,
-    organisation: Organisation,
+    organisation: models.Organisation,
     name: str,
     users: Iterable[AbstractBaseUser] = (),
     actor: Actor,
-) -> UserGroup:
+) -> models.UserGroup:
     users = list(users)
     with transaction.atomic():
         _check_group_users(organisation, users)  # members only, each once; locks them
         _require_name_free(
-            UserGroup, organisation_id=organisation.pk, name=name, message=_GROUP_TAKEN
+            models.UserGroup, organisation_id=organisation.pk, name=name, message=_GROUP_TAKEN
         )
         group = _create_unique(
-            UserGroup,
+            models.UserGroup,
             field="name",
             message=_GROUP_TAKEN,
             organisation=organisation,
@@ -221,12 +223,12 @@ def group_create(
 
 
 def role_create(
-    *, organisation: Organisation, name: str, description: str = "", actor: Actor
-) -> Role:
-    _require_name_free(Role, organisation_id=organisation.pk, name=name, message=_ROLE_TAKEN)
+    *, organisation: models.Organisation, name: str, description: str = "", actor: Actor
+) -> models.Role:
+    _require_name_free(models.Role, organisation_id=organisation.pk, name=name, message=_ROLE_TAKEN)
     with transaction.atomic():
         role = _create_unique(
-            Role,
+            models.Role,
             field="name",
             message=_ROLE_TAKEN,
             organisation=organisation,
@@ -245,12 +247,12 @@ def role_create(
 
 def role_assignment_create(
     *,
-    role: Role,
+    role: models.Role,
     user: AbstractBaseUser | None = None,
-    group: UserGroup | None = None,
-    api_key: OrganisationAPIKey | None = None,
+    group: models.UserGroup | None = None,
+    api_key: models.OrganisationAPIKey | None = None,
     actor: Actor,
-) -> RoleAssignment:
+) -> models.RoleAssignment:
     """Assign `role` to exactly one principal of the role's organisation."""
     given = {
         name: value
@@ -271,7 +273,7 @@ def role_assignment_create(
         if field_name == "user":
             in_org = bool(members_lock(organisation_id=organisation_id, user_ids=[principal.pk]))
         else:
-            model = OrganisationAPIKey if field_name == "api_key" else UserGroup
+            model = models.OrganisationAPIKey if field_name == "api_key" else models.UserGroup
             in_org = (
                 model.objects.select_for_update()
                 .filter(pk=principal.pk, organisation_id=organisation_id)
@@ -279,12 +281,12 @@ def role_assignment_create(
             )
         if not in_org:
             raise ValidationError(not_in_org)
-        if not Role.objects.select_for_update().filter(pk=role.pk).exists():
+        if not models.Role.objects.select_for_update().filter(pk=role.pk).exists():
             raise ValidationError({"role": ["This role was deleted."]})
-        if RoleAssignment.objects.filter(**lookup).exists():
+        if models.RoleAssignment.objects.filter(**lookup).exists():
             raise ValidationError(taken)
         assignment = _create_unique(
-            RoleAssignment, field=field_name, message=taken[field_name][0], **lookup
+            models.RoleAssignment, field=field_name, message=taken[field_name][0], **lookup
         )
         audit_record(
             actor=actor,
@@ -298,15 +300,15 @@ def role_assignment_create(
 
 def api_key_create(
     *,
-    organisation: Organisation,
+    organisation: models.Organisation,
     name: str,
     is_admin: bool = False,
     expires_at: datetime | None = None,
     actor: Actor,
-) -> tuple[OrganisationAPIKey, str]:
+) -> tuple[models.OrganisationAPIKey, str]:
     """Create a key; the plain key is returned once and never stored."""
     with transaction.atomic():
-        api_key, key = OrganisationAPIKey.objects.create_key(
+        api_key, key = models.OrganisationAPIKey.objects.create_key(
             organisation=organisation, name=name, is_admin=is_admin, expiry_date=expires_at
         )
         audit_record(
@@ -321,7 +323,7 @@ def api_key_create(
                 "expires_at": expires_at.isoformat() if expires_at else None,
             },
         )
-    return cast(OrganisationAPIKey, api_key), key
+    return cast(models.OrganisationAPIKey, api_key), key
 
 
 # --------------------------------------------------------------------------------------
@@ -330,11 +332,11 @@ def api_key_create(
 
 
 def organisation_update(
-    *, organisation: Organisation, name: str | None = None, actor: Actor
-) -> Organisation:
+    *, organisation: models.Organisation, name: str | None = None, actor: Actor
+) -> models.Organisation:
     """Rename an organisation. Writing back the current name records nothing."""
     with transaction.atomic():
-        organisation = Organisation.objects.select_for_update().get(pk=organisation.pk)
+        organisation = models.Organisation.objects.select_for_update().get(pk=organisation.pk)
         before = organisation_snapshot(organisation)
         if name is not None:
             organisation.name = name
@@ -349,7 +351,7 @@ def organisation_update(
     return organisation
 
 
-def organisation_delete(*, organisation: Organisation, actor: Actor) -> None:
+def organisation_delete(*, organisation: models.Organisation, actor: Actor) -> None:
     """Delete an organisation with everything in it (its audit log goes with it)."""
     with transaction.atomic():
         _delete_audited(
@@ -367,20 +369,22 @@ def organisation_delete(*, organisation: Organisation, actor: Actor) -> None:
 _LAST_ADMIN = "An organisation must keep at least one ADMIN member."
 
 
-def _other_admins_exist(membership: OrganisationMembership) -> bool:
+def _other_admins_exist(membership: models.OrganisationMembership) -> bool:
     """Read under the locks of `_lock_membership_and_admins`."""
-    admins = OrganisationMembership.objects.filter(
-        organisation_id=membership.organisation_id, role=MembershipRole.ADMIN
+    admins = models.OrganisationMembership.objects.filter(
+        organisation_id=membership.organisation_id, role=models.MembershipRole.ADMIN
     )
     return admins.exclude(pk=membership.pk).exists()
 
 
 def membership_update(
-    *, membership: OrganisationMembership, role: str, actor: Actor
-) -> OrganisationMembership:
+    *, membership: models.OrganisationMembership, role: str, actor: Actor
+) -> models.OrganisationMembership:
     """Change a member's role. Demoting the last ADMIN is a 400 on `role`."""
-    if role not in MembershipRole.values:
-        raise ValidationError({"role": [f"Must be one of {', '.join(MembershipRole.values)}."]})
+    if role not in models.MembershipRole.values:
+        raise ValidationError(
+            {"role": [f"Must be one of {', '.join(models.MembershipRole.values)}."]}
+        )
     with transaction.atomic():
         membership = _lock_membership_and_admins(membership)
         before = membership_snapshot(membership)
@@ -401,7 +405,7 @@ def membership_update(
     return membership
 
 
-def membership_delete(*, membership: OrganisationMembership, actor: Actor) -> None:
+def membership_delete(*, membership: models.OrganisationMembership, actor: Actor) -> None:
     """Remove a member, and in the same transaction their grants, group memberships and role
     assignments in that organisation (re-adding them gives nothing back). The removed
     member's last ADMIN status is protected: 400 on `user`."""
@@ -422,10 +426,10 @@ def membership_delete(*, membership: OrganisationMembership, actor: Actor) -> No
             .prefetch_related("entries__entry_tags")
             .order_by("id")
         )
-        group_links = UserGroup.users.through.objects.filter(
+        group_links = models.UserGroup.users.through.objects.filter(
             usergroup__organisation_id=organisation_id, user_id=user_id
         )
-        assignments = RoleAssignment.objects.filter(
+        assignments = models.RoleAssignment.objects.filter(
             role__organisation_id=organisation_id, user_id=user_id
         )
         before = {
@@ -453,7 +457,7 @@ def membership_delete(*, membership: OrganisationMembership, actor: Actor) -> No
 
 
 def group_require_manager(
-    *, actor: Actor, organisation: Organisation, group: UserGroup | None = None
+    *, actor: Actor, organisation: models.Organisation, group: models.UserGroup | None = None
 ) -> None:
     """docs/PERMISSIONS.md, "Who may change grants": organisation admins write groups; MANAGE_USER_GROUPS holders create
     groups and manage those that hold no grant and no role. 403 otherwise. `actor=None` is
@@ -476,7 +480,7 @@ def group_require_manager(
         )
 
 
-def _check_group_users(organisation: Organisation, users: list[Any]) -> None:
+def _check_group_users(organisation: models.Organisation, users: list[Any]) -> None:
     """Members only, each once (400 on `users`). Inside the write's transaction: locks the
     memberships, so a member removed meanwhile is either refused here or loses the group
     membership with the rest (docs/CONCURRENCY.md)."""
@@ -493,11 +497,11 @@ def _check_group_users(organisation: Organisation, users: list[Any]) -> None:
 
 def group_update(
     *,
-    group: UserGroup,
+    group: models.UserGroup,
     name: str | None = None,
     users: Iterable[AbstractBaseUser] | None = None,
     actor: Actor,
-) -> UserGroup:
+) -> models.UserGroup:
     """Rename a group and/or replace its members. Writing back what was read changes
     nothing and records nothing."""
     organisation = group.organisation
@@ -510,7 +514,7 @@ def group_update(
         # group take too.
         if user_list is not None:
             _check_group_users(organisation, user_list)
-        locked = UserGroup.objects.select_for_update().filter(pk=group.pk).first()
+        locked = models.UserGroup.objects.select_for_update().filter(pk=group.pk).first()
         if locked is None:
             raise Http404("This group was deleted.")
         group = locked
@@ -518,7 +522,7 @@ def group_update(
         before = group_snapshot(group)
         if name is not None and name != group.name:
             _require_name_free(
-                UserGroup,
+                models.UserGroup,
                 organisation_id=group.organisation_id,
                 name=name,
                 message=_GROUP_TAKEN,
@@ -541,13 +545,13 @@ def group_update(
     return group
 
 
-def group_delete(*, group: UserGroup, actor: Actor) -> None:
+def group_delete(*, group: models.UserGroup, actor: Actor) -> None:
     """Delete a group; its grants and role assignments go with it (described in `before`)."""
     from permissions.models import Grant
 
     group_require_manager(actor=actor, organisation=group.organisation, group=group)
     with transaction.atomic():
-        locked = UserGroup.objects.select_for_update().filter(pk=group.pk).first()
+        locked = models.UserGroup.objects.select_for_update().filter(pk=group.pk).first()
         if locked is None:  # deleted meanwhile
             return
         group = locked
@@ -557,7 +561,7 @@ def group_delete(*, group: UserGroup, actor: Actor) -> None:
             **group_snapshot(group),
             "grants": grant_snapshots(grants.order_by("id")),
             "roles": sorted(
-                RoleAssignment.objects.filter(group=group).values_list("role_id", flat=True)
+                models.RoleAssignment.objects.filter(group=group).values_list("role_id", flat=True)
             ),
         }
         _delete_audited(group, before=before, organisation_id=group.organisation_id, actor=actor)
@@ -569,14 +573,14 @@ def group_delete(*, group: UserGroup, actor: Actor) -> None:
 
 
 def role_update(
-    *, role: Role, name: str | None = None, description: str | None = None, actor: Actor
-) -> Role:
+    *, role: models.Role, name: str | None = None, description: str | None = None, actor: Actor
+) -> models.Role:
     with transaction.atomic():
-        role = Role.objects.select_for_update().get(pk=role.pk)
+        role = models.Role.objects.select_for_update().get(pk=role.pk)
         before = role_snapshot(role)
         if name is not None and name != role.name:
             _require_name_free(
-                Role,
+                models.Role,
                 organisation_id=role.organisation_id,
                 name=name,
                 message=_ROLE_TAKEN,
@@ -596,12 +600,12 @@ def role_update(
     return role
 
 
-def role_delete(*, role: Role, actor: Actor) -> None:
+def role_delete(*, role: models.Role, actor: Actor) -> None:
     """Delete a role; its grants and assignments go with it (described in `before`)."""
     from permissions.models import Grant
 
     with transaction.atomic():
-        locked = Role.objects.select_for_update().filter(pk=role.pk).first()
+        locked = models.Role.objects.select_for_update().filter(pk=role.pk).first()
         if locked is None:  # deleted meanwhile
             return
         role = locked
@@ -610,15 +614,15 @@ def role_delete(*, role: Role, actor: Actor) -> None:
             **role_snapshot(role),
             "grants": grant_snapshots(grants.order_by("id")),
             "assignments": [
-                role_assignment_snapshot(a) for a in RoleAssignment.objects.filter(role=role)
+                role_assignment_snapshot(a) for a in models.RoleAssignment.objects.filter(role=role)
             ],
         }
         _delete_audited(role, before=before, organisation_id=role.organisation_id, actor=actor)
 
 
-def role_assignment_delete(*, assignment: RoleAssignment, actor: Actor) -> None:
+def role_assignment_delete(*, assignment: models.RoleAssignment, actor: Actor) -> None:
     with transaction.atomic():
-        if not RoleAssignment.objects.select_for_update().filter(pk=assignment.pk).exists():
+        if not models.RoleAssignment.objects.select_for_update().filter(pk=assignment.pk).exists():
             return  # deleted meanwhile (or with its member, group, key or role)
         _delete_audited(
             assignment,
@@ -637,16 +641,16 @@ _UNSET: Any = object()
 
 def api_key_update(
     *,
-    api_key: OrganisationAPIKey,
+    api_key: models.OrganisationAPIKey,
     name: str | None = None,
     revoked: bool | None = None,
     expires_at: datetime | None = _UNSET,
     actor: Actor,
-) -> OrganisationAPIKey:
+) -> models.OrganisationAPIKey:
     """Rename, revoke or change the expiry of a key. Revoking cannot be undone (400 on
     `revoked`); writing back the current values records nothing."""
     with transaction.atomic():
-        api_key = OrganisationAPIKey.objects.select_for_update().get(pk=api_key.pk)
+        api_key = models.OrganisationAPIKey.objects.select_for_update().get(pk=api_key.pk)
         before = api_key_snapshot(api_key)
         if revoked is False and api_key.revoked:
             raise ValidationError({"revoked": ["A revoked key cannot be un-revoked."]})
@@ -667,17 +671,19 @@ def api_key_update(
     return api_key
 
 
-def api_key_delete(*, api_key: OrganisationAPIKey, actor: Actor) -> None:
+def api_key_delete(*, api_key: models.OrganisationAPIKey, actor: Actor) -> None:
     """Delete a key; its role assignments go with it (described in `before`)."""
     with transaction.atomic():
-        locked = OrganisationAPIKey.objects.select_for_update().filter(pk=api_key.pk).first()
+        locked = models.OrganisationAPIKey.objects.select_for_update().filter(pk=api_key.pk).first()
         if locked is None:  # deleted meanwhile
             return
         api_key = locked
         before = {
             **api_key_snapshot(api_key),
             "roles": sorted(
-                RoleAssignment.objects.filter(api_key=api_key).values_list("role_id", flat=True)
+                models.RoleAssignment.objects.filter(api_key=api_key).values_list(
+                    "role_id", flat=True
+                )
             ),
         }
         _delete_audited(

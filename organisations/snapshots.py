@@ -6,36 +6,29 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from organisations.models import (
-    Organisation,
-    OrganisationAPIKey,
-    OrganisationMembership,
-    Role,
-    RoleAssignment,
-    UserGroup,
-)
+from organisations import models
 
 
-def organisation_snapshot(organisation: Organisation) -> dict[str, Any]:
+def organisation_snapshot(organisation: models.Organisation) -> dict[str, Any]:
     return {"name": organisation.name}
 
 
-def membership_snapshot(membership: OrganisationMembership) -> dict[str, Any]:
+def membership_snapshot(membership: models.OrganisationMembership) -> dict[str, Any]:
     return {"user": membership.user_id, "role": membership.role}
 
 
-def group_snapshot(group: UserGroup) -> dict[str, Any]:
+def group_snapshot(group: models.UserGroup) -> dict[str, Any]:
     return {
         "name": group.name,
         "users": sorted(group.users.values_list("id", flat=True)),
     }
 
 
-def role_snapshot(role: Role) -> dict[str, Any]:
+def role_snapshot(role: models.Role) -> dict[str, Any]:
     return {"name": role.name, "description": role.description}
 
 
-def role_assignment_snapshot(assignment: RoleAssignment) -> dict[str, Any]:
+def role_assignment_snapshot(assignment: models.RoleAssignment) -> dict[str, Any]:
     snapshot: dict[str, Any] = {"role": assignment.role_id}
     for name in ("user", "group", "api_key"):
         value = getattr(assignment, f"{name}_id")
@@ -44,7 +37,7 @@ def role_assignment_snapshot(assignment: RoleAssignment) -> dict[str, Any]:
     return snapshot
 
 
-def api_key_snapshot(api_key: OrganisationAPIKey) -> dict[str, Any]:
+def api_key_snapshot(api_key: models.OrganisationAPIKey) -> dict[str, Any]:
     return {
         "name": api_key.name,
         "prefix": api_key.prefix,

@@ -30,18 +30,10 @@ from permissions import engine
 from permissions.catalogue import (
     APPROVE_CHANGE_REQUEST,
 )
-from tagwarden.admin.base import (
-    SERVICE_ERRORS,
-    MemberScopedMixin,
-    ServiceModelForm,
-    TagwardenAdmin,
-    actor_of,
-    flat_messages,
-    reaches,
-)
+from tagwarden.admin import base
 
 
-class ChangeRowForm(ServiceModelForm):
+class ChangeRowForm(base.ServiceModelForm):
     value = json_field()
 
     class Meta:
@@ -140,7 +132,7 @@ def approval_summary(change_request: ChangeRequest) -> dict[str, Any]:
 
 
 @admin.register(ChangeRequest)
-class ChangeRequestAdmin(MemberScopedMixin, TagwardenAdmin):
+class ChangeRequestAdmin(base.MemberScopedMixin, base.TagwardenAdmin):
     """Change requests of the environments the member may view. Created by whoever holds
     CREATE_CHANGE_REQUEST on every feature it touches; edited by their author (approvals
     reset); deleted by the author or an environment admin; approved and committed with the
@@ -184,17 +176,17 @@ class ChangeRequestAdmin(MemberScopedMixin, TagwardenAdmin):
         return ["environment", "author_user", "status", "created_at", "committed_at"]
 
     def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
-        return reaches(request, "environment")
+        return base.reaches(request, "environment")
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         if obj is None:
-            return reaches(request, "environment")
+            return base.reaches(request, "environment")
         # Only the author edits, while open (the service checks it again).
         return obj.status == ChangeRequestStatus.OPEN and self._is_author(request, obj)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         if obj is None:
-            return reaches(request, "environment")
+            return base.reaches(request, "environment")
         return obj.status == ChangeRequestStatus.OPEN and (
             self._is_author(request, obj) or engine.is_admin(request.user, obj.environment)
         )
@@ -234,7 +226,7 @@ class ChangeRequestAdmin(MemberScopedMixin, TagwardenAdmin):
                 title=data["title"],
                 description=data.get("description") or "",
                 changes=changes,
-                actor=actor_of(request),
+                actor=base.actor_of(request),
             )
             if before and not ChangeRequestApproval.objects.filter(change_request=obj).exists():
                 self.message_user(
@@ -248,7 +240,7 @@ class ChangeRequestAdmin(MemberScopedMixin, TagwardenAdmin):
             title=data["title"],
             description=data.get("description") or "",
             changes=changes,
-            actor=actor_of(request),
+            actor=base.actor_of(request),
         )
         state = obj._state
         obj.__dict__.update({k: v for k, v in created.__dict__.items() if k != "_state"})
@@ -257,7 +249,7 @@ class ChangeRequestAdmin(MemberScopedMixin, TagwardenAdmin):
         obj._state.db = created._state.db
 
     def service_delete(self, request: HttpRequest, obj: ChangeRequest) -> None:
-        workflow_services.change_request_delete(change_request=obj, actor=actor_of(request))
+        workflow_services.change_request_delete(change_request=obj, actor=base.actor_of(request))
 
     # -- the change page, approve and commit -------------------------------------------------
     def get_urls(self) -> list[URLPattern]:
@@ -304,11 +296,11 @@ class ChangeRequestAdmin(MemberScopedMixin, TagwardenAdmin):
             raise Http404("No change request with this id that you may view.")
         try:
             with transaction.atomic():
-                action(change_request=obj, actor=actor_of(request))
-        except SERVICE_ERRORS as exc:
+                action(change_request=obj, actor=base.actor_of(request))
+        except base.SERVICE_ERRORS as exc:
             code = getattr(exc, "code", None)
             prefix = f"Refused ({code}): " if isinstance(code, str) else "Refused: "
-            for msg in flat_messages(exc):
+            for msg in base.flat_messages(exc):
                 self.message_user(request, prefix + msg, messages.ERROR)
         else:
             self.message_user(request, done, messages.SUCCESS)

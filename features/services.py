@@ -49,7 +49,7 @@ def _lock_tags(tags: Sequence[Tag], *, also: Sequence[Tag] = ()) -> list[Tag]:
 def _check_protected_tag_change(
     *, actor: Actor, project: Project, attached: Sequence[Tag], detached: Sequence[Tag]
 ) -> None:
-    """Attaching or detaching a protected tag needs project admin (DESIGN.md §5): otherwise
+    """Attaching or detaching a protected tag needs project admin (docs/API.md, "Tags and features"): otherwise
     CREATE_FEATURE would let anyone move features into or out of a tag scope."""
     changed = [*attached, *detached]
     if not changed or actor_is_project_admin(actor=actor, project=project):
@@ -65,7 +65,7 @@ def _check_protected_tag_change(
 
 
 def feature_snapshot(feature: Feature, tag_ids: Sequence[int] | None = None) -> dict[str, Any]:
-    """The audited state of a feature: its tags are part of it (DESIGN.md §8)."""
+    """The audited state of a feature: its tags are part of it (docs/API.md, "Audit")."""
     tags = tag_ids if tag_ids is not None else [t.pk for t in feature.tags.all()]
     return {"name": feature.name, "description": feature.description, "tags": sorted(tags)}
 

@@ -8,27 +8,29 @@ from typing import Any, TypeVar, cast
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, transaction
+from django.db.models import Model, Q
 from django.http import Http404
 
 from audit.models import AuditAction
 from audit.services import Actor, audit_record
-from organisations.models import (
-    MembershipRole,
-    Organisation,
-    OrganisationAPIKey,
-    OrganisationMembership,
-    Role,
-    RoleAssignment,
-    UserGroup,
+from organisations import models
+from organisations.snapshots import (
+    api_key_snapshot,
+    grant_snapshots,
+    group_snapshot,
+    membership_snapshot,
+    organisation_snapshot,
+    role_assignment_snapshot,
+    role_snapshot,
 )
 from tagwarden.errors import DomainPermissionDenied
 
 
-def organisation_create(*, name: str, creator: AbstractBaseUser | None) -> Organisation:
+def organisation_create(*, name: str, creator: AbstractBaseUser | None) -> models.Organisation:
     """The creator becomes the organisation's ADMIN member."""
     with transaction.atomic():
-        organisation = Organisation.objects.create(name=name)
+        organisation = models.Organisation.objects.create(name=name)
         audit_record(
             actor=creator,
             action=AuditAction.CREATED,
@@ -38,12 +40,17 @@ def organisation_create(*, name: str, creator: AbstractBaseUser | None) -> Organ
         )
         if creator is not None:
             membership_create(
-                organisation=organisation, user=creator, role=MembershipRole.ADMIN, actor=creator
+                organisation=organisation,
+                user=creator,
+                role=models.MembershipRole.ADMIN,
+                actor=creator,
             )
     return organisation
 
 
-M = TypeVar("M", bound=models.Model)
+M = TypeVar("M", bound=Model)
+_GROUP_TAKEN = "A group with this name already exists."
+_ROLE_TAKEN = "A role with this name already exists."
 
 
 def _create_unique(model: type[M], *, field: str, message: str, **values: Any) -> M:
@@ -54,6 +61,60 @@ def _create_unique(model: type[M], *, field: str, message: str, **values: Any) -
             return model._default_manager.create(**values)
     except IntegrityError:
         raise ValidationError({field: [message]}) from None
+
+
+def _save_audited(
+    obj: Model,
+    *,
+    fields: list[str],
+    before: dict[str, Any],
+    after: dict[str, Any],
+    organisation_id: int,
+    actor: Actor,
+) -> None:
+    """Save `fields` and record the update; writing back what was read saves and records
+    nothing."""
+    if after == before:
+        return
+    obj.save(update_fields=fields)
+    audit_record(
+        actor=actor,
+        action=AuditAction.UPDATED,
+        obj=obj,
+        organisation_id=organisation_id,
+        before=before,
+        after=after,
+    )
+
+
+def _delete_audited(
+    obj: Model, *, before: dict[str, Any], organisation_id: int, actor: Actor
+) -> None:
+    """Record the deletion (`before` lists what goes with the object), then delete."""
+    audit_record(
+        actor=actor,
+        action=AuditAction.DELETED,
+        obj=obj,
+        organisation_id=organisation_id,
+        before=before,
+    )
+    obj.delete()
+
+
+def _require_name_free(
+    model: type[models.Role] | type[models.UserGroup],
+    *,
+    organisation_id: int,
+    name: str,
+    message: str,
+    exclude_pk: int | None = None,
+) -> None:
+    """400 on `name` when another row of the organisation has it, ignoring case."""
+    taken = model.objects.filter(organisation_id=organisation_id, name__iexact=name)
+    if exclude_pk is not None:
+        taken = taken.exclude(pk=exclude_pk)
+    if taken.exists():
+        raise ValidationError({"name": [message]})
 
 
 # --------------------------------------------------------------------------------------
@@ -71,21 +132,23 @@ def members_lock(*, organisation_id: int, user_ids: Iterable[int]) -> set[int]:
     if not ids:
         return set()
     return set(
-        OrganisationMembership.objects.select_for_update()
+        models.OrganisationMembership.objects.select_for_update()
         .filter(organisation_id=organisation_id, user_id__in=ids)
         .order_by("user_id")
         .values_list("user_id", flat=True)
     )
 
 
-def _lock_membership_and_admins(membership: OrganisationMembership) -> OrganisationMembership:
+def _lock_membership_and_admins(
+    membership: models.OrganisationMembership,
+) -> models.OrganisationMembership:
     """Lock a membership together with every ADMIN membership of its organisation, in one
     statement and in user-id order (the last-admin rule reads the other admins); 404 when
     it is gone."""
     rows = list(
-        OrganisationMembership.objects.select_for_update()
+        models.OrganisationMembership.objects.select_for_update()
         .filter(organisation_id=membership.organisation_id)
-        .filter(models.Q(pk=membership.pk) | models.Q(role=MembershipRole.ADMIN))
+        .filter(Q(pk=membership.pk) | Q(role=models.MembershipRole.ADMIN))
         .order_by("user_id")
     )
     for row in rows:
@@ -96,20 +159,22 @@ def _lock_membership_and_admins(membership: OrganisationMembership) -> Organisat
 
 def membership_create(
     *,
-    organisation: Organisation,
+    organisation: models.Organisation,
     user: AbstractBaseUser,
-    role: str = MembershipRole.USER,
+    role: str = models.MembershipRole.USER,
     actor: Actor,
-) -> OrganisationMembership:
-    if role not in MembershipRole.values:
-        raise ValidationError({"role": [f"Must be one of {', '.join(MembershipRole.values)}."]})
+) -> models.OrganisationMembership:
+    if role not in models.MembershipRole.values:
+        raise ValidationError(
+            {"role": [f"Must be one of {', '.join(models.MembershipRole.values)}."]}
+        )
     with transaction.atomic():
-        if OrganisationMembership.objects.filter(
+        if models.OrganisationMembership.objects.filter(
             organisation=organisation, user_id=user.pk
         ).exists():
             raise ValidationError({"user": ["This user is already a member."]})
         membership = _create_unique(
-            OrganisationMembership,
+            models.OrganisationMembership,
             field="user",
             message="This user is already a member.",
             organisation=organisation,
@@ -128,20 +193,21 @@ def membership_create(
 
 def group_create(
     *,
-    organisation: Organisation,
+    organisation: models.Organisation,
     name: str,
     users: Iterable[AbstractBaseUser] = (),
     actor: Actor,
-) -> UserGroup:
+) -> models.UserGroup:
     users = list(users)
     with transaction.atomic():
         _check_group_users(organisation, users)  # members only, each once; locks them
-        if UserGroup.objects.filter(organisation=organisation, name__iexact=name).exists():
-            raise ValidationError({"name": ["A group with this name already exists."]})
+        _require_name_free(
+            models.UserGroup, organisation_id=organisation.pk, name=name, message=_GROUP_TAKEN
+        )
         group = _create_unique(
-            UserGroup,
+            models.UserGroup,
             field="name",
-            message="A group with this name already exists.",
+            message=_GROUP_TAKEN,
             organisation=organisation,
             name=name,
         )
@@ -157,15 +223,14 @@ def group_create(
 
 
 def role_create(
-    *, organisation: Organisation, name: str, description: str = "", actor: Actor
-) -> Role:
-    if Role.objects.filter(organisation=organisation, name__iexact=name).exists():
-        raise ValidationError({"name": ["A role with this name already exists."]})
+    *, organisation: models.Organisation, name: str, description: str = "", actor: Actor
+) -> models.Role:
+    _require_name_free(models.Role, organisation_id=organisation.pk, name=name, message=_ROLE_TAKEN)
     with transaction.atomic():
         role = _create_unique(
-            Role,
+            models.Role,
             field="name",
-            message="A role with this name already exists.",
+            message=_ROLE_TAKEN,
             organisation=organisation,
             name=name,
             description=description,
@@ -182,12 +247,12 @@ def role_create(
 
 def role_assignment_create(
     *,
-    role: Role,
+    role: models.Role,
     user: AbstractBaseUser | None = None,
-    group: UserGroup | None = None,
-    api_key: OrganisationAPIKey | None = None,
+    group: models.UserGroup | None = None,
+    api_key: models.OrganisationAPIKey | None = None,
     actor: Actor,
-) -> RoleAssignment:
+) -> models.RoleAssignment:
     """Assign `role` to exactly one principal of the role's organisation."""
     given = {
         name: value
@@ -208,7 +273,7 @@ def role_assignment_create(
         if field_name == "user":
             in_org = bool(members_lock(organisation_id=organisation_id, user_ids=[principal.pk]))
         else:
-            model = OrganisationAPIKey if field_name == "api_key" else UserGroup
+            model = models.OrganisationAPIKey if field_name == "api_key" else models.UserGroup
             in_org = (
                 model.objects.select_for_update()
                 .filter(pk=principal.pk, organisation_id=organisation_id)
@@ -216,12 +281,12 @@ def role_assignment_create(
             )
         if not in_org:
             raise ValidationError(not_in_org)
-        if not Role.objects.select_for_update().filter(pk=role.pk).exists():
+        if not models.Role.objects.select_for_update().filter(pk=role.pk).exists():
             raise ValidationError({"role": ["This role was deleted."]})
-        if RoleAssignment.objects.filter(**lookup).exists():
+        if models.RoleAssignment.objects.filter(**lookup).exists():
             raise ValidationError(taken)
         assignment = _create_unique(
-            RoleAssignment, field=field_name, message=taken[field_name][0], **lookup
+            models.RoleAssignment, field=field_name, message=taken[field_name][0], **lookup
         )
         audit_record(
             actor=actor,
@@ -235,15 +300,15 @@ def role_assignment_create(
 
 def api_key_create(
     *,
-    organisation: Organisation,
+    organisation: models.Organisation,
     name: str,
     is_admin: bool = False,
     expires_at: datetime | None = None,
     actor: Actor,
-) -> tuple[OrganisationAPIKey, str]:
+) -> tuple[models.OrganisationAPIKey, str]:
     """Create a key; the plain key is returned once and never stored."""
     with transaction.atomic():
-        api_key, key = OrganisationAPIKey.objects.create_key(
+        api_key, key = models.OrganisationAPIKey.objects.create_key(
             organisation=organisation, name=name, is_admin=is_admin, expiry_date=expires_at
         )
         audit_record(
@@ -258,56 +323,7 @@ def api_key_create(
                 "expires_at": expires_at.isoformat() if expires_at else None,
             },
         )
-    return cast(OrganisationAPIKey, api_key), key
-
-
-# --------------------------------------------------------------------------------------
-# Snapshots: the audited state of each object
-# --------------------------------------------------------------------------------------
-
-
-def organisation_snapshot(organisation: Organisation) -> dict[str, Any]:
-    return {"name": organisation.name}
-
-
-def membership_snapshot(membership: OrganisationMembership) -> dict[str, Any]:
-    return {"user": membership.user_id, "role": membership.role}
-
-
-def group_snapshot(group: UserGroup) -> dict[str, Any]:
-    return {
-        "name": group.name,
-        "users": sorted(group.users.values_list("id", flat=True)),
-    }
-
-
-def role_snapshot(role: Role) -> dict[str, Any]:
-    return {"name": role.name, "description": role.description}
-
-
-def role_assignment_snapshot(assignment: RoleAssignment) -> dict[str, Any]:
-    snapshot: dict[str, Any] = {"role": assignment.role_id}
-    for name in ("user", "group", "api_key"):
-        value = getattr(assignment, f"{name}_id")
-        if value is not None:
-            snapshot[name] = value
-    return snapshot
-
-
-def api_key_snapshot(api_key: OrganisationAPIKey) -> dict[str, Any]:
-    return {
-        "name": api_key.name,
-        "prefix": api_key.prefix,
-        "is_admin": api_key.is_admin,
-        "expires_at": api_key.expiry_date.isoformat() if api_key.expiry_date else None,
-        "revoked": api_key.revoked,
-    }
-
-
-def _grant_snapshots(grants: Iterable[Any]) -> list[dict[str, Any]]:
-    from permissions.services import grant_snapshot  # permissions depends on organisations
-
-    return [{"id": grant.pk, **grant_snapshot(grant)} for grant in grants]
+    return cast(models.OrganisationAPIKey, api_key), key
 
 
 # --------------------------------------------------------------------------------------
@@ -316,40 +332,34 @@ def _grant_snapshots(grants: Iterable[Any]) -> list[dict[str, Any]]:
 
 
 def organisation_update(
-    *, organisation: Organisation, name: str | None = None, actor: Actor
-) -> Organisation:
+    *, organisation: models.Organisation, name: str | None = None, actor: Actor
+) -> models.Organisation:
     """Rename an organisation. Writing back the current name records nothing."""
     with transaction.atomic():
-        organisation = Organisation.objects.select_for_update().get(pk=organisation.pk)
+        organisation = models.Organisation.objects.select_for_update().get(pk=organisation.pk)
         before = organisation_snapshot(organisation)
         if name is not None:
             organisation.name = name
-        after = organisation_snapshot(organisation)
-        if after == before:
-            return organisation
-        organisation.save(update_fields=["name"])
-        audit_record(
-            actor=actor,
-            action=AuditAction.UPDATED,
-            obj=organisation,
-            organisation_id=organisation.pk,
+        _save_audited(
+            organisation,
+            fields=["name"],
             before=before,
-            after=after,
+            after=organisation_snapshot(organisation),
+            organisation_id=organisation.pk,
+            actor=actor,
         )
     return organisation
 
 
-def organisation_delete(*, organisation: Organisation, actor: Actor) -> None:
+def organisation_delete(*, organisation: models.Organisation, actor: Actor) -> None:
     """Delete an organisation with everything in it (its audit log goes with it)."""
     with transaction.atomic():
-        audit_record(
-            actor=actor,
-            action=AuditAction.DELETED,
-            obj=organisation,
-            organisation_id=organisation.pk,
+        _delete_audited(
+            organisation,
             before=organisation_snapshot(organisation),
+            organisation_id=organisation.pk,
+            actor=actor,
         )
-        organisation.delete()
 
 
 # --------------------------------------------------------------------------------------
@@ -359,20 +369,22 @@ def organisation_delete(*, organisation: Organisation, actor: Actor) -> None:
 _LAST_ADMIN = "An organisation must keep at least one ADMIN member."
 
 
-def _other_admins_exist(membership: OrganisationMembership) -> bool:
+def _other_admins_exist(membership: models.OrganisationMembership) -> bool:
     """Read under the locks of `_lock_membership_and_admins`."""
-    admins = OrganisationMembership.objects.filter(
-        organisation_id=membership.organisation_id, role=MembershipRole.ADMIN
+    admins = models.OrganisationMembership.objects.filter(
+        organisation_id=membership.organisation_id, role=models.MembershipRole.ADMIN
     )
     return admins.exclude(pk=membership.pk).exists()
 
 
 def membership_update(
-    *, membership: OrganisationMembership, role: str, actor: Actor
-) -> OrganisationMembership:
+    *, membership: models.OrganisationMembership, role: str, actor: Actor
+) -> models.OrganisationMembership:
     """Change a member's role. Demoting the last ADMIN is a 400 on `role`."""
-    if role not in MembershipRole.values:
-        raise ValidationError({"role": [f"Must be one of {', '.join(MembershipRole.values)}."]})
+    if role not in models.MembershipRole.values:
+        raise ValidationError(
+            {"role": [f"Must be one of {', '.join(models.MembershipRole.values)}."]}
+        )
     with transaction.atomic():
         membership = _lock_membership_and_admins(membership)
         before = membership_snapshot(membership)
@@ -393,7 +405,7 @@ def membership_update(
     return membership
 
 
-def membership_delete(*, membership: OrganisationMembership, actor: Actor) -> None:
+def membership_delete(*, membership: models.OrganisationMembership, actor: Actor) -> None:
     """Remove a member, and in the same transaction their grants, group memberships and role
     assignments in that organisation (re-adding them gives nothing back). The removed
     member's last ADMIN status is protected: 400 on `user`."""
@@ -414,15 +426,15 @@ def membership_delete(*, membership: OrganisationMembership, actor: Actor) -> No
             .prefetch_related("entries__entry_tags")
             .order_by("id")
         )
-        group_links = UserGroup.users.through.objects.filter(
+        group_links = models.UserGroup.users.through.objects.filter(
             usergroup__organisation_id=organisation_id, user_id=user_id
         )
-        assignments = RoleAssignment.objects.filter(
+        assignments = models.RoleAssignment.objects.filter(
             role__organisation_id=organisation_id, user_id=user_id
         )
         before = {
             **membership_snapshot(membership),
-            "grants": _grant_snapshots(grants),
+            "grants": grant_snapshots(grants),
             "groups": sorted(group_links.values_list("usergroup_id", flat=True)),
             "roles": sorted(assignments.values_list("role_id", flat=True)),
         }
@@ -445,9 +457,9 @@ def membership_delete(*, membership: OrganisationMembership, actor: Actor) -> No
 
 
 def group_require_manager(
-    *, actor: Actor, organisation: Organisation, group: UserGroup | None = None
+    *, actor: Actor, organisation: models.Organisation, group: models.UserGroup | None = None
 ) -> None:
-    """DESIGN.md §4: organisation admins write groups; MANAGE_USER_GROUPS holders create
+    """docs/PERMISSIONS.md, "Who may change grants": organisation admins write groups; MANAGE_USER_GROUPS holders create
     groups and manage those that hold no grant and no role. 403 otherwise. `actor=None` is
     the system and passes."""
     from organisations.selectors import group_is_bare
@@ -468,7 +480,7 @@ def group_require_manager(
         )
 
 
-def _check_group_users(organisation: Organisation, users: list[Any]) -> None:
+def _check_group_users(organisation: models.Organisation, users: list[Any]) -> None:
     """Members only, each once (400 on `users`). Inside the write's transaction: locks the
     memberships, so a member removed meanwhile is either refused here or loses the group
     membership with the rest (docs/CONCURRENCY.md)."""
@@ -485,11 +497,11 @@ def _check_group_users(organisation: Organisation, users: list[Any]) -> None:
 
 def group_update(
     *,
-    group: UserGroup,
+    group: models.UserGroup,
     name: str | None = None,
     users: Iterable[AbstractBaseUser] | None = None,
     actor: Actor,
-) -> UserGroup:
+) -> models.UserGroup:
     """Rename a group and/or replace its members. Writing back what was read changes
     nothing and records nothing."""
     organisation = group.organisation
@@ -502,19 +514,20 @@ def group_update(
         # group take too.
         if user_list is not None:
             _check_group_users(organisation, user_list)
-        locked = UserGroup.objects.select_for_update().filter(pk=group.pk).first()
+        locked = models.UserGroup.objects.select_for_update().filter(pk=group.pk).first()
         if locked is None:
             raise Http404("This group was deleted.")
         group = locked
         group_require_manager(actor=actor, organisation=organisation, group=group)
         before = group_snapshot(group)
         if name is not None and name != group.name:
-            if (
-                UserGroup.objects.filter(organisation_id=group.organisation_id, name__iexact=name)
-                .exclude(pk=group.pk)
-                .exists()
-            ):
-                raise ValidationError({"name": ["A group with this name already exists."]})
+            _require_name_free(
+                models.UserGroup,
+                organisation_id=group.organisation_id,
+                name=name,
+                message=_GROUP_TAKEN,
+                exclude_pk=group.pk,
+            )
             group.name = name
             group.save(update_fields=["name"])
         if user_list is not None and sorted(u.pk for u in user_list) != before["users"]:
@@ -532,13 +545,13 @@ def group_update(
     return group
 
 
-def group_delete(*, group: UserGroup, actor: Actor) -> None:
+def group_delete(*, group: models.UserGroup, actor: Actor) -> None:
     """Delete a group; its grants and role assignments go with it (described in `before`)."""
     from permissions.models import Grant
 
     group_require_manager(actor=actor, organisation=group.organisation, group=group)
     with transaction.atomic():
-        locked = UserGroup.objects.select_for_update().filter(pk=group.pk).first()
+        locked = models.UserGroup.objects.select_for_update().filter(pk=group.pk).first()
         if locked is None:  # deleted meanwhile
             return
         group = locked
@@ -546,19 +559,12 @@ def group_delete(*, group: UserGroup, actor: Actor) -> None:
         grants = Grant.objects.filter(group=group).prefetch_related("entries__entry_tags")
         before = {
             **group_snapshot(group),
-            "grants": _grant_snapshots(grants.order_by("id")),
+            "grants": grant_snapshots(grants.order_by("id")),
             "roles": sorted(
-                RoleAssignment.objects.filter(group=group).values_list("role_id", flat=True)
+                models.RoleAssignment.objects.filter(group=group).values_list("role_id", flat=True)
             ),
         }
-        audit_record(
-            actor=actor,
-            action=AuditAction.DELETED,
-            obj=group,
-            organisation_id=group.organisation_id,
-            before=before,
-        )
-        group.delete()
+        _delete_audited(group, before=before, organisation_id=group.organisation_id, actor=actor)
 
 
 # --------------------------------------------------------------------------------------
@@ -567,75 +573,63 @@ def group_delete(*, group: UserGroup, actor: Actor) -> None:
 
 
 def role_update(
-    *, role: Role, name: str | None = None, description: str | None = None, actor: Actor
-) -> Role:
+    *, role: models.Role, name: str | None = None, description: str | None = None, actor: Actor
+) -> models.Role:
     with transaction.atomic():
-        role = Role.objects.select_for_update().get(pk=role.pk)
+        role = models.Role.objects.select_for_update().get(pk=role.pk)
         before = role_snapshot(role)
         if name is not None and name != role.name:
-            if (
-                Role.objects.filter(organisation_id=role.organisation_id, name__iexact=name)
-                .exclude(pk=role.pk)
-                .exists()
-            ):
-                raise ValidationError({"name": ["A role with this name already exists."]})
+            _require_name_free(
+                models.Role,
+                organisation_id=role.organisation_id,
+                name=name,
+                message=_ROLE_TAKEN,
+                exclude_pk=role.pk,
+            )
             role.name = name
         if description is not None:
             role.description = description
-        after = role_snapshot(role)
-        if after == before:
-            return role
-        role.save(update_fields=["name", "description"])
-        audit_record(
-            actor=actor,
-            action=AuditAction.UPDATED,
-            obj=role,
-            organisation_id=role.organisation_id,
+        _save_audited(
+            role,
+            fields=["name", "description"],
             before=before,
-            after=after,
+            after=role_snapshot(role),
+            organisation_id=role.organisation_id,
+            actor=actor,
         )
     return role
 
 
-def role_delete(*, role: Role, actor: Actor) -> None:
+def role_delete(*, role: models.Role, actor: Actor) -> None:
     """Delete a role; its grants and assignments go with it (described in `before`)."""
     from permissions.models import Grant
 
     with transaction.atomic():
-        locked = Role.objects.select_for_update().filter(pk=role.pk).first()
+        locked = models.Role.objects.select_for_update().filter(pk=role.pk).first()
         if locked is None:  # deleted meanwhile
             return
         role = locked
         grants = Grant.objects.filter(role=role).prefetch_related("entries__entry_tags")
         before = {
             **role_snapshot(role),
-            "grants": _grant_snapshots(grants.order_by("id")),
+            "grants": grant_snapshots(grants.order_by("id")),
             "assignments": [
-                role_assignment_snapshot(a) for a in RoleAssignment.objects.filter(role=role)
+                role_assignment_snapshot(a) for a in models.RoleAssignment.objects.filter(role=role)
             ],
         }
-        audit_record(
-            actor=actor,
-            action=AuditAction.DELETED,
-            obj=role,
-            organisation_id=role.organisation_id,
-            before=before,
-        )
-        role.delete()
+        _delete_audited(role, before=before, organisation_id=role.organisation_id, actor=actor)
 
 
-def role_assignment_delete(*, assignment: RoleAssignment, actor: Actor) -> None:
+def role_assignment_delete(*, assignment: models.RoleAssignment, actor: Actor) -> None:
     with transaction.atomic():
-        if not RoleAssignment.objects.select_for_update().filter(pk=assignment.pk).exists():
+        if not models.RoleAssignment.objects.select_for_update().filter(pk=assignment.pk).exists():
             return  # deleted meanwhile (or with its member, group, key or role)
-        audit_record(
-            actor=actor,
-            action=AuditAction.DELETED,
-            obj=assignment,
-            organisation_id=assignment.role.organisation_id,
+        _delete_audited(
+            assignment,
             before=role_assignment_snapshot(assignment),
+            organisation_id=assignment.role.organisation_id,
+            actor=actor,
         )
-        assignment.delete()
 
 
 # --------------------------------------------------------------------------------------
@@ -647,16 +641,16 @@ _UNSET: Any = object()
 
 def api_key_update(
     *,
-    api_key: OrganisationAPIKey,
+    api_key: models.OrganisationAPIKey,
     name: str | None = None,
     revoked: bool | None = None,
     expires_at: datetime | None = _UNSET,
     actor: Actor,
-) -> OrganisationAPIKey:
+) -> models.OrganisationAPIKey:
     """Rename, revoke or change the expiry of a key. Revoking cannot be undone (400 on
     `revoked`); writing back the current values records nothing."""
     with transaction.atomic():
-        api_key = OrganisationAPIKey.objects.select_for_update().get(pk=api_key.pk)
+        api_key = models.OrganisationAPIKey.objects.select_for_update().get(pk=api_key.pk)
         before = api_key_snapshot(api_key)
         if revoked is False and api_key.revoked:
             raise ValidationError({"revoked": ["A revoked key cannot be un-revoked."]})
@@ -666,39 +660,32 @@ def api_key_update(
             api_key.revoked = True
         if expires_at is not _UNSET:
             api_key.expiry_date = expires_at
-        after = api_key_snapshot(api_key)
-        if after == before:
-            return api_key
-        api_key.save(update_fields=["name", "revoked", "expiry_date"])
-        audit_record(
-            actor=actor,
-            action=AuditAction.UPDATED,
-            obj=api_key,
-            organisation_id=api_key.organisation_id,
+        _save_audited(
+            api_key,
+            fields=["name", "revoked", "expiry_date"],
             before=before,
-            after=after,
+            after=api_key_snapshot(api_key),
+            organisation_id=api_key.organisation_id,
+            actor=actor,
         )
     return api_key
 
 
-def api_key_delete(*, api_key: OrganisationAPIKey, actor: Actor) -> None:
+def api_key_delete(*, api_key: models.OrganisationAPIKey, actor: Actor) -> None:
     """Delete a key; its role assignments go with it (described in `before`)."""
     with transaction.atomic():
-        locked = OrganisationAPIKey.objects.select_for_update().filter(pk=api_key.pk).first()
+        locked = models.OrganisationAPIKey.objects.select_for_update().filter(pk=api_key.pk).first()
         if locked is None:  # deleted meanwhile
             return
         api_key = locked
         before = {
             **api_key_snapshot(api_key),
             "roles": sorted(
-                RoleAssignment.objects.filter(api_key=api_key).values_list("role_id", flat=True)
+                models.RoleAssignment.objects.filter(api_key=api_key).values_list(
+                    "role_id", flat=True
+                )
             ),
         }
-        audit_record(
-            actor=actor,
-            action=AuditAction.DELETED,
-            obj=api_key,
-            organisation_id=api_key.organisation_id,
-            before=before,
+        _delete_audited(
+            api_key, before=before, organisation_id=api_key.organisation_id, actor=actor
         )
-        api_key.delete()

@@ -25,7 +25,8 @@ from permission_documents.operations import (
     _role_update,
     _tag_restrict,
 )
-from permission_documents.reader import _Desired, _join
+from permission_documents.reader import _Desired
+from permission_documents.shape import join_path
 from permission_documents.state import (
     ORGANISATION_SCOPE,
     AssignmentRef,
@@ -80,7 +81,7 @@ class _Differ:
         return self.ops
 
     def _strip_cascades(self, members: set[int], groups: set[str], roles: set[str]) -> None:
-        """What the services delete along with a member, a group or a role (DESIGN.md §4)
+        """What the services delete along with a member, a group or a role (docs/API.md, "Organisations and members")
         is gone from the current state before the rest is compared."""
         cur = self.current
         cur.groups = {
@@ -138,7 +139,7 @@ class _Differ:
                     name,
                     value(uid, cur.members[uid]),
                     value(uid, role),
-                    _join(path, "role"),
+                    join_path(path, "role"),
                     _membership_update(uid, role),
                 )
         for uid in ordered:
@@ -150,7 +151,7 @@ class _Differ:
                     f"member {_q(world.email(uid))}",
                     value(uid, cur.members[uid]),
                     value(uid, role),
-                    _join(path, "role"),
+                    join_path(path, "role"),
                     _membership_update(uid, role),
                 )
         for uid in sorted(removed, key=sort_key):
@@ -294,7 +295,7 @@ class _Differ:
                 f"role {_q(role_name)} / {label} {_q(name)}",
                 {"role": role_name, kind: name},
                 None,
-                _join(self.desired.role_paths[role], _ASSIGNMENT_FIELDS[kind])
+                join_path(self.desired.role_paths[role], _ASSIGNMENT_FIELDS[kind])
                 if role in self.desired.role_paths
                 else "roles",
                 _assignment_delete(ref),
@@ -359,8 +360,8 @@ class _Differ:
             return section
         project_id, environment_id = scope
         if project_id is None:
-            return _join(owner, "organisation")
-        return _join(owner, "projects" if environment_id is None else "environments")
+            return join_path(owner, "organisation")
+        return join_path(owner, "projects" if environment_id is None else "environments")
 
     def _grants(self) -> None:
         cur, want = self.current.grants, self.want.grants

@@ -1,4 +1,4 @@
-"""Permissions as code (API.md "Permissions as code and impact preview").
+"""Permissions as code (docs/PERMISSIONS_AS_CODE.md).
 
 The *permissions document* of an organisation names its members, groups, roles, role
 assignments, grants and restricted tags, by names, in a stable order. Three operations:

@@ -15,6 +15,7 @@ from django.db.models.functions import Lower
 from audit.services import Actor
 from organisations.models import MembershipRole, OrganisationAPIKey
 from permission_documents.base import DocumentInvalid, _messages
+from permission_documents.shape import PathErrors, ShapeReader, bad_characters, join_path
 from permission_documents.state import (
     ORGANISATION_SCOPE,
     AssignmentRef,
@@ -48,100 +49,9 @@ TOP_LEVEL_FIELDS = (
 
 
 # --------------------------------------------------------------------------------------
-# Reading a document: shape, then names. Every error is collected, keyed by its path.
+# Reading a document: names (shapes: permission_documents/shape.py). Every error is
+# collected, keyed by its path.
 # --------------------------------------------------------------------------------------
-
-
-def _join(path: str, key: Any) -> str:
-    if isinstance(key, int):
-        return f"{path}[{key}]"
-    return f"{path}.{key}" if path else str(key)
-
-
-class _Errors:
-    def __init__(self) -> None:
-        self.by_path: dict[str, list[str]] = {}
-
-    def add(self, path: str, message: str) -> None:
-        messages = self.by_path.setdefault(path, [])
-        if message not in messages:
-            messages.append(message)
-
-    def __bool__(self) -> bool:
-        return bool(self.by_path)
-
-
-def _bad_characters(value: str) -> bool:
-    return "\x00" in value or any(0xD800 <= ord(c) <= 0xDFFF for c in value)
-
-
-class _Reader:
-    """Shape checks with path-keyed errors. Each method returns None for a bad value."""
-
-    def __init__(self, errors: _Errors) -> None:
-        self.errors = errors
-
-    def obj(
-        self, value: Any, path: str, *, required: Sequence[str], optional: Sequence[str] = ()
-    ) -> dict[str, Any] | None:
-        if not isinstance(value, dict):
-            self.errors.add(path or "non_field_errors", "Expected an object.")
-            return None
-        allowed = {*required, *optional}
-        for key in value:
-            if key not in allowed:
-                self.errors.add(_join(path, key), "Unknown field.")
-        for key in required:
-            if key not in value:
-                self.errors.add(_join(path, key), "This field is required.")
-        return value
-
-    def string(
-        self, value: Any, path: str, *, blank: bool = False, max_length: int | None = None
-    ) -> str | None:
-        if not isinstance(value, str):
-            self.errors.add(path, "Expected a string.")
-            return None
-        if _bad_characters(value):
-            self.errors.add(path, "Null characters and lone surrogates are not allowed.")
-            return None
-        if not blank and not value.strip():
-            self.errors.add(path, "This field may not be blank.")
-            return None
-        if max_length is not None and len(value) > max_length:
-            self.errors.add(path, f"Ensure this field has no more than {max_length} characters.")
-            return None
-        return value
-
-    def boolean(self, value: Any, path: str) -> bool | None:
-        if not isinstance(value, bool):
-            self.errors.add(path, "Expected true or false.")
-            return None
-        return value
-
-    def items(self, value: Any, path: str) -> list[tuple[str, Any]]:
-        """(path, item) of each element of a list."""
-        if not isinstance(value, list):
-            self.errors.add(path, "Expected a list.")
-            return []
-        return [(_join(path, i), item) for i, item in enumerate(value)]
-
-    def strings(self, value: Any, path: str) -> list[tuple[str, str]]:
-        """(path, string) of each element of a list of strings; a string listed twice
-        (case-insensitively) is an error at its second place."""
-        seen: dict[str, str] = {}
-        result = []
-        for item_path, item in self.items(value, path):
-            text = self.string(item, item_path)
-            if text is None:
-                continue
-            first = seen.get(_fold(text))
-            if first is not None:
-                self.errors.add(item_path, f"Listed more than once (also at {first}).")
-                continue
-            seen[_fold(text)] = item_path
-            result.append((item_path, text))
-        return result
 
 
 @dataclass
@@ -159,7 +69,7 @@ class _Named:
             by_fold[_fold(name_of(obj))].append((name_of(obj), obj))
         return cls(kind, by_fold)
 
-    def find(self, name: str, path: str, errors: _Errors, where: str = "") -> Any | None:
+    def find(self, name: str, path: str, errors: PathErrors, where: str = "") -> Any | None:
         candidates = self.by_fold.get(_fold(name), [])
         if len(candidates) > 1:
             exact = [obj for n, obj in candidates if n == name]
@@ -199,8 +109,8 @@ class _DocumentReader:
     def __init__(self, world: World, actor: Actor) -> None:
         self.world = world
         self.actor = actor
-        self.errors = _Errors()
-        self.read = _Reader(self.errors)
+        self.errors = PathErrors()
+        self.read = ShapeReader(self.errors)
         self.desired = _Desired()
         self.projects = _Named.of("project", world.projects.values(), lambda p: p.name)
         self.environments: dict[int, _Named] = {
@@ -233,7 +143,7 @@ class _DocumentReader:
         written: set[str] = set()
 
         def collect(value: Any) -> None:
-            if isinstance(value, str) and not _bad_characters(value):
+            if isinstance(value, str) and not bad_characters(value):
                 emails.add(_fold(value))
                 written.add(value)
 
@@ -330,23 +240,24 @@ class _DocumentReader:
             obj = self.read.obj(item, path, required=("email",), optional=("role",))
             if obj is None or "email" not in obj:
                 continue
-            email = self.read.string(obj["email"], _join(path, "email"))
+            email = self.read.string(obj["email"], join_path(path, "email"))
             role: str | None = MembershipRole.USER
             if "role" in obj:
                 role = obj["role"]
                 if role not in MembershipRole.values:
                     self.errors.add(
-                        _join(path, "role"), f"Must be one of {', '.join(MembershipRole.values)}."
+                        join_path(path, "role"),
+                        f"Must be one of {', '.join(MembershipRole.values)}.",
                     )
                     role = None
             if email is None:
                 continue
-            user = self.user(email, _join(path, "email"))
+            user = self.user(email, join_path(path, "email"))
             if user is None or role is None:
                 continue
             if user.pk in seen:
                 self.errors.add(
-                    _join(path, "email"), f"Listed more than once (also at {seen[user.pk]})."
+                    join_path(path, "email"), f"Listed more than once (also at {seen[user.pk]})."
                 )
                 continue
             seen[user.pk] = path
@@ -359,18 +270,22 @@ class _DocumentReader:
             obj = self.read.obj(item, path, required=("name",), optional=("members", "roles"))
             if obj is None or "name" not in obj:
                 continue
-            name = self.read.string(obj["name"], _join(path, "name"), max_length=NAME_MAX_LENGTH)
+            name = self.read.string(
+                obj["name"], join_path(path, "name"), max_length=NAME_MAX_LENGTH
+            )
             members = [
                 (p, self.member(email, p))
-                for p, email in self.read.strings(obj.get("members", []), _join(path, "members"))
+                for p, email in self.read.strings(
+                    obj.get("members", []), join_path(path, "members")
+                )
             ]
-            roles = self.read.strings(obj.get("roles", []), _join(path, "roles"))
+            roles = self.read.strings(obj.get("roles", []), join_path(path, "roles"))
             if name is None:
                 continue
             lname = _fold(name)
             if lname in self.doc_groups:
                 self.errors.add(
-                    _join(path, "name"),
+                    join_path(path, "name"),
                     f"Listed more than once (also at {self.doc_groups[lname]}).",
                 )
                 continue
@@ -401,32 +316,37 @@ class _DocumentReader:
             )
             if obj is None or "name" not in obj:
                 continue
-            name = self.read.string(obj["name"], _join(path, "name"), max_length=NAME_MAX_LENGTH)
+            name = self.read.string(
+                obj["name"], join_path(path, "name"), max_length=NAME_MAX_LENGTH
+            )
             description = self.read.string(
-                obj.get("description", ""), _join(path, "description"), blank=True
+                obj.get("description", ""), join_path(path, "description"), blank=True
             )
             lname = _fold(name) if name is not None else None
             if lname is not None and lname in self.doc_roles:
                 self.errors.add(
-                    _join(path, "name"), f"Listed more than once (also at {self.doc_roles[lname]})."
+                    join_path(path, "name"),
+                    f"Listed more than once (also at {self.doc_roles[lname]}).",
                 )
                 lname = None
             if lname is not None and name is not None:
                 self.doc_roles[lname] = path
                 self.desired.state.roles[lname] = (name, description or "")
                 self.desired.role_paths[lname] = path
-            users_path = _join(path, "users")
+            users_path = join_path(path, "users")
             for p, email in self.read.strings(obj.get("users", []), users_path):
                 uid = self.member(email, p)
                 if uid is not None and lname is not None:
                     self._assign((lname, "user", uid), p)
-            for p, group in self.read.strings(obj.get("groups", []), _join(path, "groups")):
+            for p, group in self.read.strings(obj.get("groups", []), join_path(path, "groups")):
                 if _fold(group) not in self.doc_groups:
                     self.errors.add(p, f"Group {_q(group)} is not listed in `groups`.")
                 elif lname is not None:
                     self.role_side[(_fold(group), lname)] = p
                     self._assign((lname, "group", _fold(group)), p)
-            for p, key_name in self.read.strings(obj.get("api_keys", []), _join(path, "api_keys")):
+            for p, key_name in self.read.strings(
+                obj.get("api_keys", []), join_path(path, "api_keys")
+            ):
                 api_key = self.api_keys.find(key_name, p, self.errors)
                 if api_key is not None and lname is not None:
                     self._assign((lname, "api_key", api_key.pk), p)
@@ -467,7 +387,7 @@ class _DocumentReader:
             )
             if obj is None or field_name not in obj:
                 continue
-            name_path = _join(path, field_name)
+            name_path = join_path(path, field_name)
             name = self.read.string(obj[field_name], name_path)
             principal: PrincipalRef | None = None
             if name is not None and field_name == "email":
@@ -493,7 +413,7 @@ class _DocumentReader:
         (`principal` None: an entry in error, still checked for its own errors)."""
         if principal is not None:
             self.desired.grant_owner_paths[principal] = path
-        keys_path = _join(path, "organisation")
+        keys_path = join_path(path, "organisation")
         keys = self.read.strings(obj.get("organisation", []), keys_path)
         entries: dict[str, frozenset[int]] = {}
         for key_path, key in keys:
@@ -504,7 +424,7 @@ class _DocumentReader:
 
         seen: dict[ScopeRef, str] = {}
         for level, section in ((Level.PROJECT, "projects"), (Level.ENVIRONMENT, "environments")):
-            for item_path, item in self.read.items(obj.get(section, []), _join(path, section)):
+            for item_path, item in self.read.items(obj.get(section, []), join_path(path, section)):
                 scope_fields = (
                     ("project",) if level == Level.PROJECT else ("project", "environment")
                 )
@@ -514,10 +434,10 @@ class _DocumentReader:
                 if grant is None:
                     continue
                 scope = self._scope(grant, item_path, level)
-                admin = self.read.boolean(grant.get("admin", False), _join(item_path, "admin"))
+                admin = self.read.boolean(grant.get("admin", False), join_path(item_path, "admin"))
                 resolved = self._permissions(
                     grant.get("permissions", {}),
-                    _join(item_path, "permissions"),
+                    join_path(item_path, "permissions"),
                     level,
                     scope[0] if scope else None,
                     tags_allowed=is_role,
@@ -527,7 +447,8 @@ class _DocumentReader:
                 last = scope_fields[-1]
                 if scope in seen:
                     self.errors.add(
-                        _join(item_path, last), f"Listed more than once (also at {seen[scope]})."
+                        join_path(item_path, last),
+                        f"Listed more than once (also at {seen[scope]}).",
                     )
                     continue
                 seen[scope] = item_path
@@ -544,9 +465,9 @@ class _DocumentReader:
     def _scope(self, grant: dict[str, Any], path: str, level: Level) -> ScopeRef | None:
         if "project" not in grant:
             return None
-        project_name = self.read.string(grant["project"], _join(path, "project"))
+        project_name = self.read.string(grant["project"], join_path(path, "project"))
         project = (
-            self.projects.find(project_name, _join(path, "project"), self.errors)
+            self.projects.find(project_name, join_path(path, "project"), self.errors)
             if project_name is not None
             else None
         )
@@ -554,7 +475,7 @@ class _DocumentReader:
             return (project.pk, None) if project is not None else None
         if "environment" not in grant:
             return None
-        env_path = _join(path, "environment")
+        env_path = join_path(path, "environment")
         env_name = self.read.string(grant["environment"], env_path)
         if project is None or env_name is None:
             return None
@@ -572,8 +493,8 @@ class _DocumentReader:
         resolved: dict[str, frozenset[int]] = {}
         ok = True
         for key, labels in value.items():
-            key_path = _join(path, key)
-            if not isinstance(key, str) or _bad_characters(key):
+            key_path = join_path(path, key)
+            if not isinstance(key, str) or bad_characters(key):
                 self.errors.add(key_path, "Expected a permission key.")
                 ok = False
                 continue
@@ -653,12 +574,12 @@ class _DocumentReader:
             obj = self.read.obj(item, path, required=("project",), optional=("tags",))
             if obj is None or "project" not in obj:
                 continue
-            project_path = _join(path, "project")
+            project_path = join_path(path, "project")
             name = self.read.string(obj["project"], project_path)
             project = (
                 self.projects.find(name, project_path, self.errors) if name is not None else None
             )
-            labels = self.read.strings(obj.get("tags", []), _join(path, "tags"))
+            labels = self.read.strings(obj.get("tags", []), join_path(path, "tags"))
             if project is None:
                 continue
             if project.pk in seen:
@@ -698,5 +619,5 @@ class _DocumentReader:
             self.errors.add("members", f"You ({email}) are not listed: {why}")
         elif wanted != MembershipRole.ADMIN:
             self.errors.add(
-                _join(self.desired.member_paths[actor.pk], "role"), f"You are an ADMIN: {why}"
+                join_path(self.desired.member_paths[actor.pk], "role"), f"You are an ADMIN: {why}"
             )

@@ -11,14 +11,7 @@ from typing import Any, TypeVar
 from django.contrib.auth import get_user_model
 
 from environments.models import Environment
-from organisations.models import (
-    Organisation,
-    OrganisationAPIKey,
-    OrganisationMembership,
-    Role,
-    RoleAssignment,
-    UserGroup,
-)
+from organisations import models
 from permission_documents.base import DocumentInvalid
 from permissions.models import Grant
 from projects.models import Project, Tag
@@ -83,21 +76,21 @@ class State:
 class World:
     """The organisation's existing objects, loaded once, with lookups by name and id."""
 
-    organisation: Organisation
+    organisation: models.Organisation
     projects: dict[int, Project]
     environments: dict[int, Environment]
     tags: dict[int, Tag]
-    groups: dict[str, UserGroup]  # folded name -> group
-    roles: dict[str, Role]  # folded name -> role
-    api_keys: dict[int, OrganisationAPIKey]
-    memberships: dict[int, OrganisationMembership]  # user id -> membership
+    groups: dict[str, models.UserGroup]  # folded name -> group
+    roles: dict[str, models.Role]  # folded name -> role
+    api_keys: dict[int, models.OrganisationAPIKey]
+    memberships: dict[int, models.OrganisationMembership]  # user id -> membership
     users: dict[int, Any] = field(default_factory=dict)  # user id -> user (members and listed)
     # objects behind the current state, for the services
     grant_objects: dict[GrantRef, Grant] = field(default_factory=dict)  # empty grants too
-    assignment_objects: dict[AssignmentRef, RoleAssignment] = field(default_factory=dict)
+    assignment_objects: dict[AssignmentRef, models.RoleAssignment] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, organisation: Organisation) -> World:
+    def load(cls, organisation: models.Organisation) -> World:
         projects = {p.pk: p for p in Project.objects.filter(organisation=organisation)}
         return cls(
             organisation=organisation,
@@ -114,14 +107,16 @@ class World:
                 .select_related("project__organisation")
                 .order_by("id")
             },
-            groups=_unique_names("groups", UserGroup.objects.filter(organisation=organisation)),
-            roles=_unique_names("roles", Role.objects.filter(organisation=organisation)),
+            groups=_unique_names(
+                "groups", models.UserGroup.objects.filter(organisation=organisation)
+            ),
+            roles=_unique_names("roles", models.Role.objects.filter(organisation=organisation)),
             api_keys={
-                k.pk: k for k in OrganisationAPIKey.objects.filter(organisation=organisation)
+                k.pk: k for k in models.OrganisationAPIKey.objects.filter(organisation=organisation)
             },
             memberships={
                 m.user_id: m
-                for m in OrganisationMembership.objects.filter(organisation=organisation)
+                for m in models.OrganisationMembership.objects.filter(organisation=organisation)
             },
         )
 
@@ -154,7 +149,7 @@ class World:
         return (level, project, env, project_id or 0, environment_id or 0)
 
 
-N = TypeVar("N", UserGroup, Role)
+N = TypeVar("N", models.UserGroup, models.Role)
 
 
 def _unique_names(section: str, objects: Iterable[N]) -> dict[str, N]:
@@ -195,7 +190,7 @@ def _current_state(world: World, user_ids: set[int]) -> State:
     group_ids = {g.pk: lname for lname, g in world.groups.items()}
     role_ids = {r.pk: lname for lname, r in world.roles.items()}
     members_of: dict[str, set[int]] = defaultdict(set)
-    for group_id, user_id in UserGroup.users.through.objects.filter(
+    for group_id, user_id in models.UserGroup.users.through.objects.filter(
         usergroup__organisation=organisation, user_id__in=list(user_ids)
     ).values_list("usergroup_id", "user_id"):
         members_of[group_ids[group_id]].add(user_id)
@@ -204,7 +199,7 @@ def _current_state(world: World, user_ids: set[int]) -> State:
     }
     state.roles = {lname: (r.name, r.description) for lname, r in world.roles.items()}
 
-    for assignment in RoleAssignment.objects.filter(role__organisation=organisation):
+    for assignment in models.RoleAssignment.objects.filter(role__organisation=organisation):
         role = role_ids.get(assignment.role_id)
         ref: AssignmentRef | None = None
         if role is None:

@@ -1,5 +1,5 @@
 """Writing grants. Every write path (API, admin, documents, seed) goes through here, so the
-rules of DESIGN.md §4 are enforced in one place, atomically, with an audit entry."""
+rules of docs/PERMISSIONS.md ("Who may change grants", "Never widen") are enforced in one place, atomically, with an audit entry."""
 
 from __future__ import annotations
 

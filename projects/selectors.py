@@ -15,7 +15,7 @@ from projects.models import Project, Tag
 def projects_viewable(
     *, principal: engine.Principal, organisation_id: int | None = None
 ) -> QuerySet[Project]:
-    """The projects `principal` may view (DESIGN.md §5, Viewing), in one query."""
+    """The projects `principal` may view (docs/PERMISSIONS.md, "Viewing"), in one query."""
     qs = Project.objects.filter(engine.viewable_projects_q(principal))
     if organisation_id is not None:
         qs = qs.filter(organisation_id=organisation_id)
@@ -45,7 +45,7 @@ def tag_get(*, project: Project, tag_id: int) -> Tag | None:
 
 
 def tag_protected_ids(*, tags: Iterable[Tag]) -> set[int]:
-    """Ids of the protected tags among `tags` (DESIGN.md §5, Protected tags): one query at most."""
+    """Ids of the protected tags among `tags` (docs/API.md, "Tags and features"): one query at most."""
     tags = list(tags)
     protected = {t.pk for t in tags if t.is_restricted}
     rest = [t.pk for t in tags if t.pk not in protected]

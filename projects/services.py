@@ -21,7 +21,7 @@ _LABEL_TAKEN = "A tag with this label already exists in the project."
 
 
 def actor_is_project_admin(*, actor: Actor, project: Project) -> bool:
-    """Project admin in the sense of DESIGN.md §5 (rules 1–2). `actor=None` is the system
+    """Project admin in the sense of docs/PERMISSIONS.md ("Who may change grants"). `actor=None` is the system
     (seeding, migrations, shell) and passes."""
     return actor is None or engine.is_admin(actor, project)
 
@@ -32,7 +32,7 @@ def _require_project_admin(*, actor: Actor, project: Project, detail: str) -> No
 
 
 def project_create(*, organisation: Organisation, name: str, actor: Actor) -> Project:
-    """The creating user receives a project grant with `admin: true` (DESIGN.md §4)."""
+    """The creating user receives a project grant with `admin: true` (docs/API.md, "Grants")."""
     from permissions.services import grant_create  # permissions depends on projects
 
     with transaction.atomic():

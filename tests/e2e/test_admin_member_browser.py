@@ -8,8 +8,8 @@ both. The screenshots of the states changelist and of the change-request page, a
 written to docs/screenshots/ (the README shows them).
 
 The demo's Release approver holds APPROVE_CHANGE_REQUEST untagged, which does not reach the
-restricted tag `payments`; the test gives `carol` a "Payments approver" role (APPROVE_CHANGE_REQUEST
-tagged `payments` in Production) through the services, as an organisation admin would.
+restricted tag `payments`; `carol` approves through the demo's Payments approver role
+(APPROVE_CHANGE_REQUEST tagged `payments` in Production).
 """
 
 from __future__ import annotations
@@ -25,10 +25,6 @@ from environments.models import Environment
 from features.models import ChangeRequest, ChangeRequestStatus, FeatureState
 from features.workflow.services import feature_state_update
 from organisations.management.commands.seed_demo import DEMO_ORGANISATION, USERS
-from organisations.services import role_assignment_create, role_create
-from permissions.catalogue import APPROVE_CHANGE_REQUEST
-from permissions.services import EntryInput, grant_create
-from projects.models import Tag
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -43,20 +39,7 @@ def demo(db: Any) -> dict[str, Any]:
         project__organisation__name=DEMO_ORGANISATION, project__name="Checkout", name="Production"
     )
     staging = Environment.objects.get(project=production.project, name="Staging")
-    organisation = production.project.organisation
-    payments = Tag.objects.get(project=production.project, label="payments")
-    admin_user = organisation.memberships.get(user__username="admin").user
-    carol = organisation.memberships.get(user__username="carol").user
-    payments_approver = role_create(
-        organisation=organisation, name="Payments approver", actor=admin_user
-    )
-    grant_create(
-        principal=payments_approver,
-        scope=production,
-        entries=[EntryInput(APPROVE_CHANGE_REQUEST, (payments.pk,))],
-        actor=admin_user,
-    )
-    role_assignment_create(role=payments_approver, user=carol, actor=admin_user)
+    admin_user = production.project.organisation.memberships.get(user__username="admin").user
     return {"production": production, "staging": staging, "admin": admin_user}
 
 

@@ -70,10 +70,10 @@ EXPECTED = {
     "organisations": 1,
     "memberships": 6,
     "groups": 3,
-    "roles": 3,
-    # Payments engineer → Payments team; Release approver → carol;
+    "roles": 4,
+    # Payments engineer → Payments team; Release approver and Payments approver → carol;
     # Growth marketer → Growth and → the ci-pipeline key.
-    "role_assignments": 4,
+    "role_assignments": 5,
     "api_keys": 1,
     "projects": 2,
     "environments": 5,
@@ -84,8 +84,8 @@ EXPECTED = {
     "segments": 1,
     "segment_overrides": 1,
     # creators' project admin grants (2), Payments engineer (3), Release approver (1),
-    # Growth marketer (3), erin (1), QA (1)
-    "grants": 11,
+    # Payments approver (1), Growth marketer (3), erin (1), QA (1)
+    "grants": 12,
     "users": 6,
 }
 
@@ -151,6 +151,7 @@ def test_seed_demo__role_assignments(output: str) -> None:
     assert assigned == [
         ("Growth marketer", "Growth"),
         ("Growth marketer", "ci-pipeline"),
+        ("Payments approver", "carol"),
         ("Payments engineer", "Payments team"),
         ("Release approver", "carol"),
     ]
@@ -174,6 +175,9 @@ def test_seed_demo__payments_engineer_entries_are_tagged_payments(output: str) -
 def test_seed_demo__release_approver_and_growth_marketer_entries(output: str) -> None:
     assert entries("Release approver", environment__name="Production") == {
         "APPROVE_CHANGE_REQUEST": []
+    }
+    assert entries("Payments approver", environment__name="Production") == {
+        "APPROVE_CHANGE_REQUEST": ["payments"]
     }
     growth = entries("Growth marketer", environment__name="Staging")
     assert growth["UPDATE_FEATURE_STATE"] == ["experiments", "growth"]
@@ -275,3 +279,21 @@ def test_seed_demo__users_already_exist__reused(db: Any) -> None:
     seed()
     assert counts() == EXPECTED
     assert User.objects.get(username="bob").check_password("demo-bob-2026")
+
+
+def test_seed_demo__carol_on_production__may_approve_payments_and_unrestricted_features(
+    output: str,
+) -> None:
+    from permissions.catalogue import APPROVE_CHANGE_REQUEST
+    from permissions.engine import allowed
+
+    production = Environment.objects.get(project__name="Checkout", name="Production")
+    carol = User.objects.get(username="carol")
+    dave = User.objects.get(username="dave")
+    payments_feature = Feature.objects.get(project=production.project, name="apple_pay")
+    unrestricted = Feature.objects.exclude(tags__is_restricted=True).filter(
+        project=production.project
+    )[0]
+    assert allowed(carol, APPROVE_CHANGE_REQUEST, production, feature=payments_feature)
+    assert allowed(carol, APPROVE_CHANGE_REQUEST, production, feature=unrestricted)
+    assert not allowed(dave, APPROVE_CHANGE_REQUEST, production, feature=payments_feature)

@@ -294,7 +294,7 @@ class Command(BaseCommand):
             organisation=organisation,
             name="Release approver",
             description="Approves change requests in Production. Untagged, so it does not "
-            "reach features with the restricted tag payments.",
+            "reach features with the restricted tag payments (Payments approver does).",
             actor=admin,
         )
         grant_create(
@@ -304,6 +304,23 @@ class Command(BaseCommand):
             actor=admin,
         )
         role_assignment_create(role=release_approver, user=users["carol"], actor=admin)
+
+        # A second role, because one grant holds a key once: the untagged entry above keeps
+        # the unrestricted features, this tagged one reaches the restricted payments features
+        # (docs/PERMISSIONS.md, restricted tags).
+        payments_approver = role_create(
+            organisation=organisation,
+            name="Payments approver",
+            description="Approves change requests on payments flags in Production.",
+            actor=admin,
+        )
+        grant_create(
+            principal=payments_approver,
+            scope=production,
+            entries=[E(APPROVE_CHANGE_REQUEST, (payments,))],
+            actor=admin,
+        )
+        role_assignment_create(role=payments_approver, user=users["carol"], actor=admin)
 
         growth_marketer = role_create(
             organisation=organisation,

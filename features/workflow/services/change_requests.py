@@ -1,24 +1,7 @@
-"""Writes for feature states, segment overrides and change requests (DESIGN.md §7, §8).
-
-Every function here is one transaction: it locks what it changes (`select_for_update`),
-checks the rules in the order DESIGN.md §7 fixes, writes, and records one audit entry per
-object whose state changed. A rejected request raises before anything is written; a request
-that changes nothing writes nothing (no version bump, no audit entry).
-
-Who may call which function is decided by the engine: the views check the viewing rule and
-the plain keys (UPDATE_FEATURE_STATE, MANAGE_SEGMENT_OVERRIDES on the feature); change
-requests, whose rules depend on the features they touch and on their author, are checked
-here, through `permissions.engine`, so the order of the errors stays the one of §7.
-
-Errors: `ValidationError({"field": [...]})` → 400; `InvalidOperation(code=...)` → 400
-`{"detail","code"}` (`change_requests_disabled`, `not_enough_approvals`);
-`DomainPermissionDenied` → 403 (`permission_denied`, `change_request_required`,
-`cannot_approve_own`); `Conflict` → 409 (`stale`, `already_committed`).
-"""
+"""Writes for change requests: create, update, approve, commit, delete, in the order docs/CHANGE_REQUESTS.md fixes."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -26,11 +9,10 @@ from typing import Any, cast
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, F
 from django.utils import timezone
 
 from audit.models import AuditAction
-from audit.services import Actor, audit_record
+from audit.services import Actor
 from environments.models import Environment
 from features.models import (
     ChangeRequest,
@@ -39,328 +21,23 @@ from features.models import (
     ChangeRequestStatus,
     Feature,
     FeatureState,
-    Segment,
     SegmentOverride,
+)
+from features.workflow.services.common import (
+    UNSET,
+    InvalidOperation,
+    _audit,
+    _same_json,
+    _threshold,
+    _write_state,
+)
+from features.workflow.services.states import (
+    feature_state_snapshot,
 )
 from organisations.models import OrganisationAPIKey
 from permissions import engine
 from permissions.catalogue import APPROVE_CHANGE_REQUEST, CREATE_CHANGE_REQUEST
-from tagwarden.errors import BadRequest, Conflict, DomainPermissionDenied
-
-
-class _Unset:
-    """Marks an argument left out (None is a valid JSON value)."""
-
-    def __repr__(self) -> str:
-        return "UNSET"
-
-
-UNSET: Any = _Unset()
-
-
-InvalidOperation = BadRequest  # 400 {"detail", "code"}: tagwarden.api.exceptions maps it
-
-
-CHANGE_REQUEST_REQUIRED = (
-    "Change requests are on in this environment: enabled and value change only through a "
-    "change request."
-)
-_STALE = "The state changed since you read it (version {current}, you sent {sent})."
-
-
-def _same_json(a: Any, b: Any) -> bool:
-    """JSON equality: `1` and `true` differ (they are equal in Python)."""
-    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
-
-
-def _organisation_id(environment: Environment) -> int:
-    organisation_id: int = environment.project.organisation_id
-    return organisation_id
-
-
-def _threshold(environment_id: int) -> int | None:
-    """The environment's threshold as committed now (not as loaded with the request)."""
-    value: int | None = (
-        Environment.objects.filter(pk=environment_id)
-        .values_list("minimum_change_request_approvals", flat=True)
-        .get()
-    )
-    return value
-
-
-def _audit(
-    *,
-    actor: Actor,
-    action: AuditAction,
-    obj: Any,
-    environment: Environment,
-    before: dict[str, Any] | None = None,
-    after: dict[str, Any] | None = None,
-) -> None:
-    audit_record(
-        actor=actor,
-        action=action,
-        obj=obj,
-        organisation_id=_organisation_id(environment),
-        project_id=environment.project_id,
-        environment_id=environment.pk,
-        before=before,
-        after=after,
-    )
-
-
-def _write_state(state: FeatureState, *, enabled: bool, value: Any) -> FeatureState:
-    """Write `enabled`/`value` into a locked state and bump its version by one, on the
-    condition that nobody else bumped it meanwhile (409 stale otherwise)."""
-    updated = FeatureState.objects.filter(pk=state.pk, version=state.version).update(
-        enabled=enabled, value=value, version=F("version") + 1, updated_at=timezone.now()
-    )
-    if updated != 1:
-        raise Conflict("The state changed while it was being written.", code="stale")
-    state.refresh_from_db()
-    return state
-
-
-# --------------------------------------------------------------------------------------
-# Feature states (default states: one per feature and environment)
-# --------------------------------------------------------------------------------------
-
-
-def feature_state_snapshot(state: FeatureState) -> dict[str, Any]:
-    return {
-        "feature": state.feature_id,
-        "environment": state.environment_id,
-        "segment_override": state.segment_override_id,
-        "enabled": state.enabled,
-        "value": state.value,
-        "version": state.version,
-    }
-
-
-def feature_state_update(
-    *,
-    state: FeatureState,
-    enabled: bool = UNSET,
-    value: Any = UNSET,
-    version: int | None = None,
-    actor: Actor,
-) -> FeatureState:
-    """Write a default state directly (the caller holds UPDATE_FEATURE_STATE on its feature).
-
-    - Where change requests are on, a write that would change `enabled` or `value` is
-      refused, admins included: 403 `change_request_required`.
-    - `version`, when given, must be the current one: 409 `stale` otherwise.
-    - A write that changes nothing bumps no version and records nothing.
-
-    The common case costs one UPDATE and the audit entry (docs/PERFORMANCE.md, budgets): the
-    UPDATE only applies while the state is still at the version the request read and change
-    requests are still off, both checked by the database in the same statement; when it
-    does not apply, the state is locked, read again and judged as committed now.
-    """
-    new_enabled = state.enabled if enabled is UNSET else enabled
-    new_value = state.value if value is UNSET else value
-    changes = new_enabled != state.enabled or not _same_json(new_value, state.value)
-    with transaction.atomic():
-        if changes and version in (None, state.version):
-            now = timezone.now()
-            change_requests_on = Environment.objects.filter(
-                pk=state.environment_id, minimum_change_request_approvals__isnull=False
-            )
-            written = (
-                FeatureState.objects.filter(pk=state.pk, version=state.version)
-                .exclude(Exists(change_requests_on))
-                .update(
-                    enabled=new_enabled, value=new_value, version=F("version") + 1, updated_at=now
-                )
-            )
-            if written == 1:
-                before = feature_state_snapshot(state)
-                state.enabled, state.value, state.updated_at = new_enabled, new_value, now
-                state.version += 1
-                _audit(
-                    actor=actor,
-                    action=AuditAction.UPDATED,
-                    obj=state,
-                    environment=state.environment,
-                    before=before,
-                    after=feature_state_snapshot(state),
-                )
-                return state
-        locked = FeatureState.objects.select_for_update().get(pk=state.pk)
-        environment = state.environment
-        new_enabled = locked.enabled if enabled is UNSET else enabled
-        new_value = locked.value if value is UNSET else value
-        changes = new_enabled != locked.enabled or not _same_json(new_value, locked.value)
-        if changes and _threshold(locked.environment_id) is not None:
-            raise DomainPermissionDenied(CHANGE_REQUEST_REQUIRED, code="change_request_required")
-        if version is not None and version != locked.version:
-            raise Conflict(_STALE.format(current=locked.version, sent=version), code="stale")
-        if not changes:
-            return locked
-        before = feature_state_snapshot(locked)
-        locked = _write_state(locked, enabled=new_enabled, value=new_value)
-        _audit(
-            actor=actor,
-            action=AuditAction.UPDATED,
-            obj=locked,
-            environment=environment,
-            before=before,
-            after=feature_state_snapshot(locked),
-        )
-    return locked
-
-
-# --------------------------------------------------------------------------------------
-# Segment overrides (each with its own feature state)
-# --------------------------------------------------------------------------------------
-
-
-def segment_override_snapshot(override: SegmentOverride, state: FeatureState) -> dict[str, Any]:
-    """The audited state of an override: its own feature state is part of it."""
-    return {
-        "feature": override.feature_id,
-        "environment": override.environment_id,
-        "segment": override.segment_id,
-        "priority": override.priority,
-        "feature_state": state.pk,
-        "enabled": state.enabled,
-        "value": state.value,
-        "version": state.version,
-    }
-
-
-_SEGMENT_TAKEN = "This feature already has an override for this segment in this environment."
-
-
-def segment_override_create(
-    *,
-    environment: Environment,
-    feature: Feature,
-    segment_id: int,
-    priority: int = 0,
-    enabled: bool = False,
-    value: Any = None,
-    actor: Actor,
-) -> SegmentOverride:
-    """Create an override of `feature` for a segment of its project, with its own state.
-
-    Where change requests are on, creating an override stays a direct write (DESIGN.md §7)
-    but its state must start as a default one: a create that sets `enabled` to true or
-    `value` to anything but null is refused with 403 `change_request_required` (create the
-    override, then change it through a change request).
-    """
-    if feature.project_id != environment.project_id:
-        raise ValidationError({"feature": ["This feature is not in the environment's project."]})
-    if environment.change_requests_enabled and (enabled is not False or value is not None):
-        raise DomainPermissionDenied(
-            CHANGE_REQUEST_REQUIRED
-            + " Create the override with enabled false and value null, then change it "
-            "through a change request.",
-            code="change_request_required",
-        )
-    with transaction.atomic():
-        # Lock order (docs/CONCURRENCY.md): the feature, then the segment. Both rows are
-        # read under their lock, so a concurrent delete of either is a 400 here, or sees
-        # this override (feature delete: cascades; segment delete: 409 segment_in_use).
-        if not Feature.objects.select_for_update().filter(pk=feature.pk).exists():
-            raise ValidationError({"feature": ["This feature was deleted."]})
-        segment = (
-            Segment.objects.select_for_update()
-            .filter(pk=segment_id, project_id=feature.project_id)
-            .first()
-        )
-        if segment is None:
-            raise ValidationError(
-                {"segment": [f"Unknown segment id {segment_id} for this project."]}
-            )
-        if SegmentOverride.objects.filter(
-            feature=feature, environment=environment, segment=segment
-        ).exists():
-            raise ValidationError({"segment": [_SEGMENT_TAKEN]})
-        try:
-            with transaction.atomic():
-                override = SegmentOverride.objects.create(
-                    feature=feature, environment=environment, segment=segment, priority=priority
-                )
-        except IntegrityError:  # a concurrent create won the race
-            raise ValidationError({"segment": [_SEGMENT_TAKEN]}) from None
-        state = FeatureState.objects.create(
-            feature=feature,
-            environment=environment,
-            segment_override=override,
-            enabled=enabled,
-            value=value,
-        )
-        _audit(
-            actor=actor,
-            action=AuditAction.CREATED,
-            obj=override,
-            environment=environment,
-            after=segment_override_snapshot(override, state),
-        )
-    return override
-
-
-def segment_override_update(
-    *,
-    override: SegmentOverride,
-    priority: int = UNSET,
-    enabled: bool = UNSET,
-    value: Any = UNSET,
-    actor: Actor,
-) -> SegmentOverride:
-    """Change an override's priority (always a direct write) and its state's `enabled` and
-    `value` (where change requests are on: 403 `change_request_required` if they would
-    change). The state's version goes up by one when `enabled` or `value` change."""
-    environment = override.environment
-    with transaction.atomic():
-        locked = SegmentOverride.objects.select_for_update().get(pk=override.pk)
-        state = FeatureState.objects.select_for_update().get(segment_override=locked)
-        new_enabled = state.enabled if enabled is UNSET else enabled
-        new_value = state.value if value is UNSET else value
-        state_changes = new_enabled != state.enabled or not _same_json(new_value, state.value)
-        if state_changes and _threshold(environment.pk) is not None:
-            raise DomainPermissionDenied(CHANGE_REQUEST_REQUIRED, code="change_request_required")
-        new_priority = locked.priority if priority is UNSET else priority
-        if not state_changes and new_priority == locked.priority:
-            return locked
-        before = segment_override_snapshot(locked, state)
-        if new_priority != locked.priority:
-            locked.priority = new_priority
-            locked.save(update_fields=["priority"])
-        if state_changes:
-            state = _write_state(state, enabled=new_enabled, value=new_value)
-        _audit(
-            actor=actor,
-            action=AuditAction.UPDATED,
-            obj=locked,
-            environment=environment,
-            before=before,
-            after=segment_override_snapshot(locked, state),
-        )
-    return locked
-
-
-def segment_override_delete(*, override: SegmentOverride, actor: Actor) -> None:
-    """Delete an override with its state (a direct write, change requests on or not). Open
-    change requests that target its state can no longer be committed (409 stale)."""
-    environment = override.environment
-    with transaction.atomic():
-        locked = SegmentOverride.objects.select_for_update().get(pk=override.pk)
-        state = FeatureState.objects.get(segment_override=locked)
-        _audit(
-            actor=actor,
-            action=AuditAction.DELETED,
-            obj=locked,
-            environment=environment,
-            before=segment_override_snapshot(locked, state),
-        )
-        locked.delete()
-
-
-# --------------------------------------------------------------------------------------
-# Change requests
-# --------------------------------------------------------------------------------------
+from tagwarden.errors import Conflict, DomainPermissionDenied
 
 
 @dataclass(frozen=True, slots=True)
@@ -811,7 +488,7 @@ def change_request_valid_approvals(
 def change_request_commit(*, change_request: ChangeRequest, actor: Actor) -> ChangeRequest:
     """Apply every change of an open change request in one transaction.
 
-    Order (DESIGN.md §7): the author, or anyone who may approve it (403); open (409
+    Order (docs/API.md, "Feature states, overrides, change requests"): the author, or anyone who may approve it (403); open (409
     `already_committed`); enough valid approvals (400 `not_enough_approvals`; the threshold
     is the environment's now, 0 once change requests are off); no target changed or gone
     since recorded (409 `stale`). Each state whose values change gets its version bumped

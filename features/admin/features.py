@@ -1,0 +1,203 @@
+"""Admin for features and segments (docs/ADMIN.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from features import services
+from features.admin.common import (
+    has_projects_holding,
+    projects_holding,
+    refuse,
+    superuser,
+)
+from features.models import (
+    Feature,
+    Segment,
+)
+from features.segment_rules import segment_rules_errors
+from impact.admin_preview import ImpactAdmin
+from permissions import engine
+from permissions.catalogue import (
+    CREATE_FEATURE,
+    DELETE_FEATURE,
+    MANAGE_SEGMENTS,
+)
+from tagwarden.admin.base import (
+    MemberScopedMixin,
+    ServiceModelForm,
+    TagwardenAdmin,
+    actor_of,
+    reaches,
+)
+
+
+@admin.register(Feature)
+class FeatureAdmin(MemberScopedMixin, ImpactAdmin):
+    """Tag changes go through `feature_update`: protected tags need project admin."""
+
+    organisation_lookup = "project__organisation"
+    list_display = ["name", "project", "tag_list", "created_at"]
+    list_filter = [
+        ("project__organisation", admin.RelatedOnlyFieldListFilter),
+        ("project", admin.RelatedOnlyFieldListFilter),
+    ]
+    list_select_related = ["project"]
+    search_fields = ["name", "description", "project__name"]
+    autocomplete_fields = ["project", "tags"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        return super().get_queryset(request).prefetch_related("tags")
+
+    @admin.display(description="tags")
+    def tag_list(self, obj: Feature) -> str:
+        return ", ".join(t.label for t in obj.tags.all())
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return ["project", "name", "description", "tags"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is not None and not self.has_change_permission(request, obj):
+            return ["project", "name", "description", "tags"]
+        return ["project"] if obj else []
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "project":
+            kwargs["queryset"] = projects_holding(request, CREATE_FEATURE)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return superuser(request) or (has_projects_holding(request, CREATE_FEATURE))
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if superuser(request):
+            return True
+        if obj is None:
+            return reaches(request, "project")
+        return engine.allowed(request.user, CREATE_FEATURE, obj.project)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if superuser(request):
+            return True
+        if obj is None:
+            return reaches(request, "project")
+        return engine.allowed(request.user, DELETE_FEATURE, obj.project, obj)
+
+    def service_create(self, request: HttpRequest, form: Any) -> Feature:
+        data = form.cleaned_data
+        if not superuser(request) and not engine.allowed(
+            request.user, CREATE_FEATURE, data["project"]
+        ):
+            raise refuse(CREATE_FEATURE, "this project")
+        return services.feature_create(
+            project=data["project"],
+            name=data["name"],
+            description=data.get("description") or "",
+            tags=list(data.get("tags") or []),
+            actor=actor_of(request),
+        )
+
+    def service_update(self, request: HttpRequest, obj: Feature, form: Any) -> None:
+        data = form.cleaned_data
+        services.feature_update(
+            feature=obj,
+            name=data["name"],
+            description=data.get("description") or "",
+            tags=list(data.get("tags") or []),
+            actor=actor_of(request),
+        )
+
+    def service_delete(self, request: HttpRequest, obj: Feature) -> None:
+        services.feature_delete(feature=obj, actor=actor_of(request))
+
+
+class SegmentAdminForm(ServiceModelForm):
+    """Rules in Flagsmith's format (features/segment_rules.py); each error names its path."""
+
+    class Meta:
+        model = Segment
+        fields = ["project", "name", "rules"]
+
+    def clean_rules(self) -> Any:
+        rules = self.cleaned_data.get("rules")
+        errors = segment_rules_errors(rules)
+        if errors:
+            raise forms.ValidationError(
+                [
+                    message if path == "rules" else f"{path}: {message}"
+                    for path, messages in errors.items()
+                    for message in messages
+                ]
+            )
+        return rules
+
+
+@admin.register(Segment)
+class SegmentAdmin(MemberScopedMixin, TagwardenAdmin):
+    """MANAGE_SEGMENTS on the project to create, edit and delete."""
+
+    form = SegmentAdminForm
+    organisation_lookup = "project__organisation"
+    list_display = ["name", "project"]
+    list_filter = [
+        ("project__organisation", admin.RelatedOnlyFieldListFilter),
+        ("project", admin.RelatedOnlyFieldListFilter),
+    ]
+    list_select_related = ["project"]
+    search_fields = ["name", "project__name"]
+    autocomplete_fields = ["project"]
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return ["project", "name", "rules"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return ["project"] if obj else []
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "project":
+            kwargs["queryset"] = projects_holding(request, MANAGE_SEGMENTS)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return superuser(request) or has_projects_holding(request, MANAGE_SEGMENTS)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if superuser(request):
+            return True
+        if obj is None:
+            return reaches(request, "project")
+        return engine.allowed(request.user, MANAGE_SEGMENTS, obj.project)
+
+    has_delete_permission = has_change_permission
+
+    def service_create(self, request: HttpRequest, form: Any) -> Segment:
+        data = form.cleaned_data
+        if not superuser(request) and not engine.allowed(
+            request.user, MANAGE_SEGMENTS, data["project"]
+        ):
+            raise refuse(MANAGE_SEGMENTS, "this project")
+        return services.segment_create(
+            project=data["project"],
+            name=data["name"],
+            rules=data.get("rules"),
+            actor=actor_of(request),
+        )
+
+    def service_update(self, request: HttpRequest, obj: Segment, form: Any) -> None:
+        data = form.cleaned_data
+        services.segment_update(
+            segment=obj, name=data["name"], rules=data.get("rules"), actor=actor_of(request)
+        )
+
+    def service_delete(self, request: HttpRequest, obj: Segment) -> None:
+        services.segment_delete(segment=obj, actor=actor_of(request))
+
+
+# --------------------------------------------------------------------------------------
+# Feature states
+# --------------------------------------------------------------------------------------

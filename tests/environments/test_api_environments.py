@@ -1,4 +1,4 @@
-"""`/api/v1/environments/`: list, create, read, edit, delete (API.md "Environments")."""
+"""`/api/v1/environments/`: list, create, read, edit, delete (docs/API.md)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from permissions.catalogue import (
 )
 from permissions.models import Grant
 from tests import factories as f
-from tests.conftest import client_for
+from tests.support.clients import client_for
 
 pytestmark = pytest.mark.django_db
 LIST = "/api/v1/environments/"

@@ -14,7 +14,7 @@ from audit.models import AuditLogEntry
 from features.models import FeatureState, Segment, SegmentOverride
 from permissions.catalogue import CREATE_FEATURE, MANAGE_SEGMENTS, VIEW_PROJECT
 from tests import factories as f
-from tests.conftest import client_for
+from tests.support.clients import client_for
 
 pytestmark = pytest.mark.django_db
 RULES = [{"type": "ALL", "conditions": [{"property": "plan", "operator": "EQUAL", "value": "pro"}]}]

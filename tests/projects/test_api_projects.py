@@ -1,4 +1,4 @@
-"""`/api/v1/projects/`: list, create, read, rename, delete (API.md)."""
+"""`/api/v1/projects/`: list, create, read, rename, delete (docs/API.md)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from permissions.catalogue import (
 from permissions.models import Grant
 from projects.models import Project, Tag
 from tests import factories as f
-from tests.conftest import client_for
+from tests.support.clients import client_for
 
 pytestmark = pytest.mark.django_db
 LIST = "/api/v1/projects/"

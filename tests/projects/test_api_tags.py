@@ -1,4 +1,4 @@
-"""`/api/v1/projects/{id}/tags/`: tags and the protected-tag rules of DESIGN.md §5."""
+"""`/api/v1/projects/{id}/tags/`: tags and the protected-tag rules of docs/API.md ("Choices where the contract is silent") and docs/PERMISSIONS.md ("Never widen")."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from permissions.catalogue import (
 )
 from projects.models import DEFAULT_TAG_COLOR, Tag
 from tests import factories as f
-from tests.conftest import client_for
+from tests.support.clients import client_for
 
 pytestmark = pytest.mark.django_db
 FIELDS = {"id", "label", "color", "description", "is_restricted", "is_protected"}

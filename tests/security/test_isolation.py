@@ -29,7 +29,7 @@ from permissions.catalogue import (
     VIEW_PROJECT,
 )
 from tests import factories as f
-from tests.security.conftest import token_client
+from tests.support.clients import token_client
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()
@@ -847,7 +847,7 @@ def test_user_detailed_permissions__user_of_another_organisation__404(
     assert b_leaks(response, b) == []
 
 
-def test_the_body_marker_works(b: Side) -> None:
+def test_leak_check__b_admin_reads_b__finds_b_marker(b: Side) -> None:
     """Guard: B's own admin does see B (so `b_leaks` would catch a leak)."""
     response = token_client(b.admin).get(f"{b.envu}/change-requests/")
     assert b_leaks(response, b)

@@ -33,9 +33,8 @@ from tests.support.feature_states import (
     audit_entries,
     default_state,
     env_url,
-    role_principal,
-    user_with,
 )
+from tests.support.principals import role_principal, user_with
 
 pytestmark = pytest.mark.django_db
 

@@ -26,10 +26,9 @@ from tests.support.clients import client_for
 from tests.support.feature_states import (
     audit_entries,
     default_state,
-    role_principal,
     state_url,
-    user_with,
 )
+from tests.support.principals import role_principal, user_with
 from tests.support.worlds import tags_a_b_restricted
 
 pytestmark = pytest.mark.django_db

@@ -24,6 +24,7 @@ from permissions.models import Grant
 from projects.models import Tag
 from tests import factories as f
 from tests.support.clients import client_for
+from tests.support.principals import user_with
 from tests.support.worlds import tags_a_b_restricted
 
 pytestmark = pytest.mark.django_db
@@ -46,12 +47,6 @@ def role_user(organisation: Any, project: Any, entries: Any, *, api_key: bool = 
         f.RoleAssignmentFactory(role=role, user=principal)
     f.grant(role, project, entries)
     return principal
-
-
-def user_with(organisation: Any, project: Any, entries: Any, *, admin: bool = False) -> Any:
-    user = f.member(organisation)
-    f.grant(user, project, entries, admin=admin)
-    return user
 
 
 def audit(**kwargs: Any) -> list[AuditLogEntry]:

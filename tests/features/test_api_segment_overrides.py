@@ -20,9 +20,8 @@ from tests.support.clients import client_for
 from tests.support.feature_states import (
     audit_entries,
     env_url,
-    role_principal,
-    user_with,
 )
+from tests.support.principals import role_principal, user_with
 
 pytestmark = pytest.mark.django_db
 

@@ -36,8 +36,8 @@ from tests.support.clients import client_for
 from tests.support.feature_states import (
     default_state,
     env_url,
-    role_principal,
 )
+from tests.support.principals import role_principal
 from tests.support.worlds import tags_a_b_restricted
 
 pytestmark = pytest.mark.django_db

@@ -25,6 +25,7 @@ from permissions.models import Grant
 from projects.models import Project, Tag
 from tests import factories as f
 from tests.support.clients import client_for
+from tests.support.principals import user_with
 
 pytestmark = pytest.mark.django_db
 LIST = "/api/v1/projects/"
@@ -36,12 +37,6 @@ def detail(project: Any) -> str:
 
 def audit(**kwargs: Any) -> list[AuditLogEntry]:
     return list(AuditLogEntry.objects.filter(object_type="project", **kwargs))
-
-
-def user_with(organisation: Any, scope: Any, entries: Any, *, admin: bool = False) -> Any:
-    user = f.member(organisation)
-    f.grant(user, scope, entries, admin=admin)
-    return user
 
 
 # --------------------------------------------------------------------------------------

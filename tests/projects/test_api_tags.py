@@ -21,6 +21,7 @@ from permissions.catalogue import (
 from projects.models import DEFAULT_TAG_COLOR, Tag
 from tests import factories as f
 from tests.support.clients import client_for
+from tests.support.principals import user_with
 
 pytestmark = pytest.mark.django_db
 FIELDS = {"id", "label", "color", "description", "is_restricted", "is_protected"}
@@ -29,12 +30,6 @@ FIELDS = {"id", "label", "color", "description", "is_restricted", "is_protected"
 def url(project: Any, tag: Any | None = None) -> str:
     base = f"/api/v1/projects/{project.pk}/tags/"
     return base if tag is None else f"{base}{tag.pk}/"
-
-
-def user_with(organisation: Any, project: Any, entries: Any, *, admin: bool = False) -> Any:
-    user = f.member(organisation)
-    f.grant(user, project, entries, admin=admin)
-    return user
 
 
 def audit(**kwargs: Any) -> list[AuditLogEntry]:

@@ -20,7 +20,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from audit.models import AuditLogEntry
-from features.models import ChangeRequest, FeatureState
+from features.models import ChangeRequest
 from permissions.catalogue import (
     APPROVE_CHANGE_REQUEST,
     DELETE_FEATURE,
@@ -30,6 +30,7 @@ from permissions.catalogue import (
 )
 from tests import factories as f
 from tests.support.clients import token_client
+from tests.support.feature_states import default_state
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()
@@ -90,10 +91,6 @@ class Side:
     @property
     def envu(self) -> str:
         return f"{API}/environments/{self.env.api_key}"
-
-
-def default_state(feature: Any, env: Any) -> FeatureState:
-    return FeatureState.objects.get(feature=feature, environment=env, segment_override__isnull=True)
 
 
 def build_side(prefix: str) -> Side:

@@ -6,6 +6,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from tests import factories as f
+from tests.support.clients import client_for  # noqa: F401  (old path, still imported by test_engine_memo.py and test_impact_limit.py)
 
 
 @pytest.fixture
@@ -36,14 +37,3 @@ def org_admin(organisation: Any) -> Any:
 @pytest.fixture
 def org_user(organisation: Any) -> Any:
     return f.member(organisation)
-
-
-def client_for(principal: Any) -> APIClient:
-    """An API client authenticated as a user (force_authenticate) or an API key (header)."""
-    client = APIClient()
-    plain_key = getattr(principal, "plain_key", None)
-    if plain_key is not None:
-        client.credentials(HTTP_AUTHORIZATION=f"Api-Key {plain_key}")
-    else:
-        client.force_authenticate(principal)
-    return client

@@ -11,8 +11,8 @@ import pytest
 from drf_spectacular.generators import SchemaGenerator
 
 from features.models import Feature, FeatureState, Segment
-from tests.conftest import client_for
-from tests.dry_run_support import World, assert_unchanged, build_world, db_state
+from tests.support.clients import client_for
+from tests.support.dry_run import World, assert_unchanged, build_world, db_state
 
 pytestmark = pytest.mark.django_db
 
@@ -44,7 +44,7 @@ def test_schema__dry_run_parameter_exactly_on_the_actions_that_honour_it() -> No
             declared.add((_normalise(path), method))
     assert declared, "no endpoint declares a dry run"
     assert documented == declared
-    # The permission writes of API.md all offer it (a sample of each kind).
+    # The permission writes of docs/API.md all offer it (a sample of each kind).
     for expected in [
         ("/api/v1/organisations/{}/user-permissions/", "post"),
         ("/api/v1/projects/{}/user-group-permissions/{}/", "delete"),

@@ -14,7 +14,7 @@ from permissions.catalogue import (
     VIEW_ENVIRONMENT,
 )
 from tests import factories as f
-from tests.admin.test_roles import errors
+from tests.support.admin import errors
 
 pytestmark = pytest.mark.django_db
 

@@ -1,4 +1,4 @@
-"""The admin's "Preview impact" step (API.md IMPACT): on the change forms of roles (with their
+"""The admin's "Preview impact" step (docs/PERMISSIONS.md, "Seeing a change before making it"): on the change forms of roles (with their
 inlines), grants, groups, tags, features and memberships, "Preview impact" validates the form
 as a Save would, runs the same save in a transaction that is rolled back, and shows the
 submitted form again with who would gain and who would lose what. Nothing is saved: no
@@ -34,8 +34,15 @@ from permissions.catalogue import (
 from permissions.models import Grant, GrantEntry, GrantEntryTag
 from projects.models import Tag
 from tests import factories as f
-from tests.admin.conftest import World, form_data, inline_prefix
-from tests.admin.test_roles import ASSIGNMENTS, ENV_GRANTS, errors, new_row
+from tests.support.admin import (
+    ASSIGNMENTS,
+    ENV_GRANTS,
+    World,
+    errors,
+    form_data,
+    inline_prefix,
+    new_row,
+)
 
 pytestmark = pytest.mark.django_db
 

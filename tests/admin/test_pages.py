@@ -104,7 +104,9 @@ def test_search__finds_own_and_not_other(
 
 @pytest.mark.parametrize("label", MODELS)
 @pytest.mark.parametrize("who", ["superuser", "staff"])
-def test_add_page(superuser_client, staff_client, world, label, who):
+def test_add_page__superuser_or_org_admin__200_where_writable_else_403(
+    superuser_client, staff_client, world, label, who
+):
     client = superuser_client if who == "superuser" else staff_client
     response = client.get(url(label, "add"))
     writable = label not in READ_ONLY | CHANGE_ONLY and (
@@ -138,7 +140,9 @@ def test_change_page__org_admin__other_organisation__404(staff_client, world, ot
 
 @pytest.mark.parametrize("label", MODELS)
 @pytest.mark.parametrize("who", ["superuser", "staff"])
-def test_delete_page(superuser_client, staff_client, world, label, who):
+def test_delete_page__superuser_or_org_admin__200_where_writable_else_403(
+    superuser_client, staff_client, world, label, who
+):
     client = superuser_client if who == "superuser" else staff_client
     obj = world.objects()[label]
     response = client.get(url(label, "delete", obj.pk))

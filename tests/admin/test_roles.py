@@ -4,9 +4,6 @@ services (same validation and audit entries as the API); a rejected save saves n
 
 from __future__ import annotations
 
-import html
-import re
-
 import pytest
 from django.urls import reverse
 
@@ -24,32 +21,21 @@ from permissions.catalogue import (
 )
 from permissions.models import Grant
 from tests import factories as f
-from tests.admin.conftest import form_data, inline_prefix
+from tests.support.admin import (
+    ASSIGNMENTS,
+    ENV_GRANTS,
+    PROJECT_GRANTS,
+    errors,
+    form_data,
+    inline_prefix,
+    new_row,
+)
 
 pytestmark = pytest.mark.django_db
-
-ENV_GRANTS = "environment grants"
-PROJECT_GRANTS = "project grants"
-ASSIGNMENTS = "assignments (to users, groups or API keys of the organisation)"
-
-
-def errors(response) -> list[str]:
-    """Every error message on the page (field and non-field)."""
-    page = response.content.decode()
-    return [
-        html.unescape(re.sub(r"<[^>]+>", "", li).strip())
-        for ul in re.findall(r'<ul class="errorlist[^"]*"[^>]*>(.*?)</ul>', page, re.S)
-        for li in re.findall(r"<li>(.*?)</li>", ul, re.S)
-    ]
 
 
 def change_url(role) -> str:
     return reverse("admin:organisations_role_change", args=[role.pk])
-
-
-def new_row(data: dict, prefix: str) -> int:
-    """Index of the blank extra row of an inline (there is one: extra = 1)."""
-    return int(data[f"{prefix}-TOTAL_FORMS"]) - 1
 
 
 @pytest.fixture(params=["superuser", "staff"])

@@ -27,8 +27,7 @@ from permissions.catalogue import (
 from permissions.models import Grant
 from projects.models import Project, Tag
 from tests import factories as f
-from tests.admin.conftest import form_data
-from tests.admin.test_roles import errors
+from tests.support.admin import errors, form_data
 
 pytestmark = pytest.mark.django_db
 
@@ -429,7 +428,7 @@ def test_feature_delete__audited(admin_client, world):
     assert audited("feature", "deleted", world.feature)
 
 
-def test_segment_add_and_rules_validation(admin_client, world):
+def test_segment_add__valid_or_invalid_rules__saved_audited_or_form_error(admin_client, world):
     ok = admin_client.post(
         add_url("features.segment"), {"project": world.project.pk, "name": "beta", "rules": "[]"}
     )

@@ -17,7 +17,7 @@ from rest_framework.test import APIClient
 from audit.models import AuditLogEntry
 from permissions.catalogue import DELETE_FEATURE, VIEW_AUDIT_LOG, VIEW_PROJECT
 from tests import factories as f
-from tests.conftest import client_for
+from tests.support.clients import client_for
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()

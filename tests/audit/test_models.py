@@ -1,4 +1,4 @@
-"""The audit log is append-only (DESIGN.md §2, §8): entries can be added, never changed or
+"""The audit log is append-only (docs/API.md, "Choices where the contract is silent"): entries can be added, never changed or
 removed through the ORM."""
 
 from __future__ import annotations

@@ -107,7 +107,7 @@ def snapshot(organisation: Organisation) -> dict[str, Any]:
     }
 
 
-def test_counts(db: Any) -> None:
+def test_generate_org__default_sizes__expected_row_counts(db: Any) -> None:
     organisation = generate()
     assert OrganisationMembership.objects.filter(organisation=organisation).count() == 24
     assert UserGroup.objects.filter(organisation=organisation).count() == 9
@@ -135,7 +135,7 @@ def models_f(name: str) -> Any:
     return F(name)
 
 
-def test_rows_are_valid(db: Any) -> None:
+def test_generate_org__every_row__valid_for_its_model(db: Any) -> None:
     organisation = generate()
     for feature in Feature.objects.filter(project__organisation=organisation).prefetch_related(
         "tags"
@@ -169,7 +169,7 @@ def test_rows_are_valid(db: Any) -> None:
     assert not members.filter(user_groups__isnull=True).exists()
 
 
-def test_same_seed_same_organisation(db: Any) -> None:
+def test_generate_org__same_seed__same_organisation(db: Any) -> None:
     first = snapshot(generate(seed=7))
     Organisation.objects.all().delete()
     User.objects.all().delete()
@@ -181,7 +181,7 @@ def test_same_seed_same_organisation(db: Any) -> None:
     assert other["features"] != first["features"]
 
 
-def test_benchmark_users(db: Any) -> None:
+def test_generate_org__benchmark_users__hold_their_documented_access(db: Any) -> None:
     organisation = generate()
     large = Project.objects.get(organisation=organisation, name=LARGE_PROJECT)
     large_envs = list(Environment.objects.filter(project=large).select_related("project"))
@@ -252,14 +252,14 @@ def test_benchmark_users(db: Any) -> None:
     assert not engine.allowed(tagged, UPDATE_FEATURE_STATE, environment)  # fail closed
 
 
-def test_fewer_roles_than_thirty(db: Any) -> None:
+def test_generate_org__fewer_roles_than_thirty__tagged_user_holds_them_all(db: Any) -> None:
     organisation = generate(roles=4, groups=3)
     tagged = User.objects.get(username=BENCH_TAGGED)
     roles = RoleAssignment.objects.filter(group__users=tagged, role__organisation=organisation)
     assert roles.values("role_id").distinct().count() == 4
 
 
-def test_refuses_to_generate_twice(db: Any) -> None:
+def test_generate_org__organisation_exists__command_error(db: Any) -> None:
     generate()
     with pytest.raises(CommandError, match="already exists"):
         generate()
@@ -267,12 +267,12 @@ def test_refuses_to_generate_twice(db: Any) -> None:
         generate(name="Another")
 
 
-def test_rejects_too_small_sizes(db: Any) -> None:
+def test_generate_org__too_few_members__command_error(db: Any) -> None:
     with pytest.raises(CommandError, match="--members"):
         generate(members=2)
 
 
-def test_progress_bar_reports_to_its_stream() -> None:
+def test_progress__advanced_to_the_end__100_percent_on_its_stream_silent_when_disabled() -> None:
     stream = io.StringIO()
     progress = Progress(200, stream)
     for _ in range(4):
@@ -284,7 +284,7 @@ def test_progress_bar_reports_to_its_stream() -> None:
     assert quiet.getvalue() == ""
 
 
-def test_prints_summary(db: Any) -> None:
+def test_generate_org__done__prints_summary_with_benchmark_users(db: Any) -> None:
     out = io.StringIO()
     generate_org(seed=3, stdout=out, stderr=io.StringIO(), **SIZES)
     text = out.getvalue()

@@ -11,7 +11,7 @@ from bench import run
 from bench.stats import percentile, summary
 
 
-def test_percentiles_are_nearest_rank() -> None:
+def test_percentile__values_1_to_100__nearest_rank() -> None:
     values = list(range(1, 101))
     assert percentile(values, 50) == 50
     assert percentile(values, 95) == 95
@@ -49,13 +49,15 @@ def _result(cold: int = 1, warm: int = 0, page_10: int = 6, page_100: int = 6) -
         ({"page_10": 6, "page_100": 105}, {"list"}),
     ],
 )
-def test_query_budgets(kwargs: dict[str, int], broken: set[str]) -> None:
+def test_evaluate__query_counts_over_budget__those_budgets_unmet(
+    kwargs: dict[str, int], broken: set[str]
+) -> None:
     rows = [r for r in run.evaluate(_result(**kwargs)) if r.get("budget")]
     failed = {r["target"].split()[0].rstrip(":") for r in rows if r["met"] is False}
     assert failed == broken
 
 
-def test_write_doc_keeps_other_databases_and_the_prose(tmp_path: Path, monkeypatch: Any) -> None:
+def test_write_doc__one_database__others_and_prose_kept(tmp_path: Path, monkeypatch: Any) -> None:
     doc = tmp_path / "PERFORMANCE.md"
     doc.write_text(
         "# Performance\n\nintro\n\n<!-- bench:start -->\n"

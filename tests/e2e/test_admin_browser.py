@@ -12,6 +12,7 @@ from organisations.models import Role
 from permissions.catalogue import UPDATE_FEATURE_STATE, VIEW_ENVIRONMENT
 from permissions.models import Grant
 from tests import factories as f
+from tests.support.browser import log_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -35,15 +36,6 @@ def acme(db: Any) -> dict[str, Any]:
         "admin": admin,
         "members": members,
     }
-
-
-def log_in(page: Any, live_server: Any, username: str) -> None:
-    page.goto(f"{live_server.url}/admin/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", f.PASSWORD)
-    page.click("input[type=submit]")
-    page.wait_for_selector("#site-name")
-    assert "/admin/login/" not in page.url
 
 
 def choose_autocomplete(page: Any, field: str, text: str) -> None:

@@ -11,7 +11,7 @@ from audit.models import AuditLogEntry
 from permissions.catalogue import UPDATE_FEATURE_STATE, VIEW_ENVIRONMENT
 from permissions.models import Grant
 from tests import factories as f
-from tests.e2e.test_admin_browser import log_in
+from tests.support.browser import log_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -1,4 +1,4 @@
-"""`/api/v1/environments/`: list, create, read, edit, delete (API.md "Environments")."""
+"""`/api/v1/environments/`: list, create, read, edit, delete (docs/API.md)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ from permissions.catalogue import (
 )
 from permissions.models import Grant
 from tests import factories as f
-from tests.conftest import client_for
+from tests.support.clients import client_for
+from tests.support.principals import user_with
 
 pytestmark = pytest.mark.django_db
 LIST = "/api/v1/environments/"
@@ -34,12 +35,6 @@ def detail(environment: Any) -> str:
 
 def audit(**kwargs: Any) -> list[AuditLogEntry]:
     return list(AuditLogEntry.objects.filter(object_type="environment", **kwargs))
-
-
-def user_with(organisation: Any, scope: Any, entries: Any, *, admin: bool = False) -> Any:
-    user = f.member(organisation)
-    f.grant(user, scope, entries, admin=admin)
-    return user
 
 
 # --------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """`/api/v1/environments/{api_key}/change-requests/`: create, edit, delete, approve and
-commit, with the rules, the order of the errors and the codes of DESIGN.md §7, and the
+commit, with the rules, the order of the errors and the codes of docs/API.md ("Feature states, overrides, change requests"), and the
 audit of §8. (Tag-scoped keys on every write path: test_tag_scoped_write_paths.py.)"""
 
 from __future__ import annotations
@@ -28,14 +28,13 @@ from permissions.catalogue import (
 )
 from permissions.models import Grant
 from tests import factories as f
-from tests.conftest import client_for
-from tests.features.test_api_feature_states import (
+from tests.support.clients import client_for
+from tests.support.feature_states import (
     audit_entries,
     default_state,
     env_url,
-    role_principal,
-    user_with,
 )
+from tests.support.principals import role_principal, user_with
 
 pytestmark = pytest.mark.django_db
 

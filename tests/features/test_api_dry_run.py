@@ -1,5 +1,5 @@
-"""`?dry_run=true` on feature edits that change tags (API.md "Permissions as code and impact
-preview"). The organisation is described in tests/dry_run_support.py: f1 [A], f2 [A, B],
+"""`?dry_run=true` on feature edits that change tags (docs/PERMISSIONS.md, "Seeing a
+change before making it"). The organisation is described in tests/support/dry_run.py: f1 [A], f2 [A, B],
 f3 [C]; `role` (alice, `group` = {bob}, `key`) holds DELETE_FEATURE tagged B and
 UPDATE_FEATURE_STATE tagged A on the environment."""
 
@@ -10,24 +10,17 @@ from typing import Any
 import pytest
 
 from permissions.catalogue import DELETE_FEATURE, UPDATE_FEATURE_STATE
-from tests.dry_run_support import (
+from tests.support.dry_run import (
     Case,
     World,
-    build_world,
     change,
-    check_dry_run_false_applies,
-    check_junk_dry_run,
-    check_preview_then_apply,
     check_refused,
+    contract_tests,
     nothing,
+    world_fixture,
 )
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def w(db: Any) -> World:
-    return build_world()
 
 
 def _feature(w: World, feature: Any) -> str:
@@ -74,25 +67,17 @@ CASES = [
 ]
 BY_ID = {case.id: case for case in CASES}
 
+w = world_fixture  # the organisation of tests/support/dry_run.py, fresh for every test
 
-def _cases(*ids: str) -> list[Any]:
-    return [pytest.param(BY_ID[i], id=i) for i in ids]
-
-
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-def test_dry_run__impact_and_nothing_saved__then_applied_with_that_impact_audited(
-    case: Case, w: World
-) -> None:
-    check_preview_then_apply(case, w)
-
-
-@pytest.mark.parametrize("case", _cases("feature-attach"))
-def test_dry_run_banana__400_naming_dry_run__nothing_saved(case: Case, w: World) -> None:
-    check_junk_dry_run(case, w)
-
-
-def test_dry_run_false__applies(w: World) -> None:
-    check_dry_run_false_applies(BY_ID["feature-detach"], w)
+(
+    test_dry_run__impact_and_nothing_saved__then_applied_with_that_impact_audited,
+    test_dry_run__junk_value__400_naming_dry_run_nothing_saved,
+    test_dry_run__false__applied,
+) = contract_tests(
+    CASES,
+    junk=("feature-attach",),
+    applies=("feature-detach",),
+)
 
 
 def test_dry_run__tag_of_nowhere__400_naming_tags(w: World) -> None:

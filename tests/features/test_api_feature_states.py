@@ -1,8 +1,6 @@
 """`/api/v1/environments/{api_key}/featurestates/`: the default states of an environment
 with the caller's keys on each, and direct writes (UPDATE_FEATURE_STATE on the state's
-feature, optimistic `version`, `change_request_required`) (API.md, DESIGN.md §5, §7, §8).
-
-The helpers at the top are shared with the other modules of the state API."""
+feature, optimistic `version`, `change_request_required`) (docs/API.md, docs/PERMISSIONS.md)."""
 
 from __future__ import annotations
 
@@ -14,7 +12,6 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
-from audit.models import AuditLogEntry
 from features.models import FeatureState
 from permissions.catalogue import (
     APPROVE_CHANGE_REQUEST,
@@ -25,58 +22,17 @@ from permissions.catalogue import (
 )
 from projects.models import Tag
 from tests import factories as f
-from tests.conftest import client_for
+from tests.support.clients import client_for
+from tests.support.feature_states import (
+    audit_entries,
+    default_state,
+    state_url,
+)
+from tests.support.principals import role_principal, user_with
+from tests.support.worlds import tags_a_b_restricted
 
 pytestmark = pytest.mark.django_db
 ENVIRONMENT_KEYS = sorted(KEYS_BY_LEVEL["environment"])
-
-
-# --------------------------------------------------------------------------------------
-# Shared helpers (imported by the other state-API test modules)
-# --------------------------------------------------------------------------------------
-
-
-def env_url(environment: Any, suffix: str = "") -> str:
-    return f"/api/v1/environments/{environment.api_key}/{suffix}"
-
-
-def state_url(environment: Any, state: Any | None = None) -> str:
-    return env_url(environment, "featurestates/" + (f"{state.pk}/" if state is not None else ""))
-
-
-def default_state(feature: Any, environment: Any) -> FeatureState:
-    return FeatureState.objects.get(
-        feature=feature, environment=environment, segment_override__isnull=True
-    )
-
-
-def role_principal(organisation: Any, scope: Any, entries: Any, *, via: str = "user") -> Any:
-    """A principal holding `entries` on `scope` through a role assigned to it directly
-    (`via="user"`), through one of its groups (`"group"`), or an API key with the role."""
-    role = f.RoleFactory(organisation=organisation)
-    f.grant(role, scope, entries)
-    if via == "api_key":
-        principal = f.APIKeyFactory(organisation=organisation)
-        f.RoleAssignmentFactory(role=role, api_key=principal)
-    elif via == "group":
-        principal = f.member(organisation)
-        group = f.UserGroupFactory(organisation=organisation, users=[principal])
-        f.RoleAssignmentFactory(role=role, group=group)
-    else:
-        principal = f.member(organisation)
-        f.RoleAssignmentFactory(role=role, user=principal)
-    return principal
-
-
-def user_with(organisation: Any, scope: Any, entries: Any, *, admin: bool = False) -> Any:
-    """A member with a direct (untagged) grant on `scope`."""
-    user = f.member(organisation)
-    f.grant(user, scope, entries, admin=admin)
-    return user
-
-
-def audit_entries(object_type: str, **kwargs: Any) -> list[AuditLogEntry]:
-    return list(AuditLogEntry.objects.filter(object_type=object_type, **kwargs).order_by("id"))
 
 
 # --------------------------------------------------------------------------------------
@@ -86,11 +42,7 @@ def audit_entries(object_type: str, **kwargs: Any) -> list[AuditLogEntry]:
 
 @pytest.fixture
 def tags(project: Any) -> dict[str, Tag]:
-    return {
-        "a": f.TagFactory(project=project, label="a"),
-        "b": f.TagFactory(project=project, label="b"),
-        "restricted": f.TagFactory(project=project, label="payments", is_restricted=True),
-    }
+    return tags_a_b_restricted(project)
 
 
 @pytest.fixture
@@ -589,7 +541,8 @@ def test_patch__role_through_api_key__200(
 
 
 def test_patch__member_removed__404(organisation: Any, environment: Any, feature: Any) -> None:
-    """LESSONS Flagsmith #5893: membership gates every decision."""
+    """Membership gates every decision (docs/PERMISSIONS.md, "How one decision is made";
+    Flagsmith #5893)."""
     user = user_with(organisation, environment, [UPDATE_FEATURE_STATE])
     user.organisation_memberships.all().delete()
     state = default_state(feature, environment)

@@ -1,5 +1,5 @@
 """`/api/v1/projects/{id}/features/`: list (with `my_permissions`), create, read, edit,
-delete; protected tags; DELETE_FEATURE narrowed by tags (API.md, DESIGN.md §5)."""
+delete; protected tags; DELETE_FEATURE narrowed by tags (docs/API.md, docs/PERMISSIONS.md "Never widen")."""
 
 from __future__ import annotations
 
@@ -23,7 +23,9 @@ from permissions.catalogue import (
 from permissions.models import Grant
 from projects.models import Tag
 from tests import factories as f
-from tests.conftest import client_for
+from tests.support.clients import client_for
+from tests.support.principals import user_with
+from tests.support.worlds import tags_a_b_restricted
 
 pytestmark = pytest.mark.django_db
 PROJECT_KEYS = sorted(KEYS_BY_LEVEL["project"])
@@ -47,23 +49,13 @@ def role_user(organisation: Any, project: Any, entries: Any, *, api_key: bool = 
     return principal
 
 
-def user_with(organisation: Any, project: Any, entries: Any, *, admin: bool = False) -> Any:
-    user = f.member(organisation)
-    f.grant(user, project, entries, admin=admin)
-    return user
-
-
 def audit(**kwargs: Any) -> list[AuditLogEntry]:
     return list(AuditLogEntry.objects.filter(object_type="feature", **kwargs))
 
 
 @pytest.fixture
 def tags(project: Any) -> dict[str, Tag]:
-    return {
-        "a": f.TagFactory(project=project, label="a"),
-        "b": f.TagFactory(project=project, label="b"),
-        "restricted": f.TagFactory(project=project, label="payments", is_restricted=True),
-    }
+    return tags_a_b_restricted(project)
 
 
 # --------------------------------------------------------------------------------------

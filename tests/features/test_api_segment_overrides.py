@@ -1,7 +1,7 @@
 """`/api/v1/environments/{api_key}/features/{feature_id}/segment-overrides/`: read by
 viewers; written with MANAGE_SEGMENT_OVERRIDES on the feature (its tags apply, creation
-included: LESSONS Flagsmith #4287); where change requests are on, `enabled`/`value` change
-only through one while create, delete and `priority` stay direct (DESIGN.md §7)."""
+included: Flagsmith #4287); where change requests are on, `enabled`/`value` change
+only through one while create, delete and `priority` stay direct (docs/API.md, "Feature states, overrides, change requests")."""
 
 from __future__ import annotations
 
@@ -16,13 +16,12 @@ from rest_framework.test import APIClient
 from features.models import FeatureState, SegmentOverride
 from permissions.catalogue import MANAGE_SEGMENT_OVERRIDES, VIEW_ENVIRONMENT
 from tests import factories as f
-from tests.conftest import client_for
-from tests.features.test_api_feature_states import (
+from tests.support.clients import client_for
+from tests.support.feature_states import (
     audit_entries,
     env_url,
-    role_principal,
-    user_with,
 )
+from tests.support.principals import role_principal, user_with
 
 pytestmark = pytest.mark.django_db
 

@@ -14,7 +14,8 @@ from audit.models import AuditLogEntry
 from features.models import FeatureState, Segment, SegmentOverride
 from permissions.catalogue import CREATE_FEATURE, MANAGE_SEGMENTS, VIEW_PROJECT
 from tests import factories as f
-from tests.conftest import client_for
+from tests.support.clients import client_for
+from tests.support.principals import user_with
 
 pytestmark = pytest.mark.django_db
 RULES = [{"type": "ALL", "conditions": [{"property": "plan", "operator": "EQUAL", "value": "pro"}]}]
@@ -23,12 +24,6 @@ RULES = [{"type": "ALL", "conditions": [{"property": "plan", "operator": "EQUAL"
 def url(project: Any, segment: Any | None = None) -> str:
     base = f"/api/v1/projects/{project.pk}/segments/"
     return base if segment is None else f"{base}{segment.pk}/"
-
-
-def user_with(organisation: Any, project: Any, entries: Any, *, admin: bool = False) -> Any:
-    user = f.member(organisation)
-    f.grant(user, project, entries, admin=admin)
-    return user
 
 
 def audit(**kwargs: Any) -> list[AuditLogEntry]:

@@ -2,7 +2,7 @@
 
 The central invariant: exactly one default state per (feature, environment), made
 automatically with whichever of the two comes second, starting disabled, valueless, at
-version 1 (DESIGN.md §2)."""
+version 1 (docs/API.md)."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from features.segment_rules import segment_rules_errors
 from features.segment_rules_migration import converted_rules
 from permissions.catalogue import MANAGE_SEGMENTS
 from tests import factories as f
-from tests.conftest import client_for
+from tests.support.clients import client_for
 
 VALID = [
     {

@@ -1,4 +1,4 @@
-"""Every write path that touches a feature, with a role scoped to tag A (LESSONS Flagsmith
+"""Every write path that touches a feature, with a role scoped to tag A (docs/PERMISSIONS.md, "Every action names its feature"; Flagsmith
 #4287: one path that forgot the feature's tags let a tag-scoped role change any feature;
 #5225: tag-scoped approvers must be able to approve their features).
 
@@ -32,12 +32,13 @@ from permissions.catalogue import (
     UPDATE_FEATURE_STATE,
 )
 from tests import factories as f
-from tests.conftest import client_for
-from tests.features.test_api_feature_states import (
+from tests.support.clients import client_for
+from tests.support.feature_states import (
     default_state,
     env_url,
-    role_principal,
 )
+from tests.support.principals import role_principal
+from tests.support.worlds import tags_a_b_restricted
 
 pytestmark = pytest.mark.django_db
 
@@ -61,11 +62,7 @@ def world(organisation: Any, project: Any) -> World:
     cr_environment = f.EnvironmentFactory(
         project=project, name="reviewed", minimum_change_request_approvals=0
     )
-    tags = {
-        "a": f.TagFactory(project=project, label="a"),
-        "b": f.TagFactory(project=project, label="b"),
-        "restricted": f.TagFactory(project=project, label="payments", is_restricted=True),
-    }
+    tags = tags_a_b_restricted(project)
     features = {
         "a": f.FeatureFactory(project=project, name="fa", tags=[tags["a"]]),
         "b": f.FeatureFactory(project=project, name="fb", tags=[tags["b"]]),
@@ -126,7 +123,7 @@ def check(
 
 @pytest.mark.parametrize("via", VIAS)
 @pytest.mark.parametrize("scope,target,allowed", CASES)
-def test_feature_state_patch(
+def test_feature_state_patch__role_scoped_by_tag__allowed_only_where_its_tags_reach(
     world: World, via: str, scope: str, target: str, allowed: bool
 ) -> None:
     env = world.environment
@@ -152,7 +149,7 @@ def _overrides_url(env: Any, feature: Any, override: Any | None = None) -> str:
 
 @pytest.mark.parametrize("via", VIAS)
 @pytest.mark.parametrize("scope,target,allowed", CASES)
-def test_segment_override_create(
+def test_segment_override_create__role_scoped_by_tag__allowed_only_where_its_tags_reach(
     world: World, via: str, scope: str, target: str, allowed: bool
 ) -> None:
     env = world.environment
@@ -169,7 +166,7 @@ def test_segment_override_create(
 
 @pytest.mark.parametrize("via", VIAS)
 @pytest.mark.parametrize("scope,target,allowed", CASES)
-def test_segment_override_update(
+def test_segment_override_update__role_scoped_by_tag__allowed_only_where_its_tags_reach(
     world: World, via: str, scope: str, target: str, allowed: bool
 ) -> None:
     env = world.environment
@@ -194,7 +191,7 @@ def test_segment_override_update(
 
 @pytest.mark.parametrize("via", VIAS)
 @pytest.mark.parametrize("scope,target,allowed", CASES)
-def test_segment_override_delete(
+def test_segment_override_delete__role_scoped_by_tag__allowed_only_where_its_tags_reach(
     world: World, via: str, scope: str, target: str, allowed: bool
 ) -> None:
     env = world.environment
@@ -214,7 +211,7 @@ def test_segment_override_delete(
 
 @pytest.mark.parametrize("via", VIAS)
 @pytest.mark.parametrize("scope,target,allowed", CASES)
-def test_change_request_create(
+def test_change_request_create__role_scoped_by_tag__allowed_only_where_its_tags_reach(
     world: World, via: str, scope: str, target: str, allowed: bool
 ) -> None:
     env = world.cr_environment
@@ -261,7 +258,7 @@ def _open_request(world: World, *targets: str) -> ChangeRequest:
 
 @pytest.mark.parametrize("via", VIAS)
 @pytest.mark.parametrize("scope,target,allowed", CASES)
-def test_change_request_approve(
+def test_change_request_approve__role_scoped_by_tag__allowed_only_where_its_tags_reach(
     world: World, via: str, scope: str, target: str, allowed: bool
 ) -> None:
     env = world.cr_environment
@@ -284,7 +281,7 @@ def test_change_request_approve__a_feature_and_a_b_feature__403(world: World, vi
 
 @pytest.mark.parametrize("via", VIAS)
 @pytest.mark.parametrize("scope,target,allowed", CASES)
-def test_change_request_commit(
+def test_change_request_commit__role_scoped_by_tag__allowed_only_where_its_tags_reach(
     world: World, via: str, scope: str, target: str, allowed: bool
 ) -> None:
     """Committing someone else's request needs what approving it needs (threshold 0 here,

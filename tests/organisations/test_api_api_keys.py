@@ -1,4 +1,4 @@
-"""`/api/v1/organisations/{id}/api-keys/` (API.md: organisation admins; the full key is
+"""`/api/v1/organisations/{id}/api-keys/` (docs/API.md: organisation admins; the full key is
 returned once, on creation; revoking cannot be undone)."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from rest_framework.test import APIClient
 from audit.models import AuditLogEntry
 from organisations.models import OrganisationAPIKey, RoleAssignment
 from tests import factories as f
-from tests.conftest import client_for
+from tests.support.clients import client_for
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()

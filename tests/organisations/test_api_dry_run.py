@@ -1,6 +1,6 @@
-"""`?dry_run=true` on role assignments, roles, groups, members and API keys (API.md
+"""`?dry_run=true` on role assignments, roles, groups, members and API keys (docs/API.md
 "Permissions as code and impact preview"). The organisation is described in
-tests/dry_run_support.py: `role` (held by alice, `group` = {bob} and `key`) gives
+tests/support/dry_run.py: `role` (held by alice, `group` = {bob} and `key`) gives
 CREATE_PROJECT, DELETE_FEATURE tagged B (1 feature) and UPDATE_FEATURE_STATE tagged A on the
 environment (2 features)."""
 
@@ -24,28 +24,22 @@ from permissions.catalogue import (
     UPDATE_FEATURE_STATE,
     Level,
 )
-from tests.conftest import client_for
-from tests.dry_run_support import (
+from tests.support.clients import client_for
+from tests.support.dry_run import (
     Case,
     World,
-    build_world,
     canonical,
     change,
-    check_dry_run_false_applies,
-    check_junk_dry_run,
-    check_preview_then_apply,
     check_refused,
+    contract_tests,
     db_state,
     nothing,
+    pick,
     send,
+    world_fixture,
 )
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def w(db: Any) -> World:
-    return build_world()
 
 
 def through_role(w: World, who: Any) -> list[dict[str, Any]]:
@@ -260,29 +254,27 @@ CASES = [
 ]
 BY_ID = {case.id: case for case in CASES}
 
+w = world_fixture  # the organisation of tests/support/dry_run.py, fresh for every test
 
-def _cases(*ids: str) -> list[Any]:
-    return [pytest.param(BY_ID[i], id=i) for i in ids]
-
-
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-def test_dry_run__impact_and_nothing_saved__then_applied_with_that_impact_audited(
-    case: Case, w: World
-) -> None:
-    check_preview_then_apply(case, w)
-
-
-@pytest.mark.parametrize(
-    "case",
-    _cases("role-users-post", "role-delete", "group-put", "member-delete", "api-key-patch-revoked"),
+(
+    test_dry_run__impact_and_nothing_saved__then_applied_with_that_impact_audited,
+    test_dry_run__junk_value__400_naming_dry_run_nothing_saved,
+    test_dry_run__false__applied,
+) = contract_tests(
+    CASES,
+    junk=(
+        "role-users-post",
+        "role-delete",
+        "group-put",
+        "member-delete",
+        "api-key-patch-revoked",
+    ),
+    applies=(
+        "role-api-keys-post",
+        "group-patch",
+        "member-delete",
+    ),
 )
-def test_dry_run_banana__400_naming_dry_run__nothing_saved(case: Case, w: World) -> None:
-    check_junk_dry_run(case, w)
-
-
-@pytest.mark.parametrize("case", _cases("role-api-keys-post", "group-patch", "member-delete"))
-def test_dry_run_false__applies(case: Case, w: World) -> None:
-    check_dry_run_false_applies(case, w)
 
 
 def test_dry_run__api_key_principal__named_with_api_key_id(w: World) -> None:
@@ -350,7 +342,7 @@ def test_dry_run__unrevoke__400_naming_revoked(w: World) -> None:
 
 @pytest.mark.parametrize(
     "case",
-    _cases("role-users-post", "role-delete", "member-patch", "api-key-delete", "group-put"),
+    pick(CASES, "role-users-post", "role-delete", "member-patch", "api-key-delete", "group-put"),
 )
 def test_dry_run__member_not_admin__403(case: Case, w: World) -> None:
     check_refused(case, w, w.carol, 403)
@@ -373,7 +365,7 @@ def test_dry_run__group_manager_on_a_new_group__previews_nothing_gained(w: World
     assert db_state() == before
 
 
-@pytest.mark.parametrize("case", _cases("role-groups-post", "group-patch", "member-post"))
+@pytest.mark.parametrize("case", pick(CASES, "role-groups-post", "group-patch", "member-post"))
 def test_dry_run__not_a_member__404(case: Case, w: World) -> None:
     check_refused(case, w, w.outsider, 404)
 

@@ -1,6 +1,6 @@
-"""`/api/v1/organisations/{id}/groups/` (API.md; DESIGN.md §4: every member reads;
+"""`/api/v1/organisations/{id}/groups/` (docs/API.md; docs/PERMISSIONS.md "Viewing": every member reads;
 organisation admins write; MANAGE_USER_GROUPS holders create, rename, delete and manage
-the members of groups holding no grant and no role; LESSONS: `users` round-trips)."""
+the members of groups holding no grant and no role; Flagsmith: `users` round-trips)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from organisations.models import UserGroup
 from permissions.catalogue import MANAGE_USER_GROUPS, VIEW_PROJECT
 from permissions.models import Grant
 from tests import factories as f
-from tests.conftest import client_for
+from tests.support.clients import client_for
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()
@@ -335,7 +335,7 @@ def test_delete__non_member__404(organisation: Any, group: Any) -> None:
     assert client_for(f.UserFactory()).delete(url(organisation, group)).status_code == 404
 
 
-def test_group_manager_cannot_gain_access_through_a_group(
+def test_patch_group__manager_joins_a_group_holding_access__403_no_access_gained(
     organisation: Any, group_manager: Any, group: Any
 ) -> None:
     """A MANAGE_USER_GROUPS holder cannot join a group that holds access."""

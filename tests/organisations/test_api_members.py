@@ -1,4 +1,4 @@
-"""`/api/v1/organisations/{id}/users/` (API.md; DESIGN.md §4: every member reads, admins
+"""`/api/v1/organisations/{id}/users/` (docs/API.md; docs/PERMISSIONS.md "Viewing": every member reads, admins
 write; removing a member removes their grants, group memberships and role assignments in
 that organisation; an organisation keeps at least one ADMIN)."""
 
@@ -23,7 +23,7 @@ from permissions.catalogue import (
 )
 from permissions.models import Grant
 from tests import factories as f
-from tests.conftest import client_for
+from tests.support.clients import client_for
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()

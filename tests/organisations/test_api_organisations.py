@@ -1,4 +1,4 @@
-"""`/api/v1/organisations/` and `/api/v1/organisations/{id}/` (API.md)."""
+"""`/api/v1/organisations/` and `/api/v1/organisations/{id}/` (docs/API.md)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from organisations.models import MembershipRole, Organisation, OrganisationMembe
 from permissions.catalogue import CREATE_PROJECT
 from projects.models import Project
 from tests import factories as f
-from tests.conftest import client_for
+from tests.support.clients import client_for
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()

@@ -1,5 +1,5 @@
 """`/api/v1/organisations/{id}/roles/` and the role assignments under
-`.../roles/{role_id}/users|groups|api-keys/` (API.md; DESIGN.md §4: organisation admins
+`.../roles/{role_id}/users|groups|api-keys/` (docs/API.md; docs/PERMISSIONS.md "Who may change grants": organisation admins
 only, reading included)."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from organisations.models import OrganisationMembership, Role, RoleAssignment
 from permissions.catalogue import CREATE_PROJECT, VIEW_PROJECT
 from permissions.models import Grant
 from tests import factories as f
-from tests.conftest import client_for
+from tests.support.clients import client_for
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()

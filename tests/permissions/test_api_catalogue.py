@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 
 from permissions.catalogue import Level, specs_for
 from tests import factories as f
-from tests.conftest import client_for
+from tests.support.clients import client_for
 
 pytestmark = pytest.mark.django_db
 

@@ -1,8 +1,8 @@
-"""`?dry_run=true` on grant writes (API.md "Permissions as code and impact preview"): user and
+"""`?dry_run=true` on grant writes (docs/PERMISSIONS.md, "Seeing a change before making it"): user and
 group grants of the organisation, the project and the environment, and role grants. Each
 case previews (200 `{"impact"}`, nothing saved, no audit entry), then applies the same
 request, whose audit entries carry the previewed impact. The organisation is described in
-tests/dry_run_support.py."""
+tests/support/dry_run.py."""
 
 from __future__ import annotations
 
@@ -25,26 +25,20 @@ from permissions.catalogue import (
     VIEW_PROJECT,
 )
 from tests import factories as f
-from tests.dry_run_support import (
+from tests.support.dry_run import (
     Case,
     World,
-    build_world,
     change,
-    check_dry_run_false_applies,
-    check_junk_dry_run,
-    check_preview_then_apply,
     check_refused,
+    contract_tests,
     db_state,
     nothing,
+    pick,
     send,
+    world_fixture,
 )
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def w(db: Any) -> World:
-    return build_world()
 
 
 @dataclass(frozen=True)
@@ -367,35 +361,27 @@ ROLE_CASES = [
 CASES = GRANT_CASES + ROLE_CASES
 BY_ID = {case.id: case for case in CASES}
 
+w = world_fixture  # the organisation of tests/support/dry_run.py, fresh for every test
 
-def _cases(*ids: str) -> list[Any]:
-    return [pytest.param(BY_ID[i], id=i) for i in ids]
-
-
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-def test_dry_run__impact_and_nothing_saved__then_applied_with_that_impact_audited(
-    case: Case, w: World
-) -> None:
-    check_preview_then_apply(case, w)
-
-
-@pytest.mark.parametrize(
-    "case",
-    _cases(
+(
+    test_dry_run__impact_and_nothing_saved__then_applied_with_that_impact_audited,
+    test_dry_run__junk_value__400_naming_dry_run_nothing_saved,
+    test_dry_run__false__applied,
+) = contract_tests(
+    CASES,
+    junk=(
         "org-user-post",
         "project-group-delete",
         "env-user-patch",
         "role-organisation-put",
         "role-environment-put",
     ),
+    applies=(
+        "org-user-post",
+        "env-group-put",
+        "role-project-delete",
+    ),
 )
-def test_dry_run_banana__400_naming_dry_run__nothing_saved(case: Case, w: World) -> None:
-    check_junk_dry_run(case, w)
-
-
-@pytest.mark.parametrize("case", _cases("org-user-post", "env-group-put", "role-project-delete"))
-def test_dry_run_false__applies(case: Case, w: World) -> None:
-    check_dry_run_false_applies(case, w)
 
 
 # --------------------------------------------------------------------------------------
@@ -466,18 +452,22 @@ def test_dry_run__invalid_role_grant_update__400_naming_permissions(w: World) ->
 
 @pytest.mark.parametrize(
     "case",
-    _cases("org-user-post", "org-group-delete", "role-organisation-put", "role-environment-post"),
+    pick(
+        CASES, "org-user-post", "org-group-delete", "role-organisation-put", "role-environment-post"
+    ),
 )
 def test_dry_run__member_not_admin__403(case: Case, w: World) -> None:
     check_refused(case, w, w.carol, 403)
 
 
-@pytest.mark.parametrize("case", _cases("project-user-put", "env-group-delete"))
+@pytest.mark.parametrize("case", pick(CASES, "project-user-put", "env-group-delete"))
 def test_dry_run__viewer_not_admin_of_the_scope__403(case: Case, w: World) -> None:
     check_refused(case, w, w.alice, 403)  # alice views them through her grants
 
 
-@pytest.mark.parametrize("case", _cases("project-user-post", "env-user-patch", "role-project-put"))
+@pytest.mark.parametrize(
+    "case", pick(CASES, "project-user-post", "env-user-patch", "role-project-put")
+)
 def test_dry_run__not_a_member__404(case: Case, w: World) -> None:
     check_refused(case, w, w.outsider, 404)
 

@@ -1,5 +1,5 @@
 """`GET /api/v1/environments/{api_key}/features/{feature_id}/explain/?user=&permission=`
-(API.md: the user themself or an environment admin; the decision matches the engine's)."""
+(docs/API.md: the user themself or an environment admin; the decision matches the engine's)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from permissions.catalogue import (
     Level,
 )
 from tests import factories as f
-from tests.conftest import client_for
+from tests.support.clients import client_for
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()
@@ -55,7 +55,9 @@ def test_self__direct_grant__allowed_via_user(environment: Any, feature: Any, vi
     assert isinstance(response.data["reason"], str) and response.data["reason"]
 
 
-def test_user_defaults_to_the_caller(environment: Any, feature: Any, viewer: Any) -> None:
+def test_explain__no_user_given__explains_the_caller(
+    environment: Any, feature: Any, viewer: Any
+) -> None:
     response = client_for(viewer).get(url(environment, feature), {"permission": VIEW_ENVIRONMENT})
     assert response.status_code == 200
     assert response.data["allowed"] is True
@@ -110,7 +112,7 @@ def test_tagged_entry_not_reaching__blocked_by(
     ]
 
 
-def test_decision_matches_the_engine_for_every_key(
+def test_explain__every_environment_key__allowed_matches_the_engine(
     organisation: Any, project: Any, environment: Any, viewer: Any
 ) -> None:
     tag = f.TagFactory(project=project)
@@ -126,7 +128,7 @@ def test_decision_matches_the_engine_for_every_key(
         assert item["allowed"] == engine.allowed(fresh, item["permission"], environment, feature)
 
 
-def test_environment_admin_explains_another_user(
+def test_explain__environment_admin_asks_for_another_user__200(
     organisation: Any, environment: Any, feature: Any, viewer: Any
 ) -> None:
     admin = f.member(organisation)
@@ -148,7 +150,7 @@ def test_organisation_admin__granted_by_organisation_admin(
     assert response.data["granted_by"][0]["via"] == "organisation_admin"
 
 
-def test_admin_api_key_explains_a_user(
+def test_explain__admin_api_key_names_a_user__200_every_key(
     organisation: Any, environment: Any, feature: Any, viewer: Any
 ) -> None:
     key = f.APIKeyFactory(organisation=organisation, is_admin=True)

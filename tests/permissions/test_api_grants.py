@@ -1,6 +1,6 @@
 """User and group grants of organisations, projects and environments:
 `/organisations/{id}/user-permissions/`, `/user-group-permissions/`, and the same under
-`/projects/{id}/` and `/environments/{api_key}/` (API.md; DESIGN.md §4: read and written by
+`/projects/{id}/` and `/environments/{api_key}/` (docs/API.md; docs/PERMISSIONS.md "Who may change grants": read and written by
 the admins of that scope)."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from permissions.catalogue import (
 )
 from permissions.models import Grant, GrantEntry
 from tests import factories as f
-from tests.conftest import client_for
+from tests.support.clients import client_for
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()
@@ -536,7 +536,7 @@ def test_delete__cannot_view__404(ctx: Ctx) -> None:
 
 
 # --------------------------------------------------------------------------------------
-# Who may write, across levels (DESIGN.md §4)
+# Who may write, across levels (docs/PERMISSIONS.md, "Who may change grants")
 # --------------------------------------------------------------------------------------
 
 

@@ -1,4 +1,4 @@
-"""`GET .../my-permissions/` at organisation, project and environment level (API.md)."""
+"""`GET .../my-permissions/` at organisation, project and environment level (docs/API.md)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from permissions.catalogue import (
     Level,
 )
 from tests import factories as f
-from tests.conftest import client_for
+from tests.support.clients import client_for
 
 pytestmark = pytest.mark.django_db
 
@@ -245,7 +245,7 @@ def test_environment__removed_member_with_grants__404(organisation: Any, environ
 def test_environment__my_permissions_matches_decisions_for_a_feature(
     organisation: Any, project: Any, environment: Any, org_user: Any
 ) -> None:
-    """A client reading my-permissions with API.md's rule (for tag-supported keys)
+    """A client reading my-permissions with docs/API.md's rule (for tag-supported keys)
     decides as the server does."""
     from permissions import engine
 

@@ -1,5 +1,5 @@
 """Role grants: `.../roles/{role_id}/organisation-permissions/`, `.../projects-permissions/`
-and `.../environments-permissions/` (API.md; DESIGN.md §4: organisation admins only; tags
+and `.../environments-permissions/` (docs/API.md; docs/PERMISSIONS.md "Who may change grants": organisation admins only; tags
 per key, only on keys that support them, only tags of the grant's project)."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from permissions.catalogue import (
 )
 from permissions.models import Grant, GrantEntry, GrantEntryTag
 from tests import factories as f
-from tests.conftest import client_for
+from tests.support.clients import client_for
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()

@@ -1,5 +1,5 @@
 """`GET /api/v1/projects/{id}/user-detailed-permissions/{user_id}/` and the environment one
-(API.md: the user themself, or an admin of that scope; 403 otherwise)."""
+(docs/API.md: the user themself, or an admin of that scope; 403 otherwise)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from permissions.catalogue import (
 )
 from projects.models import Project
 from tests import factories as f
-from tests.conftest import client_for
+from tests.support.clients import client_for
 
 pytestmark = pytest.mark.django_db
 

@@ -1,6 +1,6 @@
-"""The permission catalogue is exactly the table of DESIGN.md §3.
+"""The permission catalogue is exactly the table of docs/PERMISSIONS.md, "The catalogue".
 
-The expected table is written out literally here, from DESIGN.md, so that a change to the
+The expected table is written out literally here, from docs/PERMISSIONS.md, so that a change to the
 catalogue has to be a deliberate change to this test as well."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from permissions.catalogue import (
     supports_tag,
 )
 
-# DESIGN.md §3, row by row: (level, key, supports_tag).
+# docs/PERMISSIONS.md "The catalogue", row by row: (level, key, supports_tag).
 DESIGN_TABLE: list[tuple[str, str, bool]] = [
     ("organisation", "CREATE_PROJECT", False),
     ("organisation", "MANAGE_USER_GROUPS", False),

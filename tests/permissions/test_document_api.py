@@ -1,5 +1,5 @@
 """Permissions as code over HTTP: `GET .../permissions-document/`, `POST .../plan/` and
-`POST .../apply/` (API.md "Permissions as code and impact preview"): organisation admins
+`POST .../apply/` (docs/PERMISSIONS_AS_CODE.md, "HTTP"): organisation admins
 only, JSON or YAML both ways, path-keyed 400s, nothing saved by a plan or a rejected apply."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from organisations.models import Role
 from permission_documents import documents
 from permissions.catalogue import UPDATE_FEATURE_STATE, VIEW_ENVIRONMENT
 from tests import factories as f
-from tests.conftest import client_for
-from tests.permissions.documents_setup import Acme, build_acme
+from tests.support.clients import client_for
+from tests.support.documents_setup import Acme, build_acme
 
 pytestmark = pytest.mark.django_db
 

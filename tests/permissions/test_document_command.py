@@ -16,7 +16,7 @@ from audit.models import AuditLogEntry
 from organisations.models import Role
 from permission_documents import documents
 from tests import factories as f
-from tests.permissions.documents_setup import Acme, build_acme
+from tests.support.documents_setup import Acme, build_acme
 
 pytestmark = pytest.mark.django_db
 

@@ -28,7 +28,7 @@ from permissions.catalogue import (
 from permissions.models import Grant
 from projects.models import Tag
 from tests import factories as f
-from tests.permissions.documents_setup import (
+from tests.support.documents_setup import (
     Acme,
     build_acme,
     build_skeleton,

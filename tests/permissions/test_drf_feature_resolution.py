@@ -41,7 +41,7 @@ from permissions.drf import (
 )
 from tagwarden.api.base import ActionViewSet
 from tests import factories as f
-from tests.conftest import client_for
+from tests.support.clients import client_for
 
 # ---------------------------------------------------------------------------------------
 # Every registered route

@@ -19,6 +19,7 @@ from permissions.catalogue import Level
 from permissions.models import PRINCIPAL_FIELDS, Grant, GrantEntry, GrantEntryTag
 from projects.models import Project, Tag
 from tests import factories as f
+from tests.support.worlds import ScopeTree
 
 pytestmark = pytest.mark.django_db
 
@@ -33,16 +34,12 @@ def rejected_by_db() -> Iterator[None]:
         yield
 
 
-class World:
+class World(ScopeTree):
     """Two projects of one organisation, two environments in the first, one member, one
     group and one role, and a second of each principal."""
 
     def __init__(self) -> None:
-        self.organisation = f.OrganisationFactory()
-        self.project = f.ProjectFactory(organisation=self.organisation)
-        self.other_project = f.ProjectFactory(organisation=self.organisation)
-        self.environment = f.EnvironmentFactory(project=self.project)
-        self.other_environment = f.EnvironmentFactory(project=self.project)
+        super().__init__()
         self.principals = {
             "user": [f.member(self.organisation), f.member(self.organisation)],
             "group": [
@@ -55,19 +52,14 @@ class World:
             ],
         }
 
-    def scope(self, level: str, *, other: bool = False) -> dict[str, Any]:
+    def scope_fields(self, level: str, *, other: bool = False) -> dict[str, Any]:
+        """The grant's scope columns for a scope of this level (`other`: the second one)."""
+        scope = self.scope(level, other=other)
         if level == "organisation":
-            return {"organisation": self.organisation}
+            return {"organisation": scope}
         if level == "project":
-            return {
-                "organisation": self.organisation,
-                "project": self.other_project if other else self.project,
-            }
-        return {
-            "organisation": self.organisation,
-            "project": self.project,
-            "environment": self.other_environment if other else self.environment,
-        }
+            return {"organisation": self.organisation, "project": scope}
+        return {"organisation": self.organisation, "project": self.project, "environment": scope}
 
     def principal(self, kind: str, index: int = 0) -> dict[str, Any]:
         return {kind: self.principals[kind][index]}
@@ -85,7 +77,7 @@ def world() -> World:
 
 @pytest.mark.parametrize("kind", PRINCIPAL_FIELDS)
 def test_grant__exactly_one_principal__accepted(world: World, kind: str) -> None:
-    grant = Grant.objects.create(**world.scope("project"), **world.principal(kind))
+    grant = Grant.objects.create(**world.scope_fields("project"), **world.principal(kind))
     assert grant.principal_kind == kind
     assert grant.principal == world.principals[kind][0]
 
@@ -100,7 +92,7 @@ def test_grant__not_exactly_one_principal__rejected_by_db(
 ) -> None:
     principals = {kind: world.principals[kind][0] for kind in kinds}
     with rejected_by_db():
-        Grant.objects.create(**world.scope("project"), **principals)
+        Grant.objects.create(**world.scope_fields("project"), **principals)
     assert not Grant.objects.exists()
 
 
@@ -110,7 +102,7 @@ def test_grant__not_exactly_one_principal__rejected_by_db(
 
 
 def test_grant__environment_with_its_project__accepted(world: World) -> None:
-    grant = Grant.objects.create(**world.scope("environment"), **world.principal("user"))
+    grant = Grant.objects.create(**world.scope_fields("environment"), **world.principal("user"))
     assert grant.level == Level.ENVIRONMENT
     assert grant.scope == world.environment
 
@@ -132,20 +124,22 @@ def test_grant__environment_without_project__rejected_by_db(world: World) -> Non
 
 @pytest.mark.parametrize("level", ["project", "environment"])
 def test_grant__admin_on_project_or_environment__accepted(world: World, level: str) -> None:
-    grant = Grant.objects.create(admin=True, **world.scope(level), **world.principal("user"))
+    grant = Grant.objects.create(admin=True, **world.scope_fields(level), **world.principal("user"))
     assert grant.admin is True
     assert grant.level == Level(level)
 
 
 def test_grant__organisation_without_admin__accepted(world: World) -> None:
-    grant = Grant.objects.create(**world.scope("organisation"), **world.principal("role"))
+    grant = Grant.objects.create(**world.scope_fields("organisation"), **world.principal("role"))
     assert grant.level == Level.ORGANISATION
     assert grant.scope == world.organisation
 
 
 def test_grant__admin_at_organisation__rejected_by_db(world: World) -> None:
     with rejected_by_db():
-        Grant.objects.create(admin=True, **world.scope("organisation"), **world.principal("user"))
+        Grant.objects.create(
+            admin=True, **world.scope_fields("organisation"), **world.principal("user")
+        )
     assert not Grant.objects.exists()
 
 
@@ -168,9 +162,9 @@ def test_grant__has_one_unique_constraint_per_principal_kind_and_level() -> None
 def test_grant__second_for_same_principal_and_scope__rejected_by_db(
     world: World, kind: str, level: str
 ) -> None:
-    first = Grant.objects.create(**world.scope(level), **world.principal(kind))
+    first = Grant.objects.create(**world.scope_fields(level), **world.principal(kind))
     with rejected_by_db():
-        Grant.objects.create(**world.scope(level), **world.principal(kind))
+        Grant.objects.create(**world.scope_fields(level), **world.principal(kind))
     assert list(Grant.objects.all()) == [first]
 
 
@@ -179,8 +173,8 @@ def test_grant__second_for_same_principal_and_scope__rejected_by_db(
 def test_grant__two_principals_of_a_kind_on_one_scope__accepted(
     world: World, kind: str, level: str
 ) -> None:
-    Grant.objects.create(**world.scope(level), **world.principal(kind, 0))
-    Grant.objects.create(**world.scope(level), **world.principal(kind, 1))
+    Grant.objects.create(**world.scope_fields(level), **world.principal(kind, 0))
+    Grant.objects.create(**world.scope_fields(level), **world.principal(kind, 1))
     assert Grant.objects.count() == 2
 
 
@@ -189,8 +183,8 @@ def test_grant__two_principals_of_a_kind_on_one_scope__accepted(
 def test_grant__same_principal_on_two_scopes_of_a_level__accepted(
     world: World, kind: str, level: str
 ) -> None:
-    Grant.objects.create(**world.scope(level), **world.principal(kind))
-    Grant.objects.create(**world.scope(level, other=True), **world.principal(kind))
+    Grant.objects.create(**world.scope_fields(level), **world.principal(kind))
+    Grant.objects.create(**world.scope_fields(level, other=True), **world.principal(kind))
     assert Grant.objects.count() == 2
 
 
@@ -201,7 +195,7 @@ def test_grant__same_principal_on_each_level_of_one_organisation__accepted(
     """The partial conditions keep the levels apart: an organisation grant does not collide
     with a project grant, nor a project grant with an environment grant of that project."""
     for level in LEVELS:
-        Grant.objects.create(**world.scope(level), **world.principal(kind))
+        Grant.objects.create(**world.scope_fields(level), **world.principal(kind))
     assert sorted(g.level.value for g in Grant.objects.all()) == sorted(LEVELS)
 
 
@@ -220,7 +214,7 @@ def test_grant__same_user_in_two_organisations__accepted(world: World) -> None:
 
 
 def test_grant_entry__distinct_keys_on_one_grant__accepted(world: World) -> None:
-    grant = Grant.objects.create(**world.scope("project"), **world.principal("role"))
+    grant = Grant.objects.create(**world.scope_fields("project"), **world.principal("role"))
     GrantEntry.objects.create(grant=grant, key="VIEW_PROJECT")
     GrantEntry.objects.create(grant=grant, key="DELETE_FEATURE")
     assert sorted(grant.entries.values_list("key", flat=True)) == [
@@ -230,15 +224,15 @@ def test_grant_entry__distinct_keys_on_one_grant__accepted(world: World) -> None
 
 
 def test_grant_entry__same_key_on_two_grants__accepted(world: World) -> None:
-    a = Grant.objects.create(**world.scope("project"), **world.principal("role", 0))
-    b = Grant.objects.create(**world.scope("project"), **world.principal("role", 1))
+    a = Grant.objects.create(**world.scope_fields("project"), **world.principal("role", 0))
+    b = Grant.objects.create(**world.scope_fields("project"), **world.principal("role", 1))
     GrantEntry.objects.create(grant=a, key="VIEW_PROJECT")
     GrantEntry.objects.create(grant=b, key="VIEW_PROJECT")
     assert GrantEntry.objects.filter(key="VIEW_PROJECT").count() == 2
 
 
 def test_grant_entry__same_key_twice_on_one_grant__rejected_by_db(world: World) -> None:
-    grant = Grant.objects.create(**world.scope("project"), **world.principal("role"))
+    grant = Grant.objects.create(**world.scope_fields("project"), **world.principal("role"))
     GrantEntry.objects.create(grant=grant, key="VIEW_PROJECT")
     with rejected_by_db():
         GrantEntry.objects.create(grant=grant, key="VIEW_PROJECT")
@@ -246,7 +240,7 @@ def test_grant_entry__same_key_twice_on_one_grant__rejected_by_db(world: World) 
 
 
 def test_grant_entry_tag__two_tags_on_one_entry__accepted(world: World) -> None:
-    grant = Grant.objects.create(**world.scope("project"), **world.principal("role"))
+    grant = Grant.objects.create(**world.scope_fields("project"), **world.principal("role"))
     entry = GrantEntry.objects.create(grant=grant, key="DELETE_FEATURE")
     a, b = f.TagFactory(project=world.project), f.TagFactory(project=world.project)
     GrantEntryTag.objects.create(entry=entry, tag=a)
@@ -255,7 +249,7 @@ def test_grant_entry_tag__two_tags_on_one_entry__accepted(world: World) -> None:
 
 
 def test_grant_entry_tag__same_tag_twice_on_one_entry__rejected_by_db(world: World) -> None:
-    grant = Grant.objects.create(**world.scope("project"), **world.principal("role"))
+    grant = Grant.objects.create(**world.scope_fields("project"), **world.principal("role"))
     entry = GrantEntry.objects.create(grant=grant, key="DELETE_FEATURE")
     tag = f.TagFactory(project=world.project)
     GrantEntryTag.objects.create(entry=entry, tag=tag)

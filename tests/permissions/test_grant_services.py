@@ -1,4 +1,4 @@
-"""Validation and writes of grants (permissions.services, DESIGN.md §3–§4).
+"""Validation and writes of grants (permissions.services, docs/PERMISSIONS.md "The catalogue", "Who may change grants").
 
 Every rule has a case that is accepted and one that is rejected. The rules on entries hold
 on every write path, so they run against both `grant_create` and `grant_update`; a rejected
@@ -24,19 +24,19 @@ from permissions.services import (
     role_organisation_permissions_set,
 )
 from tests import factories as f
+from tests.support.worlds import ScopeTree
 
 pytestmark = pytest.mark.django_db
 E = EntryInput
 
 
-class World:
+class World(ScopeTree):
+    """The scope tree, an admin, tags of the first project (and a tag of the same name in the
+    other), one principal of each kind, and another organisation."""
+
     def __init__(self) -> None:
-        self.organisation = f.OrganisationFactory()
+        super().__init__()
         self.admin = f.member(self.organisation, admin=True)
-        self.project = f.ProjectFactory(organisation=self.organisation, name="Checkout")
-        self.other_project = f.ProjectFactory(organisation=self.organisation, name="Mobile")
-        self.environment = f.EnvironmentFactory(project=self.project, name="Production")
-        self.other_environment = f.EnvironmentFactory(project=self.project, name="Staging")
         self.payments = f.TagFactory(project=self.project, label="payments")
         self.growth = f.TagFactory(project=self.project, label="growth")
         self.foreign_tag = f.TagFactory(project=self.other_project, label="payments")
@@ -44,13 +44,6 @@ class World:
         self.group = f.UserGroupFactory(organisation=self.organisation)
         self.role = f.RoleFactory(organisation=self.organisation)
         self.other_organisation = f.OrganisationFactory()
-
-    def scope(self, level: str, *, other: bool = False) -> Any:
-        if level == "organisation":
-            return self.organisation
-        if level == "project":
-            return self.other_project if other else self.project
-        return self.other_environment if other else self.environment
 
     def principal(self, kind: str) -> Any:
         return {"user": self.user, "group": self.group, "role": self.role}[kind]

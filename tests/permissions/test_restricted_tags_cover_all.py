@@ -20,7 +20,8 @@ from permissions import engine
 from permissions.catalogue import UPDATE_FEATURE_STATE, VIEW_ENVIRONMENT
 from projects.models import Tag
 from tests import factories as f
-from tests.conftest import client_for
+from tests.support.access import fresh
+from tests.support.clients import client_for
 
 pytestmark = pytest.mark.django_db
 API = "/api/v1"
@@ -62,10 +63,6 @@ def w(organisation: Any, project: Any, environment: Any) -> World:
         card=f.FeatureFactory(project=project, name="card", tags=[payments]),
         plain=f.FeatureFactory(project=project, name="plain"),
     )
-
-
-def fresh(user: Any) -> Any:
-    return type(user).objects.get(pk=user.pk)
 
 
 def fresh_feature(feature: Feature) -> Feature:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import get_user_model
 
 from features.models import FeatureState
 from permissions.catalogue import (
@@ -14,6 +13,7 @@ from permissions.catalogue import (
     UPDATE_FEATURE_STATE,
 )
 from tests import factories as f
+from tests.support.access import fresh
 
 pytestmark = pytest.mark.django_db
 
@@ -40,11 +40,6 @@ def world():
         "user": user,
         "role": role,
     }
-
-
-def fresh(user):
-    """A new user object: policies are memoised per principal instance (per request)."""
-    return get_user_model().objects.get(pk=user.pk)
 
 
 def state_of(feature, env):

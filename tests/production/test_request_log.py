@@ -14,7 +14,7 @@ from pythonjsonlogger.json import JsonFormatter
 from organisations.api import views as organisation_views
 from tagwarden.middleware import RequestIdFilter
 from tests import factories as f
-from tests.conftest import client_for
+from tests.support.clients import client_for
 
 pytestmark = pytest.mark.django_db
 

@@ -1,6 +1,6 @@
-"""`?dry_run=true` on tag writes (API.md "Permissions as code and impact preview"): creating,
+"""`?dry_run=true` on tag writes (docs/PERMISSIONS.md, "Seeing a change before making it"): creating,
 editing (`is_restricted`) and deleting tags. The organisation is described in
-tests/dry_run_support.py: f1 [A], f2 [A, B], f3 [C]; `role` (alice, `group` = {bob}, `key`)
+tests/support/dry_run.py: f1 [A], f2 [A, B], f3 [C]; `role` (alice, `group` = {bob}, `key`)
 holds DELETE_FEATURE tagged B and UPDATE_FEATURE_STATE tagged A; alice and `group` hold
 CREATE_CHANGE_REQUEST untagged on the environment."""
 
@@ -12,24 +12,19 @@ import pytest
 
 from permissions.catalogue import CREATE_CHANGE_REQUEST, DELETE_FEATURE, MANAGE_TAGS
 from tests import factories as f
-from tests.dry_run_support import (
+from tests.support.dry_run import (
     Case,
     World,
-    build_world,
     change,
-    check_dry_run_false_applies,
-    check_junk_dry_run,
     check_preview_then_apply,
     check_refused,
+    contract_tests,
     nothing,
+    pick,
+    world_fixture,
 )
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def w(db: Any) -> World:
-    return build_world()
 
 
 def _tags(w: World, tag: Any = None) -> str:
@@ -97,25 +92,21 @@ CASES = [
 ]
 BY_ID = {case.id: case for case in CASES}
 
+w = world_fixture  # the organisation of tests/support/dry_run.py, fresh for every test
 
-def _cases(*ids: str) -> list[Any]:
-    return [pytest.param(BY_ID[i], id=i) for i in ids]
-
-
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-def test_dry_run__impact_and_nothing_saved__then_applied_with_that_impact_audited(
-    case: Case, w: World
-) -> None:
-    check_preview_then_apply(case, w)
-
-
-@pytest.mark.parametrize("case", _cases("tag-post", "tag-patch-restricted", "tag-delete"))
-def test_dry_run_banana__400_naming_dry_run__nothing_saved(case: Case, w: World) -> None:
-    check_junk_dry_run(case, w)
-
-
-def test_dry_run_false__applies(w: World) -> None:
-    check_dry_run_false_applies(BY_ID["tag-patch-restricted"], w)
+(
+    test_dry_run__impact_and_nothing_saved__then_applied_with_that_impact_audited,
+    test_dry_run__junk_value__400_naming_dry_run_nothing_saved,
+    test_dry_run__false__applied,
+) = contract_tests(
+    CASES,
+    junk=(
+        "tag-post",
+        "tag-patch-restricted",
+        "tag-delete",
+    ),
+    applies=("tag-patch-restricted",),
+)
 
 
 def test_dry_run__lifting_a_restriction__gains_what_restricting_lost(w: World) -> None:
@@ -159,6 +150,6 @@ def test_dry_run__tag_named_by_a_grant__409_tag_in_use(w: World) -> None:
     assert response.json()["code"] == "tag_in_use"
 
 
-@pytest.mark.parametrize("case", _cases("tag-delete", "tag-patch-restricted"))
+@pytest.mark.parametrize("case", pick(CASES, "tag-delete", "tag-patch-restricted"))
 def test_dry_run__cannot_view_the_project__404(case: Case, w: World) -> None:
     check_refused(case, w, w.carol, 404)

@@ -1,4 +1,4 @@
-"""`/api/v1/projects/`: list, create, read, rename, delete (API.md)."""
+"""`/api/v1/projects/`: list, create, read, rename, delete (docs/API.md)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ from permissions.catalogue import (
 from permissions.models import Grant
 from projects.models import Project, Tag
 from tests import factories as f
-from tests.conftest import client_for
+from tests.support.clients import client_for
+from tests.support.principals import user_with
 
 pytestmark = pytest.mark.django_db
 LIST = "/api/v1/projects/"
@@ -36,12 +37,6 @@ def detail(project: Any) -> str:
 
 def audit(**kwargs: Any) -> list[AuditLogEntry]:
     return list(AuditLogEntry.objects.filter(object_type="project", **kwargs))
-
-
-def user_with(organisation: Any, scope: Any, entries: Any, *, admin: bool = False) -> Any:
-    user = f.member(organisation)
-    f.grant(user, scope, entries, admin=admin)
-    return user
 
 
 # --------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""`/api/v1/projects/{id}/tags/`: tags and the protected-tag rules of DESIGN.md §5."""
+"""`/api/v1/projects/{id}/tags/`: tags and the protected-tag rules of docs/API.md ("Choices where the contract is silent") and docs/PERMISSIONS.md ("Never widen")."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ from permissions.catalogue import (
 )
 from projects.models import DEFAULT_TAG_COLOR, Tag
 from tests import factories as f
-from tests.conftest import client_for
+from tests.support.clients import client_for
+from tests.support.principals import user_with
 
 pytestmark = pytest.mark.django_db
 FIELDS = {"id", "label", "color", "description", "is_restricted", "is_protected"}
@@ -29,12 +30,6 @@ FIELDS = {"id", "label", "color", "description", "is_restricted", "is_protected"
 def url(project: Any, tag: Any | None = None) -> str:
     base = f"/api/v1/projects/{project.pk}/tags/"
     return base if tag is None else f"{base}{tag.pk}/"
-
-
-def user_with(organisation: Any, project: Any, entries: Any, *, admin: bool = False) -> Any:
-    user = f.member(organisation)
-    f.grant(user, project, entries, admin=admin)
-    return user
 
 
 def audit(**kwargs: Any) -> list[AuditLogEntry]:

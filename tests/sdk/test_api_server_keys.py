@@ -12,7 +12,7 @@ from audit.models import AuditLogEntry
 from permissions.catalogue import VIEW_ENVIRONMENT
 from sdk.models import ServerKey
 from tests import factories as f
-from tests.conftest import client_for
+from tests.support.clients import client_for
 
 pytestmark = pytest.mark.django_db
 

@@ -18,7 +18,7 @@ from features.workflow.services import ChangeInput
 from permissions.catalogue import UPDATE_FEATURE_STATE, VIEW_ENVIRONMENT
 from sdk import services as sdk_services
 from tests import factories as f
-from tests.conftest import client_for
+from tests.support.clients import client_for
 from tests.support.sdk import default_state, rules_where, segment_override, set_default
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -34,7 +34,9 @@ from permissions.models import Grant, GrantEntryTag
 from projects.models import Tag
 from tests import factories as f
 from tests.factories import MembershipFactory
-from tests.security.conftest import allowed, default_state, fresh, token_client
+from tests.support.access import allowed, fresh
+from tests.support.clients import token_client
+from tests.support.feature_states import default_state
 
 pytestmark = [
     pytest.mark.postgres,

@@ -21,7 +21,7 @@ from features.models import ChangeRequest, FeatureState, Segment, SegmentOverrid
 from permissions.catalogue import CREATE_CHANGE_REQUEST, VIEW_ENVIRONMENT
 from projects.models import Tag
 from tests import factories as f
-from tests.conftest import client_for
+from tests.support.clients import client_for
 from tests.support.input import (
     AT_64_KIB,
     HUGE,

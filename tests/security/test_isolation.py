@@ -20,7 +20,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from audit.models import AuditLogEntry
-from features.models import ChangeRequest, FeatureState
+from features.models import ChangeRequest
 from permissions.catalogue import (
     APPROVE_CHANGE_REQUEST,
     DELETE_FEATURE,
@@ -29,7 +29,8 @@ from permissions.catalogue import (
     VIEW_PROJECT,
 )
 from tests import factories as f
-from tests.security.conftest import token_client
+from tests.support.clients import token_client
+from tests.support.feature_states import default_state
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()
@@ -90,10 +91,6 @@ class Side:
     @property
     def envu(self) -> str:
         return f"{API}/environments/{self.env.api_key}"
-
-
-def default_state(feature: Any, env: Any) -> FeatureState:
-    return FeatureState.objects.get(feature=feature, environment=env, segment_override__isnull=True)
 
 
 def build_side(prefix: str) -> Side:
@@ -847,7 +844,7 @@ def test_user_detailed_permissions__user_of_another_organisation__404(
     assert b_leaks(response, b) == []
 
 
-def test_the_body_marker_works(b: Side) -> None:
+def test_leak_check__b_admin_reads_b__finds_b_marker(b: Side) -> None:
     """Guard: B's own admin does see B (so `b_leaks` would catch a leak)."""
     response = token_client(b.admin).get(f"{b.envu}/change-requests/")
     assert b_leaks(response, b)

@@ -1,4 +1,4 @@
-"""Never widen (DESIGN.md §5): no edit elsewhere leaves any principal with more access.
+"""Never widen (docs/PERMISSIONS.md, "Never widen"): no edit elsewhere leaves any principal with more access.
 
 For every edit that could widen a grant, or that must take an effect away, the edit is made
 through the API, and the access is then checked twice: with the engine, for a principal and a
@@ -36,7 +36,8 @@ from projects.models import Tag
 from projects.services import tag_delete
 from tagwarden.errors import Conflict
 from tests import factories as f
-from tests.security.conftest import allowed, fresh, toggle, token_client
+from tests.support.access import allowed, fresh, toggle
+from tests.support.clients import token_client
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()

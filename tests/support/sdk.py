@@ -19,12 +19,6 @@ def rules_where(trait: str, value: str, operator: str = "EQUAL") -> list[dict[st
     ]
 
 
-def default_state(feature: Any, environment: Any) -> FeatureState:
-    return FeatureState.objects.get(
-        feature=feature, environment=environment, segment_override__isnull=True
-    )
-
-
 def set_default(feature: Any, environment: Any, *, enabled: bool, value: Any = None) -> None:
     FeatureState.objects.filter(
         feature=feature, environment=environment, segment_override__isnull=True

@@ -184,7 +184,7 @@ def decisions(organisation: Organisation, user_ids: set[int] | None = None) -> D
 
 
 def impact_from_decisions(before: Decisions, after: Decisions) -> set[tuple[str, ...]]:
-    """The IMPACT (API.md) the difference of two decision sets implies, as
+    """The impact (docs/PERMISSIONS.md, "Seeing a change before making it") the difference of two decision sets implies, as
     (direction, principal, key, project, environment, features) rows (names, not ids)."""
     counts: dict[tuple[Any, ...], list[int]] = {}
     for ident in before.keys() | after.keys():

@@ -1,4 +1,4 @@
-"""Helpers of the security suite (never widen, isolation, fuzzing, concurrency).
+"""Access checks of the security suite (never widen, isolation, concurrency).
 
 Access checks here never trust a principal object that has already decided something: the
 engine memoises policies on the principal (and `force_authenticate` reuses one object across
@@ -12,13 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from knox.models import AuthToken
-from rest_framework.test import APIClient
 
 from environments.models import Environment
-from features.models import Feature, FeatureState
+from features.models import Feature
 from organisations.models import OrganisationAPIKey
 from permissions import engine
+from tests.support.clients import token_client
+from tests.support.feature_states import default_state, state_url
 
 User = get_user_model()
 
@@ -41,34 +41,10 @@ def allowed(principal: Any, key: str, scope: Any, feature: Feature | None = None
     )
 
 
-def token_client(principal: Any) -> APIClient:
-    """A client that authenticates on every request like production does: `Token` for users,
-    `Api-Key` for organisation API keys (the factory leaves the plain key on `plain_key`)."""
-    client = APIClient()
-    plain_key = getattr(principal, "plain_key", None)
-    if plain_key is not None:
-        client.credentials(HTTP_AUTHORIZATION=f"Api-Key {plain_key}")
-    else:
-        _, key = AuthToken.objects.create(user=principal)
-        client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
-    return client
-
-
-def default_state(feature: Feature, environment: Environment) -> FeatureState:
-    return FeatureState.objects.get(
-        feature=feature, environment=environment, segment_override__isnull=True
-    )
-
-
-def state_url(feature: Feature, environment: Environment) -> str:
-    state = default_state(feature, environment)
-    return f"/api/v1/environments/{environment.api_key}/featurestates/{state.pk}/"
-
-
 def toggle(principal: Any, feature: Feature, environment: Environment) -> int:
     """PATCH the feature's default state through HTTP (real authentication); the status."""
     state = default_state(feature, environment)
     response = token_client(principal).patch(
-        state_url(feature, environment), {"enabled": not state.enabled}, format="json"
+        state_url(environment, state), {"enabled": not state.enabled}, format="json"
     )
     return response.status_code

@@ -1,7 +1,8 @@
 """Shared by the `?dry_run=true` tests (tests/*/test_api_dry_run.py): one small organisation in
 which every permission write has a target and a known impact, a snapshot of every table a
-permission write can touch, and the check every case goes through (preview, nothing saved,
-then the same request applied with the previewed impact on its audit entries).
+permission write can touch, the check every case goes through (preview, nothing saved,
+then the same request applied with the previewed impact on its audit entries), and
+`contract_tests`, the three tests every module runs over its own cases.
 
 The organisation (`World`):
 - `admin` (ADMIN member, the caller); `alice`, `bob`, `carol`, `dave`, `erin` (USER members);
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from django.contrib.auth import get_user_model
 
 from audit.models import AuditLogEntry
@@ -46,7 +48,7 @@ from permissions.catalogue import (
 from permissions.models import Grant, GrantEntry, GrantEntryTag
 from projects.models import Tag
 from tests import factories as f
-from tests.conftest import client_for
+from tests.support.clients import client_for
 
 User = get_user_model()
 
@@ -167,7 +169,7 @@ def change(
     environment: Any = None,
     features: int | None = None,
 ) -> dict[str, Any]:
-    """One CHANGE of IMPACT (API.md): a user with their email, or an API key with its name."""
+    """One change of an impact (docs/PERMISSIONS.md, "Seeing a change before making it"): a user with their email, or an API key with its name."""
     if isinstance(principal, OrganisationAPIKey):
         who: dict[str, Any] = {"api_key": principal.pk, "email": None, "name": principal.name}
     else:
@@ -297,3 +299,44 @@ def check_refused(case: Case, w: World, caller: Any, status: int) -> Any:
     assert response.status_code == status, response.content
     assert_unchanged(before)
     return response
+
+
+@pytest.fixture(name="w")
+def world_fixture(db: Any) -> World:
+    """The organisation above, as the fixture `w` of the dry-run test modules."""
+    return build_world()
+
+
+def pick(cases: list[Case], *ids: str) -> list[Any]:
+    """The cases with these ids, as pytest params named by their id."""
+    by_id = {case.id: case for case in cases}
+    return [pytest.param(by_id[i], id=i) for i in ids]
+
+
+def contract_tests(
+    cases: list[Case], *, junk: tuple[str, ...], applies: tuple[str, ...]
+) -> tuple[Callable[..., None], Callable[..., None], Callable[..., None]]:
+    """The three tests every dry-run module runs: every case previews its impact, saves
+    nothing, then applies with that impact audited; the cases named in `junk` refuse
+    `?dry_run=banana` with a 400 naming `dry_run`; those named in `applies` apply with
+    `?dry_run=false`. A module binds them to its own names so pytest collects them there."""
+
+    @pytest.mark.parametrize("case", cases, ids=lambda c: c.id)
+    def test_dry_run__impact_and_nothing_saved__then_applied_with_that_impact_audited(
+        case: Case, w: World
+    ) -> None:
+        check_preview_then_apply(case, w)
+
+    @pytest.mark.parametrize("case", pick(cases, *junk))
+    def test_dry_run__junk_value__400_naming_dry_run_nothing_saved(case: Case, w: World) -> None:
+        check_junk_dry_run(case, w)
+
+    @pytest.mark.parametrize("case", pick(cases, *applies))
+    def test_dry_run__false__applied(case: Case, w: World) -> None:
+        check_dry_run_false_applies(case, w)
+
+    return (
+        test_dry_run__impact_and_nothing_saved__then_applied_with_that_impact_audited,
+        test_dry_run__junk_value__400_naming_dry_run_nothing_saved,
+        test_dry_run__false__applied,
+    )

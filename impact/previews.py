@@ -1,5 +1,5 @@
 """Impact previews: who gains and who loses what when a permission change is made
-(API.md "Permissions as code and impact preview", IMPACT).
+(docs/PERMISSIONS.md, "Seeing a change before making it").
 
 Public API:
 

@@ -55,7 +55,7 @@ def _tag_based(rights: ScopeRights | None) -> list[dict[str, list[Any]]]:
 
 
 def my_permissions(principal: Principal, scope: Scope) -> dict[str, Any]:
-    """The my-permissions payload of API.md for one scope."""
+    """The my-permissions payload (docs/API.md) for one scope."""
     level, _, project_id, environment_id = scope_ids(scope)
     policy = policy_for_scope(principal, scope)
     if level == Level.ORGANISATION:

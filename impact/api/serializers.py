@@ -7,8 +7,9 @@ from rest_framework import serializers
 
 
 class ImpactChangeSerializer(serializers.Serializer):
-    """One CHANGE of IMPACT (API.md): a user (`user`, `email`) or an API key (`api_key`,
-    `name`; `email` null), a key on a scope, and the number of features for tag-supported keys."""
+    """One change of an impact answer (docs/PERMISSIONS.md, "Seeing a change before making
+    it"): a user (`user`, `email`) or an API key (`api_key`, `name`; `email` null), a key on a
+    scope, and the number of features for tag-supported keys."""
 
     user = serializers.IntegerField(required=False)
     api_key = serializers.IntegerField(required=False)

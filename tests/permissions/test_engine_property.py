@@ -57,7 +57,7 @@ def test_reference_table_is_the_catalogue() -> None:
 
 
 # ---------------------------------------------------------------------------------------
-# The client rule of API.md for the my-permissions payload
+# The client rule of docs/API.md ("Permissions in responses") for the my-permissions payload
 # ---------------------------------------------------------------------------------------
 
 

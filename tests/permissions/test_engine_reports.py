@@ -1,4 +1,4 @@
-"""The engine's reports (API.md "Catalogue, my-permissions, detail, explain"): the
+"""The engine's reports (docs/API.md, "Permissions in responses"): the
 my-permissions payload, the per-user detailed permissions and explain."""
 
 from __future__ import annotations

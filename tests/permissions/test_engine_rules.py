@@ -1,4 +1,4 @@
-"""DESIGN.md §5, rule by rule: for each rule a case that grants and a case that denies.
+"""docs/PERMISSIONS.md, "How one decision is made", rule by rule: for each rule a case that grants and a case that denies.
 
 Rules about grant entries are parametrised over the four paths by which an entry reaches a
 user: the user's own grant, a grant of one of its groups, a grant of a role assigned to it, and

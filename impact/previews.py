@@ -51,6 +51,7 @@ from impact.snapshots import (
     Row,
     Snapshot,
     features_of,
+    roles_by_holder,
     snapshot_take,
 )
 from organisations.models import (
@@ -444,20 +445,10 @@ def _snapshots_around_grants(
     ).values_list("user_id", "usergroup_id"):
         groups_of[user_id].add(group_id)
     all_groups = {group for groups in groups_of.values() for group in groups}
-    roles_of: dict[Holder, set[int]] = defaultdict(set)
-    for role_id, user_id, group_id, api_key_id in RoleAssignment.objects.filter(
+    roles_of = roles_by_holder(
+        organisation_id,
         Q(user_id__in=users) | Q(group_id__in=all_groups) | Q(api_key_id__in=api_key_rows),
-        Q(user__isnull=False)
-        | Q(group__organisation_id=organisation_id)
-        | Q(api_key__organisation_id=organisation_id),
-        role__organisation_id=organisation_id,
-    ).values_list("role_id", "user_id", "group_id", "api_key_id"):
-        if user_id is not None:
-            roles_of[("user", user_id)].add(role_id)
-        elif group_id is not None:
-            roles_of[("group", group_id)].add(role_id)
-        elif api_key_id is not None:
-            roles_of[("api_key", api_key_id)].add(role_id)
+    )
     all_roles = {role for roles in roles_of.values() for role in roles}
     # Where only environment rows changed (the common role grant edit), nothing but those
     # environments can decide differently: their own rows and their project's project-level

@@ -176,6 +176,28 @@ def features_of(where: Q) -> dict[int, dict[int, FeatureTags]]:
     }
 
 
+def roles_by_holder(organisation_id: int, *where: Q) -> dict[Holder, set[int]]:
+    """The organisation's roles assigned to each holder (`("user" | "group" | "api_key", id)`)
+    in one query, optionally narrowed by `where`. As in the engine, only assignments to the
+    organisation's own groups and keys count: a group or role of another organisation never
+    counts (docs/PERMISSIONS.md, "Membership gates everything")."""
+    roles_of: dict[Holder, set[int]] = defaultdict(set)
+    for role_id, user_id, group_id, api_key_id in RoleAssignment.objects.filter(
+        *where,
+        Q(user__isnull=False)
+        | Q(group__organisation_id=organisation_id)
+        | Q(api_key__organisation_id=organisation_id),
+        role__organisation_id=organisation_id,
+    ).values_list("role_id", "user_id", "group_id", "api_key_id"):
+        if user_id is not None:
+            roles_of[("user", user_id)].add(role_id)
+        elif group_id is not None:
+            roles_of[("group", group_id)].add(role_id)
+        elif api_key_id is not None:
+            roles_of[("api_key", api_key_id)].add(role_id)
+    return roles_of
+
+
 def snapshot_take(organisation_id: int) -> Snapshot:
     """Read the organisation's permission-relevant state (8 queries, whatever its size)."""
     member_roles = dict(
@@ -195,20 +217,7 @@ def snapshot_take(organisation_id: int) -> Snapshot:
         usergroup__organisation_id=organisation_id
     ).values_list("user_id", "usergroup_id"):
         groups_of[user_id].add(group_id)
-    roles_of: dict[Holder, set[int]] = defaultdict(set)
-    # Only assignments to the organisation's own groups and keys count, as in the engine.
-    for role_id, user_id, group_id, api_key_id in RoleAssignment.objects.filter(
-        Q(user__isnull=False)
-        | Q(group__organisation_id=organisation_id)
-        | Q(api_key__organisation_id=organisation_id),
-        role__organisation_id=organisation_id,
-    ).values_list("role_id", "user_id", "group_id", "api_key_id"):
-        if user_id is not None:
-            roles_of[("user", user_id)].add(role_id)
-        elif group_id is not None:
-            roles_of[("group", group_id)].add(role_id)
-        elif api_key_id is not None:
-            roles_of[("api_key", api_key_id)].add(role_id)
+    roles_of = roles_by_holder(organisation_id)
     rows_of = organisation_grant_rows(organisation_id)
     projects = frozenset(
         Project.objects.filter(organisation_id=organisation_id).values_list("id", flat=True)

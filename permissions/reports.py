@@ -58,8 +58,8 @@ def my_permissions(principal: Principal, scope: Scope) -> dict[str, Any]:
     """The my-permissions payload (docs/API.md) for one scope."""
     level, _, project_id, environment_id = scope_ids(scope)
     policy = policy_for_scope(principal, scope)
+    admin = policy.is_scope_admin(level, project_id, environment_id)
     if level == Level.ORGANISATION:
-        admin = policy.is_member and policy.is_organisation_admin
         keys = (
             set(KEYS_BY_LEVEL[level])
             if admin
@@ -71,12 +71,7 @@ def my_permissions(principal: Principal, scope: Scope) -> dict[str, Any]:
             "tag_based_permissions": [],
             "restricted_tags": [],
         }
-    if level == Level.PROJECT:
-        admin = policy.is_project_admin(project_id)
-        rights = policy.rights_for(level, project_id) if policy.is_member else None
-    else:
-        admin = policy.is_environment_admin(project_id, environment_id)
-        rights = policy.rights_for(level, environment_id) if policy.is_member else None
+    rights = policy.scope_rights(level, project_id, environment_id) if policy.is_member else None
     keys = set(KEYS_BY_LEVEL[level]) if admin else set(rights.untagged if rights else ())
     restricted = sorted(
         Tag.objects.filter(project_id=int(project_id or 0), is_restricted=True).values_list(
@@ -268,11 +263,7 @@ def user_detailed_permissions(user: Any, scope: Project | Environment) -> dict[s
     (docs/API.md, "Permissions in responses")."""
     level, _, project_id, environment_id = scope_ids(scope)
     policy = policy_for_scope(user, scope)
-    admin = (
-        policy.is_project_admin(project_id)
-        if level == Level.PROJECT
-        else policy.is_environment_admin(project_id, environment_id)
-    )
+    admin = policy.is_scope_admin(level, project_id, environment_id)
     if not policy.is_member:
         return {
             "admin": False,

@@ -43,11 +43,7 @@ def is_admin(principal: Principal, scope: Scope) -> bool:
     """Organisation admin; project admin (rules 1–2); environment admin."""
     level, _, project_id, environment_id = scope_ids(scope)
     policy = policy_for_scope(principal, scope)
-    if level == Level.ORGANISATION:
-        return policy.is_member and policy.is_organisation_admin
-    if level == Level.PROJECT:
-        return policy.is_project_admin(project_id)
-    return policy.is_environment_admin(project_id, environment_id)
+    return policy.is_scope_admin(level, project_id, environment_id)
 
 
 def can_view(principal: Principal, scope: Scope) -> bool:

@@ -78,12 +78,8 @@ def features_allowed(
     policy = policy_for_scope(principal, scope)
     if not policy.is_member:
         return qs.none()
-    admin = (
-        policy.is_project_admin(project_id)
-        if level == Level.PROJECT
-        else policy.is_environment_admin(project_id, environment_id)
-    )
-    rights = policy.rights_for(level, project_id if level == Level.PROJECT else environment_id)
+    admin = policy.is_scope_admin(level, project_id, environment_id)
+    rights = policy.scope_rights(level, project_id, environment_id)
     q = _feature_q(key, rights, is_admin=admin, feature_ref="pk")
     return qs if q is None else qs.filter(q)
 
@@ -103,8 +99,8 @@ def feature_states_allowed(
     policy = policy_for_scope(principal, environment)
     if not policy.is_member:
         return qs.none()
-    admin = policy.is_environment_admin(environment.project_id, environment.pk)
-    rights = policy.rights_for(Level.ENVIRONMENT, environment.pk)
+    admin = policy.is_scope_admin(Level.ENVIRONMENT, environment.project_id, environment.pk)
+    rights = policy.scope_rights(Level.ENVIRONMENT, environment.project_id, environment.pk)
     q = _feature_q(key, rights, is_admin=admin, feature_ref="feature_id")
     return qs if q is None else qs.filter(q)
 
@@ -131,12 +127,8 @@ def filter_by_feature(
     policy = policy_for_scope(principal, scope)
     if not policy.is_member:
         return queryset.none()
-    admin = (
-        policy.is_project_admin(project_id)
-        if level == Level.PROJECT
-        else policy.is_environment_admin(project_id, environment_id)
-    )
-    rights = policy.rights_for(level, project_id if level == Level.PROJECT else environment_id)
+    admin = policy.is_scope_admin(level, project_id, environment_id)
+    rights = policy.scope_rights(level, project_id, environment_id)
     q = _feature_q(key, rights, is_admin=admin, feature_ref=feature_ref)
     return queryset if q is None else queryset.filter(q)
 
@@ -156,13 +148,7 @@ def viewable_projects_q(principal: Principal) -> Q:
             return Q(pk__in=[])
         if principal.is_admin:
             return Q(organisation_id=principal.organisation_id)
-        grants = Grant.objects.filter(
-            _HOLDS_SOMETHING,
-            organisation_id=principal.organisation_id,
-            role__organisation_id=principal.organisation_id,
-            role__assignments__api_key_id=principal.pk,
-            project__isnull=False,
-        )
+        grants = _api_key_grants(principal).filter(project__isnull=False)
         return Q(organisation_id=principal.organisation_id) & Q(pk__in=grants.values("project_id"))
     if not getattr(principal, "is_authenticated", False):
         return Q(pk__in=[])
@@ -174,6 +160,16 @@ def viewable_projects_q(principal: Principal) -> Q:
     return Q(organisation_id__in=admin_orgs) | (
         Q(organisation_id__in=member_orgs)
         & Q(pk__in=_user_grants(principal).filter(project__isnull=False).values("project_id"))
+    )
+
+
+def _api_key_grants(api_key: OrganisationAPIKey) -> QuerySet[Grant]:
+    """Every grant reaching an API key: those of the roles of its organisation assigned to it."""
+    return Grant.objects.filter(
+        _HOLDS_SOMETHING,
+        organisation_id=api_key.organisation_id,
+        role__organisation_id=api_key.organisation_id,
+        role__assignments__api_key_id=api_key.pk,
     )
 
 
@@ -199,12 +195,7 @@ def viewable_environments_q(principal: Principal) -> Q:
             return Q(pk__in=[])
         if principal.is_admin:
             return Q(project__organisation_id=principal.organisation_id)
-        grants = Grant.objects.filter(
-            _HOLDS_SOMETHING,
-            organisation_id=principal.organisation_id,
-            role__organisation_id=principal.organisation_id,
-            role__assignments__api_key_id=principal.pk,
-        )
+        grants = _api_key_grants(principal)
         return Q(project__organisation_id=principal.organisation_id) & (
             Q(pk__in=grants.filter(environment__isnull=False).values("environment_id"))
             | Q(

@@ -144,6 +144,24 @@ class Policy:
             return self.environments.get(scope_id) if scope_id is not None else None
         return None
 
+    def is_scope_admin(
+        self, level: Level, project_id: int | None, environment_id: int | None
+    ) -> bool:
+        """Admin of a scope, by its level (docs/PERMISSIONS.md, rules 1–2): an organisation
+        admin of the organisation, a project admin of a project, and of an environment also
+        an admin of that environment."""
+        if level == Level.ORGANISATION:
+            return self.is_member and self.is_organisation_admin
+        if level == Level.PROJECT:
+            return self.is_project_admin(project_id)
+        return self.is_environment_admin(project_id, environment_id)
+
+    def scope_rights(
+        self, level: Level, project_id: int | None, environment_id: int | None
+    ) -> ScopeRights | None:
+        """What the policy holds on a project or environment scope (None: nothing)."""
+        return self.rights_for(level, project_id if level == Level.PROJECT else environment_id)
+
     def decide(
         self,
         key: str,
@@ -160,14 +178,9 @@ class Policy:
         level = CATALOGUE[key].level
         if level == Level.ORGANISATION:
             return key in self.organisation_keys
-        if level == Level.PROJECT:
-            if self.is_project_admin(project_id):
-                return True
-            rights = self.rights_for(Level.PROJECT, project_id)
-        else:
-            if self.is_environment_admin(project_id, environment_id):
-                return True
-            rights = self.rights_for(Level.ENVIRONMENT, environment_id)
+        if self.is_scope_admin(level, project_id, environment_id):
+            return True
+        rights = self.scope_rights(level, project_id, environment_id)
         if rights is None:
             return False
         return entry_reaches(
@@ -193,14 +206,9 @@ class Policy:
         level = CATALOGUE[key].level
         if level == Level.ORGANISATION:
             return _UNTAGGED if key in self.organisation_keys else _NOTHING
-        if level == Level.PROJECT:
-            admin = self.is_project_admin(project_id)
-            rights = self.rights_for(Level.PROJECT, project_id)
-        else:
-            admin = self.is_environment_admin(project_id, environment_id)
-            rights = self.rights_for(Level.ENVIRONMENT, environment_id)
-        if admin:
+        if self.is_scope_admin(level, project_id, environment_id):
             return _ADMIN
+        rights = self.scope_rights(level, project_id, environment_id)
         if rights is None:
             return _NOTHING
         return KeyState(

@@ -1,5 +1,5 @@
 """Impact previews: who gains and who loses what when a permission change is made
-(API.md "Permissions as code and impact preview", IMPACT).
+(docs/PERMISSIONS.md, "Seeing a change before making it").
 
 Public API:
 
@@ -32,21 +32,29 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
-from rest_framework import serializers
 
 from audit.models import AuditLogEntry
 from audit.services import audit_capture, audit_entries_attach_impact
 from environments.models import Environment
-from features.models import Feature
+from impact.snapshots import (
+    ORGANISATION_LEVEL,
+    Holder,
+    PrincipalRef,
+    PrincipalType,
+    Row,
+    Snapshot,
+    features_of,
+    roles_by_holder,
+    snapshot_take,
+)
 from organisations.models import (
-    MembershipRole,
     OrganisationAPIKey,
     OrganisationMembership,
     RoleAssignment,
@@ -55,23 +63,11 @@ from organisations.models import (
 from permissions.catalogue import KEYS_BY_LEVEL, TAG_SUPPORTED_KEYS, Level
 from permissions.engine import (
     FeatureIndex,
-    FeatureTags,
-    Policy,
     organisation_grant_rows,
-    policy_from_rows,
 )
-from projects.models import Project
 
 T = TypeVar("T")
 
-PrincipalType = Literal["user", "api_key"]
-PrincipalRef = tuple[PrincipalType, int]
-# Who holds grants and roles: ("user" | "group" | "role" | "api_key", id).
-Holder = tuple[str, int]
-# A grant row as the engine reads it: (grant id, project id, environment id, admin, key,
-# tag id, user id, group id, role id).
-Row = tuple[Any, ...]
-_ORGANISATION = None  # the "project" of organisation-level keys and rows
 
 #: How many changes of each direction an audit entry keeps (the totals are always kept).
 AUDIT_SUMMARY_LIMIT = 200
@@ -163,239 +159,6 @@ class Impact:
         }
 
 
-class ImpactChangeSerializer(serializers.Serializer):
-    """One CHANGE of IMPACT (API.md): a user (`user`, `email`) or an API key (`api_key`,
-    `name`; `email` null), a key on a scope, and the number of features for tag-supported keys."""
-
-    user = serializers.IntegerField(required=False)
-    api_key = serializers.IntegerField(required=False)
-    email = serializers.CharField(allow_null=True)
-    name = serializers.CharField(required=False)
-    permission = serializers.CharField()
-    project = serializers.IntegerField(allow_null=True)
-    environment = serializers.IntegerField(allow_null=True)
-    features = serializers.IntegerField(allow_null=True)
-
-
-class ImpactCountSerializer(serializers.Serializer):
-    """One row of IMPACT's `summary`: how many principals gain and lose a key on a scope."""
-
-    permission = serializers.CharField()
-    project = serializers.IntegerField(allow_null=True)
-    environment = serializers.IntegerField(allow_null=True)
-    gained = serializers.IntegerField()
-    lost = serializers.IntegerField()
-
-
-class ImpactSerializer(serializers.Serializer):
-    gained = ImpactChangeSerializer(many=True, help_text="At most `impact_limit` changes.")
-    lost = ImpactChangeSerializer(many=True, help_text="At most `impact_limit` changes.")
-    summary = ImpactCountSerializer(many=True, help_text="Complete, whatever the limit.")
-    truncated = serializers.BooleanField(help_text="Some changes were left out of the lists.")
-
-
-class ImpactResponseSerializer(serializers.Serializer):
-    """The answer of a write endpoint called with `?dry_run=true`."""
-
-    impact = ImpactSerializer()
-
-
-# --------------------------------------------------------------------------------------
-# Snapshots
-# --------------------------------------------------------------------------------------
-
-
-@dataclass
-class Snapshot:
-    """An organisation's permission-relevant state, read in 8 queries."""
-
-    organisation_id: int
-    member_roles: dict[int, str]
-    # API key id -> (usable, is_admin, name)
-    api_keys: dict[int, tuple[bool, bool, str]]
-    groups_of: dict[int, frozenset[int]]  # user id -> the organisation's groups they are in
-    roles_of: dict[Holder, frozenset[int]]  # ("user"|"group"|"api_key", id) -> role ids
-    rows_of: dict[Holder, frozenset[Row]]  # ("user"|"group"|"role", id) -> grant rows
-    projects: frozenset[int]
-    environments: dict[int, int]  # environment id -> project id
-    features: dict[int, dict[int, FeatureTags]]  # project id -> feature id -> tags
-    _rows_by_project: dict[Holder, dict[int | None, list[Row]]] = field(default_factory=dict)
-    _members_of: dict[int, set[int]] | None = None
-    _holders_of_role: dict[int, set[Holder]] | None = None
-    _holders_by_project: dict[int | None, set[Holder]] | None = None
-
-    # -- derived indexes, built on first use -------------------------------------------
-    def members_of(self, group_id: int) -> set[int]:
-        if self._members_of is None:
-            self._members_of = defaultdict(set)
-            for user_id, groups in self.groups_of.items():
-                for group in groups:
-                    self._members_of[group].add(user_id)
-        return self._members_of.get(group_id, set())
-
-    def holders_of_role(self, role_id: int) -> set[Holder]:
-        if self._holders_of_role is None:
-            self._holders_of_role = defaultdict(set)
-            for holder, roles in self.roles_of.items():
-                for role in roles:
-                    self._holders_of_role[role].add(holder)
-        return self._holders_of_role.get(role_id, set())
-
-    def holders_on_project(self, project_id: int) -> set[Holder]:
-        if self._holders_by_project is None:
-            self._holders_by_project = defaultdict(set)
-            for holder, rows in self.rows_of.items():
-                for row in rows:
-                    self._holders_by_project[row[1]].add(holder)
-        return self._holders_by_project.get(project_id, set())
-
-    def rows_on(self, holder: Holder, projects: set[int | None]) -> list[Row]:
-        by_project = self._rows_by_project.get(holder)
-        if by_project is None:
-            by_project = defaultdict(list)
-            for row in self.rows_of.get(holder, ()):
-                by_project[row[1]].append(row)
-            self._rows_by_project[holder] = by_project
-        return [row for project in projects for row in by_project.get(project, ())]
-
-    def projects_of(self, holder: Holder) -> set[int | None]:
-        return {row[1] for row in self.rows_of.get(holder, ())}
-
-    def principals_of(self, holder: Holder) -> set[PrincipalRef]:
-        """The users and API keys a holder's grants reach."""
-        kind, holder_id = holder
-        if kind == "user":
-            return {("user", holder_id)}
-        if kind == "api_key":
-            return {("api_key", holder_id)}
-        if kind == "group":
-            return {("user", user_id) for user_id in self.members_of(holder_id)}
-        found: set[PrincipalRef] = set()
-        for role_holder in self.holders_of_role(holder_id):
-            found |= self.principals_of(role_holder)
-        return found
-
-    def roles_reaching(self, principal: PrincipalRef) -> set[int]:
-        kind, principal_id = principal
-        roles = set(self.roles_of.get((kind, principal_id), ()))
-        if kind == "user":
-            for group in self.groups_of.get(principal_id, ()):
-                roles |= self.roles_of.get(("group", group), frozenset())
-        return roles
-
-    def policy_inputs(self, principal: PrincipalRef) -> tuple[bool, bool, frozenset[Holder]]:
-        """(member, organisation admin, the holders whose grants apply): what a policy is
-        built from, besides the holders' rows."""
-        kind, principal_id = principal
-        if kind == "user":
-            role = self.member_roles.get(principal_id)
-            is_member, is_admin = role is not None, role == MembershipRole.ADMIN
-            holders: list[Holder] = [
-                ("user", principal_id),
-                *(("group", group) for group in self.groups_of.get(principal_id, ())),
-            ]
-        else:
-            usable, admin, _ = self.api_keys.get(principal_id, (False, False, ""))
-            is_member, is_admin = usable, usable and admin
-            holders = []
-        holders += [("role", role_id) for role_id in self.roles_reaching(principal)]
-        return is_member, is_admin, frozenset(holders)
-
-    def policy(
-        self,
-        inputs: tuple[bool, bool, frozenset[Holder]],
-        projects: set[int | None],
-    ) -> Policy:
-        """The engine's policy built from `policy_inputs`, with the rows on `projects` only
-        (decisions on other projects are not to be read from it)."""
-        is_member, is_admin, holders = inputs
-        rows = [row for holder in holders for row in self.rows_on(holder, projects)]
-        return policy_from_rows(
-            self.organisation_id,
-            is_member=is_member,
-            is_admin=is_admin,
-            rows=rows,
-            keep_entries=False,
-        )
-
-
-def _features_of(where: Q) -> dict[int, dict[int, FeatureTags]]:
-    """project id -> feature id -> tags, for the features matching `where` (one query)."""
-    feature_tag_pairs: dict[int, dict[int, list[tuple[int, bool]]]] = defaultdict(dict)
-    for feature_id, project_id, tag_id, restricted in Feature.objects.filter(where).values_list(
-        "id", "project_id", "tags__id", "tags__is_restricted"
-    ):
-        pairs = feature_tag_pairs[project_id].setdefault(feature_id, [])
-        if tag_id is not None:
-            pairs.append((tag_id, bool(restricted)))
-    return {
-        project_id: {
-            feature_id: FeatureTags(
-                tags=frozenset(t for t, _ in pairs),
-                restricted=frozenset(t for t, r in pairs if r),
-            )
-            for feature_id, pairs in by_feature.items()
-        }
-        for project_id, by_feature in feature_tag_pairs.items()
-    }
-
-
-def snapshot_take(organisation_id: int) -> Snapshot:
-    """Read the organisation's permission-relevant state (8 queries, whatever its size)."""
-    member_roles = dict(
-        OrganisationMembership.objects.filter(organisation_id=organisation_id).values_list(
-            "user_id", "role"
-        )
-    )
-    now = timezone.now()
-    api_keys = {
-        key_id: (not revoked and (expires is None or expires >= now), is_admin, name)
-        for key_id, revoked, expires, is_admin, name in OrganisationAPIKey.objects.filter(
-            organisation_id=organisation_id
-        ).values_list("id", "revoked", "expiry_date", "is_admin", "name")
-    }
-    groups_of: dict[int, set[int]] = defaultdict(set)
-    for user_id, group_id in UserGroup.users.through.objects.filter(
-        usergroup__organisation_id=organisation_id
-    ).values_list("user_id", "usergroup_id"):
-        groups_of[user_id].add(group_id)
-    roles_of: dict[Holder, set[int]] = defaultdict(set)
-    # Only assignments to the organisation's own groups and keys count, as in the engine.
-    for role_id, user_id, group_id, api_key_id in RoleAssignment.objects.filter(
-        Q(user__isnull=False)
-        | Q(group__organisation_id=organisation_id)
-        | Q(api_key__organisation_id=organisation_id),
-        role__organisation_id=organisation_id,
-    ).values_list("role_id", "user_id", "group_id", "api_key_id"):
-        if user_id is not None:
-            roles_of[("user", user_id)].add(role_id)
-        elif group_id is not None:
-            roles_of[("group", group_id)].add(role_id)
-        elif api_key_id is not None:
-            roles_of[("api_key", api_key_id)].add(role_id)
-    rows_of = organisation_grant_rows(organisation_id)
-    projects = frozenset(
-        Project.objects.filter(organisation_id=organisation_id).values_list("id", flat=True)
-    )
-    environments = dict(
-        Environment.objects.filter(project__organisation_id=organisation_id).values_list(
-            "id", "project_id"
-        )
-    )
-    features = _features_of(Q(project__organisation_id=organisation_id))
-    return Snapshot(
-        organisation_id=organisation_id,
-        member_roles=member_roles,
-        api_keys=api_keys,
-        groups_of={user: frozenset(groups) for user, groups in groups_of.items()},
-        roles_of={holder: frozenset(roles) for holder, roles in roles_of.items()},
-        rows_of={holder: frozenset(rows) for holder, rows in rows_of.items()},
-        projects=projects,
-        environments=environments,
-        features=features,
-    )
-
-
 # --------------------------------------------------------------------------------------
 # Comparing two snapshots
 # --------------------------------------------------------------------------------------
@@ -461,7 +224,7 @@ def _affected(before: Snapshot, after: Snapshot) -> dict[PrincipalRef, set[int |
                 for holder in snapshot.holders_on_project(project_id):
                     reach(holder, {project_id})
 
-    all_projects: set[int | None] = {*before.projects, *after.projects, _ORGANISATION}
+    all_projects: set[int | None] = {*before.projects, *after.projects, ORGANISATION_LEVEL}
     for principal in everywhere:
         affected[principal] = set(all_projects)
     return affected
@@ -682,20 +445,10 @@ def _snapshots_around_grants(
     ).values_list("user_id", "usergroup_id"):
         groups_of[user_id].add(group_id)
     all_groups = {group for groups in groups_of.values() for group in groups}
-    roles_of: dict[Holder, set[int]] = defaultdict(set)
-    for role_id, user_id, group_id, api_key_id in RoleAssignment.objects.filter(
+    roles_of = roles_by_holder(
+        organisation_id,
         Q(user_id__in=users) | Q(group_id__in=all_groups) | Q(api_key_id__in=api_key_rows),
-        Q(user__isnull=False)
-        | Q(group__organisation_id=organisation_id)
-        | Q(api_key__organisation_id=organisation_id),
-        role__organisation_id=organisation_id,
-    ).values_list("role_id", "user_id", "group_id", "api_key_id"):
-        if user_id is not None:
-            roles_of[("user", user_id)].add(role_id)
-        elif group_id is not None:
-            roles_of[("group", group_id)].add(role_id)
-        elif api_key_id is not None:
-            roles_of[("api_key", api_key_id)].add(role_id)
+    )
     all_roles = {role for roles in roles_of.values() for role in roles}
     # Where only environment rows changed (the common role grant edit), nothing but those
     # environments can decide differently: their own rows and their project's project-level
@@ -706,7 +459,7 @@ def _snapshots_around_grants(
     on_projects = Q(project_id__in=[p for p in changed_projects if p is not None])
     if environments_only:
         on_projects &= Q(environment__isnull=True) | Q(environment_id__in=changed_environments)
-    if _ORGANISATION in changed_projects:
+    if ORGANISATION_LEVEL in changed_projects:
         on_projects |= Q(project__isnull=True)
     rows_of = organisation_grant_rows(
         organisation_id,
@@ -718,7 +471,7 @@ def _snapshots_around_grants(
     if environments_only:
         in_projects = in_projects.filter(pk__in=changed_environments)
     environments = dict(in_projects.values_list("id", "project_id"))
-    features = _features_of(Q(project_id__in=projects))
+    features = features_of(Q(project_id__in=projects))
 
     def snapshot(holder_rows: frozenset[Row]) -> Snapshot:
         return Snapshot(

@@ -8,7 +8,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from audit.models import AuditLogEntry
-from impact.previews import ImpactChangeSerializer
+from impact.api.serializers import ImpactChangeSerializer
 
 
 class ActorSerializer(serializers.Serializer):

@@ -26,7 +26,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.utils.encoders import JSONEncoder
 
-from impact.previews import ImpactSerializer
+from impact.api.serializers import ImpactSerializer
 from organisations.models import MembershipRole, Organisation
 from permission_documents import documents
 from permissions.drf import ADMIN, organisation_or_404

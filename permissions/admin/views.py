@@ -2,7 +2,7 @@
 
 Both only present what the engine decides: the matrix asks each member's `Policy` (loaded by
 the engine) through `Policy.decide` for every cell, and the explain page shows
-`engine.explain` with names and links.
+`reports.explain` with names and links.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from django.utils.safestring import SafeString, mark_safe
 from environments.models import Environment
 from features.models import Feature
 from organisations.models import OrganisationMembership, Role, UserGroup
-from permissions import engine
+from permissions import engine, reports
 from permissions.admin.forms import ExplainForm, environment_label
 from permissions.catalogue import CATALOGUE, KEYS_BY_LEVEL, TAG_SUPPORTED_KEYS, Level
 from permissions.engine import ScopeRights
@@ -360,7 +360,7 @@ def explain_view(request: HttpRequest, *, model_admin: Any) -> HttpResponse:
             if form.cleaned_data["key"]
             else list(KEYS_BY_LEVEL[Level.ENVIRONMENT])
         )
-        raw = [engine.explain(user, key, environment, feature) for key in keys]
+        raw = [reports.explain(user, key, environment, feature) for key in keys]
         results = _present(site.name, raw, user=user, environment=environment, feature=feature)
         subject = {
             "user": user,
@@ -395,7 +395,7 @@ def _present(
     environment: Environment,
     feature: Feature,
 ) -> list[dict[str, Any]]:
-    """`engine.explain` results with names and links instead of ids (a constant number of
+    """`reports.explain` results with names and links instead of ids (a constant number of
     queries whatever the number of paths)."""
     role_ids = {p["role"] for r in raw for p in (*r["granted_by"], *r["blocked_by"]) if p["role"]}
     group_ids = {

@@ -31,10 +31,10 @@ from rest_framework.views import APIView
 from environments.models import Environment
 from features.models import Feature
 from impact.previews import grant_holder
-from organisations import selectors
 from organisations.api.views import OrganisationScopedViewSet, RoleScopedViewSet
 from organisations.models import OrganisationAPIKey
-from permissions import engine, services
+from organisations.selectors import is_member
+from permissions import engine, reports, selectors, services
 from permissions.api.serializers import (
     CatalogueEntrySerializer,
     ExplainQuerySerializer,
@@ -132,7 +132,7 @@ class MyPermissionsView(APIView):
     )
     def get(self, request: Request, **kwargs: Any) -> Response:
         scope = _scope_from_kwargs(request, kwargs)
-        return Response(engine.my_permissions(request.user, scope))
+        return Response(reports.my_permissions(request.user, scope))
 
 
 def _organisation_id(scope: Any) -> int:
@@ -150,9 +150,7 @@ def _is_self(request: Request, user_id: int) -> bool:
 
 def _member_or_404(scope: Any, user_id: int) -> Any:
     user = User.objects.filter(pk=user_id).first()
-    if user is None or not selectors.is_member(
-        organisation=_organisation_id(scope), user_id=user_id
-    ):
+    if user is None or not is_member(organisation=_organisation_id(scope), user_id=user_id):
         raise Http404
     return user
 
@@ -176,7 +174,7 @@ class UserDetailedPermissionsView(APIView):
         if not (_is_self(request, user_id) or engine.is_admin(request.user, scope)):
             raise PermissionDenied("Only the user themself and admins of this scope may read this.")
         user = _member_or_404(scope, user_id)
-        return Response(engine.user_detailed_permissions(user, scope))
+        return Response(reports.user_detailed_permissions(user, scope))
 
 
 class ExplainView(APIView):
@@ -225,13 +223,13 @@ class ExplainView(APIView):
         user = _member_or_404(environment, user_id)
         key = query.validated_data.get("permission", request.query_params.get("permission"))
         if key is None:
-            return Response(engine.explain_all(user, environment, feature))
+            return Response(reports.explain_all(user, environment, feature))
         spec = CATALOGUE.get(key)
         if spec is None or spec.level != Level.ENVIRONMENT:
             raise ValidationError(
                 {"permission": [f"{key!r} is not an environment permission key."]}
             )
-        return Response(engine.explain(user, key, environment, feature))
+        return Response(reports.explain(user, key, environment, feature))
 
 
 # --------------------------------------------------------------------------------------

@@ -15,12 +15,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from audit.services import Actor
+from impact.api.serializers import ImpactResponseSerializer
 from impact.previews import (
     IMPACT_LIMIT_DEFAULT,
     IMPACT_LIMIT_MAX,
     Holder,
     Impact,
-    ImpactResponseSerializer,
     impact_apply,
     impact_preview,
 )

@@ -15,7 +15,7 @@ from typing import Any
 from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer
 from rest_framework.serializers import BaseSerializer
 
-from impact.previews import ImpactResponseSerializer
+from impact.api.serializers import ImpactResponseSerializer
 from tagwarden.api.base import BAD_REQUEST, DELETE_ERRORS
 
 #: The errors of a delete that takes `?dry_run=`: a junk value is a 400 naming `dry_run`.

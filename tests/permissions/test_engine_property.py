@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from environments.models import Environment
 from features.models import Feature
 from organisations.models import OrganisationAPIKey
-from permissions import catalogue, engine
+from permissions import catalogue, engine, reports
 from projects.models import Project
 from tests.permissions.reference import (
     ENV,
@@ -57,7 +57,7 @@ def test_reference_table_is_the_catalogue() -> None:
 
 
 # ---------------------------------------------------------------------------------------
-# The client rule of API.md for the my-permissions payload
+# The client rule of docs/API.md ("Permissions in responses") for the my-permissions payload
 # ---------------------------------------------------------------------------------------
 
 
@@ -112,7 +112,7 @@ def check_principal(w: World, rows: Rows, p: tuple[str, int], principal: Any) ->
     )
 
     # organisation
-    org_payload = engine.my_permissions(principal, org)
+    org_payload = reports.my_permissions(principal, org)
     check_payload_shape(org_payload)
     assert org_payload["admin"] is ref_is_org_admin(w, p), ctx
     assert org_payload["restricted_tags"] == []
@@ -151,7 +151,7 @@ def check_principal(w: World, rows: Rows, p: tuple[str, int], principal: Any) ->
             else ref_is_env_admin(w, p, ref_scope[1])
         )
         assert engine.is_admin(principal, scope) is admin, sctx
-        payload = engine.my_permissions(principal, scope)
+        payload = reports.my_permissions(principal, scope)
         check_payload_shape(payload)
         assert payload["admin"] is admin, sctx
         assert payload["restricted_tags"] == restricted_ids, sctx
@@ -190,7 +190,7 @@ def check_principal(w: World, rows: Rows, p: tuple[str, int], principal: Any) ->
                 assert client_decides(payload, key, feature_tag_ids[i]) is expected, fctx
                 assert (key in on_feature[i]) is expected, fctx
                 if ref_scope == (ENV, 0):  # explain costs queries: one environment is enough
-                    explained = engine.explain(principal, key, scope, feature)
+                    explained = reports.explain(principal, key, scope, feature)
                     assert explained["allowed"] is expected, (fctx, explained)
                     assert bool(explained["granted_by"]) is expected, (fctx, explained)
                     assert explained["reason"], fctx

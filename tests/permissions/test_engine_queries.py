@@ -1,4 +1,4 @@
-"""DESIGN.md §6 speed: a decision costs at most 2 queries cold whatever the number of grants,
+"""docs/PERMISSIONS.md, "How it is fast": a decision costs at most 2 queries cold whatever the number of grants,
 groups, roles and tags, and 0 warm; list filters cost a constant number of queries."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The engine's reports (API.md "Catalogue, my-permissions, detail, explain"): the
+"""The engine's reports (docs/API.md, "Permissions in responses"): the
 my-permissions payload, the per-user detailed permissions and explain."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from environments.models import Environment
-from permissions import engine
+from permissions import engine, reports
 from permissions.catalogue import (
     APPROVE_CHANGE_REQUEST,
     CREATE_CHANGE_REQUEST,
@@ -94,17 +94,17 @@ def test_my_permissions_of_an_organisation_admin(w: Any, kind: str) -> None:
         if kind == "member"
         else f.APIKeyFactory(organisation=w.org, is_admin=True)
     )
-    assert engine.my_permissions(principal, w.org) == {
+    assert reports.my_permissions(principal, w.org) == {
         "admin": True,
         "permissions": sorted(ORG_KEYS),
         "tag_based_permissions": [],
         "restricted_tags": [],
     }
-    project = engine.my_permissions(principal, w.project)
+    project = reports.my_permissions(principal, w.project)
     assert project["admin"] is True
     assert project["permissions"] == sorted(PROJECT_KEYS)
     assert project["restricted_tags"] == sorted([w.r.pk, w.s.pk])
-    env = engine.my_permissions(principal, w.env)
+    env = reports.my_permissions(principal, w.env)
     assert env["admin"] is True
     assert env["permissions"] == sorted(ENV_KEYS)
 
@@ -113,13 +113,13 @@ def test_my_permissions_at_organisation_level(w: Any) -> None:
     group = f.UserGroupFactory(organisation=w.org, users=[w.user])
     f.grant(group, w.org, [MANAGE_USER_GROUPS])
     f.grant(w.user, w.org, [CREATE_PROJECT])
-    assert engine.my_permissions(fresh(w.user), w.org) == {
+    assert reports.my_permissions(fresh(w.user), w.org) == {
         "admin": False,
         "permissions": [CREATE_PROJECT, MANAGE_USER_GROUPS],
         "tag_based_permissions": [],
         "restricted_tags": [],
     }
-    assert engine.my_permissions(fresh(f.member(w.org)), w.org) == {
+    assert reports.my_permissions(fresh(f.member(w.org)), w.org) == {
         "admin": False,
         "permissions": [],
         "tag_based_permissions": [],
@@ -130,7 +130,7 @@ def test_my_permissions_at_organisation_level(w: Any) -> None:
 def test_my_permissions_at_project_level(w: Any) -> None:
     f.grant(w.user, w.project, [VIEW_PROJECT, CREATE_FEATURE, VIEW_AUDIT_LOG])
     f.grant(role_for(w), w.project, {DELETE_FEATURE: [w.b, w.a], VIEW_PROJECT: []})
-    payload = engine.my_permissions(fresh(w.user), w.project)
+    payload = reports.my_permissions(fresh(w.user), w.project)
     assert payload == {
         "admin": False,
         "permissions": sorted([CREATE_FEATURE, VIEW_AUDIT_LOG, VIEW_PROJECT]),
@@ -144,13 +144,13 @@ def test_my_permissions_of_a_scope_admin(w: Any, scope: str) -> None:
     target = w.project if scope == "project" else w.env
     f.grant(w.user, target, admin=True)
     user = fresh(w.user)
-    payload = engine.my_permissions(user, w.env)
+    payload = reports.my_permissions(user, w.env)
     assert payload["admin"] is True
     assert payload["permissions"] == sorted(ENV_KEYS)
-    project = engine.my_permissions(user, w.project)
+    project = reports.my_permissions(user, w.project)
     assert project["admin"] is (scope == "project")
     assert project["permissions"] == (sorted(PROJECT_KEYS) if scope == "project" else [])
-    assert engine.my_permissions(user, w.env2)["admin"] is (scope == "project")
+    assert reports.my_permissions(user, w.env2)["admin"] is (scope == "project")
 
 
 def test_tag_based_permissions_one_entry_per_distinct_tag_set(w: Any) -> None:
@@ -163,7 +163,7 @@ def test_tag_based_permissions_one_entry_per_distinct_tag_set(w: Any) -> None:
     f.grant(role_for(w), w.env, {MANAGE_SEGMENT_OVERRIDES: [w.a]})
     f.grant(role_for(w, through_group=group), w.env, {MANAGE_SEGMENT_OVERRIDES: [w.r]})
     f.grant(w.user, w.env, [VIEW_ENVIRONMENT])
-    payload = engine.my_permissions(fresh(w.user), w.env)
+    payload = reports.my_permissions(fresh(w.user), w.env)
     assert payload == {
         "admin": False,
         "permissions": [VIEW_ENVIRONMENT],
@@ -178,7 +178,7 @@ def test_tag_based_permissions_one_entry_per_distinct_tag_set(w: Any) -> None:
         "restricted_tags": sorted([w.r.pk, w.s.pk]),
     }
     # tagged holdings of another environment do not leak in
-    assert engine.my_permissions(fresh(w.user), w.env2) == {
+    assert reports.my_permissions(fresh(w.user), w.env2) == {
         "admin": False,
         "permissions": [],
         "tag_based_permissions": [],
@@ -189,7 +189,7 @@ def test_tag_based_permissions_one_entry_per_distinct_tag_set(w: Any) -> None:
 def test_key_keeps_its_tag_set_when_also_held_untagged(w: Any) -> None:
     f.grant(role_for(w), w.env, {UPDATE_FEATURE_STATE: [w.r]})
     f.grant(w.user, w.env, [UPDATE_FEATURE_STATE])
-    payload = engine.my_permissions(fresh(w.user), w.env)
+    payload = reports.my_permissions(fresh(w.user), w.env)
     assert payload["permissions"] == [UPDATE_FEATURE_STATE]
     assert payload["tag_based_permissions"] == [
         {"permissions": [UPDATE_FEATURE_STATE], "tags": [w.r.pk]}
@@ -217,8 +217,8 @@ def test_key_keeps_its_tag_set_when_also_held_untagged(w: Any) -> None:
 def test_my_permissions_of_a_non_member(w: Any) -> None:
     outsider = f.UserFactory()
     f.grant(outsider, w.env, [UPDATE_FEATURE_STATE], admin=True)
-    assert engine.my_permissions(fresh(outsider), w.org)["permissions"] == []
-    assert engine.my_permissions(fresh(outsider), w.env) == {
+    assert reports.my_permissions(fresh(outsider), w.org)["permissions"] == []
+    assert reports.my_permissions(fresh(outsider), w.env) == {
         "admin": False,
         "permissions": [],
         "tag_based_permissions": [],
@@ -250,7 +250,7 @@ def test_user_detailed_permissions_at_environment_level(w: Any) -> None:
     def role(r: Any, tags: list[Any]) -> dict[str, Any]:
         return {"id": r.pk, "name": r.name, "tags": sorted(t.pk for t in tags)}
 
-    assert engine.user_detailed_permissions(fresh(w.user), w.env) == {
+    assert reports.user_detailed_permissions(fresh(w.user), w.env) == {
         "admin": True,
         "is_directly_granted": False,
         "derived_from": {"groups": [group(g2)], "roles": [role(r2, [])]},
@@ -280,7 +280,7 @@ def test_user_detailed_permissions_at_project_level(w: Any) -> None:
     role = role_for(w)
     f.grant(role, w.project, {DELETE_FEATURE: [w.r], VIEW_PROJECT: []})
     f.grant(group, w.project, [CREATE_FEATURE])
-    assert engine.user_detailed_permissions(fresh(w.user), w.project) == {
+    assert reports.user_detailed_permissions(fresh(w.user), w.project) == {
         "admin": True,
         "is_directly_granted": True,
         "derived_from": {"groups": [], "roles": []},
@@ -315,7 +315,7 @@ def test_user_detailed_permissions_role_through_two_paths(w: Any) -> None:
     role = role_for(w)
     f.RoleAssignmentFactory(role=role, group=group)
     f.grant(role, w.env, {UPDATE_FEATURE_STATE: [w.a]})
-    detail = engine.user_detailed_permissions(fresh(w.user), w.env)
+    detail = reports.user_detailed_permissions(fresh(w.user), w.env)
     assert detail["admin"] is False
     assert detail["permissions"] == [
         {
@@ -331,12 +331,12 @@ def test_user_detailed_permissions_role_through_two_paths(w: Any) -> None:
 
 def test_user_detailed_permissions_of_org_admin_and_non_member(w: Any) -> None:
     admin = fresh(f.member(w.org, admin=True))
-    detail = engine.user_detailed_permissions(admin, w.env)
+    detail = reports.user_detailed_permissions(admin, w.env)
     assert detail["admin"] is True
     assert detail["is_directly_granted"] is False
     outsider = f.UserFactory()
     f.grant(outsider, w.env, [UPDATE_FEATURE_STATE], admin=True)
-    assert engine.user_detailed_permissions(fresh(outsider), w.env) == {
+    assert reports.user_detailed_permissions(fresh(outsider), w.env) == {
         "admin": False,
         "is_directly_granted": False,
         "derived_from": {"groups": [], "roles": []},
@@ -384,7 +384,7 @@ def test_explain_organisation_admin(w: Any, kind: str) -> None:
         else f.APIKeyFactory(organisation=w.org, is_admin=True)
     )
     feature = f.FeatureFactory(project=w.project, tags=[w.r])
-    result = engine.explain(principal, UPDATE_FEATURE_STATE, w.env, feature)
+    result = reports.explain(principal, UPDATE_FEATURE_STATE, w.env, feature)
     assert result["permission"] == UPDATE_FEATURE_STATE
     assert result["allowed"] is True
     assert result["granted_by"] == [granted("organisation_admin", "organisation")]
@@ -405,7 +405,7 @@ def test_explain_scope_admin_through_each_path(w: Any, path: str, scope: str) ->
         holder = role
     f.grant(holder, w.project if scope == "project" else w.env, admin=True)
     feature = f.FeatureFactory(project=w.project, tags=[w.r])
-    result = engine.explain(fresh(w.user), APPROVE_CHANGE_REQUEST, w.env, feature)
+    result = reports.explain(fresh(w.user), APPROVE_CHANGE_REQUEST, w.env, feature)
     assert result["allowed"] is True
     assert result["granted_by"] == [granted(f"{scope}_admin", scope, group=group, role=role)]
     assert result["blocked_by"] == []
@@ -428,7 +428,7 @@ def test_explain_entries_through_each_path(w: Any) -> None:
     f.grant(other, w.env, {UPDATE_FEATURE_STATE: [w.a]})
 
     feature = f.FeatureFactory(project=w.project, tags=[w.a])
-    result = engine.explain(fresh(w.user), UPDATE_FEATURE_STATE, w.env, feature)
+    result = reports.explain(fresh(w.user), UPDATE_FEATURE_STATE, w.env, feature)
     assert result["allowed"] is True
     key = lambda item: (item["via"], item["group"] or 0, item["role"] or 0)  # noqa: E731
     assert sorted(result["granted_by"], key=key) == sorted(
@@ -452,7 +452,7 @@ def test_explain_blocked_by_restricted_tag(w: Any) -> None:
     f.grant(r_a, w.env, {UPDATE_FEATURE_STATE: [w.a]})  # names only the unrestricted tag
     f.grant(r_c, w.env, {UPDATE_FEATURE_STATE: [w.c]})  # would not reach anyway
     feature = f.FeatureFactory(project=w.project, tags=[w.r, w.a])
-    result = engine.explain(fresh(w.user), UPDATE_FEATURE_STATE, w.env, feature)
+    result = reports.explain(fresh(w.user), UPDATE_FEATURE_STATE, w.env, feature)
     assert result["allowed"] is False
     assert result["granted_by"] == []
     key = lambda item: (item["via"], item["role"] or 0)  # noqa: E731
@@ -472,7 +472,7 @@ def test_explain_granted_by_restricted_tag(w: Any) -> None:
     role = role_for(w)
     f.grant(role, w.env, {UPDATE_FEATURE_STATE: [w.r, w.c]})
     feature = f.FeatureFactory(project=w.project, tags=[w.r, w.a])
-    result = engine.explain(fresh(w.user), UPDATE_FEATURE_STATE, w.env, feature)
+    result = reports.explain(fresh(w.user), UPDATE_FEATURE_STATE, w.env, feature)
     assert result["allowed"] is True
     assert len(result["granted_by"]) == 1
     item = result["granted_by"][0]
@@ -488,7 +488,7 @@ def test_explain_granted_by_restricted_tag(w: Any) -> None:
 def test_explain_nothing_held(w: Any) -> None:
     f.grant(w.user, w.env, [VIEW_ENVIRONMENT])
     feature = f.FeatureFactory(project=w.project)
-    result = engine.explain(fresh(w.user), UPDATE_FEATURE_STATE, w.env, feature)
+    result = reports.explain(fresh(w.user), UPDATE_FEATURE_STATE, w.env, feature)
     assert result == {
         "permission": UPDATE_FEATURE_STATE,
         "allowed": False,
@@ -497,7 +497,7 @@ def test_explain_nothing_held(w: Any) -> None:
         "blocked_by": [],
     }
     check_reason(result)
-    view = engine.explain(fresh(w.user), VIEW_ENVIRONMENT, w.env, feature)
+    view = reports.explain(fresh(w.user), VIEW_ENVIRONMENT, w.env, feature)
     assert view["allowed"] is True
     assert view["granted_by"] == [granted("user", "environment")]
 
@@ -506,7 +506,7 @@ def test_explain_non_member(w: Any) -> None:
     outsider = f.UserFactory()
     f.grant(outsider, w.env, [UPDATE_FEATURE_STATE], admin=True)
     feature = f.FeatureFactory(project=w.project)
-    result = engine.explain(fresh(outsider), UPDATE_FEATURE_STATE, w.env, feature)
+    result = reports.explain(fresh(outsider), UPDATE_FEATURE_STATE, w.env, feature)
     assert result["allowed"] is False
     assert result["granted_by"] == [] and result["blocked_by"] == []
     check_reason(result)
@@ -520,10 +520,10 @@ def test_explain_api_key_through_role(w: Any) -> None:
     f.grant(role, w.env, {UPDATE_FEATURE_STATE: [w.a]})
     yes = f.FeatureFactory(project=w.project, tags=[w.a])
     no = f.FeatureFactory(project=w.project, tags=[w.b])
-    assert engine.explain(key, UPDATE_FEATURE_STATE, w.env, yes)["granted_by"] == [
+    assert reports.explain(key, UPDATE_FEATURE_STATE, w.env, yes)["granted_by"] == [
         granted("role", "environment", role=role, tags=[w.a])
     ]
-    assert engine.explain(key, UPDATE_FEATURE_STATE, w.env, no)["blocked_by"] == [
+    assert reports.explain(key, UPDATE_FEATURE_STATE, w.env, no)["blocked_by"] == [
         blocked("role", "tag_mismatch", role=role, tags=[w.a])
     ]
 
@@ -533,11 +533,11 @@ def test_explain_all_and_errors(w: Any) -> None:
     feature = f.FeatureFactory(project=w.project)
     user = fresh(w.user)
     env = Environment.objects.get(pk=w.env.pk)
-    results = engine.explain_all(user, env, feature)
+    results = reports.explain_all(user, env, feature)
     assert [r["permission"] for r in results] == ENV_KEYS
     assert [r["allowed"] for r in results] == [k == VIEW_ENVIRONMENT for k in ENV_KEYS]
     with pytest.raises(ValueError):
-        engine.explain(user, DELETE_FEATURE, env, feature)
+        reports.explain(user, DELETE_FEATURE, env, feature)
     other_feature = f.FeatureFactory(project=w.other_project)
     with pytest.raises(ValueError):
-        engine.explain(user, UPDATE_FEATURE_STATE, env, other_feature)
+        reports.explain(user, UPDATE_FEATURE_STATE, env, other_feature)

@@ -1,4 +1,4 @@
-"""DESIGN.md §5, rule by rule: for each rule a case that grants and a case that denies.
+"""docs/PERMISSIONS.md, "How one decision is made", rule by rule: for each rule a case that grants and a case that denies.
 
 Rules about grant entries are parametrised over the four paths by which an entry reaches a
 user: the user's own grant, a grant of one of its groups, a grant of a role assigned to it, and
@@ -21,7 +21,7 @@ from django.utils import timezone
 from environments.models import Environment
 from features.models import Feature, FeatureState
 from organisations.models import OrganisationAPIKey, OrganisationMembership
-from permissions import engine
+from permissions import engine, reports
 from permissions.catalogue import (
     APPROVE_CHANGE_REQUEST,
     CREATE_CHANGE_REQUEST,
@@ -193,8 +193,8 @@ def test_organisation_admin_holds_every_key_everywhere(w: World, kind: str) -> N
         assert check_lists_agree(principal, key, w.env, w.features()) == {
             ft.pk for ft in w.features()
         }
-    assert engine.my_permissions(principal, w.org)["admin"] is True
-    assert engine.my_permissions(principal, w.env)["permissions"] == sorted(ENV_KEYS)
+    assert reports.my_permissions(principal, w.org)["admin"] is True
+    assert reports.my_permissions(principal, w.env)["permissions"] == sorted(ENV_KEYS)
 
 
 @pytest.mark.parametrize("kind", ["member", "api_key", "other_org_admin", "other_org_key"])
@@ -370,7 +370,7 @@ def test_tagged_entry_denies_other_features_and_fails_closed_without_feature(
     assert engine.allowed(user, key, env, w.feat_ab)
     assert not engine.allowed(user, key, w.env2, w.feat_ab)
     # a tagged entry is not an untagged one: my-permissions keeps it apart
-    payload = engine.my_permissions(user, env)
+    payload = reports.my_permissions(user, env)
     assert key not in payload["permissions"]
     assert payload["tag_based_permissions"] == [{"permissions": [key], "tags": [w.tag_b.pk]}]
 
@@ -523,13 +523,13 @@ def test_non_member_holds_nothing_through_any_path(w: World, path: str) -> None:
     assert _listed(outsider) == (set(), set())
     assert allowed_features(outsider, DELETE_FEATURE, w.project) == set()
     assert allowed_state_features(outsider, UPDATE_FEATURE_STATE, w.env) == set()
-    assert engine.my_permissions(outsider, w.env) == {
+    assert reports.my_permissions(outsider, w.env) == {
         "admin": False,
         "permissions": [],
         "tag_based_permissions": [],
         "restricted_tags": [w.tag_r.pk],
     }
-    assert engine.explain(outsider, UPDATE_FEATURE_STATE, w.env, w.untagged)["granted_by"] == []
+    assert reports.explain(outsider, UPDATE_FEATURE_STATE, w.env, w.untagged)["granted_by"] == []
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -787,7 +787,7 @@ def test_organisation_key_through_path(w: World, path: str) -> None:
     user = fresh(w.user)
     assert engine.allowed(user, CREATE_PROJECT, w.org)
     assert not engine.allowed(user, MANAGE_USER_GROUPS, w.org)
-    assert engine.my_permissions(user, w.org)["permissions"] == [CREATE_PROJECT]
+    assert reports.my_permissions(user, w.org)["permissions"] == [CREATE_PROJECT]
 
 
 def test_org_admin_views_and_lists_everything(w: World) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from permissions import engine
+from permissions import engine, reports
 from permissions.catalogue import DELETE_FEATURE, UPDATE_FEATURE_STATE, VIEW_ENVIRONMENT
 from tests import factories as f
 
@@ -32,10 +32,10 @@ def test_role_through_group_tagged_entry_reaches_only_tagged_feature(db, django_
         assert engine.allowed(user, VIEW_ENVIRONMENT, env) is True
         assert engine.can_view(user, env) and engine.can_view(user, env.project)
     assert list(engine.features_allowed(user, UPDATE_FEATURE_STATE, env)) == [feature_a]
-    assert engine.my_permissions(user, env)["tag_based_permissions"] == [
+    assert reports.my_permissions(user, env)["tag_based_permissions"] == [
         {"permissions": [UPDATE_FEATURE_STATE], "tags": [tag_a.pk]}
     ]
-    explanation = engine.explain(user, UPDATE_FEATURE_STATE, env, feature_b)
+    explanation = reports.explain(user, UPDATE_FEATURE_STATE, env, feature_b)
     assert explanation["allowed"] is False
     assert explanation["blocked_by"] == [
         {

@@ -1,4 +1,4 @@
-"""Impact previews by example (API.md "Permissions as code and impact preview", IMPACT): who
+"""Impact previews by example (docs/PERMISSIONS.md, "Seeing a change before making it"): who
 gains and who loses what when one change is made. The property test
 (`test_impact_property.py`) holds the module to the reference on random changes; these are
 the readable cases."""
@@ -69,7 +69,7 @@ def row(
     environment: Any = None,
     features: int | None = None,
 ) -> dict[str, Any]:
-    """One CHANGE of IMPACT (API.md)."""
+    """One change of an impact answer (docs/PERMISSIONS.md)."""
     who: dict[str, Any] = (
         {"api_key": principal.pk, "email": None, "name": principal.name}
         if hasattr(principal, "prefix")

@@ -1,4 +1,4 @@
-"""IMPACT answers are summarised (API.md contract, docs/PERMISSIONS.md impact previews): the
+"""IMPACT answers are summarised (docs/PERMISSIONS.md, "Seeing a change before making it"): the
 complete `summary` of principals gaining or losing each key on each scope, `gained`/`lost`
 cut at `?impact_limit=` rows (default 1000, at most 10000) with `truncated`, and a junk limit
 is a 400 naming the field that runs nothing."""

@@ -108,7 +108,7 @@ def _only_admin(w: World, user: int) -> bool:
 
 
 def world_apply(w: World, c: Change) -> World | None:
-    """What the change means, DESIGN.md §4 and §8 read in plain Python; None when the services
+    """What the change means, docs/PERMISSIONS.md read in plain Python; None when the services
     must refuse it (an organisation keeps at least one ADMIN)."""
     a = c.args
     grants = list(w.grants)
@@ -154,7 +154,7 @@ def world_apply(w: World, c: Change) -> World | None:
         members[a[0]] = not members[a[0]]
         return replace(w, members=tuple(members))
     if c.kind == "member_remove":
-        # DESIGN.md §4: their grants, group memberships and role assignments go with them.
+        # docs/PERMISSIONS.md: their grants, group memberships and role assignments go with them.
         user = a[0]
         if _only_admin(w, user):
             return None
@@ -221,7 +221,7 @@ def single_changes(draw: Any, w: World, wanted: str) -> Change:
     any_tags = st.frozensets(st.integers(0, len(w.tags) - 1), min_size=1, max_size=2)
 
     def tags_for(holder: tuple[str, int], scope: tuple[str, int], key: str) -> frozenset[int]:
-        # Only role grants' entries of tag-supported keys may carry tags (DESIGN.md §4).
+        # Only role grants' entries of tag-supported keys may carry tags (docs/PERMISSIONS.md).
         if holder[0] == "role" and key in TAG_KEYS and scope[0] != ORG:
             return draw(st.one_of(st.just(frozenset()), any_tags))
         return frozenset()
@@ -455,7 +455,7 @@ def decisions(w: World) -> Decisions:
 
 
 def expected_impact(rows: Rows, before: Decisions, after: Decisions) -> dict[str, list[Any]]:
-    """API.md IMPACT, in the module's order: users first, then by id, project, environment
+    """The impact answer of docs/API.md, in the module's order: users first, then by id, project, environment
     and key."""
     gained: list[dict[str, Any]] = []
     lost: list[dict[str, Any]] = []

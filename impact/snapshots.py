@@ -1,0 +1,241 @@
+"""Snapshots: an organisation's permission-relevant state in a fixed number of queries, the
+raw material of impact previews (docs/PERMISSIONS.md, impact previews)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from django.db.models import Q
+from django.utils import timezone
+
+from environments.models import Environment
+from features.models import Feature
+from organisations.models import (
+    MembershipRole,
+    OrganisationAPIKey,
+    OrganisationMembership,
+    RoleAssignment,
+    UserGroup,
+)
+from permissions.engine import (
+    FeatureTags,
+    Policy,
+    organisation_grant_rows,
+    policy_from_rows,
+)
+from projects.models import Project
+
+PrincipalType = Literal["user", "api_key"]
+PrincipalRef = tuple[PrincipalType, int]
+# Who holds grants and roles: ("user" | "group" | "role" | "api_key", id).
+Holder = tuple[str, int]
+# A grant row as the engine reads it: (grant id, project id, environment id, admin, key,
+# tag id, user id, group id, role id).
+Row = tuple[Any, ...]
+ORGANISATION_LEVEL = None  # the "project" of organisation-level keys and rows
+
+# --------------------------------------------------------------------------------------
+# Snapshots
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Snapshot:
+    """An organisation's permission-relevant state, read in 8 queries."""
+
+    organisation_id: int
+    member_roles: dict[int, str]
+    # API key id -> (usable, is_admin, name)
+    api_keys: dict[int, tuple[bool, bool, str]]
+    groups_of: dict[int, frozenset[int]]  # user id -> the organisation's groups they are in
+    roles_of: dict[Holder, frozenset[int]]  # ("user"|"group"|"api_key", id) -> role ids
+    rows_of: dict[Holder, frozenset[Row]]  # ("user"|"group"|"role", id) -> grant rows
+    projects: frozenset[int]
+    environments: dict[int, int]  # environment id -> project id
+    features: dict[int, dict[int, FeatureTags]]  # project id -> feature id -> tags
+    _rows_by_project: dict[Holder, dict[int | None, list[Row]]] = field(default_factory=dict)
+    _members_of: dict[int, set[int]] | None = None
+    _holders_of_role: dict[int, set[Holder]] | None = None
+    _holders_by_project: dict[int | None, set[Holder]] | None = None
+
+    # -- derived indexes, built on first use -------------------------------------------
+    def members_of(self, group_id: int) -> set[int]:
+        if self._members_of is None:
+            self._members_of = defaultdict(set)
+            for user_id, groups in self.groups_of.items():
+                for group in groups:
+                    self._members_of[group].add(user_id)
+        return self._members_of.get(group_id, set())
+
+    def holders_of_role(self, role_id: int) -> set[Holder]:
+        if self._holders_of_role is None:
+            self._holders_of_role = defaultdict(set)
+            for holder, roles in self.roles_of.items():
+                for role in roles:
+                    self._holders_of_role[role].add(holder)
+        return self._holders_of_role.get(role_id, set())
+
+    def holders_on_project(self, project_id: int) -> set[Holder]:
+        if self._holders_by_project is None:
+            self._holders_by_project = defaultdict(set)
+            for holder, rows in self.rows_of.items():
+                for row in rows:
+                    self._holders_by_project[row[1]].add(holder)
+        return self._holders_by_project.get(project_id, set())
+
+    def rows_on(self, holder: Holder, projects: set[int | None]) -> list[Row]:
+        by_project = self._rows_by_project.get(holder)
+        if by_project is None:
+            by_project = defaultdict(list)
+            for row in self.rows_of.get(holder, ()):
+                by_project[row[1]].append(row)
+            self._rows_by_project[holder] = by_project
+        return [row for project in projects for row in by_project.get(project, ())]
+
+    def projects_of(self, holder: Holder) -> set[int | None]:
+        return {row[1] for row in self.rows_of.get(holder, ())}
+
+    def principals_of(self, holder: Holder) -> set[PrincipalRef]:
+        """The users and API keys a holder's grants reach."""
+        kind, holder_id = holder
+        if kind == "user":
+            return {("user", holder_id)}
+        if kind == "api_key":
+            return {("api_key", holder_id)}
+        if kind == "group":
+            return {("user", user_id) for user_id in self.members_of(holder_id)}
+        found: set[PrincipalRef] = set()
+        for role_holder in self.holders_of_role(holder_id):
+            found |= self.principals_of(role_holder)
+        return found
+
+    def roles_reaching(self, principal: PrincipalRef) -> set[int]:
+        kind, principal_id = principal
+        roles = set(self.roles_of.get((kind, principal_id), ()))
+        if kind == "user":
+            for group in self.groups_of.get(principal_id, ()):
+                roles |= self.roles_of.get(("group", group), frozenset())
+        return roles
+
+    def policy_inputs(self, principal: PrincipalRef) -> tuple[bool, bool, frozenset[Holder]]:
+        """(member, organisation admin, the holders whose grants apply): what a policy is
+        built from, besides the holders' rows."""
+        kind, principal_id = principal
+        if kind == "user":
+            role = self.member_roles.get(principal_id)
+            is_member, is_admin = role is not None, role == MembershipRole.ADMIN
+            holders: list[Holder] = [
+                ("user", principal_id),
+                *(("group", group) for group in self.groups_of.get(principal_id, ())),
+            ]
+        else:
+            usable, admin, _ = self.api_keys.get(principal_id, (False, False, ""))
+            is_member, is_admin = usable, usable and admin
+            holders = []
+        holders += [("role", role_id) for role_id in self.roles_reaching(principal)]
+        return is_member, is_admin, frozenset(holders)
+
+    def policy(
+        self,
+        inputs: tuple[bool, bool, frozenset[Holder]],
+        projects: set[int | None],
+    ) -> Policy:
+        """The engine's policy built from `policy_inputs`, with the rows on `projects` only
+        (decisions on other projects are not to be read from it)."""
+        is_member, is_admin, holders = inputs
+        rows = [row for holder in holders for row in self.rows_on(holder, projects)]
+        return policy_from_rows(
+            self.organisation_id,
+            is_member=is_member,
+            is_admin=is_admin,
+            rows=rows,
+            keep_entries=False,
+        )
+
+
+def features_of(where: Q) -> dict[int, dict[int, FeatureTags]]:
+    """project id -> feature id -> tags, for the features matching `where` (one query)."""
+    feature_tag_pairs: dict[int, dict[int, list[tuple[int, bool]]]] = defaultdict(dict)
+    for feature_id, project_id, tag_id, restricted in Feature.objects.filter(where).values_list(
+        "id", "project_id", "tags__id", "tags__is_restricted"
+    ):
+        pairs = feature_tag_pairs[project_id].setdefault(feature_id, [])
+        if tag_id is not None:
+            pairs.append((tag_id, bool(restricted)))
+    return {
+        project_id: {
+            feature_id: FeatureTags(
+                tags=frozenset(t for t, _ in pairs),
+                restricted=frozenset(t for t, r in pairs if r),
+            )
+            for feature_id, pairs in by_feature.items()
+        }
+        for project_id, by_feature in feature_tag_pairs.items()
+    }
+
+
+def roles_by_holder(organisation_id: int, *where: Q) -> dict[Holder, set[int]]:
+    """The organisation's roles assigned to each holder (`("user" | "group" | "api_key", id)`)
+    in one query, optionally narrowed by `where`. As in the engine, only assignments to the
+    organisation's own groups and keys count: a group or role of another organisation never
+    counts (docs/PERMISSIONS.md, "Membership gates everything")."""
+    roles_of: dict[Holder, set[int]] = defaultdict(set)
+    for role_id, user_id, group_id, api_key_id in RoleAssignment.objects.filter(
+        *where,
+        Q(user__isnull=False)
+        | Q(group__organisation_id=organisation_id)
+        | Q(api_key__organisation_id=organisation_id),
+        role__organisation_id=organisation_id,
+    ).values_list("role_id", "user_id", "group_id", "api_key_id"):
+        if user_id is not None:
+            roles_of[("user", user_id)].add(role_id)
+        elif group_id is not None:
+            roles_of[("group", group_id)].add(role_id)
+        elif api_key_id is not None:
+            roles_of[("api_key", api_key_id)].add(role_id)
+    return roles_of
+
+
+def snapshot_take(organisation_id: int) -> Snapshot:
+    """Read the organisation's permission-relevant state (8 queries, whatever its size)."""
+    member_roles = dict(
+        OrganisationMembership.objects.filter(organisation_id=organisation_id).values_list(
+            "user_id", "role"
+        )
+    )
+    now = timezone.now()
+    api_keys = {
+        key_id: (not revoked and (expires is None or expires >= now), is_admin, name)
+        for key_id, revoked, expires, is_admin, name in OrganisationAPIKey.objects.filter(
+            organisation_id=organisation_id
+        ).values_list("id", "revoked", "expiry_date", "is_admin", "name")
+    }
+    groups_of: dict[int, set[int]] = defaultdict(set)
+    for user_id, group_id in UserGroup.users.through.objects.filter(
+        usergroup__organisation_id=organisation_id
+    ).values_list("user_id", "usergroup_id"):
+        groups_of[user_id].add(group_id)
+    roles_of = roles_by_holder(organisation_id)
+    rows_of = organisation_grant_rows(organisation_id)
+    projects = frozenset(
+        Project.objects.filter(organisation_id=organisation_id).values_list("id", flat=True)
+    )
+    environments = dict(
+        Environment.objects.filter(project__organisation_id=organisation_id).values_list(
+            "id", "project_id"
+        )
+    )
+    features = features_of(Q(project__organisation_id=organisation_id))
+    return Snapshot(
+        organisation_id=organisation_id,
+        member_roles=member_roles,
+        api_keys=api_keys,
+        groups_of={user: frozenset(groups) for user, groups in groups_of.items()},
+        roles_of={holder: frozenset(roles) for holder, roles in roles_of.items()},
+        rows_of={holder: frozenset(rows) for holder, rows in rows_of.items()},
+        projects=projects,
+        environments=environments,
+        features=features,
+    )

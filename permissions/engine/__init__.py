@@ -1,0 +1,121 @@
+"""The permission engine: the one place that decides (docs/PERMISSIONS.md).
+
+Exports (everything else in the project calls these; nothing else decides):
+
+    EntryRecord              one applicable grant entry, for reports
+    FeatureIndex             one key state decided on many features at once
+    FeatureTags              a feature's tags and restricted tags
+    KeyState                 what a decision reads for one key, feature aside
+    Policy                   what one principal holds in one organisation
+    Principal                a user, an OrganisationAPIKey or an anonymous user
+    Scope                    an Organisation, a Project or an Environment
+    ScopeRights              what a policy holds on one project or environment
+    allowed                  one decision: ≤ 2 queries cold, 0 warm
+    can_view                 the Viewing rule (404 when false)
+    entry_reaches            rule 3 and the restricted-tag rule for one key
+    feature_states_allowed   default FeatureState queryset, same filter
+    feature_tags             a feature's tags as decisions read them
+    feature_tags_remember    memoise tags read with feature_tags_subquery
+    feature_tags_subquery    an annotation bringing a feature's tags with its row
+    features_allowed         Feature queryset filtered in SQL
+    filter_by_feature        any rows, by their feature, same filter
+    forget                   drop the memoised policies of a principal
+    forget_feature_tags      drop a feature's memoised tags
+    is_admin                 organisation, project or environment admin of a scope
+    is_superuser             an active Django superuser (an ADMIN of every organisation)
+    keys_on_feature          the keys of a scope's level held on one feature
+    load_policy              a fresh, unmemoised Policy
+    organisation_grant_rows  every grant row of an organisation by holder: 1 query
+    policies_for_members     fresh policies of many users: 4 queries
+    policy_for               memoised Policy: 1 query cold, 0 warm
+    policy_for_scope         policy_for, for a scope
+    policy_from_rows         a policy from rows already read
+    scope_ids                (level, organisation id, project id, environment id) of a scope
+    viewable_environments_q  the environments a principal may view, one Q
+    viewable_projects_q      the projects a principal may view, one Q
+
+Reports built on these (my-permissions, explain, detailed permissions) live in
+permissions/reports.py; impact previews in impact/.
+
+Modules: `policy` (Policy and the pure rules), `loader` (one SQL query per principal and
+organisation, memoised per request; the bulk loader), `tags` (feature tags), `decisions`,
+`filters` (the same rules as one Q).
+
+A decision on a tag-supported key for a concrete feature must pass that feature, loaded from
+the database: without it, tagged entries never count (fail closed). For one key, the union of
+its tagged entries' tags is what decides: any of them meeting an unrestricted feature's tags
+is the union meeting them, and a restricted feature is reached only when the union contains
+every restricted tag it carries; so the policy keeps only the union, and reports keep the
+entries.
+"""
+
+from permissions.engine.decisions import allowed, can_view, is_admin, keys_on_feature
+from permissions.engine.filters import (
+    feature_states_allowed,
+    features_allowed,
+    filter_by_feature,
+    viewable_environments_q,
+    viewable_projects_q,
+)
+from permissions.engine.loader import (
+    forget,
+    load_policy,
+    organisation_grant_rows,
+    policies_for_members,
+    policy_for,
+    policy_for_scope,
+    policy_from_rows,
+    scope_ids,
+)
+from permissions.engine.policy import (
+    EntryRecord,
+    FeatureIndex,
+    FeatureTags,
+    KeyState,
+    Policy,
+    Principal,
+    Scope,
+    ScopeRights,
+    entry_reaches,
+    is_superuser,
+)
+from permissions.engine.tags import (
+    feature_tags,
+    feature_tags_remember,
+    feature_tags_subquery,
+    forget_feature_tags,
+)
+
+__all__ = [
+    "EntryRecord",
+    "FeatureIndex",
+    "FeatureTags",
+    "KeyState",
+    "Policy",
+    "Principal",
+    "Scope",
+    "ScopeRights",
+    "allowed",
+    "can_view",
+    "entry_reaches",
+    "feature_states_allowed",
+    "feature_tags",
+    "feature_tags_remember",
+    "feature_tags_subquery",
+    "features_allowed",
+    "filter_by_feature",
+    "forget",
+    "forget_feature_tags",
+    "is_admin",
+    "is_superuser",
+    "keys_on_feature",
+    "load_policy",
+    "organisation_grant_rows",
+    "policies_for_members",
+    "policy_for",
+    "policy_for_scope",
+    "policy_from_rows",
+    "scope_ids",
+    "viewable_environments_q",
+    "viewable_projects_q",
+]

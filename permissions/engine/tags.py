@@ -1,0 +1,92 @@
+"""The tags of a feature, as decisions read them: 1 query cold, 0 when prefetched."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import (
+    Aggregate,
+    Case,
+    CharField,
+    F,
+    IntegerField,
+    OuterRef,
+    Subquery,
+    When,
+)
+
+from features.models import Feature
+from permissions.engine.policy import FeatureTags
+
+_FEATURE_TAGS_ATTR = "_tagwarden_tags"
+
+# --------------------------------------------------------------------------------------
+# Feature tags: 1 query cold, 0 when prefetched or already loaded
+# --------------------------------------------------------------------------------------
+
+
+def feature_tags(feature: Feature) -> FeatureTags:
+    cached = getattr(feature, _FEATURE_TAGS_ATTR, None)
+    if cached is not None:
+        return cached
+    prefetched = getattr(feature, "_prefetched_objects_cache", {}).get("tags")
+    if prefetched is not None:
+        pairs = [(t.pk, t.is_restricted) for t in prefetched]
+    else:
+        pairs = list(feature.tags.values_list("id", "is_restricted"))
+    result = FeatureTags(
+        tags=frozenset(t for t, _ in pairs), restricted=frozenset(t for t, r in pairs if r)
+    )
+    setattr(feature, _FEATURE_TAGS_ATTR, result)
+    return result
+
+
+def forget_feature_tags(feature: Feature) -> None:
+    """Drop the memoised tags of a feature whose tags were just changed."""
+    if hasattr(feature, _FEATURE_TAGS_ATTR):
+        delattr(feature, _FEATURE_TAGS_ATTR)
+
+
+class _TagCodes(Aggregate):
+    """The tags of a feature as one string: `id` for a tag, `-id` for a restricted one."""
+
+    function = "GROUP_CONCAT"
+    output_field = CharField()
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        return super().as_sql(
+            compiler,
+            connection,
+            function="STRING_AGG",
+            template="%(function)s((%(expressions)s)::text, ',')",
+            **extra,
+        )
+
+
+def feature_tags_subquery(feature_ref: str) -> Subquery:
+    """An annotation carrying the tags of the feature at `feature_ref` (e.g. "feature_id"), so
+    a row fetched for a write brings its feature's tags in the same query; hand its value to
+    `feature_tags_remember`."""
+    code = Case(
+        When(tag__is_restricted=True, then=-F("tag_id")),
+        default=F("tag_id"),
+        output_field=IntegerField(),
+    )
+    return Subquery(
+        Feature.tags.through.objects.filter(feature_id=OuterRef(feature_ref))  # type: ignore[misc]
+        .values("feature_id")
+        .annotate(codes=_TagCodes(code))
+        .values("codes")[:1],
+        output_field=CharField(),
+    )
+
+
+def feature_tags_remember(feature: Feature, codes: str | None) -> FeatureTags:
+    """Memoise on `feature` the tags read with `feature_tags_subquery` (no query)."""
+    ids = [int(code) for code in (codes or "").split(",") if code]
+    result = FeatureTags(
+        tags=frozenset(abs(code) for code in ids),
+        restricted=frozenset(-code for code in ids if code < 0),
+    )
+    setattr(feature, _FEATURE_TAGS_ATTR, result)
+    return result

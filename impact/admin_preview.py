@@ -1,5 +1,5 @@
 """The admin's "Preview impact" step, and the impact recorded by the admin's real saves
-(API.md "Permissions as code and impact preview", IMPACT).
+(docs/PERMISSIONS.md, "Seeing a change before making it").
 
 Admins of objects whose writes can move permissions (roles with their inlines, grants,
 groups, tags, features, memberships, role assignments, API keys) derive from `ImpactAdmin`:

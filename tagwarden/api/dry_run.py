@@ -1,4 +1,4 @@
-"""OpenAPI of `?dry_run=true` on the permission writes (docs/API.md, "Dry runs and impact previews"), beside
+"""OpenAPI of `?dry_run=true` on the permission writes (docs/PERMISSIONS.md, "Seeing a change before making it"), beside
 `tagwarden.api.base`'s `DRY_RUN_PARAMETER` and `IMPACT_RESPONSE`. The behaviour is
 `tagwarden.api.base.write_with_impact`; this module only says it in the schema.
 

@@ -18,8 +18,8 @@ class ActorSerializer(serializers.Serializer):
 
 
 class AuditImpactSerializer(serializers.Serializer):
-    """Who gained and who lost which keys through the change an entry records (docs/API.md,
-    "Dry runs and impact previews"): the first changes each way, and the totals."""
+    """Who gained and who lost which keys through the change an entry records (docs/PERMISSIONS.md, "Seeing a change before
+    making it"): the first changes each way, and the totals."""
 
     gained = ImpactChangeSerializer(many=True)
     lost = ImpactChangeSerializer(many=True)

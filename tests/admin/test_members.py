@@ -549,7 +549,7 @@ def test_change_request_edit__author__approvals_reset_and_said(co, proposal):
     ChangeRequestApproval.objects.create(change_request=proposal, user=co.carol)
     client = signed_in(co.bob)
     page = client.get(cr_url(proposal))
-    from tests.admin.conftest import form_data
+    from tests.support.admin import form_data
 
     data = form_data(page)
     data["title"] = "Apple Pay on, edited"

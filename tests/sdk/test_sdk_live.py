@@ -19,7 +19,8 @@ from permissions.catalogue import UPDATE_FEATURE_STATE, VIEW_ENVIRONMENT
 from sdk import services as sdk_services
 from tests import factories as f
 from tests.support.clients import client_for
-from tests.support.sdk import default_state, rules_where, segment_override, set_default
+from tests.support.feature_states import default_state
+from tests.support.sdk import rules_where, segment_override, set_default
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -10,7 +10,7 @@ the plain keys (UPDATE_FEATURE_STATE, MANAGE_SEGMENT_OVERRIDES on the feature); 
 requests, whose rules depend on the features they touch and on their author, are checked
 here, through `permissions.engine`, so the order of the errors stays the documented one.
 
-Errors: `ValidationError({"field": [...]})` → 400; `InvalidOperation(code=...)` → 400
+Errors: `ValidationError({"field": [...]})` → 400; `BadRequest(code=...)` (tagwarden.errors) → 400
 `{"detail","code"}` (`change_requests_disabled`, `not_enough_approvals`);
 `DomainPermissionDenied` → 403 (`permission_denied`, `change_request_required`,
 `cannot_approve_own`); `Conflict` → 409 (`stale`, `already_committed`).
@@ -32,7 +32,6 @@ from features.workflow.services.change_requests import (
 from features.workflow.services.common import (
     CHANGE_REQUEST_REQUIRED,
     UNSET,
-    InvalidOperation,
 )
 from features.workflow.services.states import (
     feature_state_snapshot,
@@ -47,7 +46,6 @@ __all__ = [
     "CHANGE_REQUEST_REQUIRED",
     "UNSET",
     "ChangeInput",
-    "InvalidOperation",
     "change_request_approve",
     "change_request_commit",
     "change_request_create",

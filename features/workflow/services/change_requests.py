@@ -25,7 +25,6 @@ from features.models import (
 )
 from features.workflow.services.common import (
     UNSET,
-    InvalidOperation,
     _audit,
     _same_json,
     _threshold,
@@ -37,7 +36,7 @@ from features.workflow.services.states import (
 from organisations.models import OrganisationAPIKey
 from permissions import engine
 from permissions.catalogue import APPROVE_CHANGE_REQUEST, CREATE_CHANGE_REQUEST
-from tagwarden.errors import Conflict, DomainPermissionDenied
+from tagwarden.errors import BadRequest, Conflict, DomainPermissionDenied
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,7 +276,7 @@ def change_request_create(
             _distinct_features(r.feature for r in resolved),
         )
         if _threshold(environment.pk) is None:
-            raise InvalidOperation(
+            raise BadRequest(
                 "Change requests are off in this environment: write the feature states directly.",
                 code="change_requests_disabled",
             )
@@ -511,7 +510,7 @@ def change_request_commit(*, change_request: ChangeRequest, actor: Actor) -> Cha
         threshold = _threshold(environment.pk) or 0
         valid = change_request_valid_approvals(change_request=locked, features=features)
         if valid < threshold:
-            raise InvalidOperation(
+            raise BadRequest(
                 f"{valid} valid approval(s); this environment needs {threshold}.",
                 code="not_enough_approvals",
             )

@@ -14,7 +14,7 @@ from environments.models import Environment
 from features.models import (
     FeatureState,
 )
-from tagwarden.errors import BadRequest, Conflict
+from tagwarden.errors import Conflict
 
 
 class _Unset:
@@ -25,9 +25,6 @@ class _Unset:
 
 
 UNSET: Any = _Unset()
-
-
-InvalidOperation = BadRequest  # 400 {"detail", "code"}: tagwarden.api.exceptions maps it
 
 
 CHANGE_REQUEST_REQUIRED = (

@@ -50,7 +50,7 @@ from organisations.models import (
     RoleAssignment,
     UserGroup,
 )
-from permissions.drf import ADMIN, VIEW, organisation_or_404
+from permissions.drf import ADMIN, VIEW, Requirement, organisation_or_404
 from tagwarden.api.base import (
     ADMIN_LIST_ERRORS,
     ADMIN_READ_ERRORS,
@@ -383,6 +383,15 @@ class GroupViewSet(OrganisationScopedViewSet):
 # Roles
 # --------------------------------------------------------------------------------------
 
+#: Roles and API keys are read and written by organisation admins only (docs/API.md).
+ADMIN_ONLY: dict[str, Requirement] = {
+    "list": ADMIN,
+    "create": ADMIN,
+    "retrieve": ADMIN,
+    "partial_update": ADMIN,
+    "destroy": ADMIN,
+}
+
 
 @extend_schema_view(
     list=extend_schema(
@@ -411,13 +420,7 @@ class RoleViewSet(OrganisationScopedViewSet):
     serializer_class = RoleSerializer
     ordering_fields = ["name", "id"]
     ordering = ["name", "id"]
-    action_requirements = {
-        "list": ADMIN,
-        "create": ADMIN,
-        "retrieve": ADMIN,
-        "partial_update": ADMIN,
-        "destroy": ADMIN,
-    }
+    action_requirements = ADMIN_ONLY
 
     def get_queryset(self) -> QuerySet[Role]:
         if self.schema_only:
@@ -599,13 +602,7 @@ class APIKeyViewSet(OrganisationScopedViewSet):
     filterset_fields = ["revoked", "is_admin"]
     ordering_fields = ["id", "name", "created"]
     ordering = ["id"]
-    action_requirements = {
-        "list": ADMIN,
-        "create": ADMIN,
-        "retrieve": ADMIN,
-        "partial_update": ADMIN,
-        "destroy": ADMIN,
-    }
+    action_requirements = ADMIN_ONLY
 
     def get_queryset(self) -> QuerySet[OrganisationAPIKey]:
         if self.schema_only:

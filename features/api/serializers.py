@@ -11,7 +11,7 @@ from features.models import Feature, Segment
 from features.segment_rules import segment_rules_errors
 from permissions import engine
 from projects.models import Project, Tag
-from tagwarden.api.base import StoredJSONField
+from tagwarden.api.base import ErrorResponseSerializer, StoredJSONField
 
 
 class TagIdsField(serializers.ListField):
@@ -105,3 +105,13 @@ class SegmentWriteSerializer(serializers.Serializer):
             if errors:
                 raise serializers.ValidationError(errors)
         return attrs
+
+
+class SegmentInUseSerializer(ErrorResponseSerializer):
+    """409 `segment_in_use`: the overrides that still use the segment, by id only."""
+
+    environments = serializers.ListField(child=serializers.IntegerField())
+    features = serializers.ListField(child=serializers.IntegerField())
+    overrides = serializers.ListField(
+        child=serializers.DictField(), help_text="[{id, environment, feature}]"
+    )

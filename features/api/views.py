@@ -13,7 +13,12 @@ import functools
 from typing import Any
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -23,6 +28,7 @@ from features.api.filters import FeatureFilter, SegmentFilter
 from features.api.serializers import (
     FeatureSerializer,
     FeatureWriteSerializer,
+    SegmentInUseSerializer,
     SegmentSerializer,
     SegmentWriteSerializer,
 )
@@ -148,8 +154,15 @@ class FeatureViewSet(ProjectScopedViewSet):
         responses={200: SegmentSerializer, **WRITE_ERRORS},
     ),
     destroy=extend_schema(
-        summary="Delete a segment and its overrides (MANAGE_SEGMENTS)",
-        responses={204: None, **DELETE_ERRORS},
+        summary="Delete a segment no override uses (MANAGE_SEGMENTS)",
+        responses={
+            204: None,
+            **DELETE_ERRORS,
+            409: OpenApiResponse(
+                SegmentInUseSerializer,
+                description="`segment_in_use`: overrides still use the segment; they are listed.",
+            ),
+        },
     ),
 )
 class SegmentViewSet(ProjectScopedViewSet):

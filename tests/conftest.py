@@ -6,7 +6,6 @@ import pytest
 from rest_framework.test import APIClient
 
 from tests import factories as f
-from tests.support.clients import client_for  # noqa: F401  (old path, still imported by test_engine_memo.py and test_impact_limit.py)
 
 
 @pytest.fixture

@@ -308,7 +308,7 @@ def test_project__query_count__constant(organisation: Any, project: Any) -> None
 
 def test_audit_log__actor_deleted__keeps_type_and_name(db: Any) -> None:
     from audit.services import audit_record
-    from tests.conftest import client_for
+    from tests.support.clients import client_for
 
     org = f.OrganisationFactory()
     admin = f.member(org, admin=True)

@@ -62,7 +62,7 @@ def sign_in(browser: Any, live_server: Any, username: str) -> Any:
     return page
 
 
-def test_bob_toggles_proposes_carol_approves_bob_commits(
+def test_admin_browser__toggle_propose_approve_commit__change_applied(
     browser: Any, live_server: Any, demo: dict[str, Any]
 ) -> None:
     staging, production = demo["staging"], demo["production"]

@@ -455,7 +455,7 @@ def test_create_environment__creator_with_create_environment_only__becomes_envir
     from permissions import engine
     from permissions.catalogue import CREATE_ENVIRONMENT, VIEW_PROJECT
     from tests import factories as fac
-    from tests.conftest import client_for
+    from tests.support.clients import client_for
 
     project = fac.ProjectFactory()
     user = fac.member(project.organisation)
@@ -475,7 +475,7 @@ def test_create_environment__creator_with_create_environment_only__becomes_envir
 def test_create_environment__project_admin_creator__gets_no_redundant_grant(db):
     from permissions.models import Grant
     from tests import factories as fac
-    from tests.conftest import client_for
+    from tests.support.clients import client_for
 
     project = fac.ProjectFactory()
     user = fac.member(project.organisation)

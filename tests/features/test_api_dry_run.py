@@ -118,7 +118,7 @@ def test_rename__no_organisation_snapshot__empty_impact_audited(
     the whole organisation), and its audit entry still records the empty impact."""
     from audit.models import AuditLogEntry
     from impact import previews
-    from tests.conftest import client_for
+    from tests.support.clients import client_for
 
     def no_snapshot(organisation_id: int) -> Any:
         raise AssertionError("a rename must not read the organisation's snapshot")

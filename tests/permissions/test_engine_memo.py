@@ -8,7 +8,7 @@ from django.core.signals import request_started
 from permissions import engine
 from permissions.catalogue import VIEW_ENVIRONMENT
 from tests import factories as f
-from tests.conftest import client_for
+from tests.support.clients import client_for
 
 pytestmark = pytest.mark.django_db
 

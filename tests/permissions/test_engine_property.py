@@ -2,13 +2,14 @@
 client rule of docs/PERMISSIONS.md) and explain all agree with a plain-Python reference of
 the rules (docs/PERMISSIONS.md, "How it is fast": one decision, every view of it).
 
-The generated organisations and the reference live in `tests/permissions/reference.py`: the
+The generated organisations and the reference live in `tests/support/reference.py`: the
 reference is written from the rules alone (no engine, no catalogue: the catalogue table is
 spelled out there and checked against the catalogue below), and it decides from the
 generated entries themselves, never from the engine's union of tags per key.
 
-Examples: `HYPOTHESIS_EXAMPLES` (default 100; CI sets 500). Each example builds its own
-organisation inside a savepoint that is rolled back at the end.
+Examples: `HYPOTHESIS_EXAMPLES` in all (default 100; CI runs 500 in a step of its own), split
+among `SHARDS` instances of the test so that the suite's workers share them. Each example builds
+its own organisation inside a savepoint that is rolled back at the end.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from features.models import Feature
 from organisations.models import OrganisationAPIKey
 from permissions import catalogue, engine, reports
 from projects.models import Project
-from tests.permissions.reference import (
+from tests.support.reference import (
     ENV,
     ENV_KEYS,
     ORG,
@@ -50,9 +51,10 @@ from tests.permissions.reference import (
 User = get_user_model()
 
 EXAMPLES = int(os.environ.get("HYPOTHESIS_EXAMPLES", "100"))
+SHARDS = 4
 
 
-def test_reference_table_is_the_catalogue() -> None:
+def test_reference__key_table__is_the_catalogue() -> None:
     assert {k: (str(s.level), s.supports_tag) for k, s in catalogue.CATALOGUE.items()} == TABLE
 
 
@@ -202,13 +204,14 @@ def check_principal(w: World, rows: Rows, p: tuple[str, int], principal: Any) ->
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("shard", range(SHARDS))
 @settings(
-    max_examples=EXAMPLES,
+    max_examples=max(1, -(-EXAMPLES // SHARDS)),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @given(w=worlds())
-def test_engine_agrees_with_reference(w: World) -> None:
+def test_engine__random_organisations__agrees_with_reference(shard: int, w: World) -> None:
     with transaction.atomic():
         rows = build(w)
         features = list(

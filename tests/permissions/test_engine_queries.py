@@ -69,7 +69,7 @@ SIZES = [(1, 0, 3), (50, 20, 100)]
 @pytest.mark.parametrize("sizes", SIZES, ids=["small", "large"])
 @pytest.mark.parametrize("select_related", [True, False], ids=["project-loaded", "bare-env"])
 @pytest.mark.parametrize("principal_kind", ["user", "api_key"])
-def test_cold_decision_costs_two_queries_whatever_the_size(
+def test_allowed__cold_any_size__two_queries(
     django_assert_num_queries: Any, sizes: Any, select_related: bool, principal_kind: str
 ) -> None:
     world = build(*sizes)
@@ -101,7 +101,7 @@ def test_cold_decision_costs_two_queries_whatever_the_size(
 
 @pytest.mark.parametrize("sizes", SIZES, ids=["small", "large"])
 @pytest.mark.parametrize("select_related", [True, False], ids=["project-loaded", "bare-env"])
-def test_cold_decision_without_feature_costs_one_query(
+def test_allowed__cold_without_feature__one_query(
     django_assert_num_queries: Any, sizes: Any, select_related: bool
 ) -> None:
     world = build(*sizes)
@@ -114,7 +114,7 @@ def test_cold_decision_without_feature_costs_one_query(
         assert engine.allowed(user, VIEW_ENVIRONMENT, env) is True
 
 
-def test_cold_decision_on_project_costs_two_queries(django_assert_num_queries: Any) -> None:
+def test_allowed__cold_on_project__two_queries(django_assert_num_queries: Any) -> None:
     world = build(50, 20, 100)
     user = fresh(world["user"])
     feature = Feature.objects.get(pk=world["feature"].pk)
@@ -124,7 +124,9 @@ def test_cold_decision_on_project_costs_two_queries(django_assert_num_queries: A
         assert engine.allowed(user, DELETE_FEATURE, world["project"], feature) is True
 
 
-def test_non_tag_key_with_feature_needs_no_feature_query(django_assert_num_queries: Any) -> None:
+def test_allowed__non_tag_key_with_feature__no_feature_query(
+    django_assert_num_queries: Any,
+) -> None:
     world = build(1, 0, 3)
     user = fresh(world["user"])
     feature = Feature.objects.get(pk=world["feature"].pk)
@@ -132,7 +134,7 @@ def test_non_tag_key_with_feature_needs_no_feature_query(django_assert_num_queri
         assert engine.allowed(user, VIEW_ENVIRONMENT, world["env"], feature) is True
 
 
-def test_non_member_and_unusable_key_cost_at_most_one_query(
+def test_allowed__non_member_or_unusable_key__at_most_one_query(
     django_assert_max_num_queries: Any,
 ) -> None:
     world = build(1, 0, 3)
@@ -145,7 +147,7 @@ def test_non_member_and_unusable_key_cost_at_most_one_query(
         assert engine.allowed(key, VIEW_ENVIRONMENT, world["env"]) is False
 
 
-def test_policies_are_memoised_per_organisation(django_assert_num_queries: Any) -> None:
+def test_policy_for__same_organisation__memoised(django_assert_num_queries: Any) -> None:
     first = build(1, 0, 3)
     user = first["user"]
     second_env = f.EnvironmentFactory()
@@ -202,7 +204,7 @@ def many_features(n: int) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("n", [10, 1000])
-def test_feature_state_filter_costs_the_same_for_10_and_1000_features(
+def test_feature_states_allowed__10_or_1000_features__same_queries(
     django_assert_num_queries: Any, n: int
 ) -> None:
     world = many_features(n)
@@ -219,7 +221,7 @@ def test_feature_state_filter_costs_the_same_for_10_and_1000_features(
 
 
 @pytest.mark.parametrize("n", [10, 1000])
-def test_feature_filter_costs_the_same_for_10_and_1000_features(
+def test_features_allowed__10_or_1000_features__same_queries(
     django_assert_num_queries: Any, n: int
 ) -> None:
     world = many_features(n)
@@ -235,7 +237,7 @@ def test_feature_filter_costs_the_same_for_10_and_1000_features(
     assert len(features) == len(range(0, n, 3)) + len(range(1, n, 3))
 
 
-def test_keys_on_feature_over_a_page_costs_no_query_per_feature(
+def test_keys_on_feature__page_of_features__no_query_per_feature(
     django_assert_num_queries: Any, django_assert_max_num_queries: Any
 ) -> None:
     world = many_features(60)

@@ -88,7 +88,7 @@ def client_decides(payload: dict[str, Any], key: str, feature_tags: set[int]) ->
 
 
 @pytest.mark.parametrize("kind", ["member", "api_key"])
-def test_my_permissions_of_an_organisation_admin(w: Any, kind: str) -> None:
+def test_my_permissions__organisation_admin__admin_everywhere(w: Any, kind: str) -> None:
     principal = (
         fresh(f.member(w.org, admin=True))
         if kind == "member"
@@ -109,7 +109,7 @@ def test_my_permissions_of_an_organisation_admin(w: Any, kind: str) -> None:
     assert env["permissions"] == sorted(ENV_KEYS)
 
 
-def test_my_permissions_at_organisation_level(w: Any) -> None:
+def test_my_permissions__organisation_level__held_keys(w: Any) -> None:
     group = f.UserGroupFactory(organisation=w.org, users=[w.user])
     f.grant(group, w.org, [MANAGE_USER_GROUPS])
     f.grant(w.user, w.org, [CREATE_PROJECT])
@@ -127,7 +127,7 @@ def test_my_permissions_at_organisation_level(w: Any) -> None:
     }
 
 
-def test_my_permissions_at_project_level(w: Any) -> None:
+def test_my_permissions__project_level__held_keys(w: Any) -> None:
     f.grant(w.user, w.project, [VIEW_PROJECT, CREATE_FEATURE, VIEW_AUDIT_LOG])
     f.grant(role_for(w), w.project, {DELETE_FEATURE: [w.b, w.a], VIEW_PROJECT: []})
     payload = reports.my_permissions(fresh(w.user), w.project)
@@ -140,7 +140,7 @@ def test_my_permissions_at_project_level(w: Any) -> None:
 
 
 @pytest.mark.parametrize("scope", ["project", "environment"])
-def test_my_permissions_of_a_scope_admin(w: Any, scope: str) -> None:
+def test_my_permissions__scope_admin__admin_true(w: Any, scope: str) -> None:
     target = w.project if scope == "project" else w.env
     f.grant(w.user, target, admin=True)
     user = fresh(w.user)
@@ -153,7 +153,7 @@ def test_my_permissions_of_a_scope_admin(w: Any, scope: str) -> None:
     assert reports.my_permissions(user, w.env2)["admin"] is (scope == "project")
 
 
-def test_tag_based_permissions_one_entry_per_distinct_tag_set(w: Any) -> None:
+def test_my_permissions__several_tag_sets__one_entry_each(w: Any) -> None:
     """Flagsmith #5233: not one flat tags x permissions blob."""
     group = f.UserGroupFactory(organisation=w.org, users=[w.user])
     f.grant(role_for(w), w.env, {UPDATE_FEATURE_STATE: [w.a, w.b], CREATE_CHANGE_REQUEST: [w.c]})
@@ -186,7 +186,7 @@ def test_tag_based_permissions_one_entry_per_distinct_tag_set(w: Any) -> None:
     }
 
 
-def test_key_keeps_its_tag_set_when_also_held_untagged(w: Any) -> None:
+def test_my_permissions__key_tagged_and_untagged__keeps_tag_set(w: Any) -> None:
     f.grant(role_for(w), w.env, {UPDATE_FEATURE_STATE: [w.r]})
     f.grant(w.user, w.env, [UPDATE_FEATURE_STATE])
     payload = reports.my_permissions(fresh(w.user), w.env)
@@ -214,7 +214,7 @@ def test_key_keeps_its_tag_set_when_also_held_untagged(w: Any) -> None:
     assert decisions == {"plain": True, "a": True, "r": True, "ra": True, "s": False, "rs": False}
 
 
-def test_my_permissions_of_a_non_member(w: Any) -> None:
+def test_my_permissions__non_member__nothing(w: Any) -> None:
     outsider = f.UserFactory()
     f.grant(outsider, w.env, [UPDATE_FEATURE_STATE], admin=True)
     assert reports.my_permissions(fresh(outsider), w.org)["permissions"] == []
@@ -231,7 +231,7 @@ def test_my_permissions_of_a_non_member(w: Any) -> None:
 # --------------------------------------------------------------------------------------
 
 
-def test_user_detailed_permissions_at_environment_level(w: Any) -> None:
+def test_user_detailed_permissions__environment_level__derived_from(w: Any) -> None:
     g1 = f.UserGroupFactory(organisation=w.org, users=[w.user], name="G1")
     g2 = f.UserGroupFactory(organisation=w.org, users=[w.user], name="G2")
     f.grant(w.user, w.env, [UPDATE_FEATURE_STATE])
@@ -274,7 +274,7 @@ def test_user_detailed_permissions_at_environment_level(w: Any) -> None:
     }
 
 
-def test_user_detailed_permissions_at_project_level(w: Any) -> None:
+def test_user_detailed_permissions__project_level__derived_from(w: Any) -> None:
     group = f.UserGroupFactory(organisation=w.org, users=[w.user], name="G")
     f.grant(w.user, w.project, [VIEW_PROJECT], admin=True)
     role = role_for(w)
@@ -310,7 +310,7 @@ def test_user_detailed_permissions_at_project_level(w: Any) -> None:
     }
 
 
-def test_user_detailed_permissions_role_through_two_paths(w: Any) -> None:
+def test_user_detailed_permissions__role_through_two_paths__both_listed(w: Any) -> None:
     group = f.UserGroupFactory(organisation=w.org, users=[w.user], name="G")
     role = role_for(w)
     f.RoleAssignmentFactory(role=role, group=group)
@@ -329,7 +329,7 @@ def test_user_detailed_permissions_role_through_two_paths(w: Any) -> None:
     ]
 
 
-def test_user_detailed_permissions_of_org_admin_and_non_member(w: Any) -> None:
+def test_user_detailed_permissions__org_admin_and_non_member__admin_or_nothing(w: Any) -> None:
     admin = fresh(f.member(w.org, admin=True))
     detail = reports.user_detailed_permissions(admin, w.env)
     assert detail["admin"] is True
@@ -377,7 +377,7 @@ def check_reason(result: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("kind", ["member", "api_key"])
-def test_explain_organisation_admin(w: Any, kind: str) -> None:
+def test_explain__organisation_admin__admin_reason(w: Any, kind: str) -> None:
     principal = (
         fresh(f.member(w.org, admin=True))
         if kind == "member"
@@ -394,7 +394,7 @@ def test_explain_organisation_admin(w: Any, kind: str) -> None:
 
 @pytest.mark.parametrize("path", ["user", "group", "role", "role_through_group"])
 @pytest.mark.parametrize("scope", ["project", "environment"])
-def test_explain_scope_admin_through_each_path(w: Any, path: str, scope: str) -> None:
+def test_explain__scope_admin_through_each_path__names_path(w: Any, path: str, scope: str) -> None:
     group = role = None
     holder = w.user
     if path in ("group", "role_through_group"):
@@ -412,7 +412,7 @@ def test_explain_scope_admin_through_each_path(w: Any, path: str, scope: str) ->
     check_reason(result)
 
 
-def test_explain_entries_through_each_path(w: Any) -> None:
+def test_explain__entries_through_each_path__names_paths(w: Any) -> None:
     g1 = f.UserGroupFactory(organisation=w.org, users=[w.user])
     g2 = f.UserGroupFactory(organisation=w.org, users=[w.user])
     r1 = role_for(w)
@@ -443,7 +443,7 @@ def test_explain_entries_through_each_path(w: Any) -> None:
     check_reason(result)
 
 
-def test_explain_blocked_by_restricted_tag(w: Any) -> None:
+def test_explain__restricted_tag_not_covered__blocked(w: Any) -> None:
     group = f.UserGroupFactory(organisation=w.org, users=[w.user])
     r_a = role_for(w)
     r_c = role_for(w, through_group=group)
@@ -468,7 +468,7 @@ def test_explain_blocked_by_restricted_tag(w: Any) -> None:
     assert "restrict" in result["reason"].lower()
 
 
-def test_explain_granted_by_restricted_tag(w: Any) -> None:
+def test_explain__restricted_tag_covered__granted_by(w: Any) -> None:
     role = role_for(w)
     f.grant(role, w.env, {UPDATE_FEATURE_STATE: [w.r, w.c]})
     feature = f.FeatureFactory(project=w.project, tags=[w.r, w.a])
@@ -485,7 +485,7 @@ def test_explain_granted_by_restricted_tag(w: Any) -> None:
     assert w.r.pk in item["tags_matched"] and w.c.pk not in item["tags_matched"]
 
 
-def test_explain_nothing_held(w: Any) -> None:
+def test_explain__nothing_held__denied(w: Any) -> None:
     f.grant(w.user, w.env, [VIEW_ENVIRONMENT])
     feature = f.FeatureFactory(project=w.project)
     result = reports.explain(fresh(w.user), UPDATE_FEATURE_STATE, w.env, feature)
@@ -502,7 +502,7 @@ def test_explain_nothing_held(w: Any) -> None:
     assert view["granted_by"] == [granted("user", "environment")]
 
 
-def test_explain_non_member(w: Any) -> None:
+def test_explain__non_member__denied(w: Any) -> None:
     outsider = f.UserFactory()
     f.grant(outsider, w.env, [UPDATE_FEATURE_STATE], admin=True)
     feature = f.FeatureFactory(project=w.project)
@@ -513,7 +513,7 @@ def test_explain_non_member(w: Any) -> None:
     assert "member" in result["reason"].lower()
 
 
-def test_explain_api_key_through_role(w: Any) -> None:
+def test_explain__api_key_through_role__names_role(w: Any) -> None:
     key = f.APIKeyFactory(organisation=w.org)
     role = f.RoleFactory(organisation=w.org)
     f.RoleAssignmentFactory(role=role, api_key=key)
@@ -528,7 +528,7 @@ def test_explain_api_key_through_role(w: Any) -> None:
     ]
 
 
-def test_explain_all_and_errors(w: Any) -> None:
+def test_explain_all__every_key__and_errors(w: Any) -> None:
     f.grant(w.user, w.env, [VIEW_ENVIRONMENT])
     feature = f.FeatureFactory(project=w.project)
     user = fresh(w.user)

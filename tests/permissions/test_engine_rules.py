@@ -182,7 +182,7 @@ def _all_checks(principal: Any, w: World) -> list[bool]:
 
 
 @pytest.mark.parametrize("kind", ["member", "api_key"])
-def test_organisation_admin_holds_every_key_everywhere(w: World, kind: str) -> None:
+def test_allowed__organisation_admin__every_key_everywhere(w: World, kind: str) -> None:
     if kind == "member":
         principal = fresh(f.member(w.org, admin=True))
     else:
@@ -198,7 +198,7 @@ def test_organisation_admin_holds_every_key_everywhere(w: World, kind: str) -> N
 
 
 @pytest.mark.parametrize("kind", ["member", "api_key", "other_org_admin", "other_org_key"])
-def test_non_admin_or_foreign_admin_holds_nothing(w: World, kind: str) -> None:
+def test_allowed__non_admin_or_foreign_admin__nothing(w: World, kind: str) -> None:
     other_org = f.OrganisationFactory()
     principal = {
         "member": lambda: fresh(w.user),
@@ -214,7 +214,7 @@ def test_non_admin_or_foreign_admin_holds_nothing(w: World, kind: str) -> None:
     assert not any(checks)
 
 
-def test_org_admin_member_of_other_org_is_not_admin_here(w: World) -> None:
+def test_is_admin__admin_of_another_organisation__false_here(w: World) -> None:
     user = f.member(f.OrganisationFactory(), admin=True)
     f.MembershipFactory(user=user, organisation=w.org)  # USER here
     user = fresh(user)
@@ -229,7 +229,7 @@ def test_org_admin_member_of_other_org_is_not_admin_here(w: World) -> None:
 
 
 @pytest.mark.parametrize("path", PATHS)
-def test_project_admin_holds_project_keys_and_every_environment_key(w: World, path: str) -> None:
+def test_allowed__project_admin__project_and_every_environment_key(w: World, path: str) -> None:
     f.grant(holder(path, w.user, w.org), w.project, admin=True)
     user = fresh(w.user)
     for key in PROJECT_KEYS:
@@ -250,7 +250,7 @@ def test_project_admin_holds_project_keys_and_every_environment_key(w: World, pa
 
 
 @pytest.mark.parametrize("path", PATHS)
-def test_project_admin_holds_nothing_on_another_project_or_the_organisation(
+def test_allowed__project_admin_on_other_project_or_organisation__denied(
     w: World, path: str
 ) -> None:
     f.grant(holder(path, w.user, w.org), w.project, admin=True)
@@ -269,7 +269,7 @@ def test_project_admin_holds_nothing_on_another_project_or_the_organisation(
 
 
 @pytest.mark.parametrize("path", PATHS)
-def test_environment_admin_holds_environment_keys(w: World, path: str) -> None:
+def test_allowed__environment_admin__environment_keys(w: World, path: str) -> None:
     f.grant(holder(path, w.user, w.org), w.env, admin=True)
     user = fresh(w.user)
     env = w.env_fresh()
@@ -284,7 +284,7 @@ def test_environment_admin_holds_environment_keys(w: World, path: str) -> None:
 
 
 @pytest.mark.parametrize("path", PATHS)
-def test_environment_admin_holds_no_project_key_and_no_other_environment(
+def test_allowed__environment_admin_on_project_or_other_environment__denied(
     w: World, path: str
 ) -> None:
     f.grant(holder(path, w.user, w.org), w.env, admin=True)
@@ -308,7 +308,7 @@ def test_environment_admin_holds_no_project_key_and_no_other_environment(
 
 
 @pytest.mark.parametrize("path", PATHS)
-def test_untagged_entry_applies_to_every_unrestricted_feature(w: World, path: str) -> None:
+def test_allowed__untagged_entry__every_unrestricted_feature(w: World, path: str) -> None:
     """Flagsmith #4288: an untagged entry is not narrowed by the feature's tags."""
     f.grant(holder(path, w.user, w.org), w.env, [UPDATE_FEATURE_STATE])
     f.grant(holder(path, w.user, w.org), w.project, [DELETE_FEATURE])
@@ -325,7 +325,7 @@ def test_untagged_entry_applies_to_every_unrestricted_feature(w: World, path: st
 
 
 @pytest.mark.parametrize("path", PATHS)
-def test_untagged_entry_holds_only_its_key_on_its_scope(w: World, path: str) -> None:
+def test_allowed__untagged_entry_other_key_or_scope__denied(w: World, path: str) -> None:
     f.grant(holder(path, w.user, w.org), w.env, [UPDATE_FEATURE_STATE])
     user = fresh(w.user)
     for key in set(ENV_KEYS) - {UPDATE_FEATURE_STATE}:
@@ -339,7 +339,9 @@ def test_untagged_entry_holds_only_its_key_on_its_scope(w: World, path: str) -> 
 
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("key", ENV_TAG_KEYS)
-def test_tagged_entry_reaches_features_sharing_a_tag(w: World, path: str, key: str) -> None:
+def test_allowed__tagged_entry_feature_sharing_a_tag__allowed(
+    w: World, path: str, key: str
+) -> None:
     f.grant(holder(path, w.user, w.org), w.env, {key: [w.tag_a, w.tag_c]})
     user = fresh(w.user)
     env = w.env_fresh()
@@ -356,7 +358,7 @@ def test_tagged_entry_reaches_features_sharing_a_tag(w: World, path: str, key: s
 
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("key", ENV_TAG_KEYS)
-def test_tagged_entry_denies_other_features_and_fails_closed_without_feature(
+def test_allowed__tagged_entry_other_feature_or_no_feature__denied(
     w: World, path: str, key: str
 ) -> None:
     """Flagsmith #4287: a tagged entry never counts when no feature is given."""
@@ -376,7 +378,7 @@ def test_tagged_entry_denies_other_features_and_fails_closed_without_feature(
 
 
 @pytest.mark.parametrize("path", PATHS)
-def test_tagged_project_entry_for_delete_feature(w: World, path: str) -> None:
+def test_allowed__tagged_project_entry_delete_feature__only_tagged(w: World, path: str) -> None:
     f.grant(holder(path, w.user, w.org), w.project, {DELETE_FEATURE: [w.tag_a]})
     user = fresh(w.user)
     assert engine.allowed(user, DELETE_FEATURE, w.project, w.feat_a)
@@ -390,7 +392,7 @@ def test_tagged_project_entry_for_delete_feature(w: World, path: str) -> None:
     }
 
 
-def test_untagged_and_tagged_entries_of_one_key_combine(w: World) -> None:
+def test_allowed__untagged_and_tagged_entries_of_one_key__combine(w: World) -> None:
     """One path holds the key untagged, another tagged: the union of both."""
     role = holder("role", w.user, w.org)
     f.grant(role, w.env, {UPDATE_FEATURE_STATE: [w.tag_r]})
@@ -401,7 +403,7 @@ def test_untagged_and_tagged_entries_of_one_key_combine(w: World) -> None:
     }
 
 
-def test_non_tag_key_ignores_feature(w: World) -> None:
+def test_allowed__non_tag_key_with_feature__feature_ignored(w: World) -> None:
     f.grant(w.user, w.env, [VIEW_ENVIRONMENT])
     f.grant(w.user, w.project, [VIEW_PROJECT, CREATE_FEATURE])
     user = fresh(w.user)
@@ -420,7 +422,9 @@ def test_non_tag_key_ignores_feature(w: World) -> None:
 
 
 @pytest.mark.parametrize("path", PATHS)
-def test_restricted_feature_reached_by_entry_naming_the_restricted_tag(w: World, path: str) -> None:
+def test_allowed__restricted_feature_entry_names_restricted_tag__allowed(
+    w: World, path: str
+) -> None:
     f.grant(holder(path, w.user, w.org), w.env, {UPDATE_FEATURE_STATE: [w.tag_r]})
     f.grant(holder(path, w.user, w.org), w.project, {DELETE_FEATURE: [w.tag_r, w.tag_c]})
     user = fresh(w.user)
@@ -440,7 +444,7 @@ def test_restricted_feature_reached_by_entry_naming_the_restricted_tag(w: World,
 
 
 @pytest.mark.parametrize("path", PATHS)
-def test_untagged_entry_does_not_reach_restricted_feature(w: World, path: str) -> None:
+def test_allowed__restricted_feature_untagged_entry__denied(w: World, path: str) -> None:
     f.grant(holder(path, w.user, w.org), w.env, [UPDATE_FEATURE_STATE, VIEW_ENVIRONMENT])
     user = fresh(w.user)
     env = w.env_fresh()
@@ -463,7 +467,7 @@ def test_untagged_entry_does_not_reach_restricted_feature(w: World, path: str) -
 
 
 @pytest.mark.parametrize("path", PATHS)
-def test_entry_naming_only_unrestricted_tags_does_not_reach_restricted_feature(
+def test_allowed__restricted_feature_entry_names_only_unrestricted_tags__denied(
     w: World, path: str
 ) -> None:
     f.grant(holder(path, w.user, w.org), w.env, {UPDATE_FEATURE_STATE: [w.tag_a]})
@@ -479,7 +483,7 @@ def test_entry_naming_only_unrestricted_tags_does_not_reach_restricted_feature(
 
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("scope", ["project", "environment"])
-def test_admins_are_unaffected_by_restricted_tags(w: World, path: str, scope: str) -> None:
+def test_allowed__admin_on_restricted_feature__allowed(w: World, path: str, scope: str) -> None:
     f.grant(holder(path, w.user, w.org), w.project if scope == "project" else w.env, admin=True)
     user = fresh(w.user)
     for key in ENV_TAG_KEYS:
@@ -488,7 +492,7 @@ def test_admins_are_unaffected_by_restricted_tags(w: World, path: str, scope: st
     assert engine.allowed(user, DELETE_FEATURE, w.project, w.feat_r) is (scope == "project")
 
 
-def test_allow_list_built_before_the_tag_is_restricted(w: World) -> None:
+def test_allowed__tag_restricted_after_policy_built__denied(w: World) -> None:
     role = holder("role", w.user, w.org)
     f.grant(role, w.env, {UPDATE_FEATURE_STATE: [w.tag_b]})
     other = f.member(w.org)
@@ -507,14 +511,14 @@ def test_allow_list_built_before_the_tag_is_restricted(w: World) -> None:
 
 
 @pytest.mark.parametrize("path", PATHS)
-def test_member_holds_through_path(w: World, path: str) -> None:
+def test_allowed__member_through_path__allowed(w: World, path: str) -> None:
     """The granting counterpart of the membership cases below."""
     f.grant(holder(path, w.user, w.org), w.env, [UPDATE_FEATURE_STATE])
     assert engine.allowed(fresh(w.user), UPDATE_FEATURE_STATE, w.env, w.untagged)
 
 
 @pytest.mark.parametrize("path", PATHS)
-def test_non_member_holds_nothing_through_any_path(w: World, path: str) -> None:
+def test_allowed__non_member_through_any_path__denied(w: World, path: str) -> None:
     outsider = f.UserFactory()
     f.grant(holder(path, outsider, w.org), w.env, [UPDATE_FEATURE_STATE], admin=True)
     f.grant(holder(path, outsider, w.org), w.project, [DELETE_FEATURE], admin=True)
@@ -533,7 +537,7 @@ def test_non_member_holds_nothing_through_any_path(w: World, path: str) -> None:
 
 
 @pytest.mark.parametrize("path", PATHS)
-def test_removed_member_holds_nothing(w: World, path: str) -> None:
+def test_allowed__removed_member__denied(w: World, path: str) -> None:
     f.grant(holder(path, w.user, w.org), w.env, [UPDATE_FEATURE_STATE], admin=True)
     assert engine.allowed(fresh(w.user), UPDATE_FEATURE_STATE, w.env, w.untagged)
     OrganisationMembership.objects.filter(user=w.user, organisation=w.org).delete()
@@ -542,7 +546,7 @@ def test_removed_member_holds_nothing(w: World, path: str) -> None:
     assert _listed(user) == (set(), set())
 
 
-def test_group_of_another_organisation_never_counts(w: World) -> None:
+def test_allowed__group_of_another_organisation__denied(w: World) -> None:
     other_org = f.OrganisationFactory()
     f.MembershipFactory(user=w.user, organisation=other_org)
     foreign_group = f.UserGroupFactory(organisation=other_org, users=[w.user])
@@ -557,7 +561,7 @@ def test_group_of_another_organisation_never_counts(w: World) -> None:
     assert not Environment.objects.filter(engine.viewable_environments_q(user)).exists()
 
 
-def test_role_through_group_of_another_organisation_never_counts(w: World) -> None:
+def test_allowed__role_through_group_of_another_organisation__denied(w: World) -> None:
     other_org = f.OrganisationFactory()
     foreign_group = f.UserGroupFactory(organisation=other_org, users=[w.user])
     role = f.RoleFactory(organisation=w.org)
@@ -570,7 +574,7 @@ def test_role_through_group_of_another_organisation_never_counts(w: World) -> No
 
 
 @pytest.mark.parametrize("assigned_to", ["user", "group"])
-def test_role_of_another_organisation_never_counts(w: World, assigned_to: str) -> None:
+def test_allowed__role_of_another_organisation__denied(w: World, assigned_to: str) -> None:
     """Even when rows (wrongly) grant a foreign role on this organisation's scopes."""
     other_org = f.OrganisationFactory()
     f.MembershipFactory(user=w.user, organisation=other_org)
@@ -587,7 +591,7 @@ def test_role_of_another_organisation_never_counts(w: World, assigned_to: str) -
     assert not Environment.objects.filter(engine.viewable_environments_q(user)).exists()
 
 
-def test_membership_in_another_organisation_does_not_count(w: World) -> None:
+def test_allowed__member_of_another_organisation_only__denied(w: World) -> None:
     outsider = f.member(f.OrganisationFactory(), admin=True)
     f.grant(outsider, w.env, [UPDATE_FEATURE_STATE])
     assert not engine.allowed(fresh(outsider), UPDATE_FEATURE_STATE, w.env)
@@ -598,7 +602,7 @@ def test_membership_in_another_organisation_does_not_count(w: World) -> None:
 # --------------------------------------------------------------------------------------
 
 
-def test_non_admin_api_key_acts_through_its_roles(w: World) -> None:
+def test_allowed__api_key_through_its_roles__allowed(w: World) -> None:
     key = f.APIKeyFactory(organisation=w.org)
     role = f.RoleFactory(organisation=w.org)
     f.RoleAssignmentFactory(role=role, api_key=key)
@@ -620,7 +624,7 @@ def test_non_admin_api_key_acts_through_its_roles(w: World) -> None:
     }
 
 
-def test_non_admin_api_key_without_roles_holds_nothing(w: World) -> None:
+def test_allowed__api_key_without_roles__denied(w: World) -> None:
     key = f.APIKeyFactory(organisation=w.org)
     # a role of a group or user does not reach a key
     role = holder("role", w.user, w.org)
@@ -632,7 +636,7 @@ def test_non_admin_api_key_without_roles_holds_nothing(w: World) -> None:
 
 @pytest.mark.parametrize("state", ["revoked", "expired"])
 @pytest.mark.parametrize("is_admin", [False, True])
-def test_revoked_or_expired_key_holds_nothing(w: World, state: str, is_admin: bool) -> None:
+def test_allowed__revoked_or_expired_api_key__denied(w: World, state: str, is_admin: bool) -> None:
     key = f.APIKeyFactory(organisation=w.org, is_admin=is_admin)
     role = f.RoleFactory(organisation=w.org)
     f.RoleAssignmentFactory(role=role, api_key=key)
@@ -652,7 +656,7 @@ def test_revoked_or_expired_key_holds_nothing(w: World, state: str, is_admin: bo
     assert allowed_state_features(key, UPDATE_FEATURE_STATE, w.env) == set()
 
 
-def test_key_expiring_in_the_future_is_usable(w: World) -> None:
+def test_allowed__api_key_expiring_later__allowed(w: World) -> None:
     key = f.APIKeyFactory(organisation=w.org, is_admin=True)
     OrganisationAPIKey.objects.filter(pk=key.pk).update(
         expiry_date=timezone.now() + timedelta(days=1)
@@ -699,7 +703,7 @@ def _listed(user: Any) -> tuple[set[int], set[int]]:
         "admin",
     ],
 )
-def test_any_environment_key_or_admin_shows_environment_and_parents(
+def test_can_view__environment_key_or_admin__environment_and_parents(
     w: World, path: str, entries: Any
 ) -> None:
     if entries == "tagged":
@@ -724,7 +728,9 @@ def test_any_environment_key_or_admin_shows_environment_and_parents(
 
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("entries", [[MANAGE_SEGMENTS], {DELETE_FEATURE: "tag"}])
-def test_project_key_shows_project_not_its_environments(w: World, path: str, entries: Any) -> None:
+def test_can_view__project_key__project_not_its_environments(
+    w: World, path: str, entries: Any
+) -> None:
     if isinstance(entries, dict):
         entries = {DELETE_FEATURE: [w.tag_a]}
     f.grant(holder(path, w.user, w.org), w.project, entries)
@@ -742,7 +748,7 @@ def test_project_key_shows_project_not_its_environments(w: World, path: str, ent
 
 
 @pytest.mark.parametrize("path", PATHS)
-def test_project_admin_sees_every_environment_of_the_project(w: World, path: str) -> None:
+def test_can_view__project_admin__every_environment(w: World, path: str) -> None:
     f.grant(holder(path, w.user, w.org), w.project, admin=True)
     user = fresh(w.user)
     assert _views(user, w) == {
@@ -758,7 +764,7 @@ def test_project_admin_sees_every_environment_of_the_project(w: World, path: str
 
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("scope", ["project", "environment"])
-def test_empty_grant_shows_nothing(w: World, path: str, scope: str) -> None:
+def test_can_view__empty_grant__nothing(w: World, path: str, scope: str) -> None:
     f.grant(holder(path, w.user, w.org), w.project if scope == "project" else w.env, [])
     user = fresh(w.user)
     assert _views(user, w) == {
@@ -772,7 +778,7 @@ def test_empty_grant_shows_nothing(w: World, path: str, scope: str) -> None:
     assert _listed(user) == (set(), set())
 
 
-def test_organisation_key_shows_only_the_organisation(w: World) -> None:
+def test_can_view__organisation_key__only_the_organisation(w: World) -> None:
     f.grant(w.user, w.org, [CREATE_PROJECT, MANAGE_USER_GROUPS])
     user = fresh(w.user)
     assert engine.allowed(user, CREATE_PROJECT, w.org)
@@ -782,7 +788,7 @@ def test_organisation_key_shows_only_the_organisation(w: World) -> None:
 
 
 @pytest.mark.parametrize("path", PATHS)
-def test_organisation_key_through_path(w: World, path: str) -> None:
+def test_can_view__organisation_key_through_path__organisation(w: World, path: str) -> None:
     f.grant(holder(path, w.user, w.org), w.org, [CREATE_PROJECT])
     user = fresh(w.user)
     assert engine.allowed(user, CREATE_PROJECT, w.org)
@@ -790,7 +796,7 @@ def test_organisation_key_through_path(w: World, path: str) -> None:
     assert reports.my_permissions(user, w.org)["permissions"] == [CREATE_PROJECT]
 
 
-def test_org_admin_views_and_lists_everything(w: World) -> None:
+def test_can_view__organisation_admin__everything(w: World) -> None:
     admin = fresh(f.member(w.org, admin=True))
     assert all(_views(admin, w).values())
     projects, envs = _listed(admin)
@@ -798,7 +804,7 @@ def test_org_admin_views_and_lists_everything(w: World) -> None:
     assert envs == {w.env.pk, w.env2.pk, w.other_env.pk}
 
 
-def test_non_member_views_nothing(w: World) -> None:
+def test_can_view__non_member__nothing(w: World) -> None:
     outsider = f.UserFactory()
     assert not any(_views(outsider, w).values())
     assert _listed(outsider) == (set(), set())
@@ -810,7 +816,7 @@ def test_non_member_views_nothing(w: World) -> None:
 
 
 @pytest.mark.parametrize("kind", ["org_admin", "project_admin", "untagged", "api_key_admin"])
-def test_feature_of_another_project_is_never_allowed(w: World, kind: str) -> None:
+def test_allowed__feature_of_another_project__denied(w: World, kind: str) -> None:
     if kind == "org_admin":
         principal = fresh(f.member(w.org, admin=True))
     elif kind == "api_key_admin":
@@ -839,7 +845,7 @@ def test_feature_of_another_project_is_never_allowed(w: World, kind: str) -> Non
     )
 
 
-def test_key_of_wrong_level_is_an_error(w: World) -> None:
+def test_allowed__key_of_wrong_level__error(w: World) -> None:
     user = fresh(w.user)
     with pytest.raises(ValueError):
         engine.allowed(user, UPDATE_FEATURE_STATE, w.project)
@@ -857,7 +863,7 @@ def test_key_of_wrong_level_is_an_error(w: World) -> None:
 
 
 @pytest.mark.parametrize("path", PATHS)
-def test_lists_agree_with_decisions_for_every_key(w: World, path: str) -> None:
+def test_filters__every_key__agree_with_decisions(w: World, path: str) -> None:
     h = holder(path, w.user, w.org)
     f.grant(
         h,

@@ -7,7 +7,9 @@ from permissions.catalogue import DELETE_FEATURE, UPDATE_FEATURE_STATE, VIEW_ENV
 from tests import factories as f
 
 
-def test_role_through_group_tagged_entry_reaches_only_tagged_feature(db, django_assert_num_queries):
+def test_allowed__role_through_group_tagged_entry__only_tagged_feature(
+    db, django_assert_num_queries
+):
     env = f.EnvironmentFactory()
     org = env.project.organisation
     user = f.member(org)
@@ -49,7 +51,7 @@ def test_role_through_group_tagged_entry_reaches_only_tagged_feature(db, django_
     assert engine.allowed(user, DELETE_FEATURE, env.project, feature_a) is False
 
 
-def test_non_member_gets_nothing_through_group(db):
+def test_allowed__non_member_through_group__denied(db):
     env = f.EnvironmentFactory()
     org = env.project.organisation
     outsider = f.UserFactory()

@@ -14,7 +14,7 @@ from impact import previews
 from permissions.catalogue import CREATE_PROJECT, MANAGE_USER_GROUPS
 from permissions.models import Grant
 from tests import factories as f
-from tests.conftest import client_for
+from tests.support.clients import client_for
 
 pytestmark = pytest.mark.django_db
 

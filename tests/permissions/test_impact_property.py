@@ -1,7 +1,7 @@
 """Issue 9: for random organisations and random single changes, the impact preview equals the
 difference between a plain reference's decisions before and after actually applying the change.
 
-Each example builds a world (`tests/permissions/reference.py`), draws one change that the
+Each example builds a world (`tests/support/reference.py`), draws one change that the
 product can make (through its services, so that the real cascades run), and checks:
 - the preview's `as_dict()` equals, row for row and in order, the difference of the reference's
   decisions over every principal (users and API keys) × scope × key × feature, from the world
@@ -11,7 +11,7 @@ product can make (through its services, so that the real cascades run), and chec
   change applied to the world in plain Python), and a change a service refuses (the last
   ADMIN demoted or removed) is refused by the preview too, with nothing changed.
 
-Examples: `HYPOTHESIS_EXAMPLES` in all (default 60; CI sets 500), split evenly among the kinds of
+Examples: `HYPOTHESIS_EXAMPLES` in all (default 60; CI runs 500 in a step of its own), split evenly among the kinds of
 change (`KINDS`, one test case each).
 """
 
@@ -51,7 +51,7 @@ from permissions.models import Grant
 from permissions.services import EntryInput, grant_create, grant_delete, grant_update
 from projects.models import Tag
 from projects.services import tag_update
-from tests.permissions.reference import (
+from tests.support.reference import (
     ENV,
     ENV_KEYS,
     N_ENVS,

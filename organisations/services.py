@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
-from django.db.models import Model, Q
+from django.db import transaction
+from django.db.models import Q
 from django.http import Http404
 
 from audit.models import AuditAction
-from audit.services import Actor, audit_record
+from audit.services import Actor, Auditor
 from organisations import models
 from organisations.snapshots import (
     api_key_snapshot,
@@ -25,18 +25,15 @@ from organisations.snapshots import (
     role_snapshot,
 )
 from tagwarden.errors import DomainPermissionDenied
+from tagwarden.services import unique_write
 
 
 def organisation_create(*, name: str, creator: AbstractBaseUser | None) -> models.Organisation:
     """The creator becomes the organisation's ADMIN member."""
     with transaction.atomic():
         organisation = models.Organisation.objects.create(name=name)
-        audit_record(
-            actor=creator,
-            action=AuditAction.CREATED,
-            obj=organisation,
-            organisation_id=organisation.pk,
-            after={"name": organisation.name},
+        Auditor(actor=creator, organisation_id=organisation.pk).record(
+            AuditAction.CREATED, organisation, after={"name": organisation.name}
         )
         if creator is not None:
             membership_create(
@@ -48,57 +45,8 @@ def organisation_create(*, name: str, creator: AbstractBaseUser | None) -> model
     return organisation
 
 
-M = TypeVar("M", bound=Model)
 _GROUP_TAKEN = "A group with this name already exists."
 _ROLE_TAKEN = "A role with this name already exists."
-
-
-def _create_unique(model: type[M], *, field: str, message: str, **values: Any) -> M:
-    """Create a row whose uniqueness was checked just before: a concurrent request that won
-    the race between check and insert gets the same 400 on `field`, not a 500."""
-    try:
-        with transaction.atomic():
-            return model._default_manager.create(**values)
-    except IntegrityError:
-        raise ValidationError({field: [message]}) from None
-
-
-def _save_audited(
-    obj: Model,
-    *,
-    fields: list[str],
-    before: dict[str, Any],
-    after: dict[str, Any],
-    organisation_id: int,
-    actor: Actor,
-) -> None:
-    """Save `fields` and record the update; writing back what was read saves and records
-    nothing."""
-    if after == before:
-        return
-    obj.save(update_fields=fields)
-    audit_record(
-        actor=actor,
-        action=AuditAction.UPDATED,
-        obj=obj,
-        organisation_id=organisation_id,
-        before=before,
-        after=after,
-    )
-
-
-def _delete_audited(
-    obj: Model, *, before: dict[str, Any], organisation_id: int, actor: Actor
-) -> None:
-    """Record the deletion (`before` lists what goes with the object), then delete."""
-    audit_record(
-        actor=actor,
-        action=AuditAction.DELETED,
-        obj=obj,
-        organisation_id=organisation_id,
-        before=before,
-    )
-    obj.delete()
 
 
 def _require_name_free(
@@ -173,20 +121,12 @@ def membership_create(
             organisation=organisation, user_id=user.pk
         ).exists():
             raise ValidationError({"user": ["This user is already a member."]})
-        membership = _create_unique(
-            models.OrganisationMembership,
-            field="user",
-            message="This user is already a member.",
-            organisation=organisation,
-            user_id=user.pk,
-            role=role,
-        )
-        audit_record(
-            actor=actor,
-            action=AuditAction.CREATED,
-            obj=membership,
-            organisation_id=organisation.pk,
-            after={"user": user.pk, "role": role},
+        with unique_write(field="user", message="This user is already a member."):
+            membership = models.OrganisationMembership.objects.create(
+                organisation=organisation, user_id=user.pk, role=role
+            )
+        Auditor(actor=actor, organisation_id=organisation.pk).record(
+            AuditAction.CREATED, membership, after={"user": user.pk, "role": role}
         )
     return membership
 
@@ -204,20 +144,11 @@ def group_create(
         _require_name_free(
             models.UserGroup, organisation_id=organisation.pk, name=name, message=_GROUP_TAKEN
         )
-        group = _create_unique(
-            models.UserGroup,
-            field="name",
-            message=_GROUP_TAKEN,
-            organisation=organisation,
-            name=name,
-        )
+        with unique_write(field="name", message=_GROUP_TAKEN):
+            group = models.UserGroup.objects.create(organisation=organisation, name=name)
         group.users.set(cast(Any, users))
-        audit_record(
-            actor=actor,
-            action=AuditAction.CREATED,
-            obj=group,
-            organisation_id=organisation.pk,
-            after={"name": name, "users": sorted(u.pk for u in users)},
+        Auditor(actor=actor, organisation_id=organisation.pk).record(
+            AuditAction.CREATED, group, after={"name": name, "users": sorted(u.pk for u in users)}
         )
     return group
 
@@ -227,20 +158,12 @@ def role_create(
 ) -> models.Role:
     _require_name_free(models.Role, organisation_id=organisation.pk, name=name, message=_ROLE_TAKEN)
     with transaction.atomic():
-        role = _create_unique(
-            models.Role,
-            field="name",
-            message=_ROLE_TAKEN,
-            organisation=organisation,
-            name=name,
-            description=description,
-        )
-        audit_record(
-            actor=actor,
-            action=AuditAction.CREATED,
-            obj=role,
-            organisation_id=organisation.pk,
-            after={"name": name, "description": description},
+        with unique_write(field="name", message=_ROLE_TAKEN):
+            role = models.Role.objects.create(
+                organisation=organisation, name=name, description=description
+            )
+        Auditor(actor=actor, organisation_id=organisation.pk).record(
+            AuditAction.CREATED, role, after={"name": name, "description": description}
         )
     return role
 
@@ -285,15 +208,10 @@ def role_assignment_create(
             raise ValidationError({"role": ["This role was deleted."]})
         if models.RoleAssignment.objects.filter(**lookup).exists():
             raise ValidationError(taken)
-        assignment = _create_unique(
-            models.RoleAssignment, field=field_name, message=taken[field_name][0], **lookup
-        )
-        audit_record(
-            actor=actor,
-            action=AuditAction.CREATED,
-            obj=assignment,
-            organisation_id=organisation_id,
-            after={"role": role.pk, field_name: principal.pk},
+        with unique_write(field=field_name, message=taken[field_name][0]):
+            assignment = models.RoleAssignment.objects.create(**lookup)
+        Auditor(actor=actor, organisation_id=organisation_id).record(
+            AuditAction.CREATED, assignment, after={"role": role.pk, field_name: principal.pk}
         )
     return assignment
 
@@ -311,11 +229,9 @@ def api_key_create(
         api_key, key = models.OrganisationAPIKey.objects.create_key(
             organisation=organisation, name=name, is_admin=is_admin, expiry_date=expires_at
         )
-        audit_record(
-            actor=actor,
-            action=AuditAction.CREATED,
-            obj=api_key,
-            organisation_id=organisation.pk,
+        Auditor(actor=actor, organisation_id=organisation.pk).record(
+            AuditAction.CREATED,
+            api_key,
             after={
                 "name": name,
                 "prefix": api_key.prefix,
@@ -340,13 +256,8 @@ def organisation_update(
         before = organisation_snapshot(organisation)
         if name is not None:
             organisation.name = name
-        _save_audited(
-            organisation,
-            fields=["name"],
-            before=before,
-            after=organisation_snapshot(organisation),
-            organisation_id=organisation.pk,
-            actor=actor,
+        Auditor(actor=actor, organisation_id=organisation.pk).save(
+            organisation, fields=["name"], before=before, after=organisation_snapshot(organisation)
         )
     return organisation
 
@@ -354,11 +265,8 @@ def organisation_update(
 def organisation_delete(*, organisation: models.Organisation, actor: Actor) -> None:
     """Delete an organisation with everything in it (its audit log goes with it)."""
     with transaction.atomic():
-        _delete_audited(
-            organisation,
-            before=organisation_snapshot(organisation),
-            organisation_id=organisation.pk,
-            actor=actor,
+        Auditor(actor=actor, organisation_id=organisation.pk).delete(
+            organisation, before=organisation_snapshot(organisation)
         )
 
 
@@ -393,14 +301,8 @@ def membership_update(
         if membership.is_admin and not _other_admins_exist(membership):
             raise ValidationError({"role": [_LAST_ADMIN]})
         membership.role = role
-        membership.save(update_fields=["role"])
-        audit_record(
-            actor=actor,
-            action=AuditAction.UPDATED,
-            obj=membership,
-            organisation_id=membership.organisation_id,
-            before=before,
-            after=membership_snapshot(membership),
+        Auditor(actor=actor, organisation_id=membership.organisation_id).save(
+            membership, fields=["role"], before=before, after=membership_snapshot(membership)
         )
     return membership
 
@@ -438,12 +340,8 @@ def membership_delete(*, membership: models.OrganisationMembership, actor: Actor
             "groups": sorted(group_links.values_list("usergroup_id", flat=True)),
             "roles": sorted(assignments.values_list("role_id", flat=True)),
         }
-        audit_record(
-            actor=actor,
-            action=AuditAction.DELETED,
-            obj=membership,
-            organisation_id=organisation_id,
-            before=before,
+        Auditor(actor=actor, organisation_id=organisation_id).record(
+            AuditAction.DELETED, membership, before=before
         )
         Grant.objects.filter(pk__in=[g.pk for g in grants]).delete()
         group_links.delete()
@@ -534,13 +432,8 @@ def group_update(
             group.users.set(cast(Any, user_list))
         after = group_snapshot(group)
         if after != before:
-            audit_record(
-                actor=actor,
-                action=AuditAction.UPDATED,
-                obj=group,
-                organisation_id=group.organisation_id,
-                before=before,
-                after=after,
+            Auditor(actor=actor, organisation_id=group.organisation_id).record(
+                AuditAction.UPDATED, group, before=before, after=after
             )
     return group
 
@@ -564,7 +457,7 @@ def group_delete(*, group: models.UserGroup, actor: Actor) -> None:
                 models.RoleAssignment.objects.filter(group=group).values_list("role_id", flat=True)
             ),
         }
-        _delete_audited(group, before=before, organisation_id=group.organisation_id, actor=actor)
+        Auditor(actor=actor, organisation_id=group.organisation_id).delete(group, before=before)
 
 
 # --------------------------------------------------------------------------------------
@@ -589,13 +482,8 @@ def role_update(
             role.name = name
         if description is not None:
             role.description = description
-        _save_audited(
-            role,
-            fields=["name", "description"],
-            before=before,
-            after=role_snapshot(role),
-            organisation_id=role.organisation_id,
-            actor=actor,
+        Auditor(actor=actor, organisation_id=role.organisation_id).save(
+            role, fields=["name", "description"], before=before, after=role_snapshot(role)
         )
     return role
 
@@ -617,18 +505,15 @@ def role_delete(*, role: models.Role, actor: Actor) -> None:
                 role_assignment_snapshot(a) for a in models.RoleAssignment.objects.filter(role=role)
             ],
         }
-        _delete_audited(role, before=before, organisation_id=role.organisation_id, actor=actor)
+        Auditor(actor=actor, organisation_id=role.organisation_id).delete(role, before=before)
 
 
 def role_assignment_delete(*, assignment: models.RoleAssignment, actor: Actor) -> None:
     with transaction.atomic():
         if not models.RoleAssignment.objects.select_for_update().filter(pk=assignment.pk).exists():
             return  # deleted meanwhile (or with its member, group, key or role)
-        _delete_audited(
-            assignment,
-            before=role_assignment_snapshot(assignment),
-            organisation_id=assignment.role.organisation_id,
-            actor=actor,
+        Auditor(actor=actor, organisation_id=assignment.role.organisation_id).delete(
+            assignment, before=role_assignment_snapshot(assignment)
         )
 
 
@@ -660,13 +545,11 @@ def api_key_update(
             api_key.revoked = True
         if expires_at is not _UNSET:
             api_key.expiry_date = expires_at
-        _save_audited(
+        Auditor(actor=actor, organisation_id=api_key.organisation_id).save(
             api_key,
             fields=["name", "revoked", "expiry_date"],
             before=before,
             after=api_key_snapshot(api_key),
-            organisation_id=api_key.organisation_id,
-            actor=actor,
         )
     return api_key
 
@@ -686,6 +569,4 @@ def api_key_delete(*, api_key: models.OrganisationAPIKey, actor: Actor) -> None:
                 )
             ),
         }
-        _delete_audited(
-            api_key, before=before, organisation_id=api_key.organisation_id, actor=actor
-        )
+        Auditor(actor=actor, organisation_id=api_key.organisation_id).delete(api_key, before=before)

@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from audit.models import AuditAction
-from audit.services import Actor, audit_record
+from audit.services import Actor, Auditor
 from environments.models import Environment
 from sdk import selectors
 from sdk.models import Identity, ServerKey, Trait
@@ -135,27 +135,6 @@ def server_key_snapshot(server_key: ServerKey) -> dict[str, Any]:
     }
 
 
-def _audit(
-    server_key: ServerKey,
-    *,
-    actor: Actor,
-    action: AuditAction,
-    before: dict[str, Any] | None = None,
-    after: dict[str, Any] | None = None,
-) -> None:
-    environment = server_key.environment
-    audit_record(
-        actor=actor,
-        action=action,
-        obj=server_key,
-        organisation_id=environment.project.organisation_id,
-        project_id=environment.project_id,
-        environment_id=environment.pk,
-        before=before,
-        after=after,
-    )
-
-
 def _check_name(name: str) -> str:
     name = name.strip()
     if not name:
@@ -174,11 +153,8 @@ def server_key_create(
     with transaction.atomic():
         created, key = ServerKey.objects.create_key(environment=environment, name=name)
         server_key = cast(ServerKey, created)
-        _audit(
-            server_key,
-            actor=actor,
-            action=AuditAction.CREATED,
-            after=server_key_snapshot(server_key),
+        Auditor.in_environment(environment, actor=actor).record(
+            AuditAction.CREATED, server_key, after=server_key_snapshot(server_key)
         )
     return server_key, f"{selectors.SERVER_KEY_PREFIX}{key}"
 
@@ -203,20 +179,14 @@ def server_key_update(
             locked.name = name
         if revoked:
             locked.revoked = True
-        after = server_key_snapshot(locked)
-        if after == before:
-            return locked
-        locked.save(update_fields=["name", "revoked"])
-        _audit(locked, actor=actor, action=AuditAction.UPDATED, before=before, after=after)
+        Auditor.in_environment(locked.environment, actor=actor).save(
+            locked, fields=["name", "revoked"], before=before, after=server_key_snapshot(locked)
+        )
     return locked
 
 
 def server_key_delete(*, server_key: ServerKey, actor: Actor) -> None:
     with transaction.atomic():
-        _audit(
-            server_key,
-            actor=actor,
-            action=AuditAction.DELETED,
-            before=server_key_snapshot(server_key),
+        Auditor.in_environment(server_key.environment, actor=actor).delete(
+            server_key, before=server_key_snapshot(server_key)
         )
-        server_key.delete()

@@ -12,8 +12,9 @@ from django.http import HttpRequest
 from features import services
 from features.admin.common import (
     has_projects_holding,
+    may_write,
     projects_holding,
-    refuse,
+    require_key,
     superuser,
 )
 from features.models import (
@@ -22,7 +23,6 @@ from features.models import (
 )
 from features.segment_rules import segment_rules_errors
 from impact.admin_preview import ImpactAdmin
-from permissions import engine
 from permissions.catalogue import (
     CREATE_FEATURE,
     DELETE_FEATURE,
@@ -33,7 +33,6 @@ from tagwarden.admin.base import (
     ServiceModelForm,
     TagwardenAdmin,
     actor_of,
-    reaches,
 )
 
 
@@ -75,42 +74,30 @@ class FeatureAdmin(MemberScopedMixin, ImpactAdmin):
         return superuser(request) or (has_projects_holding(request, CREATE_FEATURE))
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        if superuser(request):
-            return True
-        if obj is None:
-            return reaches(request, "project")
-        return engine.allowed(request.user, CREATE_FEATURE, obj.project)
+        return may_write(request, obj, "project", CREATE_FEATURE, lambda f: (f.project,))
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        if superuser(request):
-            return True
-        if obj is None:
-            return reaches(request, "project")
-        return engine.allowed(request.user, DELETE_FEATURE, obj.project, obj)
+        return may_write(request, obj, "project", DELETE_FEATURE, lambda f: (f.project, f))
+
+    @staticmethod
+    def _service_fields(form: Any) -> dict[str, Any]:
+        """What the form writes, as `feature_create` and `feature_update` take it."""
+        data = form.cleaned_data
+        return {
+            "name": data["name"],
+            "description": data.get("description") or "",
+            "tags": list(data.get("tags") or []),
+        }
 
     def service_create(self, request: HttpRequest, form: Any) -> Feature:
-        data = form.cleaned_data
-        if not superuser(request) and not engine.allowed(
-            request.user, CREATE_FEATURE, data["project"]
-        ):
-            raise refuse(CREATE_FEATURE, "this project")
+        project = form.cleaned_data["project"]
+        require_key(request, CREATE_FEATURE, project, what="this project")
         return services.feature_create(
-            project=data["project"],
-            name=data["name"],
-            description=data.get("description") or "",
-            tags=list(data.get("tags") or []),
-            actor=actor_of(request),
+            project=project, **self._service_fields(form), actor=actor_of(request)
         )
 
     def service_update(self, request: HttpRequest, obj: Feature, form: Any) -> None:
-        data = form.cleaned_data
-        services.feature_update(
-            feature=obj,
-            name=data["name"],
-            description=data.get("description") or "",
-            tags=list(data.get("tags") or []),
-            actor=actor_of(request),
-        )
+        services.feature_update(feature=obj, **self._service_fields(form), actor=actor_of(request))
 
     def service_delete(self, request: HttpRequest, obj: Feature) -> None:
         services.feature_delete(feature=obj, actor=actor_of(request))
@@ -167,20 +154,13 @@ class SegmentAdmin(MemberScopedMixin, TagwardenAdmin):
         return superuser(request) or has_projects_holding(request, MANAGE_SEGMENTS)
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        if superuser(request):
-            return True
-        if obj is None:
-            return reaches(request, "project")
-        return engine.allowed(request.user, MANAGE_SEGMENTS, obj.project)
+        return may_write(request, obj, "project", MANAGE_SEGMENTS, lambda s: (s.project,))
 
     has_delete_permission = has_change_permission
 
     def service_create(self, request: HttpRequest, form: Any) -> Segment:
         data = form.cleaned_data
-        if not superuser(request) and not engine.allowed(
-            request.user, MANAGE_SEGMENTS, data["project"]
-        ):
-            raise refuse(MANAGE_SEGMENTS, "this project")
+        require_key(request, MANAGE_SEGMENTS, data["project"], what="this project")
         return services.segment_create(
             project=data["project"],
             name=data["name"],

@@ -18,7 +18,7 @@ from projects import selectors as project_selectors
 from projects.models import Project, Tag
 from projects.services import actor_is_project_admin
 from tagwarden.errors import Conflict, DomainPermissionDenied
-from tagwarden.services import unique_write
+from tagwarden.services import lock_current, unique_write
 
 _NAME_TAKEN = "A feature with this name already exists in the project."
 _SEGMENT_NAME_TAKEN = "A segment with this name already exists in the project."
@@ -170,7 +170,7 @@ def feature_delete(*, feature: Feature, actor: Actor) -> None:
 
     project = feature.project
     with transaction.atomic():
-        locked = Feature.objects.select_for_update().filter(pk=feature.pk).first()
+        locked = lock_current(feature)
         if locked is None:  # deleted meanwhile: nothing left to delete
             return
         open_change_requests = sorted(
@@ -263,7 +263,7 @@ def segment_delete(*, segment: Segment, actor: Actor) -> None:
     too (docs/CONCURRENCY.md): an override created meanwhile is seen, never orphaned."""
     project = segment.project
     with transaction.atomic():
-        locked = Segment.objects.select_for_update().filter(pk=segment.pk).first()
+        locked = lock_current(segment)
         if locked is None:  # deleted meanwhile: nothing left to delete
             return
         overrides = list(

@@ -25,7 +25,7 @@ from organisations.snapshots import (
     role_snapshot,
 )
 from tagwarden.errors import DomainPermissionDenied
-from tagwarden.services import unique_write
+from tagwarden.services import key_rename_or_revoke, lock_current, unique_write
 
 
 def organisation_create(*, name: str, creator: AbstractBaseUser | None) -> models.Organisation:
@@ -412,7 +412,7 @@ def group_update(
         # group take too.
         if user_list is not None:
             _check_group_users(organisation, user_list)
-        locked = models.UserGroup.objects.select_for_update().filter(pk=group.pk).first()
+        locked = lock_current(group)
         if locked is None:
             raise Http404("This group was deleted.")
         group = locked
@@ -444,7 +444,7 @@ def group_delete(*, group: models.UserGroup, actor: Actor) -> None:
 
     group_require_manager(actor=actor, organisation=group.organisation, group=group)
     with transaction.atomic():
-        locked = models.UserGroup.objects.select_for_update().filter(pk=group.pk).first()
+        locked = lock_current(group)
         if locked is None:  # deleted meanwhile
             return
         group = locked
@@ -493,7 +493,7 @@ def role_delete(*, role: models.Role, actor: Actor) -> None:
     from permissions.models import Grant
 
     with transaction.atomic():
-        locked = models.Role.objects.select_for_update().filter(pk=role.pk).first()
+        locked = lock_current(role)
         if locked is None:  # deleted meanwhile
             return
         role = locked
@@ -537,12 +537,9 @@ def api_key_update(
     with transaction.atomic():
         api_key = models.OrganisationAPIKey.objects.select_for_update().get(pk=api_key.pk)
         before = api_key_snapshot(api_key)
-        if revoked is False and api_key.revoked:
-            raise ValidationError({"revoked": ["A revoked key cannot be un-revoked."]})
-        if name is not None:
-            api_key.name = name
-        if revoked:
-            api_key.revoked = True
+        key_rename_or_revoke(
+            api_key, name=name, revoked=revoked, irrevocable="A revoked key cannot be un-revoked."
+        )
         if expires_at is not _UNSET:
             api_key.expiry_date = expires_at
         Auditor(actor=actor, organisation_id=api_key.organisation_id).save(
@@ -557,7 +554,7 @@ def api_key_update(
 def api_key_delete(*, api_key: models.OrganisationAPIKey, actor: Actor) -> None:
     """Delete a key; its role assignments go with it (described in `before`)."""
     with transaction.atomic():
-        locked = models.OrganisationAPIKey.objects.select_for_update().filter(pk=api_key.pk).first()
+        locked = lock_current(api_key)
         if locked is None:  # deleted meanwhile
             return
         api_key = locked

@@ -16,7 +16,7 @@ from permissions import engine
 from projects import selectors
 from projects.models import DEFAULT_TAG_COLOR, Project, Tag, tag_label_key
 from tagwarden.errors import Conflict, DomainPermissionDenied
-from tagwarden.services import unique_write
+from tagwarden.services import lock_current, unique_write
 
 _LABEL_TAKEN = "A tag with this label already exists in the project."
 
@@ -141,7 +141,7 @@ def tag_update(
     ):
         raise ValidationError({"label": [_LABEL_TAKEN]})
     with transaction.atomic():
-        locked = Tag.objects.select_for_update().filter(pk=tag.pk).first()
+        locked = lock_current(tag)
         if locked is None:
             raise Http404("This tag was deleted.")
         tag = locked
@@ -183,7 +183,7 @@ def tag_delete(*, tag: Tag, actor: Actor) -> None:
     is either refused (the tag is gone, 400) or seen here (409)."""
     project = tag.project
     with transaction.atomic():
-        locked = Tag.objects.select_for_update().filter(pk=tag.pk).first()
+        locked = lock_current(tag)
         if locked is None:  # deleted meanwhile
             return
         tag = locked

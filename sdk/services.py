@@ -15,6 +15,7 @@ from audit.services import Actor, Auditor
 from environments.models import Environment
 from sdk import selectors
 from sdk.models import Identity, ServerKey, Trait
+from tagwarden.services import key_rename_or_revoke
 
 
 @dataclass(frozen=True)
@@ -173,12 +174,9 @@ def server_key_update(
             .get(pk=server_key.pk)
         )
         before = server_key_snapshot(locked)
-        if revoked is False and locked.revoked:
-            raise ValidationError({"revoked": ["A revoked key cannot be restored."]})
-        if name is not None:
-            locked.name = name
-        if revoked:
-            locked.revoked = True
+        key_rename_or_revoke(
+            locked, name=name, revoked=revoked, irrevocable="A revoked key cannot be restored."
+        )
         Auditor.in_environment(locked.environment, actor=actor).save(
             locked, fields=["name", "revoked"], before=before, after=server_key_snapshot(locked)
         )

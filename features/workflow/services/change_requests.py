@@ -204,6 +204,17 @@ def _require_on_every_feature(
         )
 
 
+def _resolve_proposable(
+    actor: Actor, environment: Environment, changes: Sequence[ChangeInput]
+) -> list[_Resolved]:
+    """The changes resolved (their features and states locked); the actor needs
+    CREATE_CHANGE_REQUEST on every feature they touch (403)."""
+    resolved = _resolve_changes(environment, changes)
+    features = _distinct_features(r.feature for r in resolved)
+    _require_on_every_feature(actor, CREATE_CHANGE_REQUEST, environment, features)
+    return resolved
+
+
 def _author_fields(actor: Actor) -> dict[str, Any]:
     if isinstance(actor, OrganisationAPIKey):
         return {"author_user": None, "author_api_key": actor}
@@ -267,13 +278,7 @@ def change_request_create(
     and change requests on in the environment (400 `change_requests_disabled`); records the
     version of each target state."""
     with transaction.atomic():
-        resolved = _resolve_changes(environment, changes)
-        _require_on_every_feature(
-            actor,
-            CREATE_CHANGE_REQUEST,
-            environment,
-            _distinct_features(r.feature for r in resolved),
-        )
+        resolved = _resolve_proposable(actor, environment, changes)
         if _threshold(environment.pk) is None:
             raise BadRequest(
                 "Change requests are off in this environment: write the feature states directly.",
@@ -350,13 +355,7 @@ def change_request_update(
                 for c in current
                 if c.feature_id is not None  # none left: refused above
             ]
-        resolved = _resolve_changes(environment, changes)
-        _require_on_every_feature(
-            actor,
-            CREATE_CHANGE_REQUEST,
-            environment,
-            _distinct_features(r.feature for r in resolved),
-        )
+        resolved = _resolve_proposable(actor, environment, changes)
         before = change_request_snapshot(locked)
         if title is not UNSET:
             locked.title = title

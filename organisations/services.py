@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
@@ -45,6 +45,8 @@ def organisation_create(*, name: str, creator: AbstractBaseUser | None) -> model
     return organisation
 
 
+# The rows `_delete_current` deletes: each belongs to one organisation.
+_OrganisationRow = TypeVar("_OrganisationRow", models.Role, models.OrganisationAPIKey)
 _GROUP_TAKEN = "A group with this name already exists."
 _ROLE_TAKEN = "A role with this name already exists."
 
@@ -63,6 +65,18 @@ def _require_name_free(
         taken = taken.exclude(pk=exclude_pk)
     if taken.exists():
         raise ValidationError({"name": [message]})
+
+
+def _rename(row: models.Role | models.UserGroup, name: str | None, *, taken: str) -> bool:
+    """Give `row` the name `name` (None keeps its name): 400 on `name` (`taken`) when another
+    row of its organisation has it, ignoring case. Whether the name changed."""
+    if name is None or name == row.name:
+        return False
+    _require_name_free(
+        type(row), organisation_id=row.organisation_id, name=name, message=taken, exclude_pk=row.pk
+    )
+    row.name = name
+    return True
 
 
 # --------------------------------------------------------------------------------------
@@ -418,15 +432,7 @@ def group_update(
         group = locked
         group_require_manager(actor=actor, organisation=organisation, group=group)
         before = group_snapshot(group)
-        if name is not None and name != group.name:
-            _require_name_free(
-                models.UserGroup,
-                organisation_id=group.organisation_id,
-                name=name,
-                message=_GROUP_TAKEN,
-                exclude_pk=group.pk,
-            )
-            group.name = name
+        if _rename(group, name, taken=_GROUP_TAKEN):
             group.save(update_fields=["name"])
         if user_list is not None and sorted(u.pk for u in user_list) != before["users"]:
             group.users.set(cast(Any, user_list))
@@ -471,15 +477,7 @@ def role_update(
     with transaction.atomic():
         role = models.Role.objects.select_for_update().get(pk=role.pk)
         before = role_snapshot(role)
-        if name is not None and name != role.name:
-            _require_name_free(
-                models.Role,
-                organisation_id=role.organisation_id,
-                name=name,
-                message=_ROLE_TAKEN,
-                exclude_pk=role.pk,
-            )
-            role.name = name
+        _rename(role, name, taken=_ROLE_TAKEN)
         if description is not None:
             role.description = description
         Auditor(actor=actor, organisation_id=role.organisation_id).save(
@@ -488,24 +486,36 @@ def role_update(
     return role
 
 
-def role_delete(*, role: models.Role, actor: Actor) -> None:
-    """Delete a role; its grants and assignments go with it (described in `before`)."""
+def _delete_current(
+    row: _OrganisationRow, *, describe: Callable[[_OrganisationRow], dict[str, Any]], actor: Actor
+) -> None:
+    """Delete `row` under its row lock, recording `describe(row)` (what goes with it) as
+    read under that lock; a row deleted meanwhile is left alone."""
+    locked = lock_current(row)
+    if locked is None:  # deleted meanwhile
+        return
+    Auditor(actor=actor, organisation_id=locked.organisation_id).delete(
+        locked, before=describe(locked)
+    )
+
+
+def _role_with_dependents(role: models.Role) -> dict[str, Any]:
     from permissions.models import Grant
 
+    grants = Grant.objects.filter(role=role).prefetch_related("entries__entry_tags")
+    return {
+        **role_snapshot(role),
+        "grants": grant_snapshots(grants.order_by("id")),
+        "assignments": [
+            role_assignment_snapshot(a) for a in models.RoleAssignment.objects.filter(role=role)
+        ],
+    }
+
+
+def role_delete(*, role: models.Role, actor: Actor) -> None:
+    """Delete a role; its grants and assignments go with it (described in `before`)."""
     with transaction.atomic():
-        locked = lock_current(role)
-        if locked is None:  # deleted meanwhile
-            return
-        role = locked
-        grants = Grant.objects.filter(role=role).prefetch_related("entries__entry_tags")
-        before = {
-            **role_snapshot(role),
-            "grants": grant_snapshots(grants.order_by("id")),
-            "assignments": [
-                role_assignment_snapshot(a) for a in models.RoleAssignment.objects.filter(role=role)
-            ],
-        }
-        Auditor(actor=actor, organisation_id=role.organisation_id).delete(role, before=before)
+        _delete_current(role, describe=_role_with_dependents, actor=actor)
 
 
 def role_assignment_delete(*, assignment: models.RoleAssignment, actor: Actor) -> None:
@@ -551,19 +561,12 @@ def api_key_update(
     return api_key
 
 
+def _api_key_with_roles(api_key: models.OrganisationAPIKey) -> dict[str, Any]:
+    roles = models.RoleAssignment.objects.filter(api_key=api_key).values_list("role_id", flat=True)
+    return {**api_key_snapshot(api_key), "roles": sorted(roles)}
+
+
 def api_key_delete(*, api_key: models.OrganisationAPIKey, actor: Actor) -> None:
     """Delete a key; its role assignments go with it (described in `before`)."""
     with transaction.atomic():
-        locked = lock_current(api_key)
-        if locked is None:  # deleted meanwhile
-            return
-        api_key = locked
-        before = {
-            **api_key_snapshot(api_key),
-            "roles": sorted(
-                models.RoleAssignment.objects.filter(api_key=api_key).values_list(
-                    "role_id", flat=True
-                )
-            ),
-        }
-        Auditor(actor=actor, organisation_id=api_key.organisation_id).delete(api_key, before=before)
+        _delete_current(api_key, describe=_api_key_with_roles, actor=actor)

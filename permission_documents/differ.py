@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from organisations.models import MembershipRole
+from permission_documents import state
 from permission_documents.base import Change
 from permission_documents.operations import (
     _assignment_create,
@@ -28,18 +29,7 @@ from permission_documents.operations import (
 )
 from permission_documents.reader import _Desired
 from permission_documents.shape import join_path
-from permission_documents.state import (
-    ORGANISATION_SCOPE,
-    AssignmentRef,
-    GrantRef,
-    GrantSpec,
-    PrincipalRef,
-    ScopeRef,
-    State,
-    World,
-    _name_key,
-    _q,
-)
+from permission_documents.state import _name_key, _q
 
 # --------------------------------------------------------------------------------------
 # Diff: the operations that turn the current state into the desired one
@@ -68,7 +58,7 @@ def _role_value(name: str, description: str) -> dict[str, Any]:
 
 
 class _Differ:
-    def __init__(self, world: World, current: State, desired: _Desired) -> None:
+    def __init__(self, world: state.World, current: state.State, desired: _Desired) -> None:
         self.world = world
         self.current = current
         self.desired = desired
@@ -116,7 +106,7 @@ class _Differ:
             and not (kind == "group" and ref in groups)
         }
 
-        def survives(principal: PrincipalRef) -> bool:
+        def survives(principal: state.PrincipalRef) -> bool:
             kind, ref = principal
             return not (
                 (kind == "user" and ref in members)
@@ -250,7 +240,7 @@ class _Differ:
             return "group", self._group_name(ref)
         return "api key", self.world.api_keys[ref].name
 
-    def _assignment_sort_key(self, ref: AssignmentRef) -> tuple[Any, ...]:
+    def _assignment_sort_key(self, ref: state.AssignmentRef) -> tuple[Any, ...]:
         role, kind, principal = ref
         return (
             _name_key(self._role_name(role)),
@@ -276,7 +266,7 @@ class _Differ:
             path, run = self.desired.assignment_paths[ref], _assignment_create(ref)
             self.op("create", "role_assignment", name, None, value, path, run)
 
-    def _assignment_described(self, ref: AssignmentRef) -> tuple[str, dict[str, Any]]:
+    def _assignment_described(self, ref: state.AssignmentRef) -> tuple[str, dict[str, Any]]:
         """The name of an assignment in the plan, and its value (`before` or `after`)."""
         role, kind, principal = ref
         label, name = self._principal_label(kind, principal)
@@ -284,17 +274,19 @@ class _Differ:
         return f"role {_q(role_name)} / {label} {_q(name)}", {"role": role_name, kind: name}
 
     # -- grants -------------------------------------------------------------------------------
-    def _grant_value(self, scope: ScopeRef, spec: GrantSpec | None) -> dict[str, Any] | None:
+    def _grant_value(
+        self, scope: state.ScopeRef, spec: state.GrantSpec | None
+    ) -> dict[str, Any] | None:
         if spec is None:
             return None
-        if scope == ORGANISATION_SCOPE:
+        if scope == state.ORGANISATION_SCOPE:
             return {"permissions": [key for key, _ in spec.entries]}
         return {
             "admin": spec.admin,
             "permissions": {key: self.world.tag_labels(tags) for key, tags in spec.entries},
         }
 
-    def _grant_name(self, ref: GrantRef) -> str:
+    def _grant_name(self, ref: state.GrantRef) -> str:
         (kind, principal), scope = ref
         if kind == "user":
             who = f"user {_q(self.world.email(principal))}"
@@ -304,7 +296,7 @@ class _Differ:
             who = f"role {_q(self._role_name(principal))}"
         return f"{who} / {self.world.scope_label(scope)}"
 
-    def _grant_sort_key(self, ref: GrantRef) -> tuple[Any, ...]:
+    def _grant_sort_key(self, ref: state.GrantRef) -> tuple[Any, ...]:
         (kind, principal), scope = ref
         if kind == "user":
             name = self.world.email(principal)
@@ -318,7 +310,7 @@ class _Differ:
             self.world.scope_sort_key(scope),
         )
 
-    def _grant_path(self, ref: GrantRef) -> str:
+    def _grant_path(self, ref: state.GrantRef) -> str:
         path = self.desired.grant_paths.get(ref)
         if path is not None:
             return path

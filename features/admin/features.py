@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from django import forms
 from django.contrib import admin
@@ -36,11 +36,27 @@ from tagwarden.admin.base import (
 )
 
 
+class ProjectRowsMixin:
+    """Rows of a project, created there by holders of `create_key`: the project choices are
+    those projects, and the add page needs one of them."""
+
+    create_key: ClassVar[str]
+    organisation_lookup = "project__organisation"
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "project":
+            kwargs["queryset"] = projects_holding(request, self.create_key)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)  # type: ignore[misc]
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return superuser(request) or has_projects_holding(request, self.create_key)
+
+
 @admin.register(Feature)
-class FeatureAdmin(MemberScopedMixin, ImpactAdmin):
+class FeatureAdmin(ProjectRowsMixin, MemberScopedMixin, ImpactAdmin):
     """Tag changes go through `feature_update`: protected tags need project admin."""
 
-    organisation_lookup = "project__organisation"
+    create_key = CREATE_FEATURE
     list_display = ["name", "project", "tag_list", "created_at"]
     list_filter = [
         ("project__organisation", admin.RelatedOnlyFieldListFilter),
@@ -64,14 +80,6 @@ class FeatureAdmin(MemberScopedMixin, ImpactAdmin):
         if obj is not None and not self.has_change_permission(request, obj):
             return ["project", "name", "description", "tags"]
         return ["project"] if obj else []
-
-    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
-        if db_field.name == "project":
-            kwargs["queryset"] = projects_holding(request, CREATE_FEATURE)
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
-
-    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
-        return superuser(request) or (has_projects_holding(request, CREATE_FEATURE))
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return may_write(request, obj, "project", CREATE_FEATURE, lambda f: (f.project,))
@@ -125,11 +133,11 @@ class SegmentAdminForm(ServiceModelForm):
 
 
 @admin.register(Segment)
-class SegmentAdmin(MemberScopedMixin, TagwardenAdmin):
+class SegmentAdmin(ProjectRowsMixin, MemberScopedMixin, TagwardenAdmin):
     """MANAGE_SEGMENTS on the project to create, edit and delete."""
 
     form = SegmentAdminForm
-    organisation_lookup = "project__organisation"
+    create_key = MANAGE_SEGMENTS
     list_display = ["name", "project"]
     list_filter = [
         ("project__organisation", admin.RelatedOnlyFieldListFilter),
@@ -144,14 +152,6 @@ class SegmentAdmin(MemberScopedMixin, TagwardenAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return ["project"] if obj else []
-
-    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
-        if db_field.name == "project":
-            kwargs["queryset"] = projects_holding(request, MANAGE_SEGMENTS)
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
-
-    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
-        return superuser(request) or has_projects_holding(request, MANAGE_SEGMENTS)
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return may_write(request, obj, "project", MANAGE_SEGMENTS, lambda s: (s.project,))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Exists, F
 from django.utils import timezone
 
@@ -27,6 +27,7 @@ from features.workflow.services.common import (
     _write_state,
 )
 from tagwarden.errors import Conflict, DomainPermissionDenied
+from tagwarden.services import unique_write
 
 
 def feature_state_snapshot(state: FeatureState) -> dict[str, Any]:
@@ -170,13 +171,10 @@ def segment_override_create(
             feature=feature, environment=environment, segment=segment
         ).exists():
             raise ValidationError({"segment": [_SEGMENT_TAKEN]})
-        try:
-            with transaction.atomic():
-                override = SegmentOverride.objects.create(
-                    feature=feature, environment=environment, segment=segment, priority=priority
-                )
-        except IntegrityError:  # a concurrent create won the race
-            raise ValidationError({"segment": [_SEGMENT_TAKEN]}) from None
+        with unique_write(field="segment", message=_SEGMENT_TAKEN):
+            override = SegmentOverride.objects.create(
+                feature=feature, environment=environment, segment=segment, priority=priority
+            )
         state = FeatureState.objects.create(
             feature=feature,
             environment=environment,

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import models
 
 from organisations.models import Organisation, OrganisationAPIKey
+from tagwarden.models import optional_fk
 
 
 class AuditAction(models.TextChoices):
@@ -31,12 +32,8 @@ class AuditLogEntry(models.Model):
     # Plain ids, not foreign keys: the history of a deleted project must survive it.
     project_id = models.BigIntegerField(null=True, blank=True, db_index=True)
     environment_id = models.BigIntegerField(null=True, blank=True, db_index=True)
-    actor_user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    actor_api_key = models.ForeignKey(
-        OrganisationAPIKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
+    actor_user = optional_fk(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, related_name="+")
+    actor_api_key = optional_fk(OrganisationAPIKey, on_delete=models.SET_NULL, related_name="+")
     # Kept after the actor is deleted (its foreign key becomes null): "user", "api_key", or
     # "" for the system (management commands).
     actor_type = models.CharField(max_length=16, blank=True, default="")

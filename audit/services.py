@@ -6,13 +6,19 @@ import contextlib
 import contextvars
 import re
 from collections.abc import Iterator
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth.models import AbstractBaseUser, User
 from django.db import models
 
 from audit.models import AuditAction, AuditLogEntry
 from organisations.models import OrganisationAPIKey
+from tagwarden.services import unique_write
+
+if TYPE_CHECKING:
+    from environments.models import Environment
+    from projects.models import Project
 
 Actor = AbstractBaseUser | OrganisationAPIKey | None
 
@@ -61,6 +67,76 @@ def audit_record(
     if captured is not None:
         captured.append(entry.pk)
     return entry
+
+
+@dataclass(frozen=True)
+class Auditor:
+    """Records the changes one actor makes to objects of one scope: an organisation, and a
+    project and environment when the objects live in one (docs/API.md, "Audit")."""
+
+    actor: Actor
+    organisation_id: int
+    project_id: int | None = None
+    environment_id: int | None = None
+
+    @classmethod
+    def in_project(cls, project: Project, *, actor: Actor) -> Auditor:
+        return cls(actor=actor, organisation_id=project.organisation_id, project_id=project.pk)
+
+    @classmethod
+    def in_environment(cls, environment: Environment, *, actor: Actor) -> Auditor:
+        return cls(
+            actor=actor,
+            organisation_id=environment.project.organisation_id,
+            project_id=environment.project_id,
+            environment_id=environment.pk,
+        )
+
+    def record(
+        self,
+        action: AuditAction,
+        obj: models.Model,
+        *,
+        before: dict[str, Any] | None = None,
+        after: dict[str, Any] | None = None,
+    ) -> None:
+        audit_record(
+            actor=self.actor,
+            action=action,
+            obj=obj,
+            organisation_id=self.organisation_id,
+            project_id=self.project_id,
+            environment_id=self.environment_id,
+            before=before,
+            after=after,
+        )
+
+    def save(
+        self,
+        obj: models.Model,
+        *,
+        fields: list[str],
+        before: dict[str, Any],
+        after: dict[str, Any],
+        unique: tuple[str, str] | None = None,
+    ) -> bool:
+        """Save `fields` and record the update; writing back what was read saves and records
+        nothing (False). With `unique=(field, message)`, a concurrent write that took the
+        unique value meanwhile is a 400 on `field` (`unique_write`)."""
+        if after == before:
+            return False
+        if unique is None:
+            obj.save(update_fields=fields)
+        else:
+            with unique_write(field=unique[0], message=unique[1]):
+                obj.save(update_fields=fields)
+        self.record(AuditAction.UPDATED, obj, before=before, after=after)
+        return True
+
+    def delete(self, obj: models.Model, *, before: dict[str, Any]) -> None:
+        """Record the deletion (`before` lists what goes with the object), then delete."""
+        self.record(AuditAction.DELETED, obj, before=before)
+        obj.delete()
 
 
 # The ids of the entries written inside `audit_capture()` (per thread and task).

@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from audit.models import AuditAction
-from audit.services import Actor, audit_record
+from audit.services import Actor, Auditor
 from environments.models import Environment
 from projects.models import Project
 
@@ -58,13 +58,9 @@ def environment_create(
         if isinstance(actor, User) and not engine.is_admin(actor, project):
             grant_create(principal=actor, scope=environment, admin=True, actor=actor)
             engine.forget(actor)
-        audit_record(
-            actor=actor,
-            action=AuditAction.CREATED,
-            obj=environment,
-            organisation_id=project.organisation_id,
-            project_id=project.pk,
-            environment_id=environment.pk,
+        Auditor.in_environment(environment, actor=actor).record(
+            AuditAction.CREATED,
+            environment,
             after={
                 "name": name,
                 "minimum_change_request_approvals": minimum_change_request_approvals,
@@ -95,19 +91,11 @@ def environment_update(
             environment.name = name
         if minimum_change_request_approvals is not _UNSET:
             environment.minimum_change_request_approvals = minimum_change_request_approvals
-        after = environment_snapshot(environment)
-        if after == before:
-            return environment
-        environment.save(update_fields=["name", "minimum_change_request_approvals"])
-        audit_record(
-            actor=actor,
-            action=AuditAction.UPDATED,
-            obj=environment,
-            organisation_id=environment.project.organisation_id,
-            project_id=environment.project_id,
-            environment_id=environment.pk,
+        Auditor.in_environment(environment, actor=actor).save(
+            environment,
+            fields=["name", "minimum_change_request_approvals"],
             before=before,
-            after=after,
+            after=environment_snapshot(environment),
         )
     return environment
 
@@ -124,13 +112,4 @@ def environment_delete(*, environment: Environment, actor: Actor) -> None:
             "change_requests_deleted": environment.change_requests.count(),
             "grants_deleted": environment.grants.count(),
         }
-        audit_record(
-            actor=actor,
-            action=AuditAction.DELETED,
-            obj=environment,
-            organisation_id=environment.project.organisation_id,
-            project_id=environment.project_id,
-            environment_id=environment.pk,
-            before=before,
-        )
-        environment.delete()
+        Auditor.in_environment(environment, actor=actor).delete(environment, before=before)

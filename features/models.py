@@ -8,38 +8,31 @@ from django.db import models
 from environments.models import Environment
 from organisations.models import OrganisationAPIKey
 from projects.models import Project, Tag
+from tagwarden.models import NamedModel, exactly_one_set, optional_fk, unique_when_set
 
 
-class Feature(models.Model):
+class Feature(NamedModel):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="features")
     name = models.CharField(max_length=150)
     description = models.TextField(blank=True, default="")
     tags = models.ManyToManyField(Tag, blank=True, related_name="features")
     created_at = models.DateTimeField(auto_now_add=True)
 
-    class Meta:
-        ordering = ["name", "id"]
+    class Meta(NamedModel.Meta):
         constraints = [
             models.UniqueConstraint(fields=["project", "name"], name="feature_unique_name"),
         ]
 
-    def __str__(self) -> str:
-        return self.name
 
-
-class Segment(models.Model):
+class Segment(NamedModel):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="segments")
     name = models.CharField(max_length=200)
     rules = models.JSONField(default=list, blank=True)
 
-    class Meta:
-        ordering = ["name", "id"]
+    class Meta(NamedModel.Meta):
         constraints = [
             models.UniqueConstraint(fields=["project", "name"], name="segment_unique_name"),
         ]
-
-    def __str__(self) -> str:
-        return self.name
 
 
 class SegmentOverride(models.Model):
@@ -111,19 +104,11 @@ class ChangeRequest(models.Model):
     )
     title = models.CharField(max_length=200)
     description = models.TextField(blank=True, default="")
-    author_user = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="authored_change_requests",
+    author_user = optional_fk(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, related_name="authored_change_requests"
     )
-    author_api_key = models.ForeignKey(
-        OrganisationAPIKey,
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="authored_change_requests",
+    author_api_key = optional_fk(
+        OrganisationAPIKey, on_delete=models.SET_NULL, related_name="authored_change_requests"
     )
     status = models.CharField(
         max_length=16, choices=ChangeRequestStatus.choices, default=ChangeRequestStatus.OPEN
@@ -131,19 +116,13 @@ class ChangeRequest(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     committed_at = models.DateTimeField(null=True, blank=True)
-    committed_by_user = models.ForeignKey(
+    committed_by_user = optional_fk(
         settings.AUTH_USER_MODEL,
-        null=True,
-        blank=True,
         on_delete=models.SET_NULL,
         related_name="committed_change_requests",
     )
-    committed_by_api_key = models.ForeignKey(
-        OrganisationAPIKey,
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="committed_change_requests",
+    committed_by_api_key = optional_fk(
+        OrganisationAPIKey, on_delete=models.SET_NULL, related_name="committed_change_requests"
     )
 
     class Meta:
@@ -196,19 +175,11 @@ class ChangeRequestApproval(models.Model):
     change_request = models.ForeignKey(
         ChangeRequest, on_delete=models.CASCADE, related_name="approvals"
     )
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        null=True,
-        blank=True,
-        on_delete=models.CASCADE,
-        related_name="change_request_approvals",
+    user = optional_fk(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="change_request_approvals"
     )
-    api_key = models.ForeignKey(
-        OrganisationAPIKey,
-        null=True,
-        blank=True,
-        on_delete=models.CASCADE,
-        related_name="change_request_approvals",
+    api_key = optional_fk(
+        OrganisationAPIKey, on_delete=models.CASCADE, related_name="change_request_approvals"
     )
     approved_at = models.DateTimeField(auto_now_add=True)
 
@@ -216,22 +187,10 @@ class ChangeRequestApproval(models.Model):
         ordering = ["approved_at", "id"]
         constraints = [
             models.CheckConstraint(
-                condition=(
-                    models.Q(user__isnull=False, api_key__isnull=True)
-                    | models.Q(user__isnull=True, api_key__isnull=False)
-                ),
-                name="approval_exactly_one_principal",
+                condition=exactly_one_set("user", "api_key"), name="approval_exactly_one_principal"
             ),
-            models.UniqueConstraint(
-                fields=["change_request", "user"],
-                condition=models.Q(user__isnull=False),
-                name="approval_unique_user",
-            ),
-            models.UniqueConstraint(
-                fields=["change_request", "api_key"],
-                condition=models.Q(api_key__isnull=False),
-                name="approval_unique_api_key",
-            ),
+            unique_when_set("change_request", "user", name="approval_unique_user"),
+            unique_when_set("change_request", "api_key", name="approval_unique_api_key"),
         ]
 
     def __str__(self) -> str:

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import transaction
 
 from audit.models import AuditAction
-from audit.services import Actor, audit_record
+from audit.services import Actor, Auditor
 from features.models import Feature, FeatureState, Segment, SegmentOverride
 from features.segment_rules import segment_rules_errors
 from permissions import engine
@@ -18,6 +18,7 @@ from projects import selectors as project_selectors
 from projects.models import Project, Tag
 from projects.services import actor_is_project_admin
 from tagwarden.errors import Conflict, DomainPermissionDenied
+from tagwarden.services import lock_current, unique_write
 
 _NAME_TAKEN = "A feature with this name already exists in the project."
 _SEGMENT_NAME_TAKEN = "A segment with this name already exists in the project."
@@ -87,20 +88,12 @@ def feature_create(
         _check_protected_tag_change(actor=actor, project=project, attached=tags, detached=())
         if Feature.objects.filter(project=project, name=name).exists():
             raise ValidationError({"name": [_NAME_TAKEN]})
-        try:
-            with transaction.atomic():
-                feature = Feature.objects.create(
-                    project=project, name=name, description=description
-                )
-        except IntegrityError:  # a concurrent create won the race
-            raise ValidationError({"name": [_NAME_TAKEN]}) from None
+        with unique_write(field="name", message=_NAME_TAKEN):
+            feature = Feature.objects.create(project=project, name=name, description=description)
         feature.tags.set(tags)
-        audit_record(
-            actor=actor,
-            action=AuditAction.CREATED,
-            obj=feature,
-            organisation_id=project.organisation_id,
-            project_id=project.pk,
+        Auditor.in_project(project, actor=actor).record(
+            AuditAction.CREATED,
+            feature,
             after={
                 **feature_snapshot(feature, [t.pk for t in tags]),
                 "default_states_created": feature.states.count(),
@@ -152,22 +145,13 @@ def feature_update(
         if after == before:
             return feature
         if (after["name"], after["description"]) != (before["name"], before["description"]):
-            try:
-                with transaction.atomic():
-                    feature.save(update_fields=["name", "description"])
-            except IntegrityError:
-                raise ValidationError({"name": [_NAME_TAKEN]}) from None
+            with unique_write(field="name", message=_NAME_TAKEN):
+                feature.save(update_fields=["name", "description"])
         if after["tags"] != before["tags"]:
             feature.tags.set(tags or [])
             engine.forget_feature_tags(feature)
-        audit_record(
-            actor=actor,
-            action=AuditAction.UPDATED,
-            obj=feature,
-            organisation_id=project.organisation_id,
-            project_id=project.pk,
-            before=before,
-            after=after,
+        Auditor.in_project(project, actor=actor).record(
+            AuditAction.UPDATED, feature, before=before, after=after
         )
     return feature
 
@@ -186,7 +170,7 @@ def feature_delete(*, feature: Feature, actor: Actor) -> None:
 
     project = feature.project
     with transaction.atomic():
-        locked = Feature.objects.select_for_update().filter(pk=feature.pk).first()
+        locked = lock_current(feature)
         if locked is None:  # deleted meanwhile: nothing left to delete
             return
         open_change_requests = sorted(
@@ -202,15 +186,7 @@ def feature_delete(*, feature: Feature, actor: Actor) -> None:
             "segment_overrides_deleted": locked.segment_overrides.count(),
             "open_change_requests": open_change_requests,
         }
-        audit_record(
-            actor=actor,
-            action=AuditAction.DELETED,
-            obj=locked,
-            organisation_id=project.organisation_id,
-            project_id=project.pk,
-            before=before,
-        )
-        locked.delete()
+        Auditor.in_project(project, actor=actor).delete(locked, before=before)
 
 
 # --------------------------------------------------------------------------------------
@@ -238,18 +214,10 @@ def segment_create(
     if Segment.objects.filter(project=project, name=name).exists():
         raise ValidationError({"name": [_SEGMENT_NAME_TAKEN]})
     with transaction.atomic():
-        try:
-            with transaction.atomic():
-                segment = Segment.objects.create(project=project, name=name, rules=rules)
-        except IntegrityError:
-            raise ValidationError({"name": [_SEGMENT_NAME_TAKEN]}) from None
-        audit_record(
-            actor=actor,
-            action=AuditAction.CREATED,
-            obj=segment,
-            organisation_id=project.organisation_id,
-            project_id=project.pk,
-            after=segment_snapshot(segment),
+        with unique_write(field="name", message=_SEGMENT_NAME_TAKEN):
+            segment = Segment.objects.create(project=project, name=name, rules=rules)
+        Auditor.in_project(project, actor=actor).record(
+            AuditAction.CREATED, segment, after=segment_snapshot(segment)
         )
     return segment
 
@@ -274,22 +242,12 @@ def segment_update(
             segment.name = name
         if rules is not None:
             segment.rules = rules
-        after = segment_snapshot(segment)
-        if after == before:
-            return segment
-        try:
-            with transaction.atomic():
-                segment.save(update_fields=["name", "rules"])
-        except IntegrityError:
-            raise ValidationError({"name": [_SEGMENT_NAME_TAKEN]}) from None
-        audit_record(
-            actor=actor,
-            action=AuditAction.UPDATED,
-            obj=segment,
-            organisation_id=project.organisation_id,
-            project_id=project.pk,
+        Auditor.in_project(project, actor=actor).save(
+            segment,
+            fields=["name", "rules"],
             before=before,
-            after=after,
+            after=segment_snapshot(segment),
+            unique=("name", _SEGMENT_NAME_TAKEN),
         )
     return segment
 
@@ -305,7 +263,7 @@ def segment_delete(*, segment: Segment, actor: Actor) -> None:
     too (docs/CONCURRENCY.md): an override created meanwhile is seen, never orphaned."""
     project = segment.project
     with transaction.atomic():
-        locked = Segment.objects.select_for_update().filter(pk=segment.pk).first()
+        locked = lock_current(segment)
         if locked is None:  # deleted meanwhile: nothing left to delete
             return
         overrides = list(
@@ -328,12 +286,4 @@ def segment_delete(*, segment: Segment, actor: Actor) -> None:
                     for o in overrides
                 ],
             )
-        audit_record(
-            actor=actor,
-            action=AuditAction.DELETED,
-            obj=locked,
-            organisation_id=project.organisation_id,
-            project_id=project.pk,
-            before=segment_snapshot(locked),
-        )
-        locked.delete()
+        Auditor.in_project(project, actor=actor).delete(locked, before=segment_snapshot(locked))

@@ -72,31 +72,32 @@ class OrganisationAPIKeyAuthentication(authentication.BaseAuthentication):
         return KEYWORD
 
 
-class ExpiringTokenScheme(OpenApiAuthenticationExtension):
-    """Documents `Authorization: Token <key>` in the OpenAPI schema."""
+class AuthorizationHeaderScheme(OpenApiAuthenticationExtension):
+    """Documents a scheme of the `Authorization` header in the OpenAPI schema (subclasses
+    name the authentication class and describe the header's value)."""
+
+    description: str
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": self.description,
+        }
+
+
+class ExpiringTokenScheme(AuthorizationHeaderScheme):
+    """Documents `Authorization: Token <key>`."""
 
     target_class = "organisations.authentication.ExpiringTokenAuthentication"
     name = "tokenAuth"
-
-    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
-        return {
-            "type": "apiKey",
-            "in": "header",
-            "name": "Authorization",
-            "description": 'User token from POST /api/v1/auth/login/: "Token <key>".',
-        }
+    description = 'User token from POST /api/v1/auth/login/: "Token <key>".'
 
 
-class OrganisationAPIKeyScheme(OpenApiAuthenticationExtension):
-    """Documents `Authorization: Api-Key <key>` in the OpenAPI schema."""
+class OrganisationAPIKeyScheme(AuthorizationHeaderScheme):
+    """Documents `Authorization: Api-Key <key>`."""
 
     target_class = "organisations.authentication.OrganisationAPIKeyAuthentication"
     name = "ApiKeyAuth"
-
-    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
-        return {
-            "type": "apiKey",
-            "in": "header",
-            "name": "Authorization",
-            "description": 'Organisation API key: "Api-Key <key>".',
-        }
+    description = 'Organisation API key: "Api-Key <key>".'

@@ -9,16 +9,12 @@ from django.db import models
 from django.db.models.functions import Lower
 from rest_framework_api_key.models import AbstractAPIKey, BaseAPIKeyManager
 
+from tagwarden.models import NamedModel, exactly_one_set, optional_fk, unique_when_set
 
-class Organisation(models.Model):
+
+class Organisation(NamedModel):
     name = models.CharField(max_length=200)
     created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["name", "id"]
-
-    def __str__(self) -> str:
-        return self.name
 
 
 class MembershipRole(models.TextChoices):
@@ -55,36 +51,28 @@ class OrganisationMembership(models.Model):
         return self.role == MembershipRole.ADMIN
 
 
-class UserGroup(models.Model):
+class UserGroup(NamedModel):
     organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="groups")
     name = models.CharField(max_length=200)
     users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="user_groups")
     created_at = models.DateTimeField(auto_now_add=True)
 
-    class Meta:
-        ordering = ["name", "id"]
+    class Meta(NamedModel.Meta):
         constraints = [
             models.UniqueConstraint(Lower("name"), "organisation", name="usergroup_unique_name"),
         ]
 
-    def __str__(self) -> str:
-        return self.name
 
-
-class Role(models.Model):
+class Role(NamedModel):
     organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="roles")
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
-    class Meta:
-        ordering = ["name", "id"]
+    class Meta(NamedModel.Meta):
         constraints = [
             models.UniqueConstraint(Lower("name"), "organisation", name="role_unique_name"),
         ]
-
-    def __str__(self) -> str:
-        return self.name
 
 
 class OrganisationAPIKeyManager(BaseAPIKeyManager):
@@ -133,22 +121,12 @@ class RoleAssignment(models.Model):
     """A role assigned to exactly one user, group or API key of the role's organisation."""
 
     role = models.ForeignKey(Role, on_delete=models.CASCADE, related_name="assignments")
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        null=True,
-        blank=True,
-        on_delete=models.CASCADE,
-        related_name="role_assignments",
+    user = optional_fk(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="role_assignments"
     )
-    group = models.ForeignKey(
-        UserGroup, null=True, blank=True, on_delete=models.CASCADE, related_name="role_assignments"
-    )
-    api_key = models.ForeignKey(
-        OrganisationAPIKey,
-        null=True,
-        blank=True,
-        on_delete=models.CASCADE,
-        related_name="role_assignments",
+    group = optional_fk(UserGroup, on_delete=models.CASCADE, related_name="role_assignments")
+    api_key = optional_fk(
+        OrganisationAPIKey, on_delete=models.CASCADE, related_name="role_assignments"
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -156,28 +134,12 @@ class RoleAssignment(models.Model):
         ordering = ["id"]
         constraints = [
             models.CheckConstraint(
-                condition=(
-                    models.Q(user__isnull=False, group__isnull=True, api_key__isnull=True)
-                    | models.Q(user__isnull=True, group__isnull=False, api_key__isnull=True)
-                    | models.Q(user__isnull=True, group__isnull=True, api_key__isnull=False)
-                ),
+                condition=exactly_one_set("user", "group", "api_key"),
                 name="roleassignment_exactly_one_principal",
             ),
-            models.UniqueConstraint(
-                fields=["role", "user"],
-                condition=models.Q(user__isnull=False),
-                name="roleassignment_unique_user",
-            ),
-            models.UniqueConstraint(
-                fields=["role", "group"],
-                condition=models.Q(group__isnull=False),
-                name="roleassignment_unique_group",
-            ),
-            models.UniqueConstraint(
-                fields=["role", "api_key"],
-                condition=models.Q(api_key__isnull=False),
-                name="roleassignment_unique_api_key",
-            ),
+            unique_when_set("role", "user", name="roleassignment_unique_user"),
+            unique_when_set("role", "group", name="roleassignment_unique_group"),
+            unique_when_set("role", "api_key", name="roleassignment_unique_api_key"),
         ]
 
     def __str__(self) -> str:

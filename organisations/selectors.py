@@ -10,20 +10,13 @@ from django.contrib.auth import get_user_model
 from django.db.models import Prefetch, QuerySet
 
 from environments.models import Environment
-from organisations.models import (
-    Organisation,
-    OrganisationAPIKey,
-    OrganisationMembership,
-    Role,
-    RoleAssignment,
-    UserGroup,
-)
+from organisations import models
 from permissions.models import Grant
 from projects.models import Project
 
 User = get_user_model()
 
-Scope = Organisation | Project | Environment
+Scope = models.Organisation | Project | Environment
 
 
 # --------------------------------------------------------------------------------------
@@ -31,32 +24,36 @@ Scope = Organisation | Project | Environment
 # --------------------------------------------------------------------------------------
 
 
-def organisations_of(*, principal: Any) -> QuerySet[Organisation]:
+def organisations_of(*, principal: Any) -> QuerySet[models.Organisation]:
     """The organisations `principal` is a member of (an API key: its own, while usable)."""
-    if isinstance(principal, OrganisationAPIKey):
+    if isinstance(principal, models.OrganisationAPIKey):
         if not principal.is_usable:
-            return Organisation.objects.none()
-        return Organisation.objects.filter(pk=principal.organisation_id)
+            return models.Organisation.objects.none()
+        return models.Organisation.objects.filter(pk=principal.organisation_id)
     if not getattr(principal, "is_authenticated", False):
-        return Organisation.objects.none()
-    return Organisation.objects.filter(memberships__user_id=principal.pk).order_by("name", "id")
+        return models.Organisation.objects.none()
+    return models.Organisation.objects.filter(memberships__user_id=principal.pk).order_by(
+        "name", "id"
+    )
 
 
-def members_of(*, organisation: Organisation) -> QuerySet[OrganisationMembership]:
+def members_of(*, organisation: models.Organisation) -> QuerySet[models.OrganisationMembership]:
     return (
-        OrganisationMembership.objects.filter(organisation=organisation)
+        models.OrganisationMembership.objects.filter(organisation=organisation)
         .select_related("user")
         .order_by("user_id")
     )
 
 
-def membership_get(*, organisation: Organisation, user_id: Any) -> OrganisationMembership | None:
+def membership_get(
+    *, organisation: models.Organisation, user_id: Any
+) -> models.OrganisationMembership | None:
     return members_of(organisation=organisation).filter(user_id=user_id).first()
 
 
-def is_member(*, organisation: Organisation | int, user_id: Any) -> bool:
+def is_member(*, organisation: models.Organisation | int, user_id: Any) -> bool:
     organisation_id = organisation if isinstance(organisation, int) else organisation.pk
-    return OrganisationMembership.objects.filter(
+    return models.OrganisationMembership.objects.filter(
         organisation_id=organisation_id, user_id=user_id
     ).exists()
 
@@ -66,20 +63,20 @@ def is_member(*, organisation: Organisation | int, user_id: Any) -> bool:
 # --------------------------------------------------------------------------------------
 
 
-def groups_of(*, organisation: Organisation) -> QuerySet[UserGroup]:
+def groups_of(*, organisation: models.Organisation) -> QuerySet[models.UserGroup]:
     """The organisation's groups with their members' ids prefetched (one extra query)."""
     return (
-        UserGroup.objects.filter(organisation=organisation)
+        models.UserGroup.objects.filter(organisation=organisation)
         .prefetch_related(Prefetch("users", queryset=User.objects.only("id").order_by("id")))
         .order_by("name", "id")
     )
 
 
-def group_is_bare(*, group: UserGroup) -> bool:
+def group_is_bare(*, group: models.UserGroup) -> bool:
     """A group holding no grant and no role (MANAGE_USER_GROUPS holders may manage it)."""
     return not (
         Grant.objects.filter(group_id=group.pk).exists()
-        or RoleAssignment.objects.filter(group_id=group.pk).exists()
+        or models.RoleAssignment.objects.filter(group_id=group.pk).exists()
     )
 
 
@@ -88,15 +85,17 @@ def group_is_bare(*, group: UserGroup) -> bool:
 # --------------------------------------------------------------------------------------
 
 
-def roles_of(*, organisation: Organisation) -> QuerySet[Role]:
-    return Role.objects.filter(organisation=organisation).order_by("name", "id")
+def roles_of(*, organisation: models.Organisation) -> QuerySet[models.Role]:
+    return models.Role.objects.filter(organisation=organisation).order_by("name", "id")
 
 
-def role_assignments_of(*, role: Role, kind: str) -> QuerySet[RoleAssignment]:
+def role_assignments_of(*, role: models.Role, kind: str) -> QuerySet[models.RoleAssignment]:
     """A role's assignments to principals of one kind: `user`, `group` or `api_key`."""
     if kind not in ("user", "group", "api_key"):
         raise ValueError(f"Unknown principal kind {kind!r}")
-    return RoleAssignment.objects.filter(role=role, **{f"{kind}__isnull": False}).order_by("id")
+    return models.RoleAssignment.objects.filter(role=role, **{f"{kind}__isnull": False}).order_by(
+        "id"
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -104,5 +103,5 @@ def role_assignments_of(*, role: Role, kind: str) -> QuerySet[RoleAssignment]:
 # --------------------------------------------------------------------------------------
 
 
-def api_keys_of(*, organisation: Organisation) -> QuerySet[OrganisationAPIKey]:
-    return OrganisationAPIKey.objects.filter(organisation=organisation).order_by("id")
+def api_keys_of(*, organisation: models.Organisation) -> QuerySet[models.OrganisationAPIKey]:
+    return models.OrganisationAPIKey.objects.filter(organisation=organisation).order_by("id")

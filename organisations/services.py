@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
-from django.db.models import Model, Q
+from django.db import transaction
+from django.db.models import Q
 from django.http import Http404
 
 from audit.models import AuditAction
-from audit.services import Actor, audit_record
+from audit.services import Actor, Auditor
 from organisations import models
 from organisations.snapshots import (
     api_key_snapshot,
@@ -25,18 +25,15 @@ from organisations.snapshots import (
     role_snapshot,
 )
 from tagwarden.errors import DomainPermissionDenied
+from tagwarden.services import key_rename_or_revoke, lock_current, unique_write
 
 
 def organisation_create(*, name: str, creator: AbstractBaseUser | None) -> models.Organisation:
     """The creator becomes the organisation's ADMIN member."""
     with transaction.atomic():
         organisation = models.Organisation.objects.create(name=name)
-        audit_record(
-            actor=creator,
-            action=AuditAction.CREATED,
-            obj=organisation,
-            organisation_id=organisation.pk,
-            after={"name": organisation.name},
+        Auditor(actor=creator, organisation_id=organisation.pk).record(
+            AuditAction.CREATED, organisation, after={"name": organisation.name}
         )
         if creator is not None:
             membership_create(
@@ -48,57 +45,10 @@ def organisation_create(*, name: str, creator: AbstractBaseUser | None) -> model
     return organisation
 
 
-M = TypeVar("M", bound=Model)
+# The rows `_delete_current` deletes: each belongs to one organisation.
+_OrganisationRow = TypeVar("_OrganisationRow", models.Role, models.OrganisationAPIKey)
 _GROUP_TAKEN = "A group with this name already exists."
 _ROLE_TAKEN = "A role with this name already exists."
-
-
-def _create_unique(model: type[M], *, field: str, message: str, **values: Any) -> M:
-    """Create a row whose uniqueness was checked just before: a concurrent request that won
-    the race between check and insert gets the same 400 on `field`, not a 500."""
-    try:
-        with transaction.atomic():
-            return model._default_manager.create(**values)
-    except IntegrityError:
-        raise ValidationError({field: [message]}) from None
-
-
-def _save_audited(
-    obj: Model,
-    *,
-    fields: list[str],
-    before: dict[str, Any],
-    after: dict[str, Any],
-    organisation_id: int,
-    actor: Actor,
-) -> None:
-    """Save `fields` and record the update; writing back what was read saves and records
-    nothing."""
-    if after == before:
-        return
-    obj.save(update_fields=fields)
-    audit_record(
-        actor=actor,
-        action=AuditAction.UPDATED,
-        obj=obj,
-        organisation_id=organisation_id,
-        before=before,
-        after=after,
-    )
-
-
-def _delete_audited(
-    obj: Model, *, before: dict[str, Any], organisation_id: int, actor: Actor
-) -> None:
-    """Record the deletion (`before` lists what goes with the object), then delete."""
-    audit_record(
-        actor=actor,
-        action=AuditAction.DELETED,
-        obj=obj,
-        organisation_id=organisation_id,
-        before=before,
-    )
-    obj.delete()
 
 
 def _require_name_free(
@@ -115,6 +65,18 @@ def _require_name_free(
         taken = taken.exclude(pk=exclude_pk)
     if taken.exists():
         raise ValidationError({"name": [message]})
+
+
+def _rename(row: models.Role | models.UserGroup, name: str | None, *, taken: str) -> bool:
+    """Give `row` the name `name` (None keeps its name): 400 on `name` (`taken`) when another
+    row of its organisation has it, ignoring case. Whether the name changed."""
+    if name is None or name == row.name:
+        return False
+    _require_name_free(
+        type(row), organisation_id=row.organisation_id, name=name, message=taken, exclude_pk=row.pk
+    )
+    row.name = name
+    return True
 
 
 # --------------------------------------------------------------------------------------
@@ -173,20 +135,12 @@ def membership_create(
             organisation=organisation, user_id=user.pk
         ).exists():
             raise ValidationError({"user": ["This user is already a member."]})
-        membership = _create_unique(
-            models.OrganisationMembership,
-            field="user",
-            message="This user is already a member.",
-            organisation=organisation,
-            user_id=user.pk,
-            role=role,
-        )
-        audit_record(
-            actor=actor,
-            action=AuditAction.CREATED,
-            obj=membership,
-            organisation_id=organisation.pk,
-            after={"user": user.pk, "role": role},
+        with unique_write(field="user", message="This user is already a member."):
+            membership = models.OrganisationMembership.objects.create(
+                organisation=organisation, user_id=user.pk, role=role
+            )
+        Auditor(actor=actor, organisation_id=organisation.pk).record(
+            AuditAction.CREATED, membership, after={"user": user.pk, "role": role}
         )
     return membership
 
@@ -204,20 +158,11 @@ def group_create(
         _require_name_free(
             models.UserGroup, organisation_id=organisation.pk, name=name, message=_GROUP_TAKEN
         )
-        group = _create_unique(
-            models.UserGroup,
-            field="name",
-            message=_GROUP_TAKEN,
-            organisation=organisation,
-            name=name,
-        )
+        with unique_write(field="name", message=_GROUP_TAKEN):
+            group = models.UserGroup.objects.create(organisation=organisation, name=name)
         group.users.set(cast(Any, users))
-        audit_record(
-            actor=actor,
-            action=AuditAction.CREATED,
-            obj=group,
-            organisation_id=organisation.pk,
-            after={"name": name, "users": sorted(u.pk for u in users)},
+        Auditor(actor=actor, organisation_id=organisation.pk).record(
+            AuditAction.CREATED, group, after={"name": name, "users": sorted(u.pk for u in users)}
         )
     return group
 
@@ -227,20 +172,12 @@ def role_create(
 ) -> models.Role:
     _require_name_free(models.Role, organisation_id=organisation.pk, name=name, message=_ROLE_TAKEN)
     with transaction.atomic():
-        role = _create_unique(
-            models.Role,
-            field="name",
-            message=_ROLE_TAKEN,
-            organisation=organisation,
-            name=name,
-            description=description,
-        )
-        audit_record(
-            actor=actor,
-            action=AuditAction.CREATED,
-            obj=role,
-            organisation_id=organisation.pk,
-            after={"name": name, "description": description},
+        with unique_write(field="name", message=_ROLE_TAKEN):
+            role = models.Role.objects.create(
+                organisation=organisation, name=name, description=description
+            )
+        Auditor(actor=actor, organisation_id=organisation.pk).record(
+            AuditAction.CREATED, role, after={"name": name, "description": description}
         )
     return role
 
@@ -285,15 +222,10 @@ def role_assignment_create(
             raise ValidationError({"role": ["This role was deleted."]})
         if models.RoleAssignment.objects.filter(**lookup).exists():
             raise ValidationError(taken)
-        assignment = _create_unique(
-            models.RoleAssignment, field=field_name, message=taken[field_name][0], **lookup
-        )
-        audit_record(
-            actor=actor,
-            action=AuditAction.CREATED,
-            obj=assignment,
-            organisation_id=organisation_id,
-            after={"role": role.pk, field_name: principal.pk},
+        with unique_write(field=field_name, message=taken[field_name][0]):
+            assignment = models.RoleAssignment.objects.create(**lookup)
+        Auditor(actor=actor, organisation_id=organisation_id).record(
+            AuditAction.CREATED, assignment, after={"role": role.pk, field_name: principal.pk}
         )
     return assignment
 
@@ -311,11 +243,9 @@ def api_key_create(
         api_key, key = models.OrganisationAPIKey.objects.create_key(
             organisation=organisation, name=name, is_admin=is_admin, expiry_date=expires_at
         )
-        audit_record(
-            actor=actor,
-            action=AuditAction.CREATED,
-            obj=api_key,
-            organisation_id=organisation.pk,
+        Auditor(actor=actor, organisation_id=organisation.pk).record(
+            AuditAction.CREATED,
+            api_key,
             after={
                 "name": name,
                 "prefix": api_key.prefix,
@@ -340,13 +270,8 @@ def organisation_update(
         before = organisation_snapshot(organisation)
         if name is not None:
             organisation.name = name
-        _save_audited(
-            organisation,
-            fields=["name"],
-            before=before,
-            after=organisation_snapshot(organisation),
-            organisation_id=organisation.pk,
-            actor=actor,
+        Auditor(actor=actor, organisation_id=organisation.pk).save(
+            organisation, fields=["name"], before=before, after=organisation_snapshot(organisation)
         )
     return organisation
 
@@ -354,11 +279,8 @@ def organisation_update(
 def organisation_delete(*, organisation: models.Organisation, actor: Actor) -> None:
     """Delete an organisation with everything in it (its audit log goes with it)."""
     with transaction.atomic():
-        _delete_audited(
-            organisation,
-            before=organisation_snapshot(organisation),
-            organisation_id=organisation.pk,
-            actor=actor,
+        Auditor(actor=actor, organisation_id=organisation.pk).delete(
+            organisation, before=organisation_snapshot(organisation)
         )
 
 
@@ -393,14 +315,8 @@ def membership_update(
         if membership.is_admin and not _other_admins_exist(membership):
             raise ValidationError({"role": [_LAST_ADMIN]})
         membership.role = role
-        membership.save(update_fields=["role"])
-        audit_record(
-            actor=actor,
-            action=AuditAction.UPDATED,
-            obj=membership,
-            organisation_id=membership.organisation_id,
-            before=before,
-            after=membership_snapshot(membership),
+        Auditor(actor=actor, organisation_id=membership.organisation_id).save(
+            membership, fields=["role"], before=before, after=membership_snapshot(membership)
         )
     return membership
 
@@ -438,12 +354,8 @@ def membership_delete(*, membership: models.OrganisationMembership, actor: Actor
             "groups": sorted(group_links.values_list("usergroup_id", flat=True)),
             "roles": sorted(assignments.values_list("role_id", flat=True)),
         }
-        audit_record(
-            actor=actor,
-            action=AuditAction.DELETED,
-            obj=membership,
-            organisation_id=organisation_id,
-            before=before,
+        Auditor(actor=actor, organisation_id=organisation_id).record(
+            AuditAction.DELETED, membership, before=before
         )
         Grant.objects.filter(pk__in=[g.pk for g in grants]).delete()
         group_links.delete()
@@ -514,33 +426,20 @@ def group_update(
         # group take too.
         if user_list is not None:
             _check_group_users(organisation, user_list)
-        locked = models.UserGroup.objects.select_for_update().filter(pk=group.pk).first()
+        locked = lock_current(group)
         if locked is None:
             raise Http404("This group was deleted.")
         group = locked
         group_require_manager(actor=actor, organisation=organisation, group=group)
         before = group_snapshot(group)
-        if name is not None and name != group.name:
-            _require_name_free(
-                models.UserGroup,
-                organisation_id=group.organisation_id,
-                name=name,
-                message=_GROUP_TAKEN,
-                exclude_pk=group.pk,
-            )
-            group.name = name
+        if _rename(group, name, taken=_GROUP_TAKEN):
             group.save(update_fields=["name"])
         if user_list is not None and sorted(u.pk for u in user_list) != before["users"]:
             group.users.set(cast(Any, user_list))
         after = group_snapshot(group)
         if after != before:
-            audit_record(
-                actor=actor,
-                action=AuditAction.UPDATED,
-                obj=group,
-                organisation_id=group.organisation_id,
-                before=before,
-                after=after,
+            Auditor(actor=actor, organisation_id=group.organisation_id).record(
+                AuditAction.UPDATED, group, before=before, after=after
             )
     return group
 
@@ -551,7 +450,7 @@ def group_delete(*, group: models.UserGroup, actor: Actor) -> None:
 
     group_require_manager(actor=actor, organisation=group.organisation, group=group)
     with transaction.atomic():
-        locked = models.UserGroup.objects.select_for_update().filter(pk=group.pk).first()
+        locked = lock_current(group)
         if locked is None:  # deleted meanwhile
             return
         group = locked
@@ -564,7 +463,7 @@ def group_delete(*, group: models.UserGroup, actor: Actor) -> None:
                 models.RoleAssignment.objects.filter(group=group).values_list("role_id", flat=True)
             ),
         }
-        _delete_audited(group, before=before, organisation_id=group.organisation_id, actor=actor)
+        Auditor(actor=actor, organisation_id=group.organisation_id).delete(group, before=before)
 
 
 # --------------------------------------------------------------------------------------
@@ -578,57 +477,53 @@ def role_update(
     with transaction.atomic():
         role = models.Role.objects.select_for_update().get(pk=role.pk)
         before = role_snapshot(role)
-        if name is not None and name != role.name:
-            _require_name_free(
-                models.Role,
-                organisation_id=role.organisation_id,
-                name=name,
-                message=_ROLE_TAKEN,
-                exclude_pk=role.pk,
-            )
-            role.name = name
+        _rename(role, name, taken=_ROLE_TAKEN)
         if description is not None:
             role.description = description
-        _save_audited(
-            role,
-            fields=["name", "description"],
-            before=before,
-            after=role_snapshot(role),
-            organisation_id=role.organisation_id,
-            actor=actor,
+        Auditor(actor=actor, organisation_id=role.organisation_id).save(
+            role, fields=["name", "description"], before=before, after=role_snapshot(role)
         )
     return role
 
 
-def role_delete(*, role: models.Role, actor: Actor) -> None:
-    """Delete a role; its grants and assignments go with it (described in `before`)."""
+def _delete_current(
+    row: _OrganisationRow, *, describe: Callable[[_OrganisationRow], dict[str, Any]], actor: Actor
+) -> None:
+    """Delete `row` under its row lock, recording `describe(row)` (what goes with it) as
+    read under that lock; a row deleted meanwhile is left alone."""
+    locked = lock_current(row)
+    if locked is None:  # deleted meanwhile
+        return
+    Auditor(actor=actor, organisation_id=locked.organisation_id).delete(
+        locked, before=describe(locked)
+    )
+
+
+def _role_with_dependents(role: models.Role) -> dict[str, Any]:
     from permissions.models import Grant
 
+    grants = Grant.objects.filter(role=role).prefetch_related("entries__entry_tags")
+    return {
+        **role_snapshot(role),
+        "grants": grant_snapshots(grants.order_by("id")),
+        "assignments": [
+            role_assignment_snapshot(a) for a in models.RoleAssignment.objects.filter(role=role)
+        ],
+    }
+
+
+def role_delete(*, role: models.Role, actor: Actor) -> None:
+    """Delete a role; its grants and assignments go with it (described in `before`)."""
     with transaction.atomic():
-        locked = models.Role.objects.select_for_update().filter(pk=role.pk).first()
-        if locked is None:  # deleted meanwhile
-            return
-        role = locked
-        grants = Grant.objects.filter(role=role).prefetch_related("entries__entry_tags")
-        before = {
-            **role_snapshot(role),
-            "grants": grant_snapshots(grants.order_by("id")),
-            "assignments": [
-                role_assignment_snapshot(a) for a in models.RoleAssignment.objects.filter(role=role)
-            ],
-        }
-        _delete_audited(role, before=before, organisation_id=role.organisation_id, actor=actor)
+        _delete_current(role, describe=_role_with_dependents, actor=actor)
 
 
 def role_assignment_delete(*, assignment: models.RoleAssignment, actor: Actor) -> None:
     with transaction.atomic():
         if not models.RoleAssignment.objects.select_for_update().filter(pk=assignment.pk).exists():
             return  # deleted meanwhile (or with its member, group, key or role)
-        _delete_audited(
-            assignment,
-            before=role_assignment_snapshot(assignment),
-            organisation_id=assignment.role.organisation_id,
-            actor=actor,
+        Auditor(actor=actor, organisation_id=assignment.role.organisation_id).delete(
+            assignment, before=role_assignment_snapshot(assignment)
         )
 
 
@@ -652,40 +547,26 @@ def api_key_update(
     with transaction.atomic():
         api_key = models.OrganisationAPIKey.objects.select_for_update().get(pk=api_key.pk)
         before = api_key_snapshot(api_key)
-        if revoked is False and api_key.revoked:
-            raise ValidationError({"revoked": ["A revoked key cannot be un-revoked."]})
-        if name is not None:
-            api_key.name = name
-        if revoked:
-            api_key.revoked = True
+        key_rename_or_revoke(
+            api_key, name=name, revoked=revoked, irrevocable="A revoked key cannot be un-revoked."
+        )
         if expires_at is not _UNSET:
             api_key.expiry_date = expires_at
-        _save_audited(
+        Auditor(actor=actor, organisation_id=api_key.organisation_id).save(
             api_key,
             fields=["name", "revoked", "expiry_date"],
             before=before,
             after=api_key_snapshot(api_key),
-            organisation_id=api_key.organisation_id,
-            actor=actor,
         )
     return api_key
+
+
+def _api_key_with_roles(api_key: models.OrganisationAPIKey) -> dict[str, Any]:
+    roles = models.RoleAssignment.objects.filter(api_key=api_key).values_list("role_id", flat=True)
+    return {**api_key_snapshot(api_key), "roles": sorted(roles)}
 
 
 def api_key_delete(*, api_key: models.OrganisationAPIKey, actor: Actor) -> None:
     """Delete a key; its role assignments go with it (described in `before`)."""
     with transaction.atomic():
-        locked = models.OrganisationAPIKey.objects.select_for_update().filter(pk=api_key.pk).first()
-        if locked is None:  # deleted meanwhile
-            return
-        api_key = locked
-        before = {
-            **api_key_snapshot(api_key),
-            "roles": sorted(
-                models.RoleAssignment.objects.filter(api_key=api_key).values_list(
-                    "role_id", flat=True
-                )
-            ),
-        }
-        _delete_audited(
-            api_key, before=before, organisation_id=api_key.organisation_id, actor=actor
-        )
+        _delete_current(api_key, describe=_api_key_with_roles, actor=actor)

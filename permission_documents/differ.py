@@ -4,9 +4,11 @@ desired one, as an ordered list of operations."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from organisations.models import MembershipRole
+from permission_documents import state
 from permission_documents.base import Change
 from permission_documents.operations import (
     _assignment_create,
@@ -27,18 +29,7 @@ from permission_documents.operations import (
 )
 from permission_documents.reader import _Desired
 from permission_documents.shape import join_path
-from permission_documents.state import (
-    ORGANISATION_SCOPE,
-    AssignmentRef,
-    GrantRef,
-    GrantSpec,
-    PrincipalRef,
-    ScopeRef,
-    State,
-    World,
-    _name_key,
-    _q,
-)
+from permission_documents.state import _name_key, _q
 
 # --------------------------------------------------------------------------------------
 # Diff: the operations that turn the current state into the desired one
@@ -47,8 +38,27 @@ from permission_documents.state import (
 KIND_ORDER = {"user": 0, "group": 1, "api_key": 2}
 
 
+@dataclass(frozen=True)
+class _NamedKind:
+    """Groups or roles, for `_Differ._named`: rows keyed by their folded name."""
+
+    object_type: str
+    label: str  # and, plural, the document's list of them
+    create: Callable[..., Any]
+    update: Callable[..., Any]
+    delete: Callable[..., Any]
+
+
+_GROUPS = _NamedKind("user_group", "group", _group_create, _group_update, _group_delete)
+_ROLES = _NamedKind("role", "role", _role_create, _role_update, _role_delete)
+
+
+def _role_value(name: str, description: str) -> dict[str, Any]:
+    return {"name": name, "description": description}
+
+
 class _Differ:
-    def __init__(self, world: World, current: State, desired: _Desired) -> None:
+    def __init__(self, world: state.World, current: state.State, desired: _Desired) -> None:
         self.world = world
         self.current = current
         self.desired = desired
@@ -96,7 +106,7 @@ class _Differ:
             and not (kind == "group" and ref in groups)
         }
 
-        def survives(principal: PrincipalRef) -> bool:
+        def survives(principal: state.PrincipalRef) -> bool:
             kind, ref = principal
             return not (
                 (kind == "user" and ref in members)
@@ -173,90 +183,45 @@ class _Differ:
         }
 
     def _groups(self, removed: set[str]) -> None:
-        cur, want = self.current.groups, self.want.groups
-        for lname in sorted(want, key=lambda g: _name_key(want[g][0])):
-            name, users = want[lname]
-            path = self.desired.group_paths[lname]
-            after = self._group_value(name, users)
-            if lname not in cur:
-                self.op(
-                    "create",
-                    "user_group",
-                    f"group {_q(name)}",
-                    None,
-                    after,
-                    path,
-                    _group_create(lname, name, users),
-                )
-            elif cur[lname] != (name, users):
-                old_name, old_users = cur[lname]
-                self.op(
-                    "update",
-                    "user_group",
-                    f"group {_q(name)}",
-                    self._group_value(old_name, old_users),
-                    after,
-                    path,
-                    _group_update(
-                        lname,
-                        name if name != old_name else None,
-                        users if users != old_users else None,
-                    ),
-                )
-        for lname in sorted(removed, key=lambda g: _name_key(cur[g][0])):
-            name, users = cur[lname]
-            self.op(
-                "delete",
-                "user_group",
-                f"group {_q(name)}",
-                self._group_value(name, users),
-                None,
-                "groups",
-                _group_delete(lname),
-            )
+        cur, want, paths = self.current.groups, self.want.groups, self.desired.group_paths
+        self._named(_GROUPS, removed, cur, want, paths, self._group_value)
 
     def _roles(self, removed: set[str]) -> None:
-        cur, want = self.current.roles, self.want.roles
-        for lname in sorted(want, key=lambda r: _name_key(want[r][0])):
-            name, description = want[lname]
-            path = self.desired.role_paths[lname]
-            after = {"name": name, "description": description}
-            if lname not in cur:
-                self.op(
-                    "create",
-                    "role",
-                    f"role {_q(name)}",
-                    None,
-                    after,
-                    path,
-                    _role_create(lname, name, description),
+        cur, want, paths = self.current.roles, self.want.roles, self.desired.role_paths
+        self._named(_ROLES, removed, cur, want, paths, _role_value)
+
+    def _named(
+        self,
+        kind: _NamedKind,
+        removed: set[str],
+        current: dict[str, tuple[str, Any]],
+        wanted: dict[str, tuple[str, Any]],
+        paths: dict[str, str],
+        value: Callable[[str, Any], dict[str, Any]],
+    ) -> None:
+        """Groups and roles alike: rows keyed by their folded name, each a name and one more
+        value (a group's members, a role's description), created, updated or deleted."""
+        object_type, label = kind.object_type, kind.label
+        for lname in sorted(wanted, key=lambda k: _name_key(wanted[k][0])):
+            name, extra = wanted[lname]
+            path = paths[lname]
+            after = value(name, extra)
+            if lname not in current:
+                run = kind.create(lname, name, extra)
+                self.op("create", object_type, f"{label} {_q(name)}", None, after, path, run)
+            elif current[lname] != (name, extra):
+                old_name, old_extra = current[lname]
+                run = kind.update(
+                    lname,
+                    name if name != old_name else None,
+                    extra if extra != old_extra else None,
                 )
-            elif cur[lname] != (name, description):
-                old_name, old_description = cur[lname]
-                self.op(
-                    "update",
-                    "role",
-                    f"role {_q(name)}",
-                    {"name": old_name, "description": old_description},
-                    after,
-                    path,
-                    _role_update(
-                        lname,
-                        name if name != old_name else None,
-                        description if description != old_description else None,
-                    ),
-                )
-        for lname in sorted(removed, key=lambda r: _name_key(cur[r][0])):
-            name, description = cur[lname]
-            self.op(
-                "delete",
-                "role",
-                f"role {_q(name)}",
-                {"name": name, "description": description},
-                None,
-                "roles",
-                _role_delete(lname),
-            )
+                before = value(old_name, old_extra)
+                self.op("update", object_type, f"{label} {_q(name)}", before, after, path, run)
+        for lname in sorted(removed, key=lambda k: _name_key(current[k][0])):
+            name, extra = current[lname]
+            before, run = value(name, extra), kind.delete(lname)
+            self.op("delete", object_type, f"{label} {_q(name)}", before, None, f"{label}s", run)
 
     # -- role assignments ---------------------------------------------------------------------
     def _role_name(self, lname: str) -> str:
@@ -275,7 +240,7 @@ class _Differ:
             return "group", self._group_name(ref)
         return "api key", self.world.api_keys[ref].name
 
-    def _assignment_sort_key(self, ref: AssignmentRef) -> tuple[Any, ...]:
+    def _assignment_sort_key(self, ref: state.AssignmentRef) -> tuple[Any, ...]:
         role, kind, principal = ref
         return (
             _name_key(self._role_name(role)),
@@ -285,47 +250,43 @@ class _Differ:
 
     def _assignments(self) -> None:
         cur, want = self.current.assignments, self.want.assignments
+        role_paths = self.desired.role_paths
         for ref in sorted(cur - want, key=self._assignment_sort_key):
-            role, kind, principal = ref
-            label, name = self._principal_label(kind, principal)
-            role_name = self._role_name(role)
-            self.op(
-                "delete",
-                "role_assignment",
-                f"role {_q(role_name)} / {label} {_q(name)}",
-                {"role": role_name, kind: name},
-                None,
-                join_path(self.desired.role_paths[role], _ASSIGNMENT_FIELDS[kind])
-                if role in self.desired.role_paths
-                else "roles",
-                _assignment_delete(ref),
+            name, value = self._assignment_described(ref)
+            role, kind, _principal = ref
+            path = (
+                join_path(role_paths[role], _ASSIGNMENT_FIELDS[kind])
+                if role in role_paths
+                else "roles"
             )
+            run = _assignment_delete(ref)
+            self.op("delete", "role_assignment", name, value, None, path, run)
         for ref in sorted(want - cur, key=self._assignment_sort_key):
-            role, kind, principal = ref
-            label, name = self._principal_label(kind, principal)
-            role_name = self._role_name(role)
-            self.op(
-                "create",
-                "role_assignment",
-                f"role {_q(role_name)} / {label} {_q(name)}",
-                None,
-                {"role": role_name, kind: name},
-                self.desired.assignment_paths[ref],
-                _assignment_create(ref),
-            )
+            name, value = self._assignment_described(ref)
+            path, run = self.desired.assignment_paths[ref], _assignment_create(ref)
+            self.op("create", "role_assignment", name, None, value, path, run)
+
+    def _assignment_described(self, ref: state.AssignmentRef) -> tuple[str, dict[str, Any]]:
+        """The name of an assignment in the plan, and its value (`before` or `after`)."""
+        role, kind, principal = ref
+        label, name = self._principal_label(kind, principal)
+        role_name = self._role_name(role)
+        return f"role {_q(role_name)} / {label} {_q(name)}", {"role": role_name, kind: name}
 
     # -- grants -------------------------------------------------------------------------------
-    def _grant_value(self, scope: ScopeRef, spec: GrantSpec | None) -> dict[str, Any] | None:
+    def _grant_value(
+        self, scope: state.ScopeRef, spec: state.GrantSpec | None
+    ) -> dict[str, Any] | None:
         if spec is None:
             return None
-        if scope == ORGANISATION_SCOPE:
+        if scope == state.ORGANISATION_SCOPE:
             return {"permissions": [key for key, _ in spec.entries]}
         return {
             "admin": spec.admin,
             "permissions": {key: self.world.tag_labels(tags) for key, tags in spec.entries},
         }
 
-    def _grant_name(self, ref: GrantRef) -> str:
+    def _grant_name(self, ref: state.GrantRef) -> str:
         (kind, principal), scope = ref
         if kind == "user":
             who = f"user {_q(self.world.email(principal))}"
@@ -335,7 +296,7 @@ class _Differ:
             who = f"role {_q(self._role_name(principal))}"
         return f"{who} / {self.world.scope_label(scope)}"
 
-    def _grant_sort_key(self, ref: GrantRef) -> tuple[Any, ...]:
+    def _grant_sort_key(self, ref: state.GrantRef) -> tuple[Any, ...]:
         (kind, principal), scope = ref
         if kind == "user":
             name = self.world.email(principal)
@@ -349,7 +310,7 @@ class _Differ:
             self.world.scope_sort_key(scope),
         )
 
-    def _grant_path(self, ref: GrantRef) -> str:
+    def _grant_path(self, ref: state.GrantRef) -> str:
         path = self.desired.grant_paths.get(ref)
         if path is not None:
             return path

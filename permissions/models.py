@@ -17,15 +17,9 @@ from environments.models import Environment
 from organisations.models import Organisation, Role, UserGroup
 from permissions.catalogue import CATALOGUE, Level
 from projects.models import Project, Tag
+from tagwarden.models import exactly_one_set, optional_fk
 
 PRINCIPAL_FIELDS = ("user", "group", "role")
-
-
-def _one_principal() -> models.Q:
-    q = models.Q()
-    for name in PRINCIPAL_FIELDS:
-        q |= models.Q(**{f"{other}__isnull": other != name for other in PRINCIPAL_FIELDS})
-    return q
 
 
 def _unique_per_principal_and_scope() -> list[models.UniqueConstraint]:
@@ -47,25 +41,13 @@ def _unique_per_principal_and_scope() -> list[models.UniqueConstraint]:
 
 class Grant(models.Model):
     organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="grants")
-    project = models.ForeignKey(
-        Project, null=True, blank=True, on_delete=models.CASCADE, related_name="grants"
+    project = optional_fk(Project, on_delete=models.CASCADE, related_name="grants")
+    environment = optional_fk(Environment, on_delete=models.CASCADE, related_name="grants")
+    user = optional_fk(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="permission_grants"
     )
-    environment = models.ForeignKey(
-        Environment, null=True, blank=True, on_delete=models.CASCADE, related_name="grants"
-    )
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        null=True,
-        blank=True,
-        on_delete=models.CASCADE,
-        related_name="permission_grants",
-    )
-    group = models.ForeignKey(
-        UserGroup, null=True, blank=True, on_delete=models.CASCADE, related_name="grants"
-    )
-    role = models.ForeignKey(
-        Role, null=True, blank=True, on_delete=models.CASCADE, related_name="grants"
-    )
+    group = optional_fk(UserGroup, on_delete=models.CASCADE, related_name="grants")
+    role = optional_fk(Role, on_delete=models.CASCADE, related_name="grants")
     # Project or environment administration; never at organisation level (membership ADMIN).
     admin = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -74,7 +56,9 @@ class Grant(models.Model):
     class Meta:
         ordering = ["id"]
         constraints = [
-            models.CheckConstraint(condition=_one_principal(), name="grant_exactly_one_principal"),
+            models.CheckConstraint(
+                condition=exactly_one_set(*PRINCIPAL_FIELDS), name="grant_exactly_one_principal"
+            ),
             models.CheckConstraint(
                 condition=models.Q(environment__isnull=True) | models.Q(project__isnull=False),
                 name="grant_environment_has_project",

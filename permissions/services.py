@@ -9,17 +9,18 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.http import Http404
 
 from audit.models import AuditAction
-from audit.services import Actor, audit_record
+from audit.services import Actor, Auditor
 from environments.models import Environment
 from organisations.models import Organisation, Role, UserGroup
 from organisations.services import members_lock
 from permissions.catalogue import CATALOGUE, TAG_SUPPORTED_KEYS, Level
 from permissions.models import Grant, GrantEntry, GrantEntryTag
 from projects.models import Project, Tag
+from tagwarden.services import lock_current, unique_write
 
 Scope = Organisation | Project | Environment
 GrantPrincipal = AbstractBaseUser | UserGroup | Role
@@ -196,18 +197,13 @@ def _write_entries(grant: Grant, resolved: dict[str, list[Tag]]) -> None:
     )
 
 
-def _audit_grant(
-    *, grant: Grant, actor: Actor, action: AuditAction, before: Any, after: Any
-) -> None:
-    audit_record(
+def _auditor(grant: Grant, actor: Actor) -> Auditor:
+    """Grant entries belong to the grant's scope."""
+    return Auditor(
         actor=actor,
-        action=action,
-        obj=grant,
         organisation_id=grant.organisation_id,
         project_id=grant.project_id,
         environment_id=grant.environment_id,
-        before=before,
-        after=after,
     )
 
 
@@ -246,19 +242,10 @@ def grant_create(
         )
         if Grant.objects.filter(**duplicate).exists():
             raise ValidationError({field_name: [message]})
-        try:
-            with transaction.atomic():
-                grant = Grant.objects.create(admin=admin, **duplicate)
-        except IntegrityError:  # a concurrent create won the race
-            raise ValidationError({field_name: [message]}) from None
+        with unique_write(field=field_name, message=message):
+            grant = Grant.objects.create(admin=admin, **duplicate)
         _write_entries(grant, resolved)
-        _audit_grant(
-            grant=grant,
-            actor=actor,
-            action=AuditAction.CREATED,
-            before=None,
-            after=grant_snapshot(grant),
-        )
+        _auditor(grant, actor).record(AuditAction.CREATED, grant, after=grant_snapshot(grant))
     return grant
 
 
@@ -285,7 +272,7 @@ def grant_update(
             principal_id=getattr(grant, f"{kind}_id"),
             organisation_id=grant.organisation_id,
         )
-        locked = Grant.objects.select_for_update().filter(pk=grant.pk).first()
+        locked = lock_current(grant)
         if locked is None:
             raise Http404(gone)
         grant = locked
@@ -308,24 +295,19 @@ def grant_update(
         if after == before:
             transaction.set_rollback(True)
             return grant
-        grant.save(update_fields=["admin", "updated_at"])
-        _audit_grant(
-            grant=grant, actor=actor, action=AuditAction.UPDATED, before=before, after=after
+        _auditor(grant, actor).save(
+            grant, fields=["admin", "updated_at"], before=before, after=after
         )
     return grant
 
 
 def grant_delete(*, grant: Grant, actor: Actor) -> None:
     with transaction.atomic():
-        locked = Grant.objects.select_for_update().filter(pk=grant.pk).first()
+        locked = lock_current(grant)
         if locked is None:  # deleted meanwhile (or with its principal)
             return
         grant = locked
-        before = grant_snapshot(grant)
-        _audit_grant(
-            grant=grant, actor=actor, action=AuditAction.DELETED, before=before, after=None
-        )
-        grant.delete()
+        _auditor(grant, actor).delete(grant, before=grant_snapshot(grant))
 
 
 def role_organisation_permissions_set(

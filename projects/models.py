@@ -8,6 +8,7 @@ from typing import Any
 from django.db import models
 
 from organisations.models import Organisation
+from tagwarden.models import NamedModel
 
 DEFAULT_TAG_COLOR = "#3d4db6"
 
@@ -30,18 +31,12 @@ class TagLabelKeyField(models.CharField):
         return value
 
 
-class Project(models.Model):
+class Project(NamedModel):
     organisation = models.ForeignKey(
         Organisation, on_delete=models.CASCADE, related_name="projects"
     )
     name = models.CharField(max_length=200)
     created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["name", "id"]
-
-    def __str__(self) -> str:
-        return self.name
 
 
 class Tag(models.Model):

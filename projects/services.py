@@ -6,16 +6,17 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.http import Http404
 
 from audit.models import AuditAction
-from audit.services import Actor, audit_record
+from audit.services import Actor, Auditor
 from organisations.models import Organisation
 from permissions import engine
 from projects import selectors
 from projects.models import DEFAULT_TAG_COLOR, Project, Tag, tag_label_key
 from tagwarden.errors import Conflict, DomainPermissionDenied
+from tagwarden.services import lock_current, unique_write
 
 _LABEL_TAKEN = "A tag with this label already exists in the project."
 
@@ -37,13 +38,8 @@ def project_create(*, organisation: Organisation, name: str, actor: Actor) -> Pr
 
     with transaction.atomic():
         project = Project.objects.create(organisation=organisation, name=name)
-        audit_record(
-            actor=actor,
-            action=AuditAction.CREATED,
-            obj=project,
-            organisation_id=organisation.pk,
-            project_id=project.pk,
-            after={"name": name},
+        Auditor.in_project(project, actor=actor).record(
+            AuditAction.CREATED, project, after={"name": name}
         )
         if isinstance(actor, AbstractBaseUser):
             grant_create(principal=actor, scope=project, admin=True, actor=actor)
@@ -62,18 +58,8 @@ def project_update(*, project: Project, name: str | None = None, actor: Actor) -
         before = project_snapshot(project)
         if name is not None:
             project.name = name
-        after = project_snapshot(project)
-        if after == before:
-            return project
-        project.save(update_fields=["name"])
-        audit_record(
-            actor=actor,
-            action=AuditAction.UPDATED,
-            obj=project,
-            organisation_id=project.organisation_id,
-            project_id=project.pk,
-            before=before,
-            after=after,
+        Auditor.in_project(project, actor=actor).save(
+            project, fields=["name"], before=before, after=project_snapshot(project)
         )
     return project
 
@@ -91,15 +77,7 @@ def project_delete(*, project: Project, actor: Actor) -> None:
             "segments_deleted": project.segments.count(),
             "grants_deleted": project.grants.count(),
         }
-        audit_record(
-            actor=actor,
-            action=AuditAction.DELETED,
-            obj=project,
-            organisation_id=project.organisation_id,
-            project_id=project.pk,
-            before=before,
-        )
-        project.delete()
+        Auditor.in_project(project, actor=actor).delete(project, before=before)
 
 
 def tag_snapshot(tag: Tag) -> dict[str, object]:
@@ -129,24 +107,16 @@ def tag_create(
     if Tag.objects.filter(project=project, label_key=tag_label_key(label)).exists():
         raise ValidationError({"label": [_LABEL_TAKEN]})
     with transaction.atomic():
-        try:
-            with transaction.atomic():
-                tag = Tag.objects.create(
-                    project=project,
-                    label=label,
-                    color=color,
-                    description=description,
-                    is_restricted=is_restricted,
-                )
-        except IntegrityError:  # a concurrent create won the race
-            raise ValidationError({"label": [_LABEL_TAKEN]}) from None
-        audit_record(
-            actor=actor,
-            action=AuditAction.CREATED,
-            obj=tag,
-            organisation_id=project.organisation_id,
-            project_id=project.pk,
-            after=tag_snapshot(tag),
+        with unique_write(field="label", message=_LABEL_TAKEN):
+            tag = Tag.objects.create(
+                project=project,
+                label=label,
+                color=color,
+                description=description,
+                is_restricted=is_restricted,
+            )
+        Auditor.in_project(project, actor=actor).record(
+            AuditAction.CREATED, tag, after=tag_snapshot(tag)
         )
     return tag
 
@@ -171,7 +141,7 @@ def tag_update(
     ):
         raise ValidationError({"label": [_LABEL_TAKEN]})
     with transaction.atomic():
-        locked = Tag.objects.select_for_update().filter(pk=tag.pk).first()
+        locked = lock_current(tag)
         if locked is None:
             raise Http404("This tag was deleted.")
         tag = locked
@@ -190,22 +160,12 @@ def tag_update(
         ):
             if value is not None:
                 setattr(tag, name, value)
-        after = tag_snapshot(tag)
-        if after == before:
-            return tag
-        try:
-            with transaction.atomic():
-                tag.save(update_fields=["label", "color", "description", "is_restricted"])
-        except IntegrityError:
-            raise ValidationError({"label": [_LABEL_TAKEN]}) from None
-        audit_record(
-            actor=actor,
-            action=AuditAction.UPDATED,
-            obj=tag,
-            organisation_id=project.organisation_id,
-            project_id=project.pk,
+        Auditor.in_project(project, actor=actor).save(
+            tag,
+            fields=["label", "color", "description", "is_restricted"],
             before=before,
-            after=after,
+            after=tag_snapshot(tag),
+            unique=("label", _LABEL_TAKEN),
         )
     return tag
 
@@ -223,7 +183,7 @@ def tag_delete(*, tag: Tag, actor: Actor) -> None:
     is either refused (the tag is gone, 400) or seen here (409)."""
     project = tag.project
     with transaction.atomic():
-        locked = Tag.objects.select_for_update().filter(pk=tag.pk).first()
+        locked = lock_current(tag)
         if locked is None:  # deleted meanwhile
             return
         tag = locked
@@ -251,12 +211,6 @@ def tag_delete(*, tag: Tag, actor: Actor) -> None:
                 code="tag_in_use",
                 roles=[],
             )
-        audit_record(
-            actor=actor,
-            action=AuditAction.DELETED,
-            obj=tag,
-            organisation_id=project.organisation_id,
-            project_id=project.pk,
-            before={**tag_snapshot(tag), "features": feature_ids},
+        Auditor.in_project(project, actor=actor).delete(
+            tag, before={**tag_snapshot(tag), "features": feature_ids}
         )
-        tag.delete()

@@ -11,10 +11,11 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from audit.models import AuditAction
-from audit.services import Actor, audit_record
+from audit.services import Actor, Auditor
 from environments.models import Environment
 from sdk import selectors
 from sdk.models import Identity, ServerKey, Trait
+from tagwarden.services import key_rename_or_revoke
 
 
 @dataclass(frozen=True)
@@ -135,27 +136,6 @@ def server_key_snapshot(server_key: ServerKey) -> dict[str, Any]:
     }
 
 
-def _audit(
-    server_key: ServerKey,
-    *,
-    actor: Actor,
-    action: AuditAction,
-    before: dict[str, Any] | None = None,
-    after: dict[str, Any] | None = None,
-) -> None:
-    environment = server_key.environment
-    audit_record(
-        actor=actor,
-        action=action,
-        obj=server_key,
-        organisation_id=environment.project.organisation_id,
-        project_id=environment.project_id,
-        environment_id=environment.pk,
-        before=before,
-        after=after,
-    )
-
-
 def _check_name(name: str) -> str:
     name = name.strip()
     if not name:
@@ -174,11 +154,8 @@ def server_key_create(
     with transaction.atomic():
         created, key = ServerKey.objects.create_key(environment=environment, name=name)
         server_key = cast(ServerKey, created)
-        _audit(
-            server_key,
-            actor=actor,
-            action=AuditAction.CREATED,
-            after=server_key_snapshot(server_key),
+        Auditor.in_environment(environment, actor=actor).record(
+            AuditAction.CREATED, server_key, after=server_key_snapshot(server_key)
         )
     return server_key, f"{selectors.SERVER_KEY_PREFIX}{key}"
 
@@ -197,26 +174,17 @@ def server_key_update(
             .get(pk=server_key.pk)
         )
         before = server_key_snapshot(locked)
-        if revoked is False and locked.revoked:
-            raise ValidationError({"revoked": ["A revoked key cannot be restored."]})
-        if name is not None:
-            locked.name = name
-        if revoked:
-            locked.revoked = True
-        after = server_key_snapshot(locked)
-        if after == before:
-            return locked
-        locked.save(update_fields=["name", "revoked"])
-        _audit(locked, actor=actor, action=AuditAction.UPDATED, before=before, after=after)
+        key_rename_or_revoke(
+            locked, name=name, revoked=revoked, irrevocable="A revoked key cannot be restored."
+        )
+        Auditor.in_environment(locked.environment, actor=actor).save(
+            locked, fields=["name", "revoked"], before=before, after=server_key_snapshot(locked)
+        )
     return locked
 
 
 def server_key_delete(*, server_key: ServerKey, actor: Actor) -> None:
     with transaction.atomic():
-        _audit(
-            server_key,
-            actor=actor,
-            action=AuditAction.DELETED,
-            before=server_key_snapshot(server_key),
+        Auditor.in_environment(server_key.environment, actor=actor).delete(
+            server_key, before=server_key_snapshot(server_key)
         )
-        server_key.delete()

@@ -105,24 +105,25 @@ class EnvironmentAdmin(MemberScopedMixin, TagwardenAdmin):
         }
         return super().change_view(request, object_id, form_url, extra_context)
 
-    def service_create(self, request: HttpRequest, form: Any) -> Environment:
+    @staticmethod
+    def _service_fields(form: Any) -> dict[str, Any]:
+        """What the form writes, as `environment_create` and `environment_update` take it."""
         data = form.cleaned_data
-        project = data["project"]
+        return {
+            "name": data["name"],
+            "minimum_change_request_approvals": data.get("minimum_change_request_approvals"),
+        }
+
+    def service_create(self, request: HttpRequest, form: Any) -> Environment:
+        project = form.cleaned_data["project"]
         require_membership(request, project.organisation)
         return services.environment_create(
-            project=project,
-            name=data["name"],
-            minimum_change_request_approvals=data.get("minimum_change_request_approvals"),
-            actor=actor_of(request),
+            project=project, **self._service_fields(form), actor=actor_of(request)
         )
 
     def service_update(self, request: HttpRequest, obj: Environment, form: Any) -> None:
-        data = form.cleaned_data
         services.environment_update(
-            environment=obj,
-            name=data["name"],
-            minimum_change_request_approvals=data.get("minimum_change_request_approvals"),
-            actor=actor_of(request),
+            environment=obj, **self._service_fields(form), actor=actor_of(request)
         )
 
     def service_delete(self, request: HttpRequest, obj: Environment) -> None:

@@ -41,7 +41,7 @@ class ChangeRowForm(base.ServiceModelForm):
         fields = ["feature", "segment_override", "enabled", "value"]
 
 
-class ChangeInline(admin.TabularInline):
+class ChangeInline(base.ParentScopedInline, admin.TabularInline):
     """The changes of a change request: rows written with the request by its service."""
 
     model = ChangeRequestChange
@@ -52,23 +52,8 @@ class ChangeInline(admin.TabularInline):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         return super().get_queryset(request).select_related("feature", "segment_override")
 
-    def _parent(self) -> Any:
-        return self.admin_site._registry[ChangeRequest]
-
     def get_extra(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> int:
         return 1 if obj is None else 0
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return bool(self._parent().has_view_permission(request, obj))
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return bool(self._parent().has_change_permission(request, obj))
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return bool(self._parent().has_change_permission(request, obj))
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return bool(self._parent().has_change_permission(request, obj))
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "feature":
@@ -268,21 +253,15 @@ class ChangeRequestAdmin(base.MemberScopedMixin, base.TagwardenAdmin):
             *super().get_urls(),
         ]
 
-    def change_view(
-        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
-    ) -> HttpResponse:
-        obj = self.get_object(request, object_id)
-        extra: dict[str, Any] = {}
-        if obj is not None:
-            site = self.admin_site.name
-            extra = {
-                "summary": approval_summary(obj),
-                "is_open": obj.status == ChangeRequestStatus.OPEN,
-                "is_author": self._is_author(request, obj),
-                "approve_url": reverse(f"{site}:features_changerequest_approve", args=[obj.pk]),
-                "commit_url": reverse(f"{site}:features_changerequest_commit", args=[obj.pk]),
-            }
-        return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
+    def change_context(self, request: HttpRequest, obj: ChangeRequest) -> dict[str, Any]:
+        site = self.admin_site.name
+        return {
+            "summary": approval_summary(obj),
+            "is_open": obj.status == ChangeRequestStatus.OPEN,
+            "is_author": self._is_author(request, obj),
+            "approve_url": reverse(f"{site}:features_changerequest_approve", args=[obj.pk]),
+            "commit_url": reverse(f"{site}:features_changerequest_commit", args=[obj.pk]),
+        }
 
     def _act(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django import forms
@@ -34,8 +35,24 @@ def superuser(request: HttpRequest) -> bool:
     return bool(getattr(request.user, "is_superuser", False))
 
 
-def refuse(key: str, what: str) -> DomainPermissionDenied:
-    return DomainPermissionDenied(f"You need {key} on {what}.", code="permission_denied")
+def may_write(
+    request: HttpRequest, obj: Any, level: str, key: str, targets: Callable[[Any], tuple[Any, ...]]
+) -> bool:
+    """A write permission of the feature admin pages: superusers may; without an object (the
+    list page asks), whoever reaches some object of `level`; on an object, whoever holds
+    `key` on `targets(obj)` (the engine decides)."""
+    if superuser(request):
+        return True
+    if obj is None:
+        return reaches(request, level)
+    return engine.allowed(request.user, key, *targets(obj))
+
+
+def require_key(request: HttpRequest, key: str, *targets: Any, what: str) -> None:
+    """Superusers pass; anyone else needs `key` on `targets` (the engine decides), or gets a
+    403 naming `what`."""
+    if not superuser(request) and not engine.allowed(request.user, key, *targets):
+        raise DomainPermissionDenied(f"You need {key} on {what}.", code="permission_denied")
 
 
 # --------------------------------------------------------------------------------------

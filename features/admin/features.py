@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from django import forms
 from django.contrib import admin
@@ -12,8 +12,9 @@ from django.http import HttpRequest
 from features import services
 from features.admin.common import (
     has_projects_holding,
+    may_write,
     projects_holding,
-    refuse,
+    require_key,
     superuser,
 )
 from features.models import (
@@ -22,7 +23,6 @@ from features.models import (
 )
 from features.segment_rules import segment_rules_errors
 from impact.admin_preview import ImpactAdmin
-from permissions import engine
 from permissions.catalogue import (
     CREATE_FEATURE,
     DELETE_FEATURE,
@@ -33,15 +33,30 @@ from tagwarden.admin.base import (
     ServiceModelForm,
     TagwardenAdmin,
     actor_of,
-    reaches,
 )
 
 
+class ProjectRowsMixin:
+    """Rows of a project, created there by holders of `create_key`: the project choices are
+    those projects, and the add page needs one of them."""
+
+    create_key: ClassVar[str]
+    organisation_lookup = "project__organisation"
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "project":
+            kwargs["queryset"] = projects_holding(request, self.create_key)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)  # type: ignore[misc]
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return superuser(request) or has_projects_holding(request, self.create_key)
+
+
 @admin.register(Feature)
-class FeatureAdmin(MemberScopedMixin, ImpactAdmin):
+class FeatureAdmin(ProjectRowsMixin, MemberScopedMixin, ImpactAdmin):
     """Tag changes go through `feature_update`: protected tags need project admin."""
 
-    organisation_lookup = "project__organisation"
+    create_key = CREATE_FEATURE
     list_display = ["name", "project", "tag_list", "created_at"]
     list_filter = [
         ("project__organisation", admin.RelatedOnlyFieldListFilter),
@@ -66,51 +81,31 @@ class FeatureAdmin(MemberScopedMixin, ImpactAdmin):
             return ["project", "name", "description", "tags"]
         return ["project"] if obj else []
 
-    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
-        if db_field.name == "project":
-            kwargs["queryset"] = projects_holding(request, CREATE_FEATURE)
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
-
-    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
-        return superuser(request) or (has_projects_holding(request, CREATE_FEATURE))
-
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        if superuser(request):
-            return True
-        if obj is None:
-            return reaches(request, "project")
-        return engine.allowed(request.user, CREATE_FEATURE, obj.project)
+        return may_write(request, obj, "project", CREATE_FEATURE, lambda f: (f.project,))
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        if superuser(request):
-            return True
-        if obj is None:
-            return reaches(request, "project")
-        return engine.allowed(request.user, DELETE_FEATURE, obj.project, obj)
+        return may_write(request, obj, "project", DELETE_FEATURE, lambda f: (f.project, f))
+
+    @staticmethod
+    def _service_fields(form: Any) -> dict[str, Any]:
+        """What the form writes, as `feature_create` and `feature_update` take it."""
+        data = form.cleaned_data
+        return {
+            "name": data["name"],
+            "description": data.get("description") or "",
+            "tags": list(data.get("tags") or []),
+        }
 
     def service_create(self, request: HttpRequest, form: Any) -> Feature:
-        data = form.cleaned_data
-        if not superuser(request) and not engine.allowed(
-            request.user, CREATE_FEATURE, data["project"]
-        ):
-            raise refuse(CREATE_FEATURE, "this project")
+        project = form.cleaned_data["project"]
+        require_key(request, CREATE_FEATURE, project, what="this project")
         return services.feature_create(
-            project=data["project"],
-            name=data["name"],
-            description=data.get("description") or "",
-            tags=list(data.get("tags") or []),
-            actor=actor_of(request),
+            project=project, **self._service_fields(form), actor=actor_of(request)
         )
 
     def service_update(self, request: HttpRequest, obj: Feature, form: Any) -> None:
-        data = form.cleaned_data
-        services.feature_update(
-            feature=obj,
-            name=data["name"],
-            description=data.get("description") or "",
-            tags=list(data.get("tags") or []),
-            actor=actor_of(request),
-        )
+        services.feature_update(feature=obj, **self._service_fields(form), actor=actor_of(request))
 
     def service_delete(self, request: HttpRequest, obj: Feature) -> None:
         services.feature_delete(feature=obj, actor=actor_of(request))
@@ -138,11 +133,11 @@ class SegmentAdminForm(ServiceModelForm):
 
 
 @admin.register(Segment)
-class SegmentAdmin(MemberScopedMixin, TagwardenAdmin):
+class SegmentAdmin(ProjectRowsMixin, MemberScopedMixin, TagwardenAdmin):
     """MANAGE_SEGMENTS on the project to create, edit and delete."""
 
     form = SegmentAdminForm
-    organisation_lookup = "project__organisation"
+    create_key = MANAGE_SEGMENTS
     list_display = ["name", "project"]
     list_filter = [
         ("project__organisation", admin.RelatedOnlyFieldListFilter),
@@ -158,29 +153,14 @@ class SegmentAdmin(MemberScopedMixin, TagwardenAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return ["project"] if obj else []
 
-    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
-        if db_field.name == "project":
-            kwargs["queryset"] = projects_holding(request, MANAGE_SEGMENTS)
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
-
-    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
-        return superuser(request) or has_projects_holding(request, MANAGE_SEGMENTS)
-
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        if superuser(request):
-            return True
-        if obj is None:
-            return reaches(request, "project")
-        return engine.allowed(request.user, MANAGE_SEGMENTS, obj.project)
+        return may_write(request, obj, "project", MANAGE_SEGMENTS, lambda s: (s.project,))
 
     has_delete_permission = has_change_permission
 
     def service_create(self, request: HttpRequest, form: Any) -> Segment:
         data = form.cleaned_data
-        if not superuser(request) and not engine.allowed(
-            request.user, MANAGE_SEGMENTS, data["project"]
-        ):
-            raise refuse(MANAGE_SEGMENTS, "this project")
+        require_key(request, MANAGE_SEGMENTS, data["project"], what="this project")
         return services.segment_create(
             project=data["project"],
             name=data["name"],

@@ -12,14 +12,13 @@ from django.http import HttpRequest
 
 from features.admin.common import (
     json_field,
-    refuse,
-    superuser,
+    may_write,
+    require_key,
 )
 from features.models import (
     SegmentOverride,
 )
 from features.workflow import services as workflow_services
-from permissions import engine
 from permissions.catalogue import (
     MANAGE_SEGMENT_OVERRIDES,
 )
@@ -97,39 +96,42 @@ class SegmentOverrideAdmin(MemberScopedMixin, TagwardenAdmin):
         return reaches(request, "environment")
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        if superuser(request):
-            return True
-        if obj is None:
-            return reaches(request, "environment")
-        return engine.allowed(request.user, MANAGE_SEGMENT_OVERRIDES, obj.environment, obj.feature)
+        key = MANAGE_SEGMENT_OVERRIDES
+        return may_write(request, obj, "environment", key, lambda o: (o.environment, o.feature))
 
     has_delete_permission = has_change_permission
+
+    @staticmethod
+    def _service_fields(form: Any) -> dict[str, Any]:
+        """What the form writes, as `segment_override_create` and `…_update` take it."""
+        data = form.cleaned_data
+        return {
+            "priority": data.get("priority") or 0,
+            "enabled": bool(data.get("enabled")),
+            "value": data.get("value"),
+        }
 
     def service_create(self, request: HttpRequest, form: Any) -> SegmentOverride:
         data = form.cleaned_data
         environment, feature = data["environment"], data["feature"]
-        if not superuser(request) and not engine.allowed(
-            request.user, MANAGE_SEGMENT_OVERRIDES, environment, feature
-        ):
-            raise refuse(MANAGE_SEGMENT_OVERRIDES, f"the feature {feature.name!r}")
+        require_key(
+            request,
+            MANAGE_SEGMENT_OVERRIDES,
+            environment,
+            feature,
+            what=f"the feature {feature.name!r}",
+        )
         return workflow_services.segment_override_create(
             environment=environment,
             feature=feature,
             segment_id=data["segment"].pk,
-            priority=data.get("priority") or 0,
-            enabled=bool(data.get("enabled")),
-            value=data.get("value"),
+            **self._service_fields(form),
             actor=actor_of(request),
         )
 
     def service_update(self, request: HttpRequest, obj: SegmentOverride, form: Any) -> None:
-        data = form.cleaned_data
         workflow_services.segment_override_update(
-            override=obj,
-            priority=data.get("priority") or 0,
-            enabled=bool(data.get("enabled")),
-            value=data.get("value"),
-            actor=actor_of(request),
+            override=obj, **self._service_fields(form), actor=actor_of(request)
         )
 
     def service_delete(self, request: HttpRequest, obj: SegmentOverride) -> None:

@@ -194,20 +194,14 @@ class FeatureStateAdmin(MemberScopedMixin, TagwardenAdmin):
             return [*self.readonly_fields, "enabled", "value", "version"]
         return self.readonly_fields
 
-    def change_view(
-        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
-    ) -> HttpResponse:
-        obj = self.get_object(request, object_id)
-        extra: dict[str, Any] = {}
-        if obj is not None:
-            keys = state_keys(request, obj)
-            extra["your_keys"] = keys_cell(keys)
-            if obj.environment.change_requests_enabled:
-                extra["subtitle"] = (
-                    "Change requests are on in this environment: saving proposes a change "
-                    "request, committed once approved."
-                )
-        return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
+    def change_context(self, request: HttpRequest, obj: FeatureState) -> dict[str, Any]:
+        extra: dict[str, Any] = {"your_keys": keys_cell(state_keys(request, obj))}
+        if obj.environment.change_requests_enabled:
+            extra["subtitle"] = (
+                "Change requests are on in this environment: saving proposes a change "
+                "request, committed once approved."
+            )
+        return extra
 
     def service_update(self, request: HttpRequest, obj: FeatureState, form: Any) -> None:
         data = form.cleaned_data

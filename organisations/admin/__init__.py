@@ -479,25 +479,23 @@ class RoleAdmin(ImpactAdmin):
             actor=actor_of(request),
         )
 
-    def service_create(self, request: HttpRequest, form: Any) -> Role:
+    @staticmethod
+    def _service_fields(form: Any) -> dict[str, Any]:
+        """What the form writes, as `role_create` and `role_update` take it."""
         data = form.cleaned_data
+        return {"name": data["name"], "description": data.get("description") or ""}
+
+    def service_create(self, request: HttpRequest, form: Any) -> Role:
         role = services.role_create(
-            organisation=data["organisation"],
-            name=data["name"],
-            description=data.get("description") or "",
+            organisation=form.cleaned_data["organisation"],
+            **self._service_fields(form),
             actor=actor_of(request),
         )
         self._set_organisation_keys(request, role, form)
         return role
 
     def service_update(self, request: HttpRequest, obj: Role, form: Any) -> None:
-        data = form.cleaned_data
-        services.role_update(
-            role=obj,
-            name=data["name"],
-            description=data.get("description") or "",
-            actor=actor_of(request),
-        )
+        services.role_update(role=obj, **self._service_fields(form), actor=actor_of(request))
         self._set_organisation_keys(request, obj, form)
 
     def service_delete(self, request: HttpRequest, obj: Role) -> None:

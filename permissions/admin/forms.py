@@ -172,7 +172,15 @@ def entries_form(base: type[forms.BaseForm], keys: Sequence[str], name: str) -> 
 # --------------------------------------------------------------------------------------
 
 
-class RoleGrantFormBase(GrantEntriesFormMixin, ServiceModelForm):
+class GrantEditForm(GrantEntriesFormMixin, ServiceModelForm):
+    """A grant whose principal and scope are given: the form edits `admin` and entries."""
+
+    class Meta:
+        model = Grant
+        fields = ["admin"]
+
+
+class RoleGrantFormBase(GrantEditForm):
     """One project or environment grant of a role (an inline row)."""
 
     level: ClassVar[Level]
@@ -180,10 +188,6 @@ class RoleGrantFormBase(GrantEntriesFormMixin, ServiceModelForm):
     # Set per request by the inline: the role's organisation and a per-formset choice cache.
     organisation_id: ClassVar[int] = 0
     choice_cache: ClassVar[dict[str, Any]] = {}
-
-    class Meta:
-        model = Grant
-        fields = ["admin"]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -418,12 +422,8 @@ class GrantAddFormBase(GrantEntriesFormMixin, ServiceModelForm):
         return data
 
 
-class GrantChangeFormBase(GrantEntriesFormMixin, ServiceModelForm):
+class GrantChangeFormBase(GrantEditForm):
     """An existing grant: its principal and scope are fixed; `admin` and entries change."""
-
-    class Meta:
-        model = Grant
-        fields = ["admin"]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

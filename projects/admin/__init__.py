@@ -122,27 +122,26 @@ class TagAdmin(MemberScopedMixin, ImpactAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return ["project"] if obj else []
 
-    def service_create(self, request: HttpRequest, form: Any) -> Tag:
+    @staticmethod
+    def _service_fields(form: Any) -> dict[str, Any]:
+        """What the form writes, as `tag_create` and `tag_update` take it."""
         data = form.cleaned_data
+        return {
+            "label": data["label"],
+            "color": data["color"],
+            "description": data.get("description") or "",
+            "is_restricted": bool(data.get("is_restricted")),
+        }
+
+    def service_create(self, request: HttpRequest, form: Any) -> Tag:
         return services.tag_create(
-            project=data["project"],
-            label=data["label"],
-            color=data["color"],
-            description=data.get("description") or "",
-            is_restricted=bool(data.get("is_restricted")),
+            project=form.cleaned_data["project"],
+            **self._service_fields(form),
             actor=actor_of(request),
         )
 
     def service_update(self, request: HttpRequest, obj: Tag, form: Any) -> None:
-        data = form.cleaned_data
-        services.tag_update(
-            tag=obj,
-            label=data["label"],
-            color=data["color"],
-            description=data.get("description") or "",
-            is_restricted=bool(data.get("is_restricted")),
-            actor=actor_of(request),
-        )
+        services.tag_update(tag=obj, **self._service_fields(form), actor=actor_of(request))
 
     def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
         # A tag named by grant entries is protected from deletion (RESTRICT): the service

@@ -165,17 +165,25 @@ class NotFoundFirstMixin:
     or deleting it (Django's admin checks the permission first, then redirects to the
     index). docs/ADMIN.md."""
 
-    def _require_visible(self, request: HttpRequest, object_id: str) -> None:
+    def _require_visible(self, request: HttpRequest, object_id: str) -> Any:
         from django.contrib.admin.utils import unquote
 
-        if self.get_object(request, unquote(object_id)) is None:  # type: ignore[attr-defined]
+        obj = self.get_object(request, unquote(object_id))  # type: ignore[attr-defined]
+        if obj is None:
             raise Http404("No such object that you may view.")
+        return obj
+
+    def change_context(self, request: HttpRequest, obj: Any) -> dict[str, Any]:
+        """What the change page of `obj` (one the user may view) shows besides the form."""
+        return {}
 
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
     ) -> HttpResponse:
-        self._require_visible(request, object_id)
-        return super().change_view(request, object_id, form_url, extra_context)  # type: ignore[misc]
+        extra = self.change_context(request, self._require_visible(request, object_id))
+        return super().change_view(  # type: ignore[misc]
+            request, object_id, form_url, {**extra, **(extra_context or {})}
+        )
 
     def delete_view(
         self, request: HttpRequest, object_id: str, extra_context: Any = None
@@ -265,18 +273,23 @@ class TagwardenAdmin(NotFoundFirstMixin, admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return not self.read_only and self.in_scope(request, obj)
 
-    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+    def _scoped_choices(
+        self, db_field: Any, request: HttpRequest, kwargs: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The choices of a relation field: the related rows the user may see, unless the
+        caller chose them."""
         if "queryset" not in kwargs:
             qs = scoped_queryset(self.admin_site, db_field.related_model, request)
             if qs is not None:
                 kwargs["queryset"] = qs
+        return kwargs
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        kwargs = self._scoped_choices(db_field, request, kwargs)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
-        if "queryset" not in kwargs:
-            qs = scoped_queryset(self.admin_site, db_field.related_model, request)
-            if qs is not None:
-                kwargs["queryset"] = qs
+        kwargs = self._scoped_choices(db_field, request, kwargs)
         return super().formfield_for_manytomany(db_field, request, **kwargs)
 
     # -- writes through services -------------------------------------------------------------
@@ -459,7 +472,7 @@ class ReadOnlyAdmin(TagwardenAdmin):
     read_only = True
 
 
-class _ParentScopedInline:
+class ParentScopedInline:
     """Inline permissions follow the parent admin's (the engine's) decision."""
 
     admin_site: admin.AdminSite
@@ -481,7 +494,7 @@ class _ParentScopedInline:
         return bool(self._parent().has_change_permission(request, obj))
 
 
-class ServiceInlineMixin(_ParentScopedInline):
+class ServiceInlineMixin(ParentScopedInline):
     """An inline whose rows are written through services by `save_via_services`."""
 
     def get_formset(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
@@ -493,7 +506,7 @@ class ServiceInlineMixin(_ParentScopedInline):
         raise NotImplementedError
 
 
-class ReadOnlyInline(_ParentScopedInline, admin.TabularInline):
+class ReadOnlyInline(ParentScopedInline, admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = True

@@ -12,7 +12,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audit.models import AuditAction
-from audit.services import Actor
+from audit.services import Actor, Auditor
 from environments.models import Environment
 from features.models import (
     ChangeRequest,
@@ -25,7 +25,6 @@ from features.models import (
 )
 from features.workflow.services.common import (
     UNSET,
-    _audit,
     _same_json,
     _threshold,
     _write_state,
@@ -205,6 +204,17 @@ def _require_on_every_feature(
         )
 
 
+def _resolve_proposable(
+    actor: Actor, environment: Environment, changes: Sequence[ChangeInput]
+) -> list[_Resolved]:
+    """The changes resolved (their features and states locked); the actor needs
+    CREATE_CHANGE_REQUEST on every feature they touch (403)."""
+    resolved = _resolve_changes(environment, changes)
+    features = _distinct_features(r.feature for r in resolved)
+    _require_on_every_feature(actor, CREATE_CHANGE_REQUEST, environment, features)
+    return resolved
+
+
 def _author_fields(actor: Actor) -> dict[str, Any]:
     if isinstance(actor, OrganisationAPIKey):
         return {"author_user": None, "author_api_key": actor}
@@ -268,13 +278,7 @@ def change_request_create(
     and change requests on in the environment (400 `change_requests_disabled`); records the
     version of each target state."""
     with transaction.atomic():
-        resolved = _resolve_changes(environment, changes)
-        _require_on_every_feature(
-            actor,
-            CREATE_CHANGE_REQUEST,
-            environment,
-            _distinct_features(r.feature for r in resolved),
-        )
+        resolved = _resolve_proposable(actor, environment, changes)
         if _threshold(environment.pk) is None:
             raise BadRequest(
                 "Change requests are off in this environment: write the feature states directly.",
@@ -284,12 +288,8 @@ def change_request_create(
             environment=environment, title=title, description=description, **_author_fields(actor)
         )
         _create_changes(change_request, resolved)
-        _audit(
-            actor=actor,
-            action=AuditAction.CREATED,
-            obj=change_request,
-            environment=environment,
-            after=change_request_snapshot(change_request),
+        Auditor.in_environment(environment, actor=actor).record(
+            AuditAction.CREATED, change_request, after=change_request_snapshot(change_request)
         )
     change_request.environment = environment
     return change_request
@@ -355,13 +355,7 @@ def change_request_update(
                 for c in current
                 if c.feature_id is not None  # none left: refused above
             ]
-        resolved = _resolve_changes(environment, changes)
-        _require_on_every_feature(
-            actor,
-            CREATE_CHANGE_REQUEST,
-            environment,
-            _distinct_features(r.feature for r in resolved),
-        )
+        resolved = _resolve_proposable(actor, environment, changes)
         before = change_request_snapshot(locked)
         if title is not UNSET:
             locked.title = title
@@ -387,13 +381,8 @@ def change_request_update(
         ChangeRequestChange.objects.filter(change_request=locked).delete()
         _create_changes(locked, resolved)
         ChangeRequestApproval.objects.filter(change_request=locked).delete()
-        _audit(
-            actor=actor,
-            action=AuditAction.UPDATED,
-            obj=locked,
-            environment=environment,
-            before=before,
-            after=change_request_snapshot(locked),
+        Auditor.in_environment(environment, actor=actor).record(
+            AuditAction.UPDATED, locked, before=before, after=change_request_snapshot(locked)
         )
     return locked
 
@@ -414,12 +403,8 @@ def change_request_delete(*, change_request: ChangeRequest, actor: Actor) -> Non
                 code="permission_denied",
             )
         _require_open(locked)
-        _audit(
-            actor=actor,
-            action=AuditAction.DELETED,
-            obj=locked,
-            environment=environment,
-            before=change_request_snapshot(locked),
+        Auditor.in_environment(environment, actor=actor).record(
+            AuditAction.DELETED, locked, before=change_request_snapshot(locked)
         )
         locked.delete()
 
@@ -451,13 +436,8 @@ def change_request_approve(*, change_request: ChangeRequest, actor: Actor) -> Ch
                 ChangeRequestApproval.objects.create(change_request=locked, **principal)
         except IntegrityError:  # a concurrent approval by the same principal
             return locked
-        _audit(
-            actor=actor,
-            action=AuditAction.UPDATED,
-            obj=locked,
-            environment=environment,
-            before=before,
-            after=change_request_snapshot(locked),
+        Auditor.in_environment(environment, actor=actor).record(
+            AuditAction.UPDATED, locked, before=before, after=change_request_snapshot(locked)
         )
     return locked
 
@@ -541,11 +521,9 @@ def change_request_commit(*, change_request: ChangeRequest, actor: Actor) -> Cha
                 continue
             state_before = feature_state_snapshot(state)
             state = _write_state(state, enabled=change.enabled, value=change.value)
-            _audit(
-                actor=actor,
-                action=AuditAction.UPDATED,
-                obj=state,
-                environment=environment,
+            Auditor.in_environment(environment, actor=actor).record(
+                AuditAction.UPDATED,
+                state,
                 before=state_before,
                 after={**feature_state_snapshot(state), "change_request": locked.pk},
             )
@@ -562,12 +540,7 @@ def change_request_commit(*, change_request: ChangeRequest, actor: Actor) -> Cha
                 "updated_at",
             ]
         )
-        _audit(
-            actor=actor,
-            action=AuditAction.UPDATED,
-            obj=locked,
-            environment=environment,
-            before=before,
-            after=change_request_snapshot(locked),
+        Auditor.in_environment(environment, actor=actor).record(
+            AuditAction.UPDATED, locked, before=before, after=change_request_snapshot(locked)
         )
     return locked

@@ -1,4 +1,4 @@
-"""What the workflow services share: the UNSET marker, the audit and locking helpers (docs/CHANGE_REQUESTS.md)."""
+"""What the workflow services share: the UNSET marker and the locking helpers (docs/CHANGE_REQUESTS.md)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,8 @@ from typing import Any
 from django.db.models import F
 from django.utils import timezone
 
-from audit.models import AuditAction
-from audit.services import Actor, audit_record
 from environments.models import Environment
-from features.models import (
-    FeatureState,
-)
+from features.models import FeatureState
 from tagwarden.errors import Conflict
 
 
@@ -39,11 +35,6 @@ def _same_json(a: Any, b: Any) -> bool:
     return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
-def _organisation_id(environment: Environment) -> int:
-    organisation_id: int = environment.project.organisation_id
-    return organisation_id
-
-
 def _threshold(environment_id: int) -> int | None:
     """The environment's threshold as committed now (not as loaded with the request)."""
     value: int | None = (
@@ -52,27 +43,6 @@ def _threshold(environment_id: int) -> int | None:
         .get()
     )
     return value
-
-
-def _audit(
-    *,
-    actor: Actor,
-    action: AuditAction,
-    obj: Any,
-    environment: Environment,
-    before: dict[str, Any] | None = None,
-    after: dict[str, Any] | None = None,
-) -> None:
-    audit_record(
-        actor=actor,
-        action=action,
-        obj=obj,
-        organisation_id=_organisation_id(environment),
-        project_id=environment.project_id,
-        environment_id=environment.pk,
-        before=before,
-        after=after,
-    )
 
 
 def _write_state(state: FeatureState, *, enabled: bool, value: Any) -> FeatureState:

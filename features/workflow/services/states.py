@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Exists, F
 from django.utils import timezone
 
 from audit.models import AuditAction
-from audit.services import Actor
+from audit.services import Actor, Auditor
 from environments.models import Environment
 from features.models import (
     Feature,
@@ -22,12 +22,12 @@ from features.workflow.services.common import (
     _STALE,
     CHANGE_REQUEST_REQUIRED,
     UNSET,
-    _audit,
     _same_json,
     _threshold,
     _write_state,
 )
 from tagwarden.errors import Conflict, DomainPermissionDenied
+from tagwarden.services import unique_write
 
 
 def feature_state_snapshot(state: FeatureState) -> dict[str, Any]:
@@ -81,13 +81,8 @@ def feature_state_update(
                 before = feature_state_snapshot(state)
                 state.enabled, state.value, state.updated_at = new_enabled, new_value, now
                 state.version += 1
-                _audit(
-                    actor=actor,
-                    action=AuditAction.UPDATED,
-                    obj=state,
-                    environment=state.environment,
-                    before=before,
-                    after=feature_state_snapshot(state),
+                Auditor.in_environment(state.environment, actor=actor).record(
+                    AuditAction.UPDATED, state, before=before, after=feature_state_snapshot(state)
                 )
                 return state
         locked = FeatureState.objects.select_for_update().get(pk=state.pk)
@@ -103,13 +98,8 @@ def feature_state_update(
             return locked
         before = feature_state_snapshot(locked)
         locked = _write_state(locked, enabled=new_enabled, value=new_value)
-        _audit(
-            actor=actor,
-            action=AuditAction.UPDATED,
-            obj=locked,
-            environment=environment,
-            before=before,
-            after=feature_state_snapshot(locked),
+        Auditor.in_environment(environment, actor=actor).record(
+            AuditAction.UPDATED, locked, before=before, after=feature_state_snapshot(locked)
         )
     return locked
 
@@ -181,13 +171,10 @@ def segment_override_create(
             feature=feature, environment=environment, segment=segment
         ).exists():
             raise ValidationError({"segment": [_SEGMENT_TAKEN]})
-        try:
-            with transaction.atomic():
-                override = SegmentOverride.objects.create(
-                    feature=feature, environment=environment, segment=segment, priority=priority
-                )
-        except IntegrityError:  # a concurrent create won the race
-            raise ValidationError({"segment": [_SEGMENT_TAKEN]}) from None
+        with unique_write(field="segment", message=_SEGMENT_TAKEN):
+            override = SegmentOverride.objects.create(
+                feature=feature, environment=environment, segment=segment, priority=priority
+            )
         state = FeatureState.objects.create(
             feature=feature,
             environment=environment,
@@ -195,12 +182,8 @@ def segment_override_create(
             enabled=enabled,
             value=value,
         )
-        _audit(
-            actor=actor,
-            action=AuditAction.CREATED,
-            obj=override,
-            environment=environment,
-            after=segment_override_snapshot(override, state),
+        Auditor.in_environment(environment, actor=actor).record(
+            AuditAction.CREATED, override, after=segment_override_snapshot(override, state)
         )
     return override
 
@@ -234,11 +217,9 @@ def segment_override_update(
             locked.save(update_fields=["priority"])
         if state_changes:
             state = _write_state(state, enabled=new_enabled, value=new_value)
-        _audit(
-            actor=actor,
-            action=AuditAction.UPDATED,
-            obj=locked,
-            environment=environment,
+        Auditor.in_environment(environment, actor=actor).record(
+            AuditAction.UPDATED,
+            locked,
             before=before,
             after=segment_override_snapshot(locked, state),
         )
@@ -252,12 +233,8 @@ def segment_override_delete(*, override: SegmentOverride, actor: Actor) -> None:
     with transaction.atomic():
         locked = SegmentOverride.objects.select_for_update().get(pk=override.pk)
         state = FeatureState.objects.get(segment_override=locked)
-        _audit(
-            actor=actor,
-            action=AuditAction.DELETED,
-            obj=locked,
-            environment=environment,
-            before=segment_override_snapshot(locked, state),
+        Auditor.in_environment(environment, actor=actor).record(
+            AuditAction.DELETED, locked, before=segment_override_snapshot(locked, state)
         )
         locked.delete()
 

@@ -23,7 +23,7 @@ from environments.models import Environment
 from environments.services import environment_create
 from features.services import feature_create, segment_create
 from features.workflow.services import segment_override_create
-from organisations.models import MembershipRole, Organisation, OrganisationMembership
+from organisations.models import MembershipRole, Organisation, OrganisationMembership, Role
 from organisations.services import (
     api_key_create,
     group_create,
@@ -264,83 +264,62 @@ class Command(BaseCommand):
         experiments = checkout_tags["experiments"].pk
         E = EntryInput
 
-        payments_engineer = role_create(
-            organisation=organisation,
-            name="Payments engineer",
-            description="Changes payments flags in Staging and Production (through change "
-            "requests in Production).",
-            actor=admin,
-        )
-        for environment in (production, staging):
-            grant_create(
-                principal=payments_engineer,
-                scope=environment,
-                entries=[
-                    E(UPDATE_FEATURE_STATE, (payments,)),
-                    E(CREATE_CHANGE_REQUEST, (payments,)),
-                    E(VIEW_ENVIRONMENT),
-                ],
-                actor=admin,
-            )
-        grant_create(
-            principal=payments_engineer,
-            scope=checkout,
-            entries=[E(VIEW_PROJECT), E(DELETE_FEATURE, (payments,))],
-            actor=admin,
+        payments_changes = [
+            E(UPDATE_FEATURE_STATE, (payments,)),
+            E(CREATE_CHANGE_REQUEST, (payments,)),
+            E(VIEW_ENVIRONMENT),
+        ]
+        payments_engineer = self._role(
+            organisation,
+            "Payments engineer",
+            "Changes payments flags in Staging and Production (through change requests in "
+            "Production).",
+            [
+                (production, payments_changes),
+                (staging, payments_changes),
+                (checkout, [E(VIEW_PROJECT), E(DELETE_FEATURE, (payments,))]),
+            ],
+            admin,
         )
         role_assignment_create(role=payments_engineer, group=payments_team, actor=admin)
 
-        release_approver = role_create(
-            organisation=organisation,
-            name="Release approver",
-            description="Approves change requests in Production. Untagged, so it does not "
-            "reach features with the restricted tag payments (Payments approver does).",
-            actor=admin,
-        )
-        grant_create(
-            principal=release_approver,
-            scope=production,
-            entries=[E(APPROVE_CHANGE_REQUEST)],
-            actor=admin,
+        release_approver = self._role(
+            organisation,
+            "Release approver",
+            "Approves change requests in Production. Untagged, so it does not reach features "
+            "with the restricted tag payments (Payments approver does).",
+            [(production, [E(APPROVE_CHANGE_REQUEST)])],
+            admin,
         )
         role_assignment_create(role=release_approver, user=users["carol"], actor=admin)
 
         # A second role, because one grant holds a key once: the untagged entry above keeps
         # the unrestricted features, this tagged one reaches the restricted payments features
         # (docs/PERMISSIONS.md, restricted tags).
-        payments_approver = role_create(
-            organisation=organisation,
-            name="Payments approver",
-            description="Approves change requests on payments flags in Production.",
-            actor=admin,
-        )
-        grant_create(
-            principal=payments_approver,
-            scope=production,
-            entries=[E(APPROVE_CHANGE_REQUEST, (payments,))],
-            actor=admin,
+        payments_approver = self._role(
+            organisation,
+            "Payments approver",
+            "Approves change requests on payments flags in Production.",
+            [(production, [E(APPROVE_CHANGE_REQUEST, (payments,))])],
+            admin,
         )
         role_assignment_create(role=payments_approver, user=users["carol"], actor=admin)
 
-        growth_marketer = role_create(
-            organisation=organisation,
-            name="Growth marketer",
-            description="Toggles growth and experiment flags in Development and Staging, "
-            "and proposes them for Production.",
-            actor=admin,
-        )
-        for environment in (development, staging):
-            grant_create(
-                principal=growth_marketer,
-                scope=environment,
-                entries=[E(UPDATE_FEATURE_STATE, (growth, experiments)), E(VIEW_ENVIRONMENT)],
-                actor=admin,
-            )
-        grant_create(
-            principal=growth_marketer,
-            scope=production,
-            entries=[E(CREATE_CHANGE_REQUEST, (growth, experiments)), E(VIEW_ENVIRONMENT)],
-            actor=admin,
+        growth_toggles = [E(UPDATE_FEATURE_STATE, (growth, experiments)), E(VIEW_ENVIRONMENT)]
+        growth_marketer = self._role(
+            organisation,
+            "Growth marketer",
+            "Toggles growth and experiment flags in Development and Staging, and proposes "
+            "them for Production.",
+            [
+                (development, growth_toggles),
+                (staging, growth_toggles),
+                (
+                    production,
+                    [E(CREATE_CHANGE_REQUEST, (growth, experiments)), E(VIEW_ENVIRONMENT)],
+                ),
+            ],
+            admin,
         )
         role_assignment_create(role=growth_marketer, group=growth_team, actor=admin)
 
@@ -354,6 +333,22 @@ class Command(BaseCommand):
         )
         role_assignment_create(role=growth_marketer, api_key=api_key, actor=admin)
         return organisation, plain_key
+
+    def _role(
+        self,
+        organisation: Organisation,
+        name: str,
+        description: str,
+        grants: list[tuple[Any, list[EntryInput]]],
+        actor: Any,
+    ) -> Role:
+        """A role with its grants, each on a scope, in the order given."""
+        role = role_create(
+            organisation=organisation, name=name, description=description, actor=actor
+        )
+        for scope, entries in grants:
+            grant_create(principal=role, scope=scope, entries=entries, actor=actor)
+        return role
 
     def _tags(
         self, project: Project, specs: tuple[tuple[str, str, str, bool], ...], actor: Any

@@ -1,22 +1,13 @@
 """Catalogue, permission reports and grant routes. Included first in the root URLs so the
 catalogue routes win over detail routes (notably `environments/<env_key:api_key>/`)."""
 
-from typing import Any
-
 from django.urls import URLPattern, URLResolver, path
 
-import tagwarden.api.converters  # noqa: F401  (registers <id:...>, <env_key:...>)
 from permission_documents.api import views as document_views
 from permissions.api import views
 from permissions.catalogue import Level
+from tagwarden.api.routes import REPLACEABLE_ITEM, resource_routes
 
-collection: dict[str, Any] = {"get": "list", "post": "create"}
-detail: dict[str, Any] = {
-    "get": "retrieve",
-    "put": "update",
-    "patch": "partial_update",
-    "delete": "destroy",
-}
 org = "organisations/<id:organisation_pk>"
 project = "projects/<id:project_pk>"
 environment = "environments/<env_key:api_key>"
@@ -30,23 +21,11 @@ def _grant_routes(
     group_view: type[views.PrincipalGrantViewSet],
 ) -> list[URLPattern]:
     return [
-        path(
-            f"{prefix}/user-permissions/", user_view.as_view(collection), name=f"{name}-user-list"
+        *resource_routes(
+            f"{prefix}/user-permissions", user_view, f"{name}-user", item=REPLACEABLE_ITEM
         ),
-        path(
-            f"{prefix}/user-permissions/<id:pk>/",
-            user_view.as_view(detail),
-            name=f"{name}-user-detail",
-        ),
-        path(
-            f"{prefix}/user-group-permissions/",
-            group_view.as_view(collection),
-            name=f"{name}-group-list",
-        ),
-        path(
-            f"{prefix}/user-group-permissions/<id:pk>/",
-            group_view.as_view(detail),
-            name=f"{name}-group-detail",
+        *resource_routes(
+            f"{prefix}/user-group-permissions", group_view, f"{name}-group", item=REPLACEABLE_ITEM
         ),
     ]
 
@@ -129,24 +108,16 @@ urlpatterns: list[URLPattern | URLResolver] = [
         views.RoleOrganisationPermissionsViewSet.as_view({"get": "retrieve", "put": "update"}),
         name="role-organisation-permissions",
     ),
-    path(
-        f"{role}/projects-permissions/",
-        views.RoleProjectGrantViewSet.as_view(collection),
-        name="role-project-grant-list",
+    *resource_routes(
+        f"{role}/projects-permissions",
+        views.RoleProjectGrantViewSet,
+        "role-project-grant",
+        item=REPLACEABLE_ITEM,
     ),
-    path(
-        f"{role}/projects-permissions/<id:pk>/",
-        views.RoleProjectGrantViewSet.as_view(detail),
-        name="role-project-grant-detail",
-    ),
-    path(
-        f"{role}/environments-permissions/",
-        views.RoleEnvironmentGrantViewSet.as_view(collection),
-        name="role-environment-grant-list",
-    ),
-    path(
-        f"{role}/environments-permissions/<id:pk>/",
-        views.RoleEnvironmentGrantViewSet.as_view(detail),
-        name="role-environment-grant-detail",
+    *resource_routes(
+        f"{role}/environments-permissions",
+        views.RoleEnvironmentGrantViewSet,
+        "role-environment-grant",
+        item=REPLACEABLE_ITEM,
     ),
 ]

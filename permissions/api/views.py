@@ -16,11 +16,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import (
-    OpenApiParameter,
-    extend_schema,
-    extend_schema_view,
-)
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.request import Request
@@ -31,7 +27,7 @@ from rest_framework.views import APIView
 from environments.models import Environment
 from features.models import Feature
 from impact.previews import grant_holder
-from organisations.api.views import OrganisationScopedViewSet, RoleScopedViewSet
+from organisations.api.views import RoleScopedViewSet
 from organisations.models import OrganisationAPIKey
 from organisations.selectors import is_member
 from permissions import engine, reports, selectors, services
@@ -59,21 +55,17 @@ from permissions.drf import (
 from permissions.models import Grant
 from projects.models import Project
 from tagwarden.api.base import (
-    ADMIN_LIST_ERRORS,
-    ADMIN_READ_ERRORS,
     BAD_REQUEST,
-    DRY_RUN_PARAMETER,
     FORBIDDEN,
-    IMPACT_RESPONSE,
     NOT_FOUND,
     READ_ERRORS,
     UNAUTHENTICATED,
-    WRITE_ERRORS,
+    OrganisationScopedViewSet,
     actor_of,
     no_content,
     write_with_impact,
 )
-from tagwarden.api.dry_run import DRY_RUN_DELETE_ERRORS, or_impact
+from tagwarden.api.schema import crud_schema
 from tagwarden.storable import INT64_MAX, INT64_MIN
 
 User = get_user_model()
@@ -239,23 +231,19 @@ class ExplainView(APIView):
 
 class GrantViewSet(OrganisationScopedViewSet):
     """What every grant endpoint shares (user, group and role grants): read one, list, edit,
-    delete, all answering with `write_serializer`; subclasses say how a grant is created."""
+    delete, all answering with `serializer_class`; subclasses say how a grant is created."""
 
     dry_run_actions = frozenset({"create", "update", "partial_update", "destroy"})
-    write_serializer: type[BaseSerializer]
-
-    def get_serializer_class(self) -> type[BaseSerializer]:
-        return self.write_serializer
+    model = Grant
+    action_requirements = dict.fromkeys(
+        ("list", "create", "retrieve", "update", "partial_update", "destroy"), ADMIN
+    )
+    ordering_fields = ["id"]
+    ordering = ["id"]
 
     def _render(self, grant: Grant, status_code: int = status.HTTP_200_OK) -> Response:
         fresh = self.get_queryset().get(pk=grant.pk)
-        return Response(self.write_serializer(fresh).data, status=status_code)
-
-    def list(self, request: Request, **kwargs: Any) -> Response:
-        return self.paginated(self.get_queryset(), self.write_serializer)
-
-    def retrieve(self, request: Request, **kwargs: Any) -> Response:
-        return Response(self.write_serializer(self.get_object()).data)
+        return Response(self.get_serializer_class()(fresh).data, status=status_code)
 
     def update(self, request: Request, **kwargs: Any) -> Response:
         return self._write(partial=False)
@@ -265,7 +253,7 @@ class GrantViewSet(OrganisationScopedViewSet):
 
     def _write(self, *, partial: bool) -> Response:
         grant = self.get_object()
-        data = self.parse(self.write_serializer, partial=partial, context={"grant": grant})
+        data = self.parse(self.get_serializer_class(), partial=partial, context={"grant": grant})
         return write_with_impact(
             self.request,
             organisation_id=grant.organisation_id,
@@ -296,17 +284,7 @@ class PrincipalGrantViewSet(GrantViewSet):
     or an environment. Read and written by the admins of that scope only."""
 
     principal_kind = "user"
-    write_serializer: type[BaseSerializer] = UserGrantSerializer
-    action_requirements = {
-        "list": ADMIN,
-        "create": ADMIN,
-        "retrieve": ADMIN,
-        "update": ADMIN,
-        "partial_update": ADMIN,
-        "destroy": ADMIN,
-    }
-    ordering_fields = ["id"]
-    ordering = ["id"]
+    serializer_class: type[BaseSerializer] = UserGrantSerializer
 
     scope_context_key = ""  # the scope's organisation instead, below
 
@@ -320,13 +298,11 @@ class PrincipalGrantViewSet(GrantViewSet):
             context["organisation"] = services.scope_parts(scope).organisation
         return context
 
-    def get_queryset(self) -> QuerySet[Grant]:
-        if self.schema_only:
-            return Grant.objects.none()
+    def rows(self) -> QuerySet[Grant]:
         return selectors.grants_of_scope(scope=self.get_scope(), principal_kind=self.principal_kind)
 
     def create(self, request: Request, **kwargs: Any) -> Response:
-        data = self.parse(self.write_serializer)
+        data = self.parse(self.serializer_class)
         return write_with_impact(
             request,
             organisation_id=_organisation_id(self.get_scope()),
@@ -343,39 +319,6 @@ class PrincipalGrantViewSet(GrantViewSet):
         )
 
 
-def _grant_schema(serializer: type[BaseSerializer], who: str) -> Any:
-    return extend_schema_view(
-        list=extend_schema(
-            summary=f"Grants of this scope ({who})",
-            responses={200: serializer, **ADMIN_LIST_ERRORS},
-        ),
-        create=extend_schema(
-            summary=f"Create a grant ({who})",
-            parameters=[DRY_RUN_PARAMETER],
-            request=serializer,
-            responses={201: serializer, 200: IMPACT_RESPONSE, **WRITE_ERRORS},
-        ),
-        retrieve=extend_schema(responses={200: serializer, **ADMIN_READ_ERRORS}),
-        update=extend_schema(
-            summary=f"Replace a grant ({who})",
-            parameters=[DRY_RUN_PARAMETER],
-            request=serializer,
-            responses={200: or_impact(serializer), **WRITE_ERRORS},
-        ),
-        partial_update=extend_schema(
-            summary=f"Change a grant ({who})",
-            parameters=[DRY_RUN_PARAMETER],
-            request=serializer,
-            responses={200: or_impact(serializer), **WRITE_ERRORS},
-        ),
-        destroy=extend_schema(
-            summary=f"Delete a grant ({who})",
-            parameters=[DRY_RUN_PARAMETER],
-            responses={204: None, 200: IMPACT_RESPONSE, **DRY_RUN_DELETE_ERRORS},
-        ),
-    )
-
-
 def _principal_grant_viewset(
     name: str, principal_kind: str, serializer: type[BaseSerializer], who: str
 ) -> type[PrincipalGrantViewSet]:
@@ -383,9 +326,17 @@ def _principal_grant_viewset(
     viewset = type(
         name,
         (PrincipalGrantViewSet,),
-        {"__module__": __name__, "principal_kind": principal_kind, "write_serializer": serializer},
+        {"__module__": __name__, "principal_kind": principal_kind, "serializer_class": serializer},
     )
-    return cast(type[PrincipalGrantViewSet], _grant_schema(serializer, who)(viewset))
+    summaries = {
+        "list": f"Grants of this scope ({who})",
+        "create": f"Create a grant ({who})",
+        "retrieve": "",
+        "update": f"Replace a grant ({who})",
+        "partial_update": f"Change a grant ({who})",
+        "destroy": f"Delete a grant ({who})",
+    }
+    return cast(type[PrincipalGrantViewSet], crud_schema(summaries)(viewset))
 
 
 OrganisationUserGrantViewSet = _principal_grant_viewset(
@@ -413,17 +364,11 @@ EnvironmentGroupGrantViewSet = _principal_grant_viewset(
 # --------------------------------------------------------------------------------------
 
 
-@extend_schema_view(
-    retrieve=extend_schema(
-        summary="The role's organisation keys (organisation admin)",
-        responses={200: RoleOrganisationPermissionsSerializer, **ADMIN_READ_ERRORS},
-    ),
-    update=extend_schema(
-        summary="Replace the role's organisation keys (organisation admin)",
-        parameters=[DRY_RUN_PARAMETER],
-        request=RoleOrganisationPermissionsSerializer,
-        responses={200: or_impact(RoleOrganisationPermissionsSerializer), **WRITE_ERRORS},
-    ),
+@crud_schema(
+    {
+        "retrieve": "The role's organisation keys (organisation admin)",
+        "update": "Replace the role's organisation keys (organisation admin)",
+    }
 )
 class RoleOrganisationPermissionsViewSet(RoleScopedViewSet):
     dry_run_actions = frozenset({"update"})
@@ -459,21 +404,9 @@ class RoleScopeGrantViewSet(RoleScopedViewSet, GrantViewSet):
 
     level = Level.PROJECT
     scope_field = "project"
-    write_serializer: type[BaseSerializer] = RoleProjectGrantSerializer
-    action_requirements = {
-        "list": ADMIN,
-        "create": ADMIN,
-        "retrieve": ADMIN,
-        "update": ADMIN,
-        "partial_update": ADMIN,
-        "destroy": ADMIN,
-    }
-    ordering_fields = ["id"]
-    ordering = ["id"]
+    serializer_class: type[BaseSerializer] = RoleProjectGrantSerializer
 
-    def get_queryset(self) -> QuerySet[Grant]:
-        if self.schema_only:
-            return Grant.objects.none()
+    def rows(self) -> QuerySet[Grant]:
         return selectors.role_grants(role=self.get_role(), level=self.level)
 
     def filter_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
@@ -492,7 +425,7 @@ class RoleScopeGrantViewSet(RoleScopedViewSet, GrantViewSet):
         return queryset.filter(**{f"{self.scope_field}_id": scope_id})
 
     def create(self, request: Request, **kwargs: Any) -> Response:
-        data = self.parse(self.write_serializer)
+        data = self.parse(self.serializer_class)
         role = self.get_role()
         return write_with_impact(
             request,
@@ -510,58 +443,38 @@ class RoleScopeGrantViewSet(RoleScopedViewSet, GrantViewSet):
         )
 
 
-def _role_grant_schema(serializer: type[BaseSerializer], scope: str) -> Any:
+def _role_grant_schema(scope: str) -> Any:
     tagged = (
         "Only role grants carry tags, per key; a tagged entry whose key does not support tags "
         "is a 400 whose `permissions` error names each offending key."
     )
-    return extend_schema_view(
-        list=extend_schema(
-            summary=f"The role's {scope} grants (organisation admin)",
-            parameters=[
+    return crud_schema(
+        {
+            "list": f"The role's {scope} grants (organisation admin)",
+            "create": f"Give the role keys on a {scope} (organisation admin)",
+            "retrieve": "",
+            "update": f"Replace a role's {scope} grant (organisation admin)",
+            "partial_update": f"Change a role's {scope} grant (organisation admin)",
+            "destroy": f"Delete a role's {scope} grant (organisation admin)",
+        },
+        descriptions=dict.fromkeys(("create", "update", "partial_update"), tagged),
+        list={
+            "parameters": [
                 OpenApiParameter(scope, OpenApiTypes.INT, description=f"Only this {scope} id.")
-            ],
-            responses={200: serializer, **ADMIN_LIST_ERRORS},
-        ),
-        create=extend_schema(
-            summary=f"Give the role keys on a {scope} (organisation admin)",
-            description=tagged,
-            parameters=[DRY_RUN_PARAMETER],
-            request=serializer,
-            responses={201: serializer, 200: IMPACT_RESPONSE, **WRITE_ERRORS},
-        ),
-        retrieve=extend_schema(responses={200: serializer, **ADMIN_READ_ERRORS}),
-        update=extend_schema(
-            summary=f"Replace a role's {scope} grant (organisation admin)",
-            description=tagged,
-            parameters=[DRY_RUN_PARAMETER],
-            request=serializer,
-            responses={200: or_impact(serializer), **WRITE_ERRORS},
-        ),
-        partial_update=extend_schema(
-            summary=f"Change a role's {scope} grant (organisation admin)",
-            description=tagged,
-            parameters=[DRY_RUN_PARAMETER],
-            request=serializer,
-            responses={200: or_impact(serializer), **WRITE_ERRORS},
-        ),
-        destroy=extend_schema(
-            summary=f"Delete a role's {scope} grant (organisation admin)",
-            parameters=[DRY_RUN_PARAMETER],
-            responses={204: None, 200: IMPACT_RESPONSE, **DRY_RUN_DELETE_ERRORS},
-        ),
+            ]
+        },
     )
 
 
-@_role_grant_schema(RoleProjectGrantSerializer, "project")
+@_role_grant_schema("project")
 class RoleProjectGrantViewSet(RoleScopeGrantViewSet):
     level = Level.PROJECT
     scope_field = "project"
-    write_serializer = RoleProjectGrantSerializer
+    serializer_class = RoleProjectGrantSerializer
 
 
-@_role_grant_schema(RoleEnvironmentGrantSerializer, "environment")
+@_role_grant_schema("environment")
 class RoleEnvironmentGrantViewSet(RoleScopeGrantViewSet):
     level = Level.ENVIRONMENT
     scope_field = "environment"
-    write_serializer = RoleEnvironmentGrantSerializer
+    serializer_class = RoleEnvironmentGrantSerializer

@@ -1,8 +1,29 @@
-"""OpenAPI postprocessing for what drf-spectacular cannot say from annotations alone."""
+"""OpenAPI helpers: the schema of a viewset's standard actions (`crud_schema`), and the
+postprocessing of what drf-spectacular cannot say from annotations alone."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar, cast
+
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework.serializers import BaseSerializer
+
+from permissions.drf import VIEW
+from tagwarden.api.base import (
+    ADMIN_LIST_ERRORS,
+    ADMIN_READ_ERRORS,
+    BAD_REQUEST,
+    DELETE_ERRORS,
+    DRY_RUN_PARAMETER,
+    IMPACT_RESPONSE,
+    LIST_ERRORS,
+    READ_ERRORS,
+    UNAUTHENTICATED,
+    WRITE_ERRORS,
+    ActionViewSet,
+)
+from tagwarden.api.dry_run import DRY_RUN_DELETE_ERRORS, or_impact
 
 
 def explain_one_or_many(result: dict[str, Any], **_: Any) -> dict[str, Any]:
@@ -16,3 +37,89 @@ def explain_one_or_many(result: dict[str, Any], **_: Any) -> dict[str, Any]:
             one = media["schema"]
             media["schema"] = {"oneOf": [one, {"type": "array", "items": one}]}
     return result
+
+
+# --------------------------------------------------------------------------------------
+# The OpenAPI of a viewset's standard actions, from what the viewset declares
+# --------------------------------------------------------------------------------------
+
+V = TypeVar("V", bound=type[ActionViewSet])
+
+
+def crud_schema(
+    summaries: Mapping[str, str],
+    *,
+    bodies: Mapping[str, type[BaseSerializer]] | None = None,
+    created: type[BaseSerializer] | None = None,
+    descriptions: Mapping[str, str] | None = None,
+    **extra: Mapping[str, Any],
+) -> Callable[[V], V]:
+    """Class decorator documenting the standard actions named in `summaries` (an empty
+    summary: none) from the viewset's declarations:
+
+    - what they answer: `serializer_class` (a create: `created` when given);
+    - the body of create, update and partial_update: `bodies[action]`, else the answer;
+    - `?dry_run=` on the actions in `dry_run_actions` (tagwarden.api.dry_run);
+    - the errors: reads whose requirement is more than VIEW answer 403 too; a list or a create
+      checked by authentication alone addresses no scope, so answers no 404.
+
+    `descriptions[action]` describes an action; `extra[action]` holds more `extend_schema`
+    arguments: its `responses` and `parameters` add to the defaults, the others replace them.
+    """
+
+    def decorate(viewset: V) -> V:
+        answer = viewset().get_serializer_class()
+        dry_run = viewset.dry_run_actions
+        unscoped = viewset.authenticated_actions
+        guarded = {a for a, r in viewset.action_requirements.items() if r != VIEW}
+        body = {**(bodies or {})}
+        write_errors = {code: error for code, error in WRITE_ERRORS.items() if code != 404}
+        defaults: dict[str, dict[str, Any]] = {
+            "list": {
+                "responses": {200: answer, 400: BAD_REQUEST, 401: UNAUTHENTICATED}
+                if "list" in unscoped
+                else {200: answer, **(ADMIN_LIST_ERRORS if "list" in guarded else LIST_ERRORS)}
+            },
+            "create": {
+                "request": body.get("create", answer),
+                "responses": {
+                    201: created or answer,
+                    **({200: IMPACT_RESPONSE} if "create" in dry_run else {}),
+                    **(write_errors if "create" in unscoped else WRITE_ERRORS),
+                },
+            },
+            "retrieve": {
+                "responses": {
+                    200: answer,
+                    **(ADMIN_READ_ERRORS if "retrieve" in guarded else READ_ERRORS),
+                }
+            },
+            "destroy": {
+                "responses": {204: None, 200: IMPACT_RESPONSE, **DRY_RUN_DELETE_ERRORS}
+                if "destroy" in dry_run
+                else {204: None, **DELETE_ERRORS}
+            },
+        }
+        for action in ("update", "partial_update"):
+            changed = or_impact(answer) if action in dry_run else answer
+            defaults[action] = {
+                "request": body.get(action, answer),
+                "responses": {200: changed, **WRITE_ERRORS},
+            }
+        schemas = {}
+        for action, summary in summaries.items():
+            arguments = {**defaults[action], **({"summary": summary} if summary else {})}
+            if descriptions and action in descriptions:
+                arguments["description"] = descriptions[action]
+            if action in dry_run:
+                arguments["parameters"] = [DRY_RUN_PARAMETER]
+            for name, value in extra.get(action, {}).items():
+                if name == "responses":
+                    value = {**arguments["responses"], **value}
+                elif name == "parameters":
+                    value = [*arguments.get("parameters", []), *value]
+                arguments[name] = value
+            schemas[action] = extend_schema(**arguments)
+        return cast(V, extend_schema_view(**schemas)(viewset))
+
+    return decorate

@@ -3,10 +3,10 @@ postprocessing of what drf-spectacular cannot say from annotations alone."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework.serializers import BaseSerializer
 
 from permissions.drf import VIEW
@@ -52,6 +52,7 @@ def crud_schema(
     bodies: Mapping[str, type[BaseSerializer]] | None = None,
     created: type[BaseSerializer] | None = None,
     descriptions: Mapping[str, str] | None = None,
+    parameters: Sequence[OpenApiParameter] = (),
     **extra: Mapping[str, Any],
 ) -> Callable[[V], V]:
     """Class decorator documenting the standard actions named in `summaries` (an empty
@@ -63,7 +64,8 @@ def crud_schema(
     - the errors: reads whose requirement is more than VIEW answer 403 too; a list or a create
       checked by authentication alone addresses no scope, so answers no 404.
 
-    `descriptions[action]` describes an action; `extra[action]` holds more `extend_schema`
+    `descriptions[action]` describes an action; every action takes `parameters` (path
+    parameters the URL converters cannot describe); `extra[action]` holds more `extend_schema`
     arguments: its `responses` and `parameters` add to the defaults, the others replace them.
     """
 
@@ -111,8 +113,10 @@ def crud_schema(
             arguments = {**defaults[action], **({"summary": summary} if summary else {})}
             if descriptions and action in descriptions:
                 arguments["description"] = descriptions[action]
-            if action in dry_run:
-                arguments["parameters"] = [DRY_RUN_PARAMETER]
+            arguments["parameters"] = [
+                *parameters,
+                *([DRY_RUN_PARAMETER] if action in dry_run else []),
+            ]
             for name, value in extra.get(action, {}).items():
                 if name == "responses":
                     value = {**arguments["responses"], **value}

@@ -23,7 +23,6 @@ from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from environments.models import Environment
 from features.models import ChangeRequest, Feature, FeatureState, SegmentOverride
 from features.workflow import selectors, services
 from features.workflow.api.filters import (
@@ -43,8 +42,15 @@ from features.workflow.api.serializers import (
 )
 from permissions import catalogue as keys
 from permissions import engine
-from permissions.drf import VIEW, environment_or_404, on_object_feature, on_request_feature
-from tagwarden.api.base import BAD_REQUEST, UNAUTHENTICATED, ActionViewSet, actor_of, error_response
+from permissions.drf import VIEW, on_object_feature, on_request_feature
+from tagwarden.api.base import (
+    BAD_REQUEST,
+    UNAUTHENTICATED,
+    EnvironmentScopedViewSet,
+    actor_of,
+    error_response,
+    no_content,
+)
 
 # --------------------------------------------------------------------------------------
 # Schema helpers
@@ -66,16 +72,6 @@ _ID = OpenApiParameter("id", int, OpenApiParameter.PATH)
 _ORDERING = OpenApiParameter(
     "ordering", str, description="One of the ordering fields; prefix with - to reverse."
 )
-
-
-class EnvironmentScopedViewSet(ActionViewSet):
-    """Base of the resources nested under `/environments/{api_key}/`."""
-
-    scope_kwarg = "api_key"
-    scope_context_key = "environment"
-
-    def load_scope(self) -> Environment:
-        return environment_or_404(self.request, self.kwargs[self.scope_kwarg])
 
 
 # --------------------------------------------------------------------------------------
@@ -111,6 +107,7 @@ _STATE_PATCH_ERRORS = {
     ),
 )
 class FeatureStateViewSet(EnvironmentScopedViewSet):
+    model = FeatureState
     serializer_class = FeatureStateSerializer
     filterset_class = FeatureStateFilter
     ordering_fields = ["id", "feature", "feature__name", "updated_at", "version"]
@@ -121,9 +118,7 @@ class FeatureStateViewSet(EnvironmentScopedViewSet):
         "partial_update": on_object_feature(keys.UPDATE_FEATURE_STATE),
     }
 
-    def get_queryset(self) -> QuerySet[FeatureState]:
-        if self.schema_only:
-            return FeatureState.objects.none()
+    def rows(self) -> QuerySet[FeatureState]:
         if self.action == "partial_update":  # one state: its feature's tags in the same query
             return selectors.default_states_for_write(environment=self.get_scope())
         return selectors.default_states_of_environment(environment=self.get_scope())
@@ -135,24 +130,14 @@ class FeatureStateViewSet(EnvironmentScopedViewSet):
 
     def _render(self, state: FeatureState) -> Response:
         fresh = selectors.default_state_get(environment=self.get_scope(), state_id=state.pk)
-        return Response(FeatureStateSerializer(fresh, context=self.get_serializer_context()).data)
-
-    def list(self, request: Request, api_key: str) -> Response:
-        queryset = self.filter_queryset(self.get_queryset())
-        page = self.paginate_queryset(queryset)
-        serializer = FeatureStateSerializer(page, many=True, context=self.get_serializer_context())
-        return self.get_paginated_response(serializer.data)
-
-    def retrieve(self, request: Request, api_key: str, pk: int) -> Response:
-        return Response(self.get_serializer(self.get_object()).data)
+        return Response(self.get_serializer(fresh).data)
 
     def partial_update(self, request: Request, api_key: str, pk: int) -> Response:
         state = self.get_object()
         data = self.parse(FeatureStateUpdateSerializer, context={"state": state}, partial=True)
         written = services.feature_state_update(state=state, **data, actor=actor_of(request))
         if written is state:  # written in place: its feature and tags are already loaded
-            context = self.get_serializer_context()
-            return Response(FeatureStateSerializer(state, context=context).data)
+            return Response(self.get_serializer(state).data)
         return self._render(written)
 
 
@@ -204,6 +189,7 @@ _OVERRIDE_WRITE_ERRORS = {
     ),
 )
 class SegmentOverrideViewSet(EnvironmentScopedViewSet):
+    model = SegmentOverride
     serializer_class = SegmentOverrideSerializer
     filterset_class = SegmentOverrideFilter
     ordering_fields = ["id", "priority", "segment"]
@@ -233,20 +219,13 @@ class SegmentOverrideViewSet(EnvironmentScopedViewSet):
     def get_request_feature(self) -> Feature:
         return self.get_feature()
 
-    def get_queryset(self) -> QuerySet[SegmentOverride]:
-        if self.schema_only:
-            return SegmentOverride.objects.none()
+    def rows(self) -> QuerySet[SegmentOverride]:
         return selectors.overrides_of_feature(
             environment=self.get_scope(), feature=self.get_feature()
         )
 
     def get_permission_feature(self, obj: SegmentOverride) -> Feature:
         return obj.feature
-
-    def list(self, request: Request, api_key: str, feature_pk: int) -> Response:
-        queryset = self.filter_queryset(self.get_queryset())
-        page = self.paginate_queryset(queryset)
-        return self.get_paginated_response(SegmentOverrideSerializer(page, many=True).data)
 
     def create(self, request: Request, api_key: str, feature_pk: int) -> Response:
         # MANAGE_SEGMENT_OVERRIDES on this feature was checked by the permission class with
@@ -261,10 +240,7 @@ class SegmentOverrideViewSet(EnvironmentScopedViewSet):
             actor=actor_of(request),
         )
         fresh = self.get_queryset().get(pk=override.pk)
-        return Response(SegmentOverrideSerializer(fresh).data, status=status.HTTP_201_CREATED)
-
-    def retrieve(self, request: Request, api_key: str, feature_pk: int, pk: int) -> Response:
-        return Response(SegmentOverrideSerializer(self.get_object()).data)
+        return Response(self.get_serializer(fresh).data, status=status.HTTP_201_CREATED)
 
     def partial_update(self, request: Request, api_key: str, feature_pk: int, pk: int) -> Response:
         override = self.get_object()
@@ -275,11 +251,11 @@ class SegmentOverrideViewSet(EnvironmentScopedViewSet):
             override=override, **data, actor=actor_of(request)
         )
         fresh = self.get_queryset().get(pk=override.pk)
-        return Response(SegmentOverrideSerializer(fresh).data)
+        return Response(self.get_serializer(fresh).data)
 
     def destroy(self, request: Request, api_key: str, feature_pk: int, pk: int) -> Response:
         services.segment_override_delete(override=self.get_object(), actor=actor_of(request))
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        return no_content()
 
 
 # --------------------------------------------------------------------------------------
@@ -335,35 +311,23 @@ class ChangeRequestViewSet(EnvironmentScopedViewSet):
     """Reading needs only to view the environment; every write rule (keys on each feature,
     author, admin) is the service's, so the errors come in the order of docs/API.md."""
 
+    model = ChangeRequest
     serializer_class = ChangeRequestSerializer
     filterset_class = ChangeRequestFilter
     ordering_fields = ["id", "created_at", "updated_at", "committed_at", "title"]
     ordering = ["-created_at", "-id"]
-    action_requirements = {
-        "list": VIEW,
-        "retrieve": VIEW,
-        "create": VIEW,
-        "partial_update": VIEW,
-        "destroy": VIEW,
-        "approve": VIEW,
-        "commit": VIEW,
-    }
+    action_requirements = dict.fromkeys(
+        ("list", "retrieve", "create", "partial_update", "destroy", "approve", "commit"), VIEW
+    )
 
-    def get_queryset(self) -> QuerySet[ChangeRequest]:
-        if self.schema_only:
-            return ChangeRequest.objects.none()
+    def rows(self) -> QuerySet[ChangeRequest]:
         return selectors.change_requests_of_environment(environment=self.get_scope())
 
     def _render(self, change_request: ChangeRequest, code: int = status.HTTP_200_OK) -> Response:
         fresh = selectors.change_request_get(
             environment=self.get_scope(), change_request_id=change_request.pk
         )
-        return Response(ChangeRequestSerializer(fresh).data, status=code)
-
-    def list(self, request: Request, api_key: str) -> Response:
-        queryset = self.filter_queryset(self.get_queryset())
-        page = self.paginate_queryset(queryset)
-        return self.get_paginated_response(ChangeRequestSerializer(page, many=True).data)
+        return Response(self.get_serializer(fresh).data, status=code)
 
     def create(self, request: Request, api_key: str) -> Response:
         data = self.parse(ChangeRequestCreateSerializer)
@@ -371,9 +335,6 @@ class ChangeRequestViewSet(EnvironmentScopedViewSet):
             environment=self.get_scope(), **data, actor=actor_of(request)
         )
         return self._render(change_request, status.HTTP_201_CREATED)
-
-    def retrieve(self, request: Request, api_key: str, pk: int) -> Response:
-        return Response(ChangeRequestSerializer(self.get_object()).data)
 
     def partial_update(self, request: Request, api_key: str, pk: int) -> Response:
         change_request = self.get_object()
@@ -391,7 +352,7 @@ class ChangeRequestViewSet(EnvironmentScopedViewSet):
 
     def destroy(self, request: Request, api_key: str, pk: int) -> Response:
         services.change_request_delete(change_request=self.get_object(), actor=actor_of(request))
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        return no_content()
 
     @extend_schema(
         summary="Approve (APPROVE_CHANGE_REQUEST on every feature; never the author)",

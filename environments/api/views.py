@@ -23,7 +23,6 @@ from tagwarden.api.schema import crud_schema
     {
         "list": "Environments the caller may view",
         "create": "Create an environment (CREATE_ENVIRONMENT on the project)",
-        "retrieve": "",
         "partial_update": "Edit an environment (environment admin)",
         "destroy": "Delete an environment (environment admin)",
     },

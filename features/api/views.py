@@ -9,7 +9,6 @@ Feature edits (which may change its tags) run inside `tagwarden.api.base.write_w
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 from django.db.models import QuerySet
@@ -24,7 +23,7 @@ from features.api.filters import FeatureFilter, SegmentFilter
 from features.models import Feature, Segment
 from permissions import catalogue as keys
 from permissions.drf import VIEW, on_object_feature
-from tagwarden.api.base import ProjectScopedViewSet, actor_of, no_content, write_with_impact
+from tagwarden.api.base import ProjectScopedViewSet, actor_of, no_content
 from tagwarden.api.schema import crud_schema
 
 _ORDERING = OpenApiParameter(
@@ -36,7 +35,6 @@ _ORDERING = OpenApiParameter(
     {
         "list": "The project's features, with the caller's keys on each",
         "create": "Create a feature (CREATE_FEATURE; protected tags: project admin)",
-        "retrieve": "",
         "partial_update": "Edit a feature (CREATE_FEATURE; protected tags: project admin)",
         "destroy": "Delete a feature (DELETE_FEATURE on this feature: its tags apply)",
     },
@@ -76,13 +74,11 @@ class FeatureViewSet(ProjectScopedViewSet):
     def partial_update(self, request: Request, project_pk: int, pk: int) -> Response:
         feature = self.get_object()
         data = self.parse(serializers.FeatureWriteSerializer, partial=True)
-        return write_with_impact(
-            request,
-            organisation_id=self.get_scope().organisation_id,
-            change=functools.partial(
-                services.feature_update, feature=feature, **data, actor=actor_of(request)
-            ),
-            respond=lambda updated: self._render(updated),
+        return self.write(
+            services.feature_update,
+            feature=feature,
+            **data,
+            respond=self._render,
             # A name or description edit (everyday work of CREATE_FEATURE holders) decides
             # nothing: skip the two organisation snapshots an impact costs.
             may_move_permissions="tags" in data,
@@ -103,7 +99,6 @@ SEGMENT_IN_USE = OpenApiResponse(
     {
         "list": "The project's segments",
         "create": "Create a segment (MANAGE_SEGMENTS)",
-        "retrieve": "",
         "partial_update": "Edit a segment (MANAGE_SEGMENTS)",
         "destroy": "Delete a segment no override uses (MANAGE_SEGMENTS)",
     },

@@ -10,7 +10,6 @@ groups, role deletion and assignments, API keys) run inside `tagwarden.api.base.
 
 from __future__ import annotations
 
-import functools
 from typing import Any, cast
 
 from django.db.models import QuerySet
@@ -28,7 +27,6 @@ from tagwarden.api.base import (
     OrganisationScopedViewSet,
     actor_of,
     no_content,
-    write_with_impact,
 )
 from tagwarden.api.schema import crud_schema
 
@@ -41,7 +39,6 @@ from tagwarden.api.schema import crud_schema
     {
         "list": "Organisations the caller is a member of",
         "create": "Create an organisation (any user; the creator becomes an ADMIN member)",
-        "retrieve": "",
         "partial_update": "Rename an organisation (organisation admin)",
         "destroy": "Delete an organisation and everything in it (organisation admin)",
     },
@@ -131,17 +128,11 @@ class MemberViewSet(OrganisationScopedViewSet):
 
     def create(self, request: Request, organisation_pk: int) -> Response:
         data = self.parse(serializers.MemberCreateSerializer)
-        organisation = self.get_scope()
-        return write_with_impact(
-            request,
-            organisation_id=organisation.pk,
-            change=functools.partial(
-                services.membership_create,
-                organisation=organisation,
-                user=data["user"],
-                role=data["role"],
-                actor=actor_of(request),
-            ),
+        return self.write(
+            services.membership_create,
+            organisation=self.get_scope(),
+            user=data["user"],
+            role=data["role"],
             respond=lambda membership: Response(
                 self.get_serializer(membership).data, status=status.HTTP_201_CREATED
             ),
@@ -150,27 +141,16 @@ class MemberViewSet(OrganisationScopedViewSet):
     def partial_update(self, request: Request, organisation_pk: int, user_id: int) -> Response:
         membership = self.get_membership()
         data = self.parse(serializers.MemberUpdateSerializer, context={"membership": membership})
-        return write_with_impact(
-            request,
-            organisation_id=membership.organisation_id,
-            change=functools.partial(
-                services.membership_update,
-                membership=membership,
-                role=data["role"],
-                actor=actor_of(request),
-            ),
+        return self.write(
+            services.membership_update,
+            membership=membership,
+            role=data["role"],
             respond=lambda updated: Response(self.get_serializer(updated).data),
         )
 
     def destroy(self, request: Request, organisation_pk: int, user_id: int) -> Response:
-        membership = self.get_membership()
-        return write_with_impact(
-            request,
-            organisation_id=membership.organisation_id,
-            change=functools.partial(
-                services.membership_delete, membership=membership, actor=actor_of(request)
-            ),
-            respond=no_content,
+        return self.write(
+            services.membership_delete, membership=self.get_membership(), respond=no_content
         )
 
 
@@ -187,7 +167,6 @@ GROUP_WRITE = (
     {
         "list": "Groups of the organisation (every member may read)",
         "create": "Create a group (organisation admin or MANAGE_USER_GROUPS)",
-        "retrieve": "",
         "update": "Replace a group's name and members",
         "partial_update": "Rename a group or replace its members",
         "destroy": "Delete a group with its grants and role assignments",
@@ -217,16 +196,11 @@ class GroupViewSet(OrganisationScopedViewSet):
         organisation = self.get_scope()
         services.group_require_manager(actor=actor_of(request), organisation=organisation)
         data = self.parse(serializers.GroupWriteSerializer)
-        return write_with_impact(
-            request,
-            organisation_id=organisation.pk,
-            change=functools.partial(
-                services.group_create,
-                organisation=organisation,
-                name=data["name"],
-                users=data.get("users", []),
-                actor=actor_of(request),
-            ),
+        return self.write(
+            services.group_create,
+            organisation=organisation,
+            name=data["name"],
+            users=data.get("users", []),
             respond=lambda group: self._render(group, status.HTTP_201_CREATED),
         )
 
@@ -246,23 +220,10 @@ class GroupViewSet(OrganisationScopedViewSet):
         )
         if not partial and "users" not in data:
             data["users"] = []
-        return write_with_impact(
-            self.request,
-            organisation_id=group.organisation_id,
-            change=functools.partial(
-                services.group_update, group=group, **data, actor=actor_of(self.request)
-            ),
-            respond=lambda updated: self._render(updated),
-        )
+        return self.write(services.group_update, group=group, **data, respond=self._render)
 
     def destroy(self, request: Request, organisation_pk: int, pk: int) -> Response:
-        group = self.get_object()
-        return write_with_impact(
-            request,
-            organisation_id=group.organisation_id,
-            change=functools.partial(services.group_delete, group=group, actor=actor_of(request)),
-            respond=no_content,
-        )
+        return self.write(services.group_delete, group=self.get_object(), respond=no_content)
 
 
 # --------------------------------------------------------------------------------------
@@ -279,7 +240,6 @@ ADMIN_ONLY: dict[str, Requirement] = dict.fromkeys(
     {
         "list": "Roles of the organisation (organisation admin)",
         "create": "Create a role (organisation admin)",
-        "retrieve": "",
         "partial_update": "Edit a role (organisation admin)",
         "destroy": "Delete a role with its grants and assignments (organisation admin)",
     },
@@ -308,13 +268,7 @@ class RoleViewSet(OrganisationScopedViewSet):
         return Response(self.get_serializer(role).data)
 
     def destroy(self, request: Request, organisation_pk: int, pk: int) -> Response:
-        role = self.get_object()
-        return write_with_impact(
-            request,
-            organisation_id=role.organisation_id,
-            change=functools.partial(services.role_delete, role=role, actor=actor_of(request)),
-            respond=no_content,
-        )
+        return self.write(services.role_delete, role=self.get_object(), respond=no_content)
 
 
 class RoleScopedViewSet(OrganisationScopedViewSet):
@@ -364,30 +318,18 @@ class RoleAssignmentViewSet(RoleScopedViewSet):
 
     def create(self, request: Request, organisation_pk: int, role_pk: int) -> Response:
         data = self.parse(self.get_serializer_class())
-        role = self.get_role()
-        return write_with_impact(
-            request,
-            organisation_id=role.organisation_id,
-            change=functools.partial(
-                services.role_assignment_create,
-                role=role,
-                **{self.principal_kind: data[self.principal_kind]},
-                actor=actor_of(request),
-            ),
+        return self.write(
+            services.role_assignment_create,
+            role=self.get_role(),
+            **{self.principal_kind: data[self.principal_kind]},
             respond=lambda assignment: Response(
                 self.get_serializer_class()(assignment).data, status=status.HTTP_201_CREATED
             ),
         )
 
     def destroy(self, request: Request, organisation_pk: int, role_pk: int, pk: int) -> Response:
-        assignment = self.get_object()
-        return write_with_impact(
-            request,
-            organisation_id=self.get_role().organisation_id,
-            change=functools.partial(
-                services.role_assignment_delete, assignment=assignment, actor=actor_of(request)
-            ),
-            respond=no_content,
+        return self.write(
+            services.role_assignment_delete, assignment=self.get_object(), respond=no_content
         )
 
 
@@ -424,7 +366,6 @@ RoleAPIKeyAssignmentViewSet = _assignments("RoleAPIKeyAssignmentViewSet", "api_k
     {
         "list": "API keys of the organisation (organisation admin)",
         "create": "Create an API key; the full key is in `key`, returned this once only",
-        "retrieve": "",
         "partial_update": "Rename, revoke (for good) or change the expiry of a key "
         "(organisation admin)",
         "destroy": "Delete an API key (organisation admin)",
@@ -460,22 +401,12 @@ class APIKeyViewSet(OrganisationScopedViewSet):
     def partial_update(self, request: Request, organisation_pk: int, pk: int) -> Response:
         api_key = self.get_object()
         data = self.parse(serializers.APIKeyUpdateSerializer, context={"api_key": api_key})
-        return write_with_impact(
-            request,
-            organisation_id=api_key.organisation_id,
-            change=functools.partial(
-                services.api_key_update, api_key=api_key, **data, actor=actor_of(request)
-            ),
+        return self.write(
+            services.api_key_update,
+            api_key=api_key,
+            **data,
             respond=lambda updated: Response(self.get_serializer(updated).data),
         )
 
     def destroy(self, request: Request, organisation_pk: int, pk: int) -> Response:
-        api_key = self.get_object()
-        return write_with_impact(
-            request,
-            organisation_id=api_key.organisation_id,
-            change=functools.partial(
-                services.api_key_delete, api_key=api_key, actor=actor_of(request)
-            ),
-            respond=no_content,
-        )
+        return self.write(services.api_key_delete, api_key=self.get_object(), respond=no_content)

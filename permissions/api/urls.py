@@ -9,43 +9,43 @@ from permissions.catalogue import Level
 from tagwarden.api.routes import REPLACEABLE_ITEM, resource_routes
 
 org = "organisations/<id:organisation_pk>"
-project = "projects/<id:project_pk>"
-environment = "environments/<env_key:api_key>"
 role = f"{org}/roles/<id:role_pk>"
+#: Where each scope level's routes start.
+prefixes = {
+    Level.ORGANISATION: org,
+    Level.PROJECT: "projects/<id:project_pk>",
+    Level.ENVIRONMENT: "environments/<env_key:api_key>",
+}
+environment = prefixes[Level.ENVIRONMENT]
 
 
-def _grant_routes(
-    prefix: str,
-    name: str,
-    user_view: type[views.PrincipalGrantViewSet],
-    group_view: type[views.PrincipalGrantViewSet],
-) -> list[URLPattern]:
+def _grant_routes(level: Level) -> list[URLPattern]:
+    """`.../user-permissions/` and `.../user-group-permissions/` of one scope level."""
     return [
         *resource_routes(
-            f"{prefix}/user-permissions", user_view, f"{name}-user", item=REPLACEABLE_ITEM
+            f"{prefixes[level]}/user-permissions",
+            views.PRINCIPAL_GRANT_VIEWSETS[level, "user"],
+            f"{level}-user",
+            item=REPLACEABLE_ITEM,
         ),
         *resource_routes(
-            f"{prefix}/user-group-permissions", group_view, f"{name}-group", item=REPLACEABLE_ITEM
+            f"{prefixes[level]}/user-group-permissions",
+            views.PRINCIPAL_GRANT_VIEWSETS[level, "group"],
+            f"{level}-group",
+            item=REPLACEABLE_ITEM,
         ),
     ]
 
 
 urlpatterns: list[URLPattern | URLResolver] = [
     # Catalogues first: they win over every detail route.
-    path(
-        "organisations/permissions/",
-        views.CatalogueView.as_view(level=Level.ORGANISATION),
-        name="organisation-permission-catalogue",
-    ),
-    path(
-        "projects/permissions/",
-        views.CatalogueView.as_view(level=Level.PROJECT),
-        name="project-permission-catalogue",
-    ),
-    path(
-        "environments/permissions/",
-        views.CatalogueView.as_view(level=Level.ENVIRONMENT),
-        name="environment-permission-catalogue",
+    *(
+        path(
+            f"{level}s/permissions/",
+            views.CatalogueView.as_view(level=level),
+            name=f"{level}-permission-catalogue",
+        )
+        for level in Level
     ),
     # Permissions as code: the organisation's document, its plan and its application.
     path(
@@ -64,22 +64,21 @@ urlpatterns: list[URLPattern | URLResolver] = [
         name="organisation-permissions-document-apply",
     ),
     # What the caller holds, where a user's keys come from, and why.
-    path(f"{org}/my-permissions/", views.MyPermissionsView.as_view(), name="organisation-my"),
-    path(f"{project}/my-permissions/", views.MyPermissionsView.as_view(), name="project-my"),
-    path(
-        f"{environment}/my-permissions/",
-        views.MyPermissionsView.as_view(),
-        name="environment-my",
+    *(
+        path(
+            f"{prefixes[level]}/my-permissions/",
+            views.MyPermissionsView.as_view(),
+            name=f"{level}-my",
+        )
+        for level in Level
     ),
-    path(
-        f"{project}/user-detailed-permissions/<id:user_id>/",
-        views.UserDetailedPermissionsView.as_view(),
-        name="project-user-detailed",
-    ),
-    path(
-        f"{environment}/user-detailed-permissions/<id:user_id>/",
-        views.UserDetailedPermissionsView.as_view(),
-        name="environment-user-detailed",
+    *(
+        path(
+            f"{prefixes[level]}/user-detailed-permissions/<id:user_id>/",
+            views.UserDetailedPermissionsView.as_view(),
+            name=f"{level}-user-detailed",
+        )
+        for level in (Level.PROJECT, Level.ENVIRONMENT)
     ),
     path(
         f"{environment}/features/<id:feature_id>/explain/",
@@ -87,21 +86,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
         name="environment-feature-explain",
     ),
     # User and group grants.
-    *_grant_routes(
-        org,
-        "organisation",
-        views.OrganisationUserGrantViewSet,
-        views.OrganisationGroupGrantViewSet,
-    ),
-    *_grant_routes(
-        project, "project", views.ProjectUserGrantViewSet, views.ProjectGroupGrantViewSet
-    ),
-    *_grant_routes(
-        environment,
-        "environment",
-        views.EnvironmentUserGrantViewSet,
-        views.EnvironmentGroupGrantViewSet,
-    ),
+    *(route for level in Level for route in _grant_routes(level)),
     # Role grants.
     path(
         f"{role}/organisation-permissions/",

@@ -9,7 +9,6 @@ Every decision is the engine's; every write goes through `permissions.services`,
 
 from __future__ import annotations
 
-import functools
 from typing import Any, cast
 
 from django.contrib.auth import get_user_model
@@ -24,7 +23,6 @@ from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 from rest_framework.views import APIView
 
-from environments.models import Environment
 from features.models import Feature
 from impact.previews import grant_holder
 from organisations.api.views import RoleScopedViewSet
@@ -53,7 +51,6 @@ from permissions.drf import (
     project_or_404,
 )
 from permissions.models import Grant
-from projects.models import Project
 from tagwarden.api.base import (
     BAD_REQUEST,
     FORBIDDEN,
@@ -61,9 +58,8 @@ from tagwarden.api.base import (
     READ_ERRORS,
     UNAUTHENTICATED,
     OrganisationScopedViewSet,
-    actor_of,
     no_content,
-    write_with_impact,
+    organisation_id_of,
 )
 from tagwarden.api.schema import crud_schema
 from tagwarden.storable import INT64_MAX, INT64_MIN
@@ -127,22 +123,13 @@ class MyPermissionsView(APIView):
         return Response(reports.my_permissions(request.user, scope))
 
 
-def _organisation_id(scope: Any) -> int:
-    """The organisation of an organisation, a project or an environment (its project loaded)."""
-    if isinstance(scope, Environment):
-        return int(scope.project.organisation_id)
-    if isinstance(scope, Project):
-        return int(scope.organisation_id)
-    return int(scope.pk)
-
-
 def _is_self(request: Request, user_id: int) -> bool:
     return not isinstance(request.user, OrganisationAPIKey) and request.user.pk == user_id
 
 
 def _member_or_404(scope: Any, user_id: int) -> Any:
     user = User.objects.filter(pk=user_id).first()
-    if user is None or not is_member(organisation=_organisation_id(scope), user_id=user_id):
+    if user is None or not is_member(organisation=organisation_id_of(scope), user_id=user_id):
         raise Http404
     return user
 
@@ -254,27 +241,23 @@ class GrantViewSet(OrganisationScopedViewSet):
     def _write(self, *, partial: bool) -> Response:
         grant = self.get_object()
         data = self.parse(self.get_serializer_class(), partial=partial, context={"grant": grant})
-        return write_with_impact(
-            self.request,
+        return self.write(
+            services.grant_update,
+            grant=grant,
+            entries=data.get("entries"),
+            admin=data.get("admin"),
+            respond=self._render,
             organisation_id=grant.organisation_id,
-            change=functools.partial(
-                services.grant_update,
-                grant=grant,
-                entries=data.get("entries"),
-                admin=data.get("admin"),
-                actor=actor_of(self.request),
-            ),
-            respond=lambda updated: self._render(updated),
             grants_of=grant_holder(grant),
         )
 
     def destroy(self, request: Request, **kwargs: Any) -> Response:
         grant = self.get_object()
-        return write_with_impact(
-            request,
-            organisation_id=grant.organisation_id,
-            change=functools.partial(services.grant_delete, grant=grant, actor=actor_of(request)),
+        return self.write(
+            services.grant_delete,
+            grant=grant,
             respond=no_content,
+            organisation_id=grant.organisation_id,
             grants_of=grant_holder(grant),
         )
 
@@ -303,35 +286,36 @@ class PrincipalGrantViewSet(GrantViewSet):
 
     def create(self, request: Request, **kwargs: Any) -> Response:
         data = self.parse(self.serializer_class)
-        return write_with_impact(
-            request,
-            organisation_id=_organisation_id(self.get_scope()),
-            change=functools.partial(
-                services.grant_create,
-                principal=data[self.principal_kind],
-                scope=self.get_scope(),
-                entries=data["entries"],
-                admin=data.get("admin", False),
-                actor=actor_of(request),
-            ),
+        return self.write(
+            services.grant_create,
+            principal=data[self.principal_kind],
+            scope=self.get_scope(),
+            entries=data["entries"],
+            admin=data.get("admin", False),
             respond=lambda grant: self._render(grant, status.HTTP_201_CREATED),
             grants_of=(self.principal_kind, data[self.principal_kind].pk),
         )
 
 
-def _principal_grant_viewset(
-    name: str, principal_kind: str, serializer: type[BaseSerializer], who: str
-) -> type[PrincipalGrantViewSet]:
-    """The user or group grants of one scope level, written by `who`."""
+def _principal_grant_viewset(level: Level, principal_kind: str) -> type[PrincipalGrantViewSet]:
+    """The user or group grants of one scope level, written by that scope's admins."""
+    serializers = {
+        (Level.ORGANISATION, "user"): UserGrantSerializer,
+        (Level.ORGANISATION, "group"): GroupGrantSerializer,
+    }
+    serializer = serializers.get(
+        (level, principal_kind),
+        UserScopeGrantSerializer if principal_kind == "user" else GroupScopeGrantSerializer,
+    )
     viewset = type(
-        name,
+        f"{level.title()}{principal_kind.title()}GrantViewSet",
         (PrincipalGrantViewSet,),
         {"__module__": __name__, "principal_kind": principal_kind, "serializer_class": serializer},
     )
+    who = f"{level} admin"
     summaries = {
         "list": f"Grants of this scope ({who})",
         "create": f"Create a grant ({who})",
-        "retrieve": "",
         "update": f"Replace a grant ({who})",
         "partial_update": f"Change a grant ({who})",
         "destroy": f"Delete a grant ({who})",
@@ -339,24 +323,12 @@ def _principal_grant_viewset(
     return cast(type[PrincipalGrantViewSet], crud_schema(summaries)(viewset))
 
 
-OrganisationUserGrantViewSet = _principal_grant_viewset(
-    "OrganisationUserGrantViewSet", "user", UserGrantSerializer, "organisation admin"
-)
-OrganisationGroupGrantViewSet = _principal_grant_viewset(
-    "OrganisationGroupGrantViewSet", "group", GroupGrantSerializer, "organisation admin"
-)
-ProjectUserGrantViewSet = _principal_grant_viewset(
-    "ProjectUserGrantViewSet", "user", UserScopeGrantSerializer, "project admin"
-)
-ProjectGroupGrantViewSet = _principal_grant_viewset(
-    "ProjectGroupGrantViewSet", "group", GroupScopeGrantSerializer, "project admin"
-)
-EnvironmentUserGrantViewSet = _principal_grant_viewset(
-    "EnvironmentUserGrantViewSet", "user", UserScopeGrantSerializer, "environment admin"
-)
-EnvironmentGroupGrantViewSet = _principal_grant_viewset(
-    "EnvironmentGroupGrantViewSet", "group", GroupScopeGrantSerializer, "environment admin"
-)
+#: The user and group grants of each scope level: `[level, principal kind]`.
+PRINCIPAL_GRANT_VIEWSETS = {
+    (level, kind): _principal_grant_viewset(level, kind)
+    for level in Level
+    for kind in ("user", "group")
+}
 
 
 # --------------------------------------------------------------------------------------
@@ -385,15 +357,10 @@ class RoleOrganisationPermissionsViewSet(RoleScopedViewSet):
     def update(self, request: Request, **kwargs: Any) -> Response:
         data = self.parse(RoleOrganisationPermissionsSerializer)
         role = self.get_role()
-        return write_with_impact(
-            request,
-            organisation_id=role.organisation_id,
-            change=functools.partial(
-                services.role_organisation_permissions_set,
-                role=role,
-                keys=[e.key for e in data["permissions"]],
-                actor=actor_of(request),
-            ),
+        return self.write(
+            services.role_organisation_permissions_set,
+            role=role,
+            keys=[e.key for e in data["permissions"]],
             respond=lambda _: self._render(),
             grants_of=("role", role.pk),
         )
@@ -427,17 +394,12 @@ class RoleScopeGrantViewSet(RoleScopedViewSet, GrantViewSet):
     def create(self, request: Request, **kwargs: Any) -> Response:
         data = self.parse(self.serializer_class)
         role = self.get_role()
-        return write_with_impact(
-            request,
-            organisation_id=role.organisation_id,
-            change=functools.partial(
-                services.grant_create,
-                principal=role,
-                scope=data[self.scope_field],
-                entries=data["entries"],
-                admin=data.get("admin", False),
-                actor=actor_of(request),
-            ),
+        return self.write(
+            services.grant_create,
+            principal=role,
+            scope=data[self.scope_field],
+            entries=data["entries"],
+            admin=data.get("admin", False),
             respond=lambda grant: self._render(grant, status.HTTP_201_CREATED),
             grants_of=("role", role.pk),
         )
@@ -452,7 +414,6 @@ def _role_grant_schema(scope: str) -> Any:
         {
             "list": f"The role's {scope} grants (organisation admin)",
             "create": f"Give the role keys on a {scope} (organisation admin)",
-            "retrieve": "",
             "update": f"Replace a role's {scope} grant (organisation admin)",
             "partial_update": f"Change a role's {scope} grant (organisation admin)",
             "destroy": f"Delete a role's {scope} grant (organisation admin)",

@@ -8,8 +8,6 @@ Tag writes run inside `tagwarden.api.base.write_with_impact` (`?dry_run=true` pr
 
 from __future__ import annotations
 
-import functools
-
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import status
@@ -28,7 +26,6 @@ from tagwarden.api.base import (
     ProjectScopedViewSet,
     actor_of,
     no_content,
-    write_with_impact,
 )
 from tagwarden.api.schema import crud_schema
 
@@ -41,7 +38,6 @@ from tagwarden.api.schema import crud_schema
     {
         "list": "Projects the caller may view",
         "create": "Create a project (CREATE_PROJECT on the organisation)",
-        "retrieve": "",
         "partial_update": "Rename a project (project admin)",
         "destroy": "Delete a project and everything in it (project admin)",
     },
@@ -99,7 +95,6 @@ TAG_IN_USE = OpenApiResponse(
     {
         "list": "The project's tags",
         "create": "Create a tag (MANAGE_TAGS; a restricted one: project admin)",
-        "retrieve": "",
         "partial_update": "Edit a tag (MANAGE_TAGS; changing is_restricted: project admin)",
         "destroy": "Delete a tag (MANAGE_TAGS; a protected one: project admin)",
     },
@@ -130,33 +125,24 @@ class TagViewSet(ProjectScopedViewSet):
 
     def create(self, request: Request, project_pk: int) -> Response:
         data = self.parse(serializers.TagWriteSerializer)
-        project = self.get_scope()
-        return write_with_impact(
-            request,
-            organisation_id=project.organisation_id,
-            change=functools.partial(
-                services.tag_create, project=project, **data, actor=actor_of(request)
-            ),
+        return self.write(
+            services.tag_create,
+            project=self.get_scope(),
+            **data,
             respond=lambda tag: self._render(tag, status.HTTP_201_CREATED),
         )
 
     def partial_update(self, request: Request, project_pk: int, pk: int) -> Response:
         tag = self.get_object()
         data = self.parse(serializers.TagWriteSerializer, partial=True)
-        return write_with_impact(
-            request,
-            organisation_id=self.get_scope().organisation_id,
-            change=functools.partial(services.tag_update, tag=tag, **data, actor=actor_of(request)),
-            respond=lambda updated: self._render(updated),
+        return self.write(
+            services.tag_update,
+            tag=tag,
+            **data,
+            respond=self._render,
             # A label, colour or description edit decides nothing (no snapshots needed).
             may_move_permissions="is_restricted" in data,
         )
 
     def destroy(self, request: Request, project_pk: int, pk: int) -> Response:
-        tag = self.get_object()
-        return write_with_impact(
-            request,
-            organisation_id=self.get_scope().organisation_id,
-            change=functools.partial(services.tag_delete, tag=tag, actor=actor_of(request)),
-            respond=no_content,
-        )
+        return self.write(services.tag_delete, tag=self.get_object(), respond=no_content)

@@ -103,7 +103,6 @@ _API_KEY = OpenApiParameter(
     {
         "list": "The environment's server-side keys (environment admin; prefix only)",
         "create": "Create a server-side key (environment admin); the key is shown this once",
-        "retrieve": "",
         "partial_update": "Rename or revoke a server-side key (environment admin)",
         "destroy": "Delete a server-side key (environment admin)",
     },

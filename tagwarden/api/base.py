@@ -4,6 +4,7 @@ through (docs/API.md, Conventions: "No input gives a 500"; with tagwarden.api.pa
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
@@ -16,6 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from audit.services import Actor
+from environments.models import Environment
 from impact.api.serializers import ImpactResponseSerializer
 from impact.previews import (
     IMPACT_LIMIT_DEFAULT,
@@ -35,6 +37,7 @@ from permissions.drf import (
     organisation_or_404,
     project_or_404,
 )
+from projects.models import Project
 from tagwarden.storable import json_too_large, unstorable
 
 T = TypeVar("T")
@@ -50,6 +53,15 @@ class ErrorResponseSerializer(serializers.Serializer):
 def actor_of(request: Request) -> Actor:
     """The authenticated principal (a user or an organisation API key) as a service actor."""
     return cast(Actor, request.user)
+
+
+def organisation_id_of(scope: Any) -> int:
+    """The organisation of an organisation, a project or an environment (its project loaded)."""
+    if isinstance(scope, Environment):
+        return int(scope.project.organisation_id)
+    if isinstance(scope, Project):
+        return int(scope.organisation_id)
+    return int(scope.pk)
 
 
 def error_response(description: str) -> OpenApiResponse:
@@ -197,6 +209,28 @@ class ActionViewSet(viewsets.GenericViewSet):
         page = self.paginate_queryset(self.filter_queryset(queryset))
         return self.get_paginated_response(
             serializer_class(page, many=True, context=self.get_serializer_context()).data
+        )
+
+    def write(
+        self,
+        service: Callable[..., T],
+        *,
+        respond: Callable[[T], Response],
+        organisation_id: int | None = None,
+        may_move_permissions: bool = True,
+        grants_of: Holder | None = None,
+        **arguments: Any,
+    ) -> Response:
+        """`service(**arguments, actor=<the caller>)`, a write that can move permissions in
+        the scope's organisation (or `organisation_id`'s), run the way the request asks: see
+        `write_with_impact` (`?dry_run=true` previews its impact and saves nothing)."""
+        return write_with_impact(
+            self.request,
+            organisation_id=organisation_id or organisation_id_of(self.get_scope()),
+            change=functools.partial(service, **arguments, actor=actor_of(self.request)),
+            respond=respond,
+            may_move_permissions=may_move_permissions,
+            grants_of=grants_of,
         )
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:

@@ -55,8 +55,9 @@ def crud_schema(
     parameters: Sequence[OpenApiParameter] = (),
     **extra: Mapping[str, Any],
 ) -> Callable[[V], V]:
-    """Class decorator documenting the standard actions named in `summaries` (an empty
-    summary: none) from the viewset's declarations:
+    """Class decorator documenting the standard actions the viewset has (list, create,
+    retrieve, update, partial_update, destroy; `summaries[action]` sums one up) from its
+    declarations:
 
     - what they answer: `serializer_class` (a create: `created` when given);
     - the body of create, update and partial_update: `bodies[action]`, else the answer;
@@ -109,8 +110,11 @@ def crud_schema(
                 "responses": {200: changed, **WRITE_ERRORS},
             }
         schemas = {}
-        for action, summary in summaries.items():
-            arguments = {**defaults[action], **({"summary": summary} if summary else {})}
+        for action, arguments in defaults.items():
+            if not hasattr(viewset, action):
+                continue
+            if action in summaries:
+                arguments["summary"] = summaries[action]
             if descriptions and action in descriptions:
                 arguments["description"] = descriptions[action]
             arguments["parameters"] = [

@@ -9,13 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.utils import timezone
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from knox.auth import TokenAuthentication
 from knox.models import AuthToken
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from organisations.models import OrganisationAPIKey
+from tagwarden.api.security import HeaderKeyScheme
 
 KEYWORD = "Api-Key"
 
@@ -72,31 +72,17 @@ class OrganisationAPIKeyAuthentication(authentication.BaseAuthentication):
         return KEYWORD
 
 
-class ExpiringTokenScheme(OpenApiAuthenticationExtension):
+class ExpiringTokenScheme(HeaderKeyScheme):
     """Documents `Authorization: Token <key>` in the OpenAPI schema."""
 
     target_class = "organisations.authentication.ExpiringTokenAuthentication"
     name = "tokenAuth"
-
-    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
-        return {
-            "type": "apiKey",
-            "in": "header",
-            "name": "Authorization",
-            "description": 'User token from POST /api/v1/auth/login/: "Token <key>".',
-        }
+    description = 'User token from POST /api/v1/auth/login/: "Token <key>".'
 
 
-class OrganisationAPIKeyScheme(OpenApiAuthenticationExtension):
+class OrganisationAPIKeyScheme(HeaderKeyScheme):
     """Documents `Authorization: Api-Key <key>` in the OpenAPI schema."""
 
     target_class = "organisations.authentication.OrganisationAPIKeyAuthentication"
     name = "ApiKeyAuth"
-
-    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
-        return {
-            "type": "apiKey",
-            "in": "header",
-            "name": "Authorization",
-            "description": 'Organisation API key: "Api-Key <key>".',
-        }
+    description = 'Organisation API key: "Api-Key <key>".'

@@ -17,6 +17,7 @@ prefixes = {
     Level.ENVIRONMENT: "environments/<env_key:api_key>",
 }
 environment = prefixes[Level.ENVIRONMENT]
+document = f"{org}/permissions-document/"
 
 
 def _grant_routes(level: Level) -> list[URLPattern]:
@@ -49,19 +50,17 @@ urlpatterns: list[URLPattern | URLResolver] = [
     ),
     # Permissions as code: the organisation's document, its plan and its application.
     path(
-        f"{org}/permissions-document/",
+        document,
         document_views.PermissionsDocumentViewSet.as_view({"get": "retrieve"}),
         name="organisation-permissions-document",
     ),
-    path(
-        f"{org}/permissions-document/plan/",
-        document_views.PermissionsDocumentViewSet.as_view({"post": "plan"}),
-        name="organisation-permissions-document-plan",
-    ),
-    path(
-        f"{org}/permissions-document/apply/",
-        document_views.PermissionsDocumentViewSet.as_view({"post": "apply"}),
-        name="organisation-permissions-document-apply",
+    *(
+        path(
+            f"{document}{action}/",
+            document_views.PermissionsDocumentViewSet.as_view({"post": action}),
+            name=f"organisation-permissions-document-{action}",
+        )
+        for action in ("plan", "apply")
     ),
     # What the caller holds, where a user's keys come from, and why.
     *(

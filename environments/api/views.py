@@ -4,7 +4,6 @@ and the OpenAPI schema). Addressed by `api_key` in URLs, by integer id in payloa
 from __future__ import annotations
 
 from django.db.models import QuerySet
-from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -50,17 +49,17 @@ class EnvironmentViewSet(ActionViewSet, scope="environment", scope_kwarg="api_ke
         project = data.pop("project")
         require(request, keys.CREATE_ENVIRONMENT, project)
         environment = services.environment_create(project=project, **data, actor=actor_of(request))
-        return Response(self.get_serializer(environment).data, status=status.HTTP_201_CREATED)
+        return self.created(environment)
 
     def retrieve(self, request: Request, api_key: str) -> Response:
-        return Response(self.get_serializer(self.get_scope()).data)
+        return self.answer(self.get_scope())
 
     def partial_update(self, request: Request, api_key: str) -> Response:
         data = self.parse(serializers.EnvironmentUpdateSerializer, partial=True)
         environment = services.environment_update(
             environment=self.get_scope(), **data, actor=actor_of(request)
         )
-        return Response(self.get_serializer(environment).data)
+        return self.answer(environment)
 
     def destroy(self, request: Request, api_key: str) -> Response:
         services.environment_delete(environment=self.get_scope(), actor=actor_of(request))

@@ -64,7 +64,7 @@ class FeatureViewSet(ProjectScopedViewSet):
 
     def _render(self, feature: Feature, status_code: int = status.HTTP_200_OK) -> Response:
         fresh = selectors.feature_get(project=self.get_scope(), feature_id=feature.pk)
-        return Response(self.get_serializer(fresh).data, status=status_code)
+        return self.answer(fresh, status_code)
 
     def create(self, request: Request, project_pk: int) -> Response:
         data = self.parse(serializers.FeatureWriteSerializer)
@@ -125,13 +125,13 @@ class SegmentViewSet(ProjectScopedViewSet):
     def create(self, request: Request, project_pk: int) -> Response:
         data = self.parse(serializers.SegmentWriteSerializer)
         segment = services.segment_create(project=self.get_scope(), **data, actor=actor_of(request))
-        return Response(self.get_serializer(segment).data, status=status.HTTP_201_CREATED)
+        return self.created(segment)
 
     def partial_update(self, request: Request, project_pk: int, pk: int) -> Response:
         segment = self.get_object()
         data: dict[str, Any] = self.parse(serializers.SegmentWriteSerializer, partial=True)
         segment = services.segment_update(segment=segment, **data, actor=actor_of(request))
-        return Response(self.get_serializer(segment).data)
+        return self.answer(segment)
 
     def destroy(self, request: Request, project_pk: int, pk: int) -> Response:
         services.segment_delete(segment=self.get_object(), actor=actor_of(request))

@@ -66,17 +66,17 @@ class OrganisationViewSet(OrganisationScopedViewSet):
         organisation = services.organisation_create(
             name=data["name"], creator=cast(Any, request.user)
         )
-        return Response(self.get_serializer(organisation).data, status=status.HTTP_201_CREATED)
+        return self.created(organisation)
 
     def retrieve(self, request: Request, pk: int) -> Response:
-        return Response(self.get_serializer(self.get_scope()).data)
+        return self.answer(self.get_scope())
 
     def partial_update(self, request: Request, pk: int) -> Response:
         data = self.parse(serializers.OrganisationWriteSerializer, partial=True)
         organisation = services.organisation_update(
             organisation=self.get_scope(), **data, actor=actor_of(request)
         )
-        return Response(self.get_serializer(organisation).data)
+        return self.answer(organisation)
 
     def destroy(self, request: Request, pk: int) -> Response:
         services.organisation_delete(organisation=self.get_scope(), actor=actor_of(request))
@@ -133,9 +133,7 @@ class MemberViewSet(OrganisationScopedViewSet):
             organisation=self.get_scope(),
             user=data["user"],
             role=data["role"],
-            respond=lambda membership: Response(
-                self.get_serializer(membership).data, status=status.HTTP_201_CREATED
-            ),
+            respond=self.created,
         )
 
     def partial_update(self, request: Request, organisation_pk: int, user_id: int) -> Response:
@@ -145,7 +143,7 @@ class MemberViewSet(OrganisationScopedViewSet):
             services.membership_update,
             membership=membership,
             role=data["role"],
-            respond=lambda updated: Response(self.get_serializer(updated).data),
+            respond=self.answer,
         )
 
     def destroy(self, request: Request, organisation_pk: int, user_id: int) -> Response:
@@ -190,7 +188,7 @@ class GroupViewSet(OrganisationScopedViewSet):
 
     def _render(self, group: models.UserGroup, status_code: int = status.HTTP_200_OK) -> Response:
         fresh = self.get_queryset().get(pk=group.pk)
-        return Response(self.get_serializer(fresh).data, status=status_code)
+        return self.answer(fresh, status_code)
 
     def create(self, request: Request, organisation_pk: int) -> Response:
         organisation = self.get_scope()
@@ -259,13 +257,13 @@ class RoleViewSet(OrganisationScopedViewSet):
     def create(self, request: Request, organisation_pk: int) -> Response:
         data = self.parse(serializers.RoleWriteSerializer)
         role = services.role_create(organisation=self.get_scope(), **data, actor=actor_of(request))
-        return Response(self.get_serializer(role).data, status=status.HTTP_201_CREATED)
+        return self.created(role)
 
     def partial_update(self, request: Request, organisation_pk: int, pk: int) -> Response:
         role = self.get_object()
         data = self.parse(serializers.RoleWriteSerializer, partial=True, context={"role": role})
         role = services.role_update(role=role, **data, actor=actor_of(request))
-        return Response(self.get_serializer(role).data)
+        return self.answer(role)
 
     def destroy(self, request: Request, organisation_pk: int, pk: int) -> Response:
         return self.write(services.role_delete, role=self.get_object(), respond=no_content)
@@ -405,7 +403,7 @@ class APIKeyViewSet(OrganisationScopedViewSet):
             services.api_key_update,
             api_key=api_key,
             **data,
-            respond=lambda updated: Response(self.get_serializer(updated).data),
+            respond=self.answer,
         )
 
     def destroy(self, request: Request, organisation_pk: int, pk: int) -> Response:

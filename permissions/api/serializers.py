@@ -217,25 +217,31 @@ def _organisation_groups(context: dict[str, Any]) -> Any:
     return UserGroup.objects.filter(organisation=context["organisation"])
 
 
-class _PrincipalGrantSerializer(serializers.ModelSerializer):
-    """Reads and writes `{"id", <principal>, ["admin",] "permissions": [keys]}`. On update
-    the principal cannot change (a different one is a 400) and may be omitted."""
-
-    principal_kind = "user"
-    permissions = KeyListField(source="entries")
+# A grant: on update (the grant in the context) its `fixed_field`, what holds it or what it is
+# on, cannot change (a different one is a 400) and may be omitted. A comment, not a docstring:
+# the schema would publish it as the description of every grant.
+class _GrantSerializer(serializers.ModelSerializer):
+    fixed_field = "user"
 
     def get_fields(self) -> dict[str, Any]:
         fields = super().get_fields()
         if self.context.get("grant") is not None:
-            fields[self.principal_kind].required = False
+            fields[self.fixed_field].required = False
         return fields
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         grant: Grant | None = self.context.get("grant")
         if grant is not None:
-            reject_changed(self, self.principal_kind, getattr(grant, f"{self.principal_kind}_id"))
+            reject_changed(self, self.fixed_field, getattr(grant, f"{self.fixed_field}_id"))
             reject_changed(self, "id", grant.pk)
         return attrs
+
+
+class _PrincipalGrantSerializer(_GrantSerializer):
+    """Reads and writes `{"id", <principal>, ["admin",] "permissions": [keys]}`. On update
+    the principal cannot change (a different one is a 400) and may be omitted."""
+
+    permissions = KeyListField(source="entries")
 
 
 def _reject_organisation_admin(serializer: serializers.Serializer) -> None:
@@ -262,7 +268,7 @@ class UserGrantSerializer(_PrincipalGrantSerializer):
 
 
 class GroupGrantSerializer(_PrincipalGrantSerializer):
-    principal_kind = "group"
+    fixed_field = "group"
     group = IdField(_organisation_groups, model=UserGroup, help_text="A group of the organisation.")
 
     class Meta:
@@ -299,23 +305,10 @@ class RoleOrganisationPermissionsSerializer(serializers.Serializer):
     permissions = KeyListField(help_text="Organisation keys; PUT replaces the set.")
 
 
-class _RoleScopeGrantSerializer(serializers.ModelSerializer):
-    scope_field = "project"
+class _RoleScopeGrantSerializer(_GrantSerializer):
+    fixed_field = "project"
     admin = serializers.BooleanField(default=False)
     permissions = EntryListField(source="entries")
-
-    def get_fields(self) -> dict[str, Any]:
-        fields = super().get_fields()
-        if self.context.get("grant") is not None:
-            fields[self.scope_field].required = False
-        return fields
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        grant: Grant | None = self.context.get("grant")
-        if grant is not None:
-            reject_changed(self, self.scope_field, getattr(grant, f"{self.scope_field}_id"))
-            reject_changed(self, "id", grant.pk)
-        return attrs
 
 
 class RoleProjectGrantSerializer(_RoleScopeGrantSerializer):
@@ -332,7 +325,7 @@ class RoleProjectGrantSerializer(_RoleScopeGrantSerializer):
 
 
 class RoleEnvironmentGrantSerializer(_RoleScopeGrantSerializer):
-    scope_field = "environment"
+    fixed_field = "environment"
     environment = IdField(
         lambda context: Environment.objects.filter(
             project__organisation=context["organisation"]

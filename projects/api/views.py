@@ -65,15 +65,15 @@ class ProjectViewSet(ActionViewSet, scope="project", scope_kwarg="pk"):
         project = services.project_create(
             organisation=data["organisation"], name=data["name"], actor=actor_of(request)
         )
-        return Response(self.get_serializer(project).data, status=status.HTTP_201_CREATED)
+        return self.created(project)
 
     def retrieve(self, request: Request, pk: int) -> Response:
-        return Response(self.get_serializer(self.get_scope()).data)
+        return self.answer(self.get_scope())
 
     def partial_update(self, request: Request, pk: int) -> Response:
         data = self.parse(serializers.ProjectUpdateSerializer, partial=True)
         project = services.project_update(project=self.get_scope(), **data, actor=actor_of(request))
-        return Response(self.get_serializer(project).data)
+        return self.answer(project)
 
     def destroy(self, request: Request, pk: int) -> Response:
         services.project_delete(project=self.get_scope(), actor=actor_of(request))

@@ -155,7 +155,7 @@ class ServerKeyViewSet(ActionViewSet, scope="environment", scope_kwarg="api_key"
         server_key = services.server_key_update(
             server_key=server_key, **data, actor=actor_of(request)
         )
-        return Response(self.get_serializer(server_key).data)
+        return self.answer(server_key)
 
     def destroy(self, request: Request, api_key: str, pk: str) -> Response:
         services.server_key_delete(server_key=self.get_object(), actor=actor_of(request))

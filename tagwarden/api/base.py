@@ -200,7 +200,15 @@ class ActionViewSet(viewsets.GenericViewSet):
         return self.paginated(self.get_queryset(), self.get_serializer_class())
 
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        return Response(self.get_serializer(self.get_object()).data)
+        return self.answer(self.get_object())
+
+    def answer(self, instance: Any, status_code: int = status.HTTP_200_OK) -> Response:
+        """`instance` serialised by `serializer_class` (with the request's context)."""
+        return Response(self.get_serializer(instance).data, status=status_code)
+
+    def created(self, instance: Any) -> Response:
+        """The 201 of a create: `instance` serialised by `serializer_class`."""
+        return self.answer(instance, status.HTTP_201_CREATED)
 
     def paginated(
         self, queryset: Any, serializer_class: type[serializers.BaseSerializer]

@@ -130,14 +130,14 @@ class FeatureStateViewSet(EnvironmentScopedViewSet):
 
     def _render(self, state: FeatureState) -> Response:
         fresh = selectors.default_state_get(environment=self.get_scope(), state_id=state.pk)
-        return Response(self.get_serializer(fresh).data)
+        return self.answer(fresh)
 
     def partial_update(self, request: Request, api_key: str, pk: int) -> Response:
         state = self.get_object()
         data = self.parse(FeatureStateUpdateSerializer, context={"state": state}, partial=True)
         written = services.feature_state_update(state=state, **data, actor=actor_of(request))
         if written is state:  # written in place: its feature and tags are already loaded
-            return Response(self.get_serializer(state).data)
+            return self.answer(state)
         return self._render(written)
 
 
@@ -240,7 +240,7 @@ class SegmentOverrideViewSet(EnvironmentScopedViewSet):
             actor=actor_of(request),
         )
         fresh = self.get_queryset().get(pk=override.pk)
-        return Response(self.get_serializer(fresh).data, status=status.HTTP_201_CREATED)
+        return self.created(fresh)
 
     def partial_update(self, request: Request, api_key: str, feature_pk: int, pk: int) -> Response:
         override = self.get_object()
@@ -251,7 +251,7 @@ class SegmentOverrideViewSet(EnvironmentScopedViewSet):
             override=override, **data, actor=actor_of(request)
         )
         fresh = self.get_queryset().get(pk=override.pk)
-        return Response(self.get_serializer(fresh).data)
+        return self.answer(fresh)
 
     def destroy(self, request: Request, api_key: str, feature_pk: int, pk: int) -> Response:
         services.segment_override_delete(override=self.get_object(), actor=actor_of(request))
@@ -327,7 +327,7 @@ class ChangeRequestViewSet(EnvironmentScopedViewSet):
         fresh = selectors.change_request_get(
             environment=self.get_scope(), change_request_id=change_request.pk
         )
-        return Response(self.get_serializer(fresh).data, status=code)
+        return self.answer(fresh, code)
 
     def create(self, request: Request, api_key: str) -> Response:
         data = self.parse(ChangeRequestCreateSerializer)

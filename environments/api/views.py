@@ -19,12 +19,7 @@ from tagwarden.api.schema import crud_schema
 
 
 @crud_schema(
-    {
-        "list": "Environments the caller may view",
-        "create": "Create an environment (CREATE_ENVIRONMENT on the project)",
-        "partial_update": "Edit an environment (environment admin)",
-        "destroy": "Delete an environment (environment admin)",
-    },
+    {"list": "Environments the caller may view"},
     bodies={
         "create": serializers.EnvironmentCreateSerializer,
         "partial_update": serializers.EnvironmentUpdateSerializer,
@@ -45,6 +40,7 @@ class EnvironmentViewSet(ActionViewSet, scope="environment", scope_kwarg="api_ke
         return Environment.objects.filter(engine.viewable_environments_q(self.request.user))
 
     def create(self, request: Request) -> Response:
+        """Create an environment (CREATE_ENVIRONMENT on the project)"""
         data = self.parse(serializers.EnvironmentCreateSerializer)
         project = data.pop("project")
         require(request, keys.CREATE_ENVIRONMENT, project)
@@ -55,6 +51,7 @@ class EnvironmentViewSet(ActionViewSet, scope="environment", scope_kwarg="api_ke
         return self.answer(self.get_scope())
 
     def partial_update(self, request: Request, api_key: str) -> Response:
+        """Edit an environment (environment admin)"""
         data = self.parse(serializers.EnvironmentUpdateSerializer, partial=True)
         environment = services.environment_update(
             environment=self.get_scope(), **data, actor=actor_of(request)
@@ -62,5 +59,6 @@ class EnvironmentViewSet(ActionViewSet, scope="environment", scope_kwarg="api_ke
         return self.answer(environment)
 
     def destroy(self, request: Request, api_key: str) -> Response:
+        """Delete an environment (environment admin)"""
         services.environment_delete(environment=self.get_scope(), actor=actor_of(request))
         return no_content()

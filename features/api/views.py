@@ -22,8 +22,8 @@ from features.api import serializers
 from features.api.filters import FeatureFilter, SegmentFilter
 from features.models import Feature, Segment
 from permissions import catalogue as keys
-from permissions.drf import VIEW, on_object_feature
-from tagwarden.api.base import ProjectScopedViewSet, actor_of, no_content
+from permissions.drf import on_object_feature
+from tagwarden.api.base import ProjectScopedViewSet, actor_of, no_content, viewers_read
 from tagwarden.api.schema import crud_schema
 
 _ORDERING = OpenApiParameter(
@@ -32,12 +32,7 @@ _ORDERING = OpenApiParameter(
 
 
 @crud_schema(
-    {
-        "list": "The project's features, with the caller's keys on each",
-        "create": "Create a feature (CREATE_FEATURE; protected tags: project admin)",
-        "partial_update": "Edit a feature (CREATE_FEATURE; protected tags: project admin)",
-        "destroy": "Delete a feature (DELETE_FEATURE on this feature: its tags apply)",
-    },
+    {"list": "The project's features, with the caller's keys on each"},
     bodies=dict.fromkeys(("create", "partial_update"), serializers.FeatureWriteSerializer),
     list={"parameters": [_ORDERING]},
 )
@@ -48,13 +43,10 @@ class FeatureViewSet(ProjectScopedViewSet):
     filterset_class = FeatureFilter
     ordering_fields = ["name", "created_at", "id"]
     ordering = ["name", "id"]
-    action_requirements = {
-        "list": VIEW,
-        "retrieve": VIEW,
-        "create": keys.CREATE_FEATURE,
-        "partial_update": keys.CREATE_FEATURE,
-        "destroy": on_object_feature(keys.DELETE_FEATURE),  # with the feature's own tags
-    }
+    action_requirements = viewers_read(
+        keys.CREATE_FEATURE,
+        destroy=on_object_feature(keys.DELETE_FEATURE),  # with the feature's own tags
+    )
 
     def rows(self) -> QuerySet[Feature]:
         return selectors.features_of_project(project=self.get_scope())
@@ -67,11 +59,13 @@ class FeatureViewSet(ProjectScopedViewSet):
         return self.answer(fresh, status_code)
 
     def create(self, request: Request, project_pk: int) -> Response:
+        """Create a feature (CREATE_FEATURE; protected tags: project admin)"""
         data = self.parse(serializers.FeatureWriteSerializer)
         feature = services.feature_create(project=self.get_scope(), **data, actor=actor_of(request))
         return self._render(feature, status.HTTP_201_CREATED)
 
     def partial_update(self, request: Request, project_pk: int, pk: int) -> Response:
+        """Edit a feature (CREATE_FEATURE; protected tags: project admin)"""
         feature = self.get_object()
         data = self.parse(serializers.FeatureWriteSerializer, partial=True)
         return self.write(
@@ -85,6 +79,7 @@ class FeatureViewSet(ProjectScopedViewSet):
         )
 
     def destroy(self, request: Request, project_pk: int, pk: int) -> Response:
+        """Delete a feature (DELETE_FEATURE on this feature: its tags apply)"""
         services.feature_delete(feature=self.get_object(), actor=actor_of(request))
         return no_content()
 
@@ -96,12 +91,7 @@ SEGMENT_IN_USE = OpenApiResponse(
 
 
 @crud_schema(
-    {
-        "list": "The project's segments",
-        "create": "Create a segment (MANAGE_SEGMENTS)",
-        "partial_update": "Edit a segment (MANAGE_SEGMENTS)",
-        "destroy": "Delete a segment no override uses (MANAGE_SEGMENTS)",
-    },
+    {"list": "The project's segments"},
     bodies=dict.fromkeys(("create", "partial_update"), serializers.SegmentWriteSerializer),
     destroy={"responses": {409: SEGMENT_IN_USE}},
 )
@@ -111,28 +101,25 @@ class SegmentViewSet(ProjectScopedViewSet):
     filterset_class = SegmentFilter
     ordering_fields = ["name", "id"]
     ordering = ["name", "id"]
-    action_requirements = {
-        "list": VIEW,
-        "retrieve": VIEW,
-        "create": keys.MANAGE_SEGMENTS,
-        "partial_update": keys.MANAGE_SEGMENTS,
-        "destroy": keys.MANAGE_SEGMENTS,
-    }
+    action_requirements = viewers_read(keys.MANAGE_SEGMENTS)
 
     def rows(self) -> QuerySet[Segment]:
         return selectors.segments_of_project(project=self.get_scope())
 
     def create(self, request: Request, project_pk: int) -> Response:
+        """Create a segment (MANAGE_SEGMENTS)"""
         data = self.parse(serializers.SegmentWriteSerializer)
         segment = services.segment_create(project=self.get_scope(), **data, actor=actor_of(request))
         return self.created(segment)
 
     def partial_update(self, request: Request, project_pk: int, pk: int) -> Response:
+        """Edit a segment (MANAGE_SEGMENTS)"""
         segment = self.get_object()
         data: dict[str, Any] = self.parse(serializers.SegmentWriteSerializer, partial=True)
         segment = services.segment_update(segment=segment, **data, actor=actor_of(request))
         return self.answer(segment)
 
     def destroy(self, request: Request, project_pk: int, pk: int) -> Response:
+        """Delete a segment no override uses (MANAGE_SEGMENTS)"""
         services.segment_delete(segment=self.get_object(), actor=actor_of(request))
         return no_content()

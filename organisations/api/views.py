@@ -36,12 +36,7 @@ from tagwarden.api.schema import crud_schema
 
 
 @crud_schema(
-    {
-        "list": "Organisations the caller is a member of",
-        "create": "Create an organisation (any user; the creator becomes an ADMIN member)",
-        "partial_update": "Rename an organisation (organisation admin)",
-        "destroy": "Delete an organisation and everything in it (organisation admin)",
-    },
+    {"list": "Organisations the caller is a member of"},
     bodies={
         "create": serializers.OrganisationWriteSerializer,
         "partial_update": serializers.OrganisationWriteSerializer,
@@ -60,6 +55,7 @@ class OrganisationViewSet(OrganisationScopedViewSet):
         return selectors.organisations_of(principal=self.request.user)
 
     def create(self, request: Request) -> Response:
+        """Create an organisation (any user; the creator becomes an ADMIN member)"""
         if isinstance(request.user, models.OrganisationAPIKey):
             raise PermissionDenied("API keys cannot create organisations.")
         data = self.parse(serializers.OrganisationWriteSerializer)
@@ -72,6 +68,7 @@ class OrganisationViewSet(OrganisationScopedViewSet):
         return self.answer(self.get_scope())
 
     def partial_update(self, request: Request, pk: int) -> Response:
+        """Rename an organisation (organisation admin)"""
         data = self.parse(serializers.OrganisationWriteSerializer, partial=True)
         organisation = services.organisation_update(
             organisation=self.get_scope(), **data, actor=actor_of(request)
@@ -79,6 +76,7 @@ class OrganisationViewSet(OrganisationScopedViewSet):
         return self.answer(organisation)
 
     def destroy(self, request: Request, pk: int) -> Response:
+        """Delete an organisation and everything in it (organisation admin)"""
         services.organisation_delete(organisation=self.get_scope(), actor=actor_of(request))
         return no_content()
 
@@ -89,13 +87,7 @@ class OrganisationViewSet(OrganisationScopedViewSet):
 
 
 @crud_schema(
-    {
-        "list": "Members of the organisation (every member may read)",
-        "create": "Add a member (organisation admin)",
-        "partial_update": "Change a member's role (organisation admin; the last ADMIN stays)",
-        "destroy": "Remove a member with their grants, group memberships and role assignments "
-        "in the organisation (organisation admin; the last ADMIN stays)",
-    },
+    {"list": "Members of the organisation (every member may read)"},
     bodies={
         "create": serializers.MemberCreateSerializer,
         "partial_update": serializers.MemberUpdateSerializer,
@@ -127,6 +119,7 @@ class MemberViewSet(OrganisationScopedViewSet):
         return membership
 
     def create(self, request: Request, organisation_pk: int) -> Response:
+        """Add a member (organisation admin)"""
         data = self.parse(serializers.MemberCreateSerializer)
         return self.write(
             services.membership_create,
@@ -137,6 +130,7 @@ class MemberViewSet(OrganisationScopedViewSet):
         )
 
     def partial_update(self, request: Request, organisation_pk: int, user_id: int) -> Response:
+        """Change a member's role (organisation admin; the last ADMIN stays)"""
         membership = self.get_membership()
         data = self.parse(serializers.MemberUpdateSerializer, context={"membership": membership})
         return self.write(
@@ -147,6 +141,8 @@ class MemberViewSet(OrganisationScopedViewSet):
         )
 
     def destroy(self, request: Request, organisation_pk: int, user_id: int) -> Response:
+        """Remove a member with their grants, group memberships and role assignments in the
+        organisation (organisation admin; the last ADMIN stays)"""
         return self.write(
             services.membership_delete, membership=self.get_membership(), respond=no_content
         )
@@ -162,13 +158,7 @@ GROUP_WRITE = (
 
 
 @crud_schema(
-    {
-        "list": "Groups of the organisation (every member may read)",
-        "create": "Create a group (organisation admin or MANAGE_USER_GROUPS)",
-        "update": "Replace a group's name and members",
-        "partial_update": "Rename a group or replace its members",
-        "destroy": "Delete a group with its grants and role assignments",
-    },
+    {"list": "Groups of the organisation (every member may read)"},
     bodies=dict.fromkeys(("create", "update", "partial_update"), serializers.GroupWriteSerializer),
     descriptions=dict.fromkeys(("update", "partial_update", "destroy"), GROUP_WRITE),
 )
@@ -191,6 +181,7 @@ class GroupViewSet(OrganisationScopedViewSet):
         return self.answer(fresh, status_code)
 
     def create(self, request: Request, organisation_pk: int) -> Response:
+        """Create a group (organisation admin or MANAGE_USER_GROUPS)"""
         organisation = self.get_scope()
         services.group_require_manager(actor=actor_of(request), organisation=organisation)
         data = self.parse(serializers.GroupWriteSerializer)
@@ -203,9 +194,11 @@ class GroupViewSet(OrganisationScopedViewSet):
         )
 
     def update(self, request: Request, organisation_pk: int, pk: int) -> Response:
+        """Replace a group's name and members"""
         return self._write(partial=False)
 
     def partial_update(self, request: Request, organisation_pk: int, pk: int) -> Response:
+        """Rename a group or replace its members"""
         return self._write(partial=True)
 
     def _write(self, *, partial: bool) -> Response:
@@ -221,6 +214,7 @@ class GroupViewSet(OrganisationScopedViewSet):
         return self.write(services.group_update, group=group, **data, respond=self._render)
 
     def destroy(self, request: Request, organisation_pk: int, pk: int) -> Response:
+        """Delete a group with its grants and role assignments"""
         return self.write(services.group_delete, group=self.get_object(), respond=no_content)
 
 
@@ -235,12 +229,7 @@ ADMIN_ONLY: dict[str, Requirement] = dict.fromkeys(
 
 
 @crud_schema(
-    {
-        "list": "Roles of the organisation (organisation admin)",
-        "create": "Create a role (organisation admin)",
-        "partial_update": "Edit a role (organisation admin)",
-        "destroy": "Delete a role with its grants and assignments (organisation admin)",
-    },
+    {"list": "Roles of the organisation (organisation admin)"},
     bodies=dict.fromkeys(("create", "partial_update"), serializers.RoleWriteSerializer),
 )
 class RoleViewSet(OrganisationScopedViewSet):
@@ -255,17 +244,20 @@ class RoleViewSet(OrganisationScopedViewSet):
         return selectors.roles_of(organisation=self.get_scope())
 
     def create(self, request: Request, organisation_pk: int) -> Response:
+        """Create a role (organisation admin)"""
         data = self.parse(serializers.RoleWriteSerializer)
         role = services.role_create(organisation=self.get_scope(), **data, actor=actor_of(request))
         return self.created(role)
 
     def partial_update(self, request: Request, organisation_pk: int, pk: int) -> Response:
+        """Edit a role (organisation admin)"""
         role = self.get_object()
         data = self.parse(serializers.RoleWriteSerializer, partial=True, context={"role": role})
         role = services.role_update(role=role, **data, actor=actor_of(request))
         return self.answer(role)
 
     def destroy(self, request: Request, organisation_pk: int, pk: int) -> Response:
+        """Delete a role with its grants and assignments (organisation admin)"""
         return self.write(services.role_delete, role=self.get_object(), respond=no_content)
 
 
@@ -361,13 +353,7 @@ RoleAPIKeyAssignmentViewSet = _assignments("RoleAPIKeyAssignmentViewSet", "api_k
 
 
 @crud_schema(
-    {
-        "list": "API keys of the organisation (organisation admin)",
-        "create": "Create an API key; the full key is in `key`, returned this once only",
-        "partial_update": "Rename, revoke (for good) or change the expiry of a key "
-        "(organisation admin)",
-        "destroy": "Delete an API key (organisation admin)",
-    },
+    {"list": "API keys of the organisation (organisation admin)"},
     bodies={
         "create": serializers.APIKeyCreateSerializer,
         "partial_update": serializers.APIKeyUpdateSerializer,
@@ -387,6 +373,7 @@ class APIKeyViewSet(OrganisationScopedViewSet):
         return selectors.api_keys_of(organisation=self.get_scope())
 
     def create(self, request: Request, organisation_pk: int) -> Response:
+        """Create an API key; the full key is in `key`, returned this once only"""
         data = self.parse(serializers.APIKeyCreateSerializer)
         api_key, key = services.api_key_create(
             organisation=self.get_scope(), **data, actor=actor_of(request)
@@ -397,6 +384,7 @@ class APIKeyViewSet(OrganisationScopedViewSet):
         )
 
     def partial_update(self, request: Request, organisation_pk: int, pk: int) -> Response:
+        """Rename, revoke (for good) or change the expiry of a key (organisation admin)"""
         api_key = self.get_object()
         data = self.parse(serializers.APIKeyUpdateSerializer, context={"api_key": api_key})
         return self.write(
@@ -407,4 +395,5 @@ class APIKeyViewSet(OrganisationScopedViewSet):
         )
 
     def destroy(self, request: Request, organisation_pk: int, pk: int) -> Response:
+        """Delete an API key (organisation admin)"""
         return self.write(services.api_key_delete, api_key=self.get_object(), respond=no_content)

@@ -336,12 +336,7 @@ PRINCIPAL_GRANT_VIEWSETS = {
 # --------------------------------------------------------------------------------------
 
 
-@crud_schema(
-    {
-        "retrieve": "The role's organisation keys (organisation admin)",
-        "update": "Replace the role's organisation keys (organisation admin)",
-    }
-)
+@crud_schema({})
 class RoleOrganisationPermissionsViewSet(RoleScopedViewSet):
     dry_run_actions = frozenset({"update"})
     serializer_class = RoleOrganisationPermissionsSerializer
@@ -352,9 +347,11 @@ class RoleOrganisationPermissionsViewSet(RoleScopedViewSet):
         return Response({"permissions": selectors.role_organisation_keys(role=self.get_role())})
 
     def retrieve(self, request: Request, **kwargs: Any) -> Response:
+        """The role's organisation keys (organisation admin)"""
         return self._render()
 
     def update(self, request: Request, **kwargs: Any) -> Response:
+        """Replace the role's organisation keys (organisation admin)"""
         data = self.parse(RoleOrganisationPermissionsSerializer)
         role = self.get_role()
         return self.write(

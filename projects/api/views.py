@@ -26,6 +26,7 @@ from tagwarden.api.base import (
     ProjectScopedViewSet,
     actor_of,
     no_content,
+    viewers_read,
 )
 from tagwarden.api.schema import crud_schema
 
@@ -35,12 +36,7 @@ from tagwarden.api.schema import crud_schema
 
 
 @crud_schema(
-    {
-        "list": "Projects the caller may view",
-        "create": "Create a project (CREATE_PROJECT on the organisation)",
-        "partial_update": "Rename a project (project admin)",
-        "destroy": "Delete a project and everything in it (project admin)",
-    },
+    {"list": "Projects the caller may view"},
     bodies={
         "create": serializers.ProjectCreateSerializer,
         "partial_update": serializers.ProjectUpdateSerializer,
@@ -60,6 +56,7 @@ class ProjectViewSet(ActionViewSet, scope="project", scope_kwarg="pk"):
         return selectors.projects_viewable(principal=self.request.user)
 
     def create(self, request: Request) -> Response:
+        """Create a project (CREATE_PROJECT on the organisation)"""
         data = self.parse(serializers.ProjectCreateSerializer)
         require(request, keys.CREATE_PROJECT, data["organisation"])
         project = services.project_create(
@@ -71,11 +68,13 @@ class ProjectViewSet(ActionViewSet, scope="project", scope_kwarg="pk"):
         return self.answer(self.get_scope())
 
     def partial_update(self, request: Request, pk: int) -> Response:
+        """Rename a project (project admin)"""
         data = self.parse(serializers.ProjectUpdateSerializer, partial=True)
         project = services.project_update(project=self.get_scope(), **data, actor=actor_of(request))
         return self.answer(project)
 
     def destroy(self, request: Request, pk: int) -> Response:
+        """Delete a project and everything in it (project admin)"""
         services.project_delete(project=self.get_scope(), actor=actor_of(request))
         return no_content()
 
@@ -92,12 +91,7 @@ TAG_IN_USE = OpenApiResponse(
 
 
 @crud_schema(
-    {
-        "list": "The project's tags",
-        "create": "Create a tag (MANAGE_TAGS; a restricted one: project admin)",
-        "partial_update": "Edit a tag (MANAGE_TAGS; changing is_restricted: project admin)",
-        "destroy": "Delete a tag (MANAGE_TAGS; a protected one: project admin)",
-    },
+    {"list": "The project's tags"},
     bodies=dict.fromkeys(("create", "partial_update"), serializers.TagWriteSerializer),
     destroy={"responses": {409: TAG_IN_USE}},
 )
@@ -108,13 +102,7 @@ class TagViewSet(ProjectScopedViewSet):
     filterset_class = TagFilter
     ordering_fields = ["label", "id"]
     ordering = ["label", "id"]
-    action_requirements = {
-        "list": VIEW,
-        "retrieve": VIEW,
-        "create": keys.MANAGE_TAGS,
-        "partial_update": keys.MANAGE_TAGS,
-        "destroy": keys.MANAGE_TAGS,
-    }
+    action_requirements = viewers_read(keys.MANAGE_TAGS)
 
     def rows(self) -> QuerySet[Tag]:
         return selectors.tags_of_project(project=self.get_scope())
@@ -124,6 +112,7 @@ class TagViewSet(ProjectScopedViewSet):
         return Response(serializers.TagSerializer(annotated).data, status=status_code)
 
     def create(self, request: Request, project_pk: int) -> Response:
+        """Create a tag (MANAGE_TAGS; a restricted one: project admin)"""
         data = self.parse(serializers.TagWriteSerializer)
         return self.write(
             services.tag_create,
@@ -133,6 +122,7 @@ class TagViewSet(ProjectScopedViewSet):
         )
 
     def partial_update(self, request: Request, project_pk: int, pk: int) -> Response:
+        """Edit a tag (MANAGE_TAGS; changing is_restricted: project admin)"""
         tag = self.get_object()
         data = self.parse(serializers.TagWriteSerializer, partial=True)
         return self.write(
@@ -145,4 +135,5 @@ class TagViewSet(ProjectScopedViewSet):
         )
 
     def destroy(self, request: Request, project_pk: int, pk: int) -> Response:
+        """Delete a tag (MANAGE_TAGS; a protected one: project admin)"""
         return self.write(services.tag_delete, tag=self.get_object(), respond=no_content)

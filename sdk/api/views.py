@@ -100,12 +100,7 @@ _API_KEY = OpenApiParameter(
 
 
 @crud_schema(
-    {
-        "list": "The environment's server-side keys (environment admin; prefix only)",
-        "create": "Create a server-side key (environment admin); the key is shown this once",
-        "partial_update": "Rename or revoke a server-side key (environment admin)",
-        "destroy": "Delete a server-side key (environment admin)",
-    },
+    {"list": "The environment's server-side keys (environment admin; prefix only)"},
     bodies={
         "create": serializers.ServerKeyCreateSerializer,
         "partial_update": serializers.ServerKeyUpdateSerializer,
@@ -140,6 +135,7 @@ class ServerKeyViewSet(ActionViewSet, scope="environment", scope_kwarg="api_key"
         return server_key
 
     def create(self, request: Request, api_key: str) -> Response:
+        """Create a server-side key (environment admin); the key is shown this once"""
         data = self.parse(serializers.ServerKeyCreateSerializer)
         server_key, key = services.server_key_create(
             environment=self.get_scope(), **data, actor=actor_of(request)
@@ -150,6 +146,7 @@ class ServerKeyViewSet(ActionViewSet, scope="environment", scope_kwarg="api_key"
         )
 
     def partial_update(self, request: Request, api_key: str, pk: str) -> Response:
+        """Rename or revoke a server-side key (environment admin)"""
         server_key = self.get_object()
         data = self.parse(serializers.ServerKeyUpdateSerializer, partial=True)
         server_key = services.server_key_update(
@@ -158,5 +155,6 @@ class ServerKeyViewSet(ActionViewSet, scope="environment", scope_kwarg="api_key"
         return self.answer(server_key)
 
     def destroy(self, request: Request, api_key: str, pk: str) -> Response:
+        """Delete a server-side key (environment admin)"""
         services.server_key_delete(server_key=self.get_object(), actor=actor_of(request))
         return no_content()

@@ -28,6 +28,7 @@ from impact.previews import (
     impact_preview,
 )
 from permissions.drf import (
+    VIEW,
     Requirement,
     ScopedActionPermission,
     assert_filtered,
@@ -38,6 +39,7 @@ from permissions.drf import (
     project_or_404,
 )
 from projects.models import Project
+from tagwarden.api.autoschema import ActionSchema
 from tagwarden.storable import json_too_large, unstorable
 
 T = TypeVar("T")
@@ -118,6 +120,13 @@ SCOPE_LOOKUPS: dict[str, Callable[[Request, Any], Any]] = {
 }
 
 
+def viewers_read(write: Requirement | None = None, **writes: Requirement) -> dict[str, Requirement]:
+    """`action_requirements` where VIEW on the scope lists and retrieves, and `write` (or
+    `writes[action]`) allows create, partial_update and destroy."""
+    every_write = dict.fromkeys(("create", "partial_update", "destroy"), write) if write else {}
+    return {"list": VIEW, "retrieve": VIEW, **every_write, **writes}
+
+
 # Base of every API viewset: actions map to requirements (`action_requirements`, checked by
 # the engine through ScopedActionPermission); a method the route does not map is a 405 (not a
 # 403 from the permission class, which denies unmapped actions); OPTIONS only needs
@@ -128,6 +137,7 @@ SCOPE_LOOKUPS: dict[str, Callable[[Request, Any], Any]] = {
 # with `serializer_class`. (A comment, not a docstring: drf-spectacular would publish a
 # docstring as the description of every operation that has none.)
 class ActionViewSet(viewsets.GenericViewSet):
+    schema = ActionSchema()
     action_requirements: dict[str, Requirement] = {}
     #: actions checked by authentication alone (their handlers check what they need)
     authenticated_actions: tuple[str, ...] = ()

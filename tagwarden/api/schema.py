@@ -47,7 +47,7 @@ V = TypeVar("V", bound=type[ActionViewSet])
 
 
 def crud_schema(
-    summaries: Mapping[str, str],
+    summaries: Mapping[str, str] | None = None,
     *,
     bodies: Mapping[str, type[BaseSerializer]] | None = None,
     created: type[BaseSerializer] | None = None,
@@ -56,8 +56,7 @@ def crud_schema(
     **extra: Mapping[str, Any],
 ) -> Callable[[V], V]:
     """Class decorator documenting the standard actions the viewset has (list, create,
-    retrieve, update, partial_update, destroy; `summaries[action]` sums one up) from its
-    declarations:
+    retrieve, update, partial_update, destroy) from its declarations:
 
     - what they answer: `serializer_class` (a create: `created` when given);
     - the body of create, update and partial_update: `bodies[action]`, else the answer;
@@ -65,9 +64,11 @@ def crud_schema(
     - the errors: reads whose requirement is more than VIEW answer 403 too; a list or a create
       checked by authentication alone addresses no scope, so answers no 404.
 
-    `descriptions[action]` describes an action; every action takes `parameters` (path
-    parameters the URL converters cannot describe); `extra[action]` holds more `extend_schema`
-    arguments: its `responses` and `parameters` add to the defaults, the others replace them.
+    An action's summary is its method's docstring (tagwarden.api.autoschema), or
+    `summaries[action]` (an inherited method: `list`, say). `descriptions[action]` describes
+    an action; every action takes `parameters` (path parameters the URL converters cannot
+    describe); `extra[action]` holds more `extend_schema` arguments: its `responses` and
+    `parameters` add to the defaults, the others replace them.
     """
 
     def decorate(viewset: V) -> V:
@@ -113,7 +114,7 @@ def crud_schema(
         for action, arguments in defaults.items():
             if not hasattr(viewset, action):
                 continue
-            if action in summaries:
+            if summaries and action in summaries:
                 arguments["summary"] = summaries[action]
             if descriptions and action in descriptions:
                 arguments["description"] = descriptions[action]

@@ -50,6 +50,7 @@ from tagwarden.api.base import (
     actor_of,
     error_response,
     no_content,
+    viewers_read,
 )
 
 # --------------------------------------------------------------------------------------
@@ -112,11 +113,7 @@ class FeatureStateViewSet(EnvironmentScopedViewSet):
     filterset_class = FeatureStateFilter
     ordering_fields = ["id", "feature", "feature__name", "updated_at", "version"]
     ordering = ["feature__name", "id"]
-    action_requirements = {
-        "list": VIEW,
-        "retrieve": VIEW,
-        "partial_update": on_object_feature(keys.UPDATE_FEATURE_STATE),
-    }
+    action_requirements = viewers_read(partial_update=on_object_feature(keys.UPDATE_FEATURE_STATE))
 
     def rows(self) -> QuerySet[FeatureState]:
         if self.action == "partial_update":  # one state: its feature's tags in the same query
@@ -194,15 +191,13 @@ class SegmentOverrideViewSet(EnvironmentScopedViewSet):
     filterset_class = SegmentOverrideFilter
     ordering_fields = ["id", "priority", "segment"]
     ordering = ["priority", "id"]
-    action_requirements = {
-        "list": VIEW,
-        "retrieve": VIEW,
+    action_requirements = viewers_read(
         # create: the URL's feature, resolved from the database (get_request_feature);
         # object actions: the override's feature
-        "create": on_request_feature(keys.MANAGE_SEGMENT_OVERRIDES),
-        "partial_update": on_object_feature(keys.MANAGE_SEGMENT_OVERRIDES),
-        "destroy": on_object_feature(keys.MANAGE_SEGMENT_OVERRIDES),
-    }
+        create=on_request_feature(keys.MANAGE_SEGMENT_OVERRIDES),
+        partial_update=on_object_feature(keys.MANAGE_SEGMENT_OVERRIDES),
+        destroy=on_object_feature(keys.MANAGE_SEGMENT_OVERRIDES),
+    )
 
     def get_feature(self) -> Feature:
         """The URL's feature, of the environment's project (another project's: 404)."""

@@ -13,8 +13,8 @@ from environments.api.filters import EnvironmentFilter
 from environments.models import Environment
 from permissions import catalogue as keys
 from permissions import engine
-from permissions.drf import ADMIN, VIEW, require
-from tagwarden.api.base import NOT_FOUND, ActionViewSet, actor_of, no_content
+from permissions.drf import require
+from tagwarden.api.base import NOT_FOUND, ScopeViewSet, actor_of, no_content
 from tagwarden.api.schema import crud_schema
 
 
@@ -26,15 +26,11 @@ from tagwarden.api.schema import crud_schema
     },
     list={"responses": {404: NOT_FOUND}},
 )
-class EnvironmentViewSet(ActionViewSet, scope="environment", scope_kwarg="api_key"):
+class EnvironmentViewSet(ScopeViewSet, scope="environment", scope_kwarg="api_key"):
     model = Environment
     serializer_class = serializers.EnvironmentSerializer
     filterset_class = EnvironmentFilter
-    ordering_fields = ["name", "id", "created_at"]
-    ordering = ["name", "id"]
     lookup_field = "api_key"
-    action_requirements = {"retrieve": VIEW, "partial_update": ADMIN, "destroy": ADMIN}
-    authenticated_actions = ("list", "create")
 
     def rows(self) -> QuerySet[Environment]:
         return Environment.objects.filter(engine.viewable_environments_q(self.request.user))
@@ -46,9 +42,6 @@ class EnvironmentViewSet(ActionViewSet, scope="environment", scope_kwarg="api_ke
         require(request, keys.CREATE_ENVIRONMENT, project)
         environment = services.environment_create(project=project, **data, actor=actor_of(request))
         return self.created(environment)
-
-    def retrieve(self, request: Request, api_key: str) -> Response:
-        return self.answer(self.get_scope())
 
     def partial_update(self, request: Request, api_key: str) -> Response:
         """Edit an environment (environment admin)"""

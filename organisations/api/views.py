@@ -25,6 +25,7 @@ from organisations.api import serializers
 from permissions.drf import ADMIN, VIEW, Requirement
 from tagwarden.api.base import (
     OrganisationScopedViewSet,
+    ScopeViewSet,
     actor_of,
     no_content,
 )
@@ -42,14 +43,10 @@ from tagwarden.api.schema import crud_schema
         "partial_update": serializers.OrganisationWriteSerializer,
     },
 )
-class OrganisationViewSet(OrganisationScopedViewSet):
+class OrganisationViewSet(ScopeViewSet, OrganisationScopedViewSet):
     scope_kwarg = "pk"
     model = models.Organisation
     serializer_class = serializers.OrganisationSerializer
-    ordering_fields = ["name", "id", "created_at"]
-    ordering = ["name", "id"]
-    action_requirements = {"retrieve": VIEW, "partial_update": ADMIN, "destroy": ADMIN}
-    authenticated_actions = ("list", "create")
 
     def rows(self) -> QuerySet[models.Organisation]:
         return selectors.organisations_of(principal=self.request.user)
@@ -63,9 +60,6 @@ class OrganisationViewSet(OrganisationScopedViewSet):
             name=data["name"], creator=cast(Any, request.user)
         )
         return self.created(organisation)
-
-    def retrieve(self, request: Request, pk: int) -> Response:
-        return self.answer(self.get_scope())
 
     def partial_update(self, request: Request, pk: int) -> Response:
         """Rename an organisation (organisation admin)"""

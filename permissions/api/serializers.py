@@ -243,6 +243,11 @@ class _PrincipalGrantSerializer(_GrantSerializer):
 
     permissions = KeyListField(source="entries")
 
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "admin" not in self.fields:
+            _reject_organisation_admin(self)
+        return super().validate(attrs)
+
 
 def _reject_organisation_admin(serializer: serializers.Serializer) -> None:
     """Organisation grants hold no `admin` (that is the ADMIN membership): 400, not ignored."""
@@ -261,11 +266,6 @@ class UserGrantSerializer(_PrincipalGrantSerializer):
         fields: tuple[str, ...] = ("id", "user", "permissions")
         read_only_fields = ("id",)
 
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if "admin" not in self.fields:
-            _reject_organisation_admin(self)
-        return super().validate(attrs)
-
 
 class GroupGrantSerializer(_PrincipalGrantSerializer):
     fixed_field = "group"
@@ -275,11 +275,6 @@ class GroupGrantSerializer(_PrincipalGrantSerializer):
         model = Grant
         fields: tuple[str, ...] = ("id", "group", "permissions")
         read_only_fields = ("id",)
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if "admin" not in self.fields:
-            _reject_organisation_admin(self)
-        return super().validate(attrs)
 
 
 class UserScopeGrantSerializer(UserGrantSerializer):

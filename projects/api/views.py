@@ -15,15 +15,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from permissions import catalogue as keys
-from permissions.drf import ADMIN, VIEW, require
+from permissions.drf import require
 from projects import selectors, services
 from projects.api import serializers
 from projects.api.filters import ProjectFilter, TagFilter
 from projects.models import Project, Tag
 from tagwarden.api.base import (
     NOT_FOUND,
-    ActionViewSet,
     ProjectScopedViewSet,
+    ScopeViewSet,
     actor_of,
     no_content,
     viewers_read,
@@ -43,14 +43,10 @@ from tagwarden.api.schema import crud_schema
     },
     list={"responses": {404: NOT_FOUND}},
 )
-class ProjectViewSet(ActionViewSet, scope="project", scope_kwarg="pk"):
+class ProjectViewSet(ScopeViewSet, scope="project", scope_kwarg="pk"):
     model = Project
     serializer_class = serializers.ProjectSerializer
     filterset_class = ProjectFilter
-    ordering_fields = ["name", "id", "created_at"]
-    ordering = ["name", "id"]
-    action_requirements = {"retrieve": VIEW, "partial_update": ADMIN, "destroy": ADMIN}
-    authenticated_actions = ("list", "create")
 
     def rows(self) -> QuerySet[Project]:
         return selectors.projects_viewable(principal=self.request.user)
@@ -63,9 +59,6 @@ class ProjectViewSet(ActionViewSet, scope="project", scope_kwarg="pk"):
             organisation=data["organisation"], name=data["name"], actor=actor_of(request)
         )
         return self.created(project)
-
-    def retrieve(self, request: Request, pk: int) -> Response:
-        return self.answer(self.get_scope())
 
     def partial_update(self, request: Request, pk: int) -> Response:
         """Rename a project (project admin)"""

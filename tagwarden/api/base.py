@@ -28,6 +28,7 @@ from impact.previews import (
     impact_preview,
 )
 from permissions.drf import (
+    ADMIN,
     VIEW,
     Requirement,
     ScopedActionPermission,
@@ -280,6 +281,20 @@ class ActionViewSet(viewsets.GenericViewSet):
     ) -> Response:
         assert_filtered(self, response.status_code)
         return super().finalize_response(request, response, *args, **kwargs)
+
+
+# The scopes themselves (`/organisations/`, `/projects/`, `/environments/`): whoever is
+# authenticated lists what they may view and creates (the handler checks the parent scope);
+# the scope's viewers read it and its admins edit and delete it. (A comment, not a docstring:
+# drf-spectacular would publish it.)
+class ScopeViewSet(ActionViewSet):
+    ordering_fields = ["name", "id", "created_at"]
+    ordering = ["name", "id"]
+    action_requirements = {"retrieve": VIEW, "partial_update": ADMIN, "destroy": ADMIN}
+    authenticated_actions = ("list", "create")
+
+    def get_object(self) -> Any:
+        return self.get_scope()
 
 
 class OrganisationScopedViewSet(ActionViewSet, scope="organisation"):

@@ -6,7 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework.serializers import BaseSerializer
 
 from permissions.drf import VIEW
@@ -44,6 +49,7 @@ def explain_one_or_many(result: dict[str, Any], **_: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------
 
 V = TypeVar("V", bound=type[ActionViewSet])
+ITEM_ACTIONS = frozenset({"retrieve", "update", "partial_update", "destroy"})
 
 
 def crud_schema(
@@ -53,6 +59,8 @@ def crud_schema(
     created: type[BaseSerializer] | None = None,
     descriptions: Mapping[str, str] | None = None,
     parameters: Sequence[OpenApiParameter] = (),
+    item_parameters: Sequence[OpenApiParameter] = (),
+    errors: Mapping[int, OpenApiResponse] | None = None,
     **extra: Mapping[str, Any],
 ) -> Callable[[V], V]:
     """Class decorator documenting the standard actions the viewset has (list, create,
@@ -67,7 +75,8 @@ def crud_schema(
     An action's summary is its method's docstring (tagwarden.api.autoschema), or
     `summaries[action]` (an inherited method: `list`, say). `descriptions[action]` describes
     an action; every action takes `parameters` (path parameters the URL converters cannot
-    describe); `extra[action]` holds more `extend_schema` arguments: its `responses` and
+    describe), the actions on one item `item_parameters` too; `errors` replace the default
+    answers of their codes (a scope's own 404, say); `extra[action]` holds more `extend_schema` arguments: its `responses` and
     `parameters` add to the defaults, the others replace them.
     """
 
@@ -118,8 +127,13 @@ def crud_schema(
                 arguments["summary"] = summaries[action]
             if descriptions and action in descriptions:
                 arguments["description"] = descriptions[action]
+            arguments["responses"] = {
+                code: (errors or {}).get(code, response)
+                for code, response in arguments["responses"].items()
+            }
             arguments["parameters"] = [
                 *parameters,
+                *(item_parameters if action in ITEM_ACTIONS else []),
                 *([DRY_RUN_PARAMETER] if action in dry_run else []),
             ]
             for name, value in extra.get(action, {}).items():

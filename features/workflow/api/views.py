@@ -17,7 +17,6 @@ from django.http import Http404
 from drf_spectacular.utils import (
     OpenApiParameter,
     extend_schema,
-    extend_schema_view,
 )
 from rest_framework import status
 from rest_framework.request import Request
@@ -52,6 +51,7 @@ from tagwarden.api.base import (
     no_content,
     viewers_read,
 )
+from tagwarden.api.schema import crud_schema
 
 # --------------------------------------------------------------------------------------
 # Schema helpers
@@ -60,8 +60,8 @@ from tagwarden.api.base import (
 
 _NOT_FOUND = error_response("Not found, or the caller may not view the environment.")
 _FORBIDDEN = error_response("The caller may view the environment but not do this.")
-_READ_ERRORS = {401: UNAUTHENTICATED, 404: _NOT_FOUND}
-_LIST_ERRORS = {400: BAD_REQUEST, **_READ_ERRORS}
+#: The environment's own 404 and 403 (crud_schema's `errors`).
+_ERRORS = {404: _NOT_FOUND, 403: _FORBIDDEN}
 
 _API_KEY = OpenApiParameter(
     "api_key", str, OpenApiParameter.PATH, description="The environment's api_key."
@@ -91,21 +91,14 @@ _STATE_PATCH_ERRORS = {
 }
 
 
-@extend_schema_view(
-    list=extend_schema(
-        summary="The environment's default feature states, with the caller's keys on each",
-        parameters=[_API_KEY, _ORDERING],
-        responses={200: FeatureStateSerializer, **_LIST_ERRORS},
-    ),
-    retrieve=extend_schema(
-        parameters=[_API_KEY, _ID], responses={200: FeatureStateSerializer, **_READ_ERRORS}
-    ),
-    partial_update=extend_schema(
-        summary="Write a default state directly (UPDATE_FEATURE_STATE on its feature)",
-        parameters=[_API_KEY, _ID],
-        request=FeatureStateUpdateSerializer,
-        responses={200: FeatureStateSerializer, **_STATE_PATCH_ERRORS},
-    ),
+@crud_schema(
+    {"list": "The environment's default feature states, with the caller's keys on each"},
+    bodies={"partial_update": FeatureStateUpdateSerializer},
+    parameters=[_API_KEY],
+    item_parameters=[_ID],
+    errors=_ERRORS,
+    list={"parameters": [_ORDERING]},
+    partial_update={"responses": _STATE_PATCH_ERRORS},
 )
 class FeatureStateViewSet(EnvironmentScopedViewSet):
     model = FeatureState
@@ -130,6 +123,7 @@ class FeatureStateViewSet(EnvironmentScopedViewSet):
         return self.answer(fresh)
 
     def partial_update(self, request: Request, api_key: str, pk: int) -> Response:
+        """Write a default state directly (UPDATE_FEATURE_STATE on its feature)"""
         state = self.get_object()
         data = self.parse(FeatureStateUpdateSerializer, context={"state": state}, partial=True)
         written = services.feature_state_update(state=state, **data, actor=actor_of(request))
@@ -153,37 +147,24 @@ _OVERRIDE_WRITE_ERRORS = {
 }
 
 
-@extend_schema_view(
-    list=extend_schema(
-        summary="The feature's segment overrides in this environment",
-        parameters=[_API_KEY, _FEATURE_ID, _ORDERING],
-        responses={200: SegmentOverrideSerializer, **_LIST_ERRORS},
-    ),
-    create=extend_schema(
-        summary="Create a segment override (MANAGE_SEGMENT_OVERRIDES on this feature)",
-        description="Where change requests are on, the override must start with enabled false "
+@crud_schema(
+    {"list": "The feature's segment overrides in this environment"},
+    bodies={
+        "create": SegmentOverrideCreateSerializer,
+        "partial_update": SegmentOverrideUpdateSerializer,
+    },
+    descriptions={
+        "create": "Where change requests are on, the override must start with enabled false "
         "and value null (403 `change_request_required` otherwise).",
-        parameters=[_API_KEY, _FEATURE_ID],
-        request=SegmentOverrideCreateSerializer,
-        responses={201: SegmentOverrideSerializer, **_OVERRIDE_WRITE_ERRORS},
-    ),
-    retrieve=extend_schema(
-        parameters=[_API_KEY, _FEATURE_ID, _ID],
-        responses={200: SegmentOverrideSerializer, **_READ_ERRORS},
-    ),
-    partial_update=extend_schema(
-        summary="Edit a segment override (MANAGE_SEGMENT_OVERRIDES on this feature)",
-        description="`priority` is always a direct write; `enabled` and `value` only where "
-        "change requests are off.",
-        parameters=[_API_KEY, _FEATURE_ID, _ID],
-        request=SegmentOverrideUpdateSerializer,
-        responses={200: SegmentOverrideSerializer, **_OVERRIDE_WRITE_ERRORS},
-    ),
-    destroy=extend_schema(
-        summary="Delete a segment override and its state (MANAGE_SEGMENT_OVERRIDES)",
-        parameters=[_API_KEY, _FEATURE_ID, _ID],
-        responses={204: None, 401: UNAUTHENTICATED, 403: _FORBIDDEN, 404: _NOT_FOUND},
-    ),
+        "partial_update": "`priority` is always a direct write; `enabled` and `value` only "
+        "where change requests are off.",
+    },
+    parameters=[_API_KEY, _FEATURE_ID],
+    item_parameters=[_ID],
+    errors=_ERRORS,
+    list={"parameters": [_ORDERING]},
+    create={"responses": _OVERRIDE_WRITE_ERRORS},
+    partial_update={"responses": _OVERRIDE_WRITE_ERRORS},
 )
 class SegmentOverrideViewSet(EnvironmentScopedViewSet):
     model = SegmentOverride
@@ -223,6 +204,7 @@ class SegmentOverrideViewSet(EnvironmentScopedViewSet):
         return obj.feature
 
     def create(self, request: Request, api_key: str, feature_pk: int) -> Response:
+        """Create a segment override (MANAGE_SEGMENT_OVERRIDES on this feature)"""
         # MANAGE_SEGMENT_OVERRIDES on this feature was checked by the permission class with
         # get_request_feature() (docs/PERMISSIONS.md, "Every action names its feature").
         environment, feature = self.get_scope(), self.get_feature()
@@ -238,6 +220,7 @@ class SegmentOverrideViewSet(EnvironmentScopedViewSet):
         return self.created(fresh)
 
     def partial_update(self, request: Request, api_key: str, feature_pk: int, pk: int) -> Response:
+        """Edit a segment override (MANAGE_SEGMENT_OVERRIDES on this feature)"""
         override = self.get_object()
         data = self.parse(
             SegmentOverrideUpdateSerializer, context={"override": override}, partial=True
@@ -249,6 +232,7 @@ class SegmentOverrideViewSet(EnvironmentScopedViewSet):
         return self.answer(fresh)
 
     def destroy(self, request: Request, api_key: str, feature_pk: int, pk: int) -> Response:
+        """Delete a segment override and its state (MANAGE_SEGMENT_OVERRIDES)"""
         services.segment_override_delete(override=self.get_object(), actor=actor_of(request))
         return no_content()
 
@@ -269,38 +253,19 @@ _CR_ERRORS = {
 }
 
 
-@extend_schema_view(
-    list=extend_schema(
-        summary="The environment's change requests, newest first",
-        parameters=[_API_KEY, _ORDERING],
-        responses={200: ChangeRequestSerializer, **_LIST_ERRORS},
-    ),
-    create=extend_schema(
-        summary="Open a change request (CREATE_CHANGE_REQUEST on every feature it touches)",
-        description="400 `change_requests_disabled` where change requests are off.",
-        parameters=[_API_KEY],
-        request=ChangeRequestCreateSerializer,
-        responses={201: ChangeRequestSerializer, 400: BAD_REQUEST, **_CR_ERRORS},
-    ),
-    retrieve=extend_schema(
-        parameters=[_API_KEY, _ID], responses={200: ChangeRequestSerializer, **_READ_ERRORS}
-    ),
-    partial_update=extend_schema(
-        summary="Edit an open change request (its author); resets the approvals",
-        parameters=[_API_KEY, _ID],
-        request=ChangeRequestUpdateSerializer,
-        responses={
-            200: ChangeRequestSerializer,
-            400: BAD_REQUEST,
-            **_CR_ERRORS,
-            409: _CR_ALREADY_COMMITTED,
-        },
-    ),
-    destroy=extend_schema(
-        summary="Delete an open change request (its author or an environment admin)",
-        parameters=[_API_KEY, _ID],
-        responses={204: None, **_CR_ERRORS, 409: _CR_ALREADY_COMMITTED},
-    ),
+@crud_schema(
+    {"list": "The environment's change requests, newest first"},
+    bodies={
+        "create": ChangeRequestCreateSerializer,
+        "partial_update": ChangeRequestUpdateSerializer,
+    },
+    descriptions={"create": "400 `change_requests_disabled` where change requests are off."},
+    parameters=[_API_KEY],
+    item_parameters=[_ID],
+    errors={**_ERRORS, 403: _CR_FORBIDDEN},
+    list={"parameters": [_ORDERING]},
+    partial_update={"responses": {409: _CR_ALREADY_COMMITTED}},
+    destroy={"responses": {409: _CR_ALREADY_COMMITTED}},
 )
 class ChangeRequestViewSet(EnvironmentScopedViewSet):
     """Reading needs only to view the environment; every write rule (keys on each feature,
@@ -325,6 +290,7 @@ class ChangeRequestViewSet(EnvironmentScopedViewSet):
         return self.answer(fresh, code)
 
     def create(self, request: Request, api_key: str) -> Response:
+        """Open a change request (CREATE_CHANGE_REQUEST on every feature it touches)"""
         data = self.parse(ChangeRequestCreateSerializer)
         change_request = services.change_request_create(
             environment=self.get_scope(), **data, actor=actor_of(request)
@@ -332,6 +298,7 @@ class ChangeRequestViewSet(EnvironmentScopedViewSet):
         return self._render(change_request, status.HTTP_201_CREATED)
 
     def partial_update(self, request: Request, api_key: str, pk: int) -> Response:
+        """Edit an open change request (its author); resets the approvals"""
         change_request = self.get_object()
         # Who may edit, and whether it is open, come before the body: 404, 403, 409, then 400.
         services.change_request_require_editable(
@@ -346,6 +313,7 @@ class ChangeRequestViewSet(EnvironmentScopedViewSet):
         return self._render(change_request)
 
     def destroy(self, request: Request, api_key: str, pk: int) -> Response:
+        """Delete an open change request (its author or an environment admin)"""
         services.change_request_delete(change_request=self.get_object(), actor=actor_of(request))
         return no_content()
 

@@ -223,6 +223,11 @@ def _organisation_groups(context: dict[str, Any]) -> Any:
 class _GrantSerializer(serializers.ModelSerializer):
     fixed_field = "user"
 
+    class Meta:
+        model = Grant
+        fields: tuple[str, ...] = ()
+        read_only_fields = ("id",)
+
     def get_fields(self) -> dict[str, Any]:
         fields = super().get_fields()
         if self.context.get("grant") is not None:
@@ -261,20 +266,16 @@ def _reject_organisation_admin(serializer: serializers.Serializer) -> None:
 class UserGrantSerializer(_PrincipalGrantSerializer):
     user = IdField(help_text="A member of the organisation.")
 
-    class Meta:
-        model = Grant
+    class Meta(_GrantSerializer.Meta):
         fields: tuple[str, ...] = ("id", "user", "permissions")
-        read_only_fields = ("id",)
 
 
 class GroupGrantSerializer(_PrincipalGrantSerializer):
     fixed_field = "group"
     group = IdField(_organisation_groups, model=UserGroup, help_text="A group of the organisation.")
 
-    class Meta:
-        model = Grant
+    class Meta(_GrantSerializer.Meta):
         fields: tuple[str, ...] = ("id", "group", "permissions")
-        read_only_fields = ("id",)
 
 
 class UserScopeGrantSerializer(UserGrantSerializer):
@@ -313,10 +314,8 @@ class RoleProjectGrantSerializer(_RoleScopeGrantSerializer):
         help_text="A project of the role's organisation.",
     )
 
-    class Meta:
-        model = Grant
+    class Meta(_GrantSerializer.Meta):
         fields = ("id", "project", "admin", "permissions")
-        read_only_fields = ("id",)
 
 
 class RoleEnvironmentGrantSerializer(_RoleScopeGrantSerializer):
@@ -329,7 +328,5 @@ class RoleEnvironmentGrantSerializer(_RoleScopeGrantSerializer):
         help_text="The id (not the api_key) of an environment of the role's organisation.",
     )
 
-    class Meta:
-        model = Grant
+    class Meta(_GrantSerializer.Meta):
         fields = ("id", "environment", "admin", "permissions")
-        read_only_fields = ("id",)

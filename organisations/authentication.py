@@ -9,13 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.utils import timezone
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from knox.auth import TokenAuthentication
 from knox.models import AuthToken
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from organisations.models import OrganisationAPIKey
+from tagwarden.api.security import HeaderKeyScheme
 
 KEYWORD = "Api-Key"
 
@@ -72,31 +72,16 @@ class OrganisationAPIKeyAuthentication(authentication.BaseAuthentication):
         return KEYWORD
 
 
-class AuthorizationHeaderScheme(OpenApiAuthenticationExtension):
-    """Documents a scheme of the `Authorization` header in the OpenAPI schema (subclasses
-    name the authentication class and describe the header's value)."""
-
-    description: str
-
-    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
-        return {
-            "type": "apiKey",
-            "in": "header",
-            "name": "Authorization",
-            "description": self.description,
-        }
-
-
-class ExpiringTokenScheme(AuthorizationHeaderScheme):
-    """Documents `Authorization: Token <key>`."""
+class ExpiringTokenScheme(HeaderKeyScheme):
+    """Documents `Authorization: Token <key>` in the OpenAPI schema."""
 
     target_class = "organisations.authentication.ExpiringTokenAuthentication"
     name = "tokenAuth"
     description = 'User token from POST /api/v1/auth/login/: "Token <key>".'
 
 
-class OrganisationAPIKeyScheme(AuthorizationHeaderScheme):
-    """Documents `Authorization: Api-Key <key>`."""
+class OrganisationAPIKeyScheme(HeaderKeyScheme):
+    """Documents `Authorization: Api-Key <key>` in the OpenAPI schema."""
 
     target_class = "organisations.authentication.OrganisationAPIKeyAuthentication"
     name = "ApiKeyAuth"

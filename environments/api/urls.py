@@ -1,19 +1,8 @@
-from django.urls import URLPattern, URLResolver, path
+from django.urls import URLPattern, URLResolver
 
-import tagwarden.api.converters  # noqa: F401  (registers <id:...>, <env_key:...>)
 from environments.api.views import EnvironmentViewSet
+from tagwarden.api.routes import resource_routes
 
 urlpatterns: list[URLPattern | URLResolver] = [
-    path(
-        "environments/",
-        EnvironmentViewSet.as_view({"get": "list", "post": "create"}),
-        name="environment-list",
-    ),
-    path(
-        "environments/<env_key:api_key>/",
-        EnvironmentViewSet.as_view(
-            {"get": "retrieve", "patch": "partial_update", "delete": "destroy"}
-        ),
-        name="environment-detail",
-    ),
+    *resource_routes("environments", EnvironmentViewSet, "environment", lookup="<env_key:api_key>")
 ]

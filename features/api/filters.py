@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import django_filters
 from django.db.models import Exists, OuterRef, Q, QuerySet
@@ -17,8 +18,25 @@ class IntegerCSVFilter(django_filters.BaseInFilter, django_filters.Filter):
     field_class = Int64FormField
 
 
+def with_any_tag(feature_ref: str) -> Callable[[QuerySet[Any], str, list[int]], QuerySet[Any]]:
+    """The `method` of a `?tags=` filter: the rows whose feature (its id in the row's
+    `feature_ref`) has any of the tags."""
+
+    def filter_tags(queryset: QuerySet[Any], name: str, value: list[int]) -> QuerySet[Any]:
+        if not value:
+            return queryset
+        through = Feature.tags.through.objects.filter(
+            feature_id=OuterRef(feature_ref), tag_id__in=value
+        )
+        return queryset.filter(Exists(through))
+
+    return filter_tags
+
+
 class FeatureFilter(django_filters.FilterSet):
-    tags = IntegerCSVFilter(method="filter_tags", help_text="Comma-separated tag ids (any of).")
+    tags = IntegerCSVFilter(
+        method=with_any_tag("pk"), help_text="Comma-separated tag ids (any of)."
+    )
     search = django_filters.CharFilter(
         method="filter_search", help_text="Case-insensitive match on name or description."
     )
@@ -26,14 +44,6 @@ class FeatureFilter(django_filters.FilterSet):
     class Meta:
         model = Feature
         fields: Sequence[str] = ()
-
-    def filter_tags(
-        self, queryset: QuerySet[Feature], name: str, value: list[int]
-    ) -> QuerySet[Feature]:
-        if not value:
-            return queryset
-        through = Feature.tags.through.objects.filter(feature_id=OuterRef("pk"), tag_id__in=value)
-        return queryset.filter(Exists(through))
 
     def filter_search(
         self, queryset: QuerySet[Feature], name: str, value: str

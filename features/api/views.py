@@ -9,89 +9,46 @@ Feature edits (which may change its tags) run inside `tagwarden.api.base.write_w
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import (
-    OpenApiParameter,
-    OpenApiResponse,
-    extend_schema,
-    extend_schema_view,
-)
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from features import selectors, services
+from features.api import serializers
 from features.api.filters import FeatureFilter, SegmentFilter
-from features.api.serializers import (
-    FeatureSerializer,
-    FeatureWriteSerializer,
-    SegmentInUseSerializer,
-    SegmentSerializer,
-    SegmentWriteSerializer,
-)
 from features.models import Feature, Segment
 from permissions import catalogue as keys
-from permissions.drf import VIEW, on_object_feature
-from projects.api.views import ProjectScopedViewSet
-from tagwarden.api.base import (
-    DELETE_ERRORS,
-    DRY_RUN_PARAMETER,
-    LIST_ERRORS,
-    READ_ERRORS,
-    WRITE_ERRORS,
-    actor_of,
-    write_with_impact,
-)
-from tagwarden.api.dry_run import or_impact
+from permissions.drf import on_object_feature
+from tagwarden.api.base import ProjectScopedViewSet, actor_of, no_content, viewers_read
+from tagwarden.api.schema import crud_schema
 
 _ORDERING = OpenApiParameter(
     "ordering", str, description="name, created_at or id; prefix with - to reverse."
 )
 
 
-@extend_schema_view(
-    list=extend_schema(
-        summary="The project's features, with the caller's keys on each",
-        parameters=[_ORDERING],
-        responses={200: FeatureSerializer, **LIST_ERRORS},
-    ),
-    create=extend_schema(
-        summary="Create a feature (CREATE_FEATURE; protected tags: project admin)",
-        request=FeatureWriteSerializer,
-        responses={201: FeatureSerializer, **WRITE_ERRORS},
-    ),
-    retrieve=extend_schema(responses={200: FeatureSerializer, **READ_ERRORS}),
-    partial_update=extend_schema(
-        summary="Edit a feature (CREATE_FEATURE; protected tags: project admin)",
-        parameters=[DRY_RUN_PARAMETER],
-        request=FeatureWriteSerializer,
-        responses={200: or_impact(FeatureSerializer), **WRITE_ERRORS},
-    ),
-    destroy=extend_schema(
-        summary="Delete a feature (DELETE_FEATURE on this feature: its tags apply)",
-        responses={204: None, **DELETE_ERRORS},
-    ),
+@crud_schema(
+    {"list": "The project's features, with the caller's keys on each"},
+    bodies=dict.fromkeys(("create", "partial_update"), serializers.FeatureWriteSerializer),
+    list={"parameters": [_ORDERING]},
 )
 class FeatureViewSet(ProjectScopedViewSet):
     dry_run_actions = frozenset({"partial_update"})
-    serializer_class = FeatureSerializer
+    model = Feature
+    serializer_class = serializers.FeatureSerializer
     filterset_class = FeatureFilter
     ordering_fields = ["name", "created_at", "id"]
     ordering = ["name", "id"]
-    action_requirements = {
-        "list": VIEW,
-        "retrieve": VIEW,
-        "create": keys.CREATE_FEATURE,
-        "partial_update": keys.CREATE_FEATURE,
-        "destroy": on_object_feature(keys.DELETE_FEATURE),  # with the feature's own tags
-    }
+    action_requirements = viewers_read(
+        keys.CREATE_FEATURE,
+        destroy=on_object_feature(keys.DELETE_FEATURE),  # with the feature's own tags
+    )
 
-    def get_queryset(self) -> QuerySet[Feature]:
-        if self.schema_only:
-            return Feature.objects.none()
+    def rows(self) -> QuerySet[Feature]:
         return selectors.features_of_project(project=self.get_scope())
 
     def get_permission_feature(self, obj: Feature) -> Feature:
@@ -99,109 +56,70 @@ class FeatureViewSet(ProjectScopedViewSet):
 
     def _render(self, feature: Feature, status_code: int = status.HTTP_200_OK) -> Response:
         fresh = selectors.feature_get(project=self.get_scope(), feature_id=feature.pk)
-        return Response(
-            FeatureSerializer(fresh, context=self.get_serializer_context()).data,
-            status=status_code,
-        )
-
-    def list(self, request: Request, project_pk: int) -> Response:
-        queryset = self.filter_queryset(self.get_queryset())
-        page = self.paginate_queryset(queryset)
-        serializer = FeatureSerializer(page, many=True, context=self.get_serializer_context())
-        return self.get_paginated_response(serializer.data)
+        return self.answer(fresh, status_code)
 
     def create(self, request: Request, project_pk: int) -> Response:
-        data = self.parse(FeatureWriteSerializer)
+        """Create a feature (CREATE_FEATURE; protected tags: project admin)"""
+        data = self.parse(serializers.FeatureWriteSerializer)
         feature = services.feature_create(project=self.get_scope(), **data, actor=actor_of(request))
         return self._render(feature, status.HTTP_201_CREATED)
 
-    def retrieve(self, request: Request, project_pk: int, pk: int) -> Response:
-        return Response(self.get_serializer(self.get_object()).data)
-
     def partial_update(self, request: Request, project_pk: int, pk: int) -> Response:
+        """Edit a feature (CREATE_FEATURE; protected tags: project admin)"""
         feature = self.get_object()
-        data = self.parse(FeatureWriteSerializer, partial=True)
-        return write_with_impact(
-            request,
-            organisation_id=self.get_scope().organisation_id,
-            change=functools.partial(
-                services.feature_update, feature=feature, **data, actor=actor_of(request)
-            ),
-            respond=lambda updated: self._render(updated),
+        data = self.parse(serializers.FeatureWriteSerializer, partial=True)
+        return self.write(
+            services.feature_update,
+            feature=feature,
+            **data,
+            respond=self._render,
             # A name or description edit (everyday work of CREATE_FEATURE holders) decides
             # nothing: skip the two organisation snapshots an impact costs.
             may_move_permissions="tags" in data,
         )
 
     def destroy(self, request: Request, project_pk: int, pk: int) -> Response:
+        """Delete a feature (DELETE_FEATURE on this feature: its tags apply)"""
         services.feature_delete(feature=self.get_object(), actor=actor_of(request))
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        return no_content()
 
 
-@extend_schema_view(
-    list=extend_schema(
-        summary="The project's segments", responses={200: SegmentSerializer, **LIST_ERRORS}
-    ),
-    create=extend_schema(
-        summary="Create a segment (MANAGE_SEGMENTS)",
-        request=SegmentWriteSerializer,
-        responses={201: SegmentSerializer, **WRITE_ERRORS},
-    ),
-    retrieve=extend_schema(responses={200: SegmentSerializer, **READ_ERRORS}),
-    partial_update=extend_schema(
-        summary="Edit a segment (MANAGE_SEGMENTS)",
-        request=SegmentWriteSerializer,
-        responses={200: SegmentSerializer, **WRITE_ERRORS},
-    ),
-    destroy=extend_schema(
-        summary="Delete a segment no override uses (MANAGE_SEGMENTS)",
-        responses={
-            204: None,
-            **DELETE_ERRORS,
-            409: OpenApiResponse(
-                SegmentInUseSerializer,
-                description="`segment_in_use`: overrides still use the segment; they are listed.",
-            ),
-        },
-    ),
+SEGMENT_IN_USE = OpenApiResponse(
+    serializers.SegmentInUseSerializer,
+    description="`segment_in_use`: overrides still use the segment; they are listed.",
+)
+
+
+@crud_schema(
+    {"list": "The project's segments"},
+    bodies=dict.fromkeys(("create", "partial_update"), serializers.SegmentWriteSerializer),
+    destroy={"responses": {409: SEGMENT_IN_USE}},
 )
 class SegmentViewSet(ProjectScopedViewSet):
-    serializer_class = SegmentSerializer
+    model = Segment
+    serializer_class = serializers.SegmentSerializer
     filterset_class = SegmentFilter
     ordering_fields = ["name", "id"]
     ordering = ["name", "id"]
-    action_requirements = {
-        "list": VIEW,
-        "retrieve": VIEW,
-        "create": keys.MANAGE_SEGMENTS,
-        "partial_update": keys.MANAGE_SEGMENTS,
-        "destroy": keys.MANAGE_SEGMENTS,
-    }
+    action_requirements = viewers_read(keys.MANAGE_SEGMENTS)
 
-    def get_queryset(self) -> QuerySet[Segment]:
-        if self.schema_only:
-            return Segment.objects.none()
+    def rows(self) -> QuerySet[Segment]:
         return selectors.segments_of_project(project=self.get_scope())
 
-    def list(self, request: Request, project_pk: int) -> Response:
-        queryset = self.filter_queryset(self.get_queryset())
-        page = self.paginate_queryset(queryset)
-        return self.get_paginated_response(SegmentSerializer(page, many=True).data)
-
     def create(self, request: Request, project_pk: int) -> Response:
-        data = self.parse(SegmentWriteSerializer)
+        """Create a segment (MANAGE_SEGMENTS)"""
+        data = self.parse(serializers.SegmentWriteSerializer)
         segment = services.segment_create(project=self.get_scope(), **data, actor=actor_of(request))
-        return Response(SegmentSerializer(segment).data, status=status.HTTP_201_CREATED)
-
-    def retrieve(self, request: Request, project_pk: int, pk: int) -> Response:
-        return Response(SegmentSerializer(self.get_object()).data)
+        return self.created(segment)
 
     def partial_update(self, request: Request, project_pk: int, pk: int) -> Response:
+        """Edit a segment (MANAGE_SEGMENTS)"""
         segment = self.get_object()
-        data: dict[str, Any] = self.parse(SegmentWriteSerializer, partial=True)
+        data: dict[str, Any] = self.parse(serializers.SegmentWriteSerializer, partial=True)
         segment = services.segment_update(segment=segment, **data, actor=actor_of(request))
-        return Response(SegmentSerializer(segment).data)
+        return self.answer(segment)
 
     def destroy(self, request: Request, project_pk: int, pk: int) -> Response:
+        """Delete a segment no override uses (MANAGE_SEGMENTS)"""
         services.segment_delete(segment=self.get_object(), actor=actor_of(request))
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        return no_content()

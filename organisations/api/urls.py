@@ -1,85 +1,31 @@
-from typing import Any
+from django.urls import URLPattern, URLResolver
 
-from django.urls import URLPattern, URLResolver, path
-
-import tagwarden.api.converters  # noqa: F401  (registers <id:...>, <env_key:...>)
 from organisations.api import views
+from tagwarden.api.routes import REPLACEABLE_ITEM, resource_routes
 
-collection: dict[str, Any] = {"get": "list", "post": "create"}
 org = "organisations/<id:organisation_pk>"
 role = f"{org}/roles/<id:role_pk>"
+removable = {"delete": "destroy"}
 
 urlpatterns: list[URLPattern | URLResolver] = [
-    path("organisations/", views.OrganisationViewSet.as_view(collection), name="organisation-list"),
-    path(
-        "organisations/<id:pk>/",
-        views.OrganisationViewSet.as_view(
-            {"get": "retrieve", "patch": "partial_update", "delete": "destroy"}
-        ),
-        name="organisation-detail",
+    *resource_routes("organisations", views.OrganisationViewSet, "organisation"),
+    *resource_routes(
+        f"{org}/users",
+        views.MemberViewSet,
+        "organisation-user",
+        item={"patch": "partial_update", "delete": "destroy"},
+        lookup="<id:user_id>",
     ),
-    path(f"{org}/users/", views.MemberViewSet.as_view(collection), name="organisation-user-list"),
-    path(
-        f"{org}/users/<id:user_id>/",
-        views.MemberViewSet.as_view({"patch": "partial_update", "delete": "destroy"}),
-        name="organisation-user-detail",
+    *resource_routes(
+        f"{org}/groups", views.GroupViewSet, "organisation-group", item=REPLACEABLE_ITEM
     ),
-    path(f"{org}/groups/", views.GroupViewSet.as_view(collection), name="organisation-group-list"),
-    path(
-        f"{org}/groups/<id:pk>/",
-        views.GroupViewSet.as_view(
-            {"get": "retrieve", "put": "update", "patch": "partial_update", "delete": "destroy"}
-        ),
-        name="organisation-group-detail",
+    *resource_routes(f"{org}/roles", views.RoleViewSet, "organisation-role"),
+    *resource_routes(f"{role}/users", views.RoleUserAssignmentViewSet, "role-user", item=removable),
+    *resource_routes(
+        f"{role}/groups", views.RoleGroupAssignmentViewSet, "role-group", item=removable
     ),
-    path(f"{org}/roles/", views.RoleViewSet.as_view(collection), name="organisation-role-list"),
-    path(
-        f"{org}/roles/<id:pk>/",
-        views.RoleViewSet.as_view(
-            {"get": "retrieve", "patch": "partial_update", "delete": "destroy"}
-        ),
-        name="organisation-role-detail",
+    *resource_routes(
+        f"{role}/api-keys", views.RoleAPIKeyAssignmentViewSet, "role-api-key", item=removable
     ),
-    path(
-        f"{role}/users/",
-        views.RoleUserAssignmentViewSet.as_view(collection),
-        name="role-user-list",
-    ),
-    path(
-        f"{role}/users/<id:pk>/",
-        views.RoleUserAssignmentViewSet.as_view({"delete": "destroy"}),
-        name="role-user-detail",
-    ),
-    path(
-        f"{role}/groups/",
-        views.RoleGroupAssignmentViewSet.as_view(collection),
-        name="role-group-list",
-    ),
-    path(
-        f"{role}/groups/<id:pk>/",
-        views.RoleGroupAssignmentViewSet.as_view({"delete": "destroy"}),
-        name="role-group-detail",
-    ),
-    path(
-        f"{role}/api-keys/",
-        views.RoleAPIKeyAssignmentViewSet.as_view(collection),
-        name="role-api-key-list",
-    ),
-    path(
-        f"{role}/api-keys/<id:pk>/",
-        views.RoleAPIKeyAssignmentViewSet.as_view({"delete": "destroy"}),
-        name="role-api-key-detail",
-    ),
-    path(
-        f"{org}/api-keys/",
-        views.APIKeyViewSet.as_view(collection),
-        name="organisation-api-key-list",
-    ),
-    path(
-        f"{org}/api-keys/<id:pk>/",
-        views.APIKeyViewSet.as_view(
-            {"get": "retrieve", "patch": "partial_update", "delete": "destroy"}
-        ),
-        name="organisation-api-key-detail",
-    ),
+    *resource_routes(f"{org}/api-keys", views.APIKeyViewSet, "organisation-api-key"),
 ]

@@ -217,25 +217,41 @@ def _organisation_groups(context: dict[str, Any]) -> Any:
     return UserGroup.objects.filter(organisation=context["organisation"])
 
 
-class _PrincipalGrantSerializer(serializers.ModelSerializer):
-    """Reads and writes `{"id", <principal>, ["admin",] "permissions": [keys]}`. On update
-    the principal cannot change (a different one is a 400) and may be omitted."""
+# A grant: on update (the grant in the context) its `fixed_field`, what holds it or what it is
+# on, cannot change (a different one is a 400) and may be omitted. A comment, not a docstring:
+# the schema would publish it as the description of every grant.
+class _GrantSerializer(serializers.ModelSerializer):
+    fixed_field = "user"
 
-    principal_kind = "user"
-    permissions = KeyListField(source="entries")
+    class Meta:
+        model = Grant
+        fields: tuple[str, ...] = ()
+        read_only_fields = ("id",)
 
     def get_fields(self) -> dict[str, Any]:
         fields = super().get_fields()
         if self.context.get("grant") is not None:
-            fields[self.principal_kind].required = False
+            fields[self.fixed_field].required = False
         return fields
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         grant: Grant | None = self.context.get("grant")
         if grant is not None:
-            reject_changed(self, self.principal_kind, getattr(grant, f"{self.principal_kind}_id"))
+            reject_changed(self, self.fixed_field, getattr(grant, f"{self.fixed_field}_id"))
             reject_changed(self, "id", grant.pk)
         return attrs
+
+
+class _PrincipalGrantSerializer(_GrantSerializer):
+    """Reads and writes `{"id", <principal>, ["admin",] "permissions": [keys]}`. On update
+    the principal cannot change (a different one is a 400) and may be omitted."""
+
+    permissions = KeyListField(source="entries")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "admin" not in self.fields:
+            _reject_organisation_admin(self)
+        return super().validate(attrs)
 
 
 def _reject_organisation_admin(serializer: serializers.Serializer) -> None:
@@ -250,30 +266,16 @@ def _reject_organisation_admin(serializer: serializers.Serializer) -> None:
 class UserGrantSerializer(_PrincipalGrantSerializer):
     user = IdField(help_text="A member of the organisation.")
 
-    class Meta:
-        model = Grant
+    class Meta(_GrantSerializer.Meta):
         fields: tuple[str, ...] = ("id", "user", "permissions")
-        read_only_fields = ("id",)
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if "admin" not in self.fields:
-            _reject_organisation_admin(self)
-        return super().validate(attrs)
 
 
 class GroupGrantSerializer(_PrincipalGrantSerializer):
-    principal_kind = "group"
+    fixed_field = "group"
     group = IdField(_organisation_groups, model=UserGroup, help_text="A group of the organisation.")
 
-    class Meta:
-        model = Grant
+    class Meta(_GrantSerializer.Meta):
         fields: tuple[str, ...] = ("id", "group", "permissions")
-        read_only_fields = ("id",)
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if "admin" not in self.fields:
-            _reject_organisation_admin(self)
-        return super().validate(attrs)
 
 
 class UserScopeGrantSerializer(UserGrantSerializer):
@@ -299,23 +301,10 @@ class RoleOrganisationPermissionsSerializer(serializers.Serializer):
     permissions = KeyListField(help_text="Organisation keys; PUT replaces the set.")
 
 
-class _RoleScopeGrantSerializer(serializers.ModelSerializer):
-    scope_field = "project"
+class _RoleScopeGrantSerializer(_GrantSerializer):
+    fixed_field = "project"
     admin = serializers.BooleanField(default=False)
     permissions = EntryListField(source="entries")
-
-    def get_fields(self) -> dict[str, Any]:
-        fields = super().get_fields()
-        if self.context.get("grant") is not None:
-            fields[self.scope_field].required = False
-        return fields
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        grant: Grant | None = self.context.get("grant")
-        if grant is not None:
-            reject_changed(self, self.scope_field, getattr(grant, f"{self.scope_field}_id"))
-            reject_changed(self, "id", grant.pk)
-        return attrs
 
 
 class RoleProjectGrantSerializer(_RoleScopeGrantSerializer):
@@ -325,14 +314,12 @@ class RoleProjectGrantSerializer(_RoleScopeGrantSerializer):
         help_text="A project of the role's organisation.",
     )
 
-    class Meta:
-        model = Grant
+    class Meta(_GrantSerializer.Meta):
         fields = ("id", "project", "admin", "permissions")
-        read_only_fields = ("id",)
 
 
 class RoleEnvironmentGrantSerializer(_RoleScopeGrantSerializer):
-    scope_field = "environment"
+    fixed_field = "environment"
     environment = IdField(
         lambda context: Environment.objects.filter(
             project__organisation=context["organisation"]
@@ -341,7 +328,5 @@ class RoleEnvironmentGrantSerializer(_RoleScopeGrantSerializer):
         help_text="The id (not the api_key) of an environment of the role's organisation.",
     )
 
-    class Meta:
-        model = Grant
+    class Meta(_GrantSerializer.Meta):
         fields = ("id", "environment", "admin", "permissions")
-        read_only_fields = ("id",)

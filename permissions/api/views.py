@@ -9,18 +9,13 @@ Every decision is the engine's; every write goes through `permissions.services`,
 
 from __future__ import annotations
 
-import functools
 from typing import Any, cast
 
 from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import (
-    OpenApiParameter,
-    extend_schema,
-    extend_schema_view,
-)
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.request import Request
@@ -28,10 +23,9 @@ from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 from rest_framework.views import APIView
 
-from environments.models import Environment
 from features.models import Feature
 from impact.previews import grant_holder
-from organisations.api.views import OrganisationScopedViewSet, RoleScopedViewSet
+from organisations.api.views import RoleScopedViewSet
 from organisations.models import OrganisationAPIKey
 from organisations.selectors import is_member
 from permissions import engine, reports, selectors, services
@@ -57,23 +51,17 @@ from permissions.drf import (
     project_or_404,
 )
 from permissions.models import Grant
-from projects.models import Project
 from tagwarden.api.base import (
-    ADMIN_LIST_ERRORS,
-    ADMIN_READ_ERRORS,
     BAD_REQUEST,
-    DRY_RUN_PARAMETER,
     FORBIDDEN,
-    IMPACT_RESPONSE,
     NOT_FOUND,
     READ_ERRORS,
     UNAUTHENTICATED,
-    WRITE_ERRORS,
-    actor_of,
+    OrganisationScopedViewSet,
     no_content,
-    write_with_impact,
+    organisation_id_of,
 )
-from tagwarden.api.dry_run import DRY_RUN_DELETE_ERRORS, or_impact
+from tagwarden.api.schema import crud_schema
 from tagwarden.storable import INT64_MAX, INT64_MIN
 
 User = get_user_model()
@@ -135,22 +123,13 @@ class MyPermissionsView(APIView):
         return Response(reports.my_permissions(request.user, scope))
 
 
-def _organisation_id(scope: Any) -> int:
-    """The organisation of an organisation, a project or an environment (its project loaded)."""
-    if isinstance(scope, Environment):
-        return int(scope.project.organisation_id)
-    if isinstance(scope, Project):
-        return int(scope.organisation_id)
-    return int(scope.pk)
-
-
 def _is_self(request: Request, user_id: int) -> bool:
     return not isinstance(request.user, OrganisationAPIKey) and request.user.pk == user_id
 
 
 def _member_or_404(scope: Any, user_id: int) -> Any:
     user = User.objects.filter(pk=user_id).first()
-    if user is None or not is_member(organisation=_organisation_id(scope), user_id=user_id):
+    if user is None or not is_member(organisation=organisation_id_of(scope), user_id=user_id):
         raise Http404
     return user
 
@@ -239,23 +218,19 @@ class ExplainView(APIView):
 
 class GrantViewSet(OrganisationScopedViewSet):
     """What every grant endpoint shares (user, group and role grants): read one, list, edit,
-    delete, all answering with `write_serializer`; subclasses say how a grant is created."""
+    delete, all answering with `serializer_class`; subclasses say how a grant is created."""
 
     dry_run_actions = frozenset({"create", "update", "partial_update", "destroy"})
-    write_serializer: type[BaseSerializer]
-
-    def get_serializer_class(self) -> type[BaseSerializer]:
-        return self.write_serializer
+    model = Grant
+    action_requirements = dict.fromkeys(
+        ("list", "create", "retrieve", "update", "partial_update", "destroy"), ADMIN
+    )
+    ordering_fields = ["id"]
+    ordering = ["id"]
 
     def _render(self, grant: Grant, status_code: int = status.HTTP_200_OK) -> Response:
         fresh = self.get_queryset().get(pk=grant.pk)
-        return Response(self.write_serializer(fresh).data, status=status_code)
-
-    def list(self, request: Request, **kwargs: Any) -> Response:
-        return self.paginated(self.get_queryset(), self.write_serializer)
-
-    def retrieve(self, request: Request, **kwargs: Any) -> Response:
-        return Response(self.write_serializer(self.get_object()).data)
+        return Response(self.get_serializer_class()(fresh).data, status=status_code)
 
     def update(self, request: Request, **kwargs: Any) -> Response:
         return self._write(partial=False)
@@ -265,28 +240,24 @@ class GrantViewSet(OrganisationScopedViewSet):
 
     def _write(self, *, partial: bool) -> Response:
         grant = self.get_object()
-        data = self.parse(self.write_serializer, partial=partial, context={"grant": grant})
-        return write_with_impact(
-            self.request,
+        data = self.parse(self.get_serializer_class(), partial=partial, context={"grant": grant})
+        return self.write(
+            services.grant_update,
+            grant=grant,
+            entries=data.get("entries"),
+            admin=data.get("admin"),
+            respond=self._render,
             organisation_id=grant.organisation_id,
-            change=functools.partial(
-                services.grant_update,
-                grant=grant,
-                entries=data.get("entries"),
-                admin=data.get("admin"),
-                actor=actor_of(self.request),
-            ),
-            respond=lambda updated: self._render(updated),
             grants_of=grant_holder(grant),
         )
 
     def destroy(self, request: Request, **kwargs: Any) -> Response:
         grant = self.get_object()
-        return write_with_impact(
-            request,
-            organisation_id=grant.organisation_id,
-            change=functools.partial(services.grant_delete, grant=grant, actor=actor_of(request)),
+        return self.write(
+            services.grant_delete,
+            grant=grant,
             respond=no_content,
+            organisation_id=grant.organisation_id,
             grants_of=grant_holder(grant),
         )
 
@@ -296,17 +267,7 @@ class PrincipalGrantViewSet(GrantViewSet):
     or an environment. Read and written by the admins of that scope only."""
 
     principal_kind = "user"
-    write_serializer: type[BaseSerializer] = UserGrantSerializer
-    action_requirements = {
-        "list": ADMIN,
-        "create": ADMIN,
-        "retrieve": ADMIN,
-        "update": ADMIN,
-        "partial_update": ADMIN,
-        "destroy": ADMIN,
-    }
-    ordering_fields = ["id"]
-    ordering = ["id"]
+    serializer_class: type[BaseSerializer] = UserGrantSerializer
 
     scope_context_key = ""  # the scope's organisation instead, below
 
@@ -320,92 +281,54 @@ class PrincipalGrantViewSet(GrantViewSet):
             context["organisation"] = services.scope_parts(scope).organisation
         return context
 
-    def get_queryset(self) -> QuerySet[Grant]:
-        if self.schema_only:
-            return Grant.objects.none()
+    def rows(self) -> QuerySet[Grant]:
         return selectors.grants_of_scope(scope=self.get_scope(), principal_kind=self.principal_kind)
 
     def create(self, request: Request, **kwargs: Any) -> Response:
-        data = self.parse(self.write_serializer)
-        return write_with_impact(
-            request,
-            organisation_id=_organisation_id(self.get_scope()),
-            change=functools.partial(
-                services.grant_create,
-                principal=data[self.principal_kind],
-                scope=self.get_scope(),
-                entries=data["entries"],
-                admin=data.get("admin", False),
-                actor=actor_of(request),
-            ),
+        data = self.parse(self.serializer_class)
+        return self.write(
+            services.grant_create,
+            principal=data[self.principal_kind],
+            scope=self.get_scope(),
+            entries=data["entries"],
+            admin=data.get("admin", False),
             respond=lambda grant: self._render(grant, status.HTTP_201_CREATED),
             grants_of=(self.principal_kind, data[self.principal_kind].pk),
         )
 
 
-def _grant_schema(serializer: type[BaseSerializer], who: str) -> Any:
-    return extend_schema_view(
-        list=extend_schema(
-            summary=f"Grants of this scope ({who})",
-            responses={200: serializer, **ADMIN_LIST_ERRORS},
-        ),
-        create=extend_schema(
-            summary=f"Create a grant ({who})",
-            parameters=[DRY_RUN_PARAMETER],
-            request=serializer,
-            responses={201: serializer, 200: IMPACT_RESPONSE, **WRITE_ERRORS},
-        ),
-        retrieve=extend_schema(responses={200: serializer, **ADMIN_READ_ERRORS}),
-        update=extend_schema(
-            summary=f"Replace a grant ({who})",
-            parameters=[DRY_RUN_PARAMETER],
-            request=serializer,
-            responses={200: or_impact(serializer), **WRITE_ERRORS},
-        ),
-        partial_update=extend_schema(
-            summary=f"Change a grant ({who})",
-            parameters=[DRY_RUN_PARAMETER],
-            request=serializer,
-            responses={200: or_impact(serializer), **WRITE_ERRORS},
-        ),
-        destroy=extend_schema(
-            summary=f"Delete a grant ({who})",
-            parameters=[DRY_RUN_PARAMETER],
-            responses={204: None, 200: IMPACT_RESPONSE, **DRY_RUN_DELETE_ERRORS},
-        ),
+def _principal_grant_viewset(level: Level, principal_kind: str) -> type[PrincipalGrantViewSet]:
+    """The user or group grants of one scope level, written by that scope's admins."""
+    serializers = {
+        (Level.ORGANISATION, "user"): UserGrantSerializer,
+        (Level.ORGANISATION, "group"): GroupGrantSerializer,
+    }
+    serializer = serializers.get(
+        (level, principal_kind),
+        UserScopeGrantSerializer if principal_kind == "user" else GroupScopeGrantSerializer,
     )
-
-
-def _principal_grant_viewset(
-    name: str, principal_kind: str, serializer: type[BaseSerializer], who: str
-) -> type[PrincipalGrantViewSet]:
-    """The user or group grants of one scope level, written by `who`."""
     viewset = type(
-        name,
+        f"{level.title()}{principal_kind.title()}GrantViewSet",
         (PrincipalGrantViewSet,),
-        {"__module__": __name__, "principal_kind": principal_kind, "write_serializer": serializer},
+        {"__module__": __name__, "principal_kind": principal_kind, "serializer_class": serializer},
     )
-    return cast(type[PrincipalGrantViewSet], _grant_schema(serializer, who)(viewset))
+    who = f"{level} admin"
+    summaries = {
+        "list": f"Grants of this scope ({who})",
+        "create": f"Create a grant ({who})",
+        "update": f"Replace a grant ({who})",
+        "partial_update": f"Change a grant ({who})",
+        "destroy": f"Delete a grant ({who})",
+    }
+    return cast(type[PrincipalGrantViewSet], crud_schema(summaries)(viewset))
 
 
-OrganisationUserGrantViewSet = _principal_grant_viewset(
-    "OrganisationUserGrantViewSet", "user", UserGrantSerializer, "organisation admin"
-)
-OrganisationGroupGrantViewSet = _principal_grant_viewset(
-    "OrganisationGroupGrantViewSet", "group", GroupGrantSerializer, "organisation admin"
-)
-ProjectUserGrantViewSet = _principal_grant_viewset(
-    "ProjectUserGrantViewSet", "user", UserScopeGrantSerializer, "project admin"
-)
-ProjectGroupGrantViewSet = _principal_grant_viewset(
-    "ProjectGroupGrantViewSet", "group", GroupScopeGrantSerializer, "project admin"
-)
-EnvironmentUserGrantViewSet = _principal_grant_viewset(
-    "EnvironmentUserGrantViewSet", "user", UserScopeGrantSerializer, "environment admin"
-)
-EnvironmentGroupGrantViewSet = _principal_grant_viewset(
-    "EnvironmentGroupGrantViewSet", "group", GroupScopeGrantSerializer, "environment admin"
-)
+#: The user and group grants of each scope level: `[level, principal kind]`.
+PRINCIPAL_GRANT_VIEWSETS = {
+    (level, kind): _principal_grant_viewset(level, kind)
+    for level in Level
+    for kind in ("user", "group")
+}
 
 
 # --------------------------------------------------------------------------------------
@@ -413,18 +336,7 @@ EnvironmentGroupGrantViewSet = _principal_grant_viewset(
 # --------------------------------------------------------------------------------------
 
 
-@extend_schema_view(
-    retrieve=extend_schema(
-        summary="The role's organisation keys (organisation admin)",
-        responses={200: RoleOrganisationPermissionsSerializer, **ADMIN_READ_ERRORS},
-    ),
-    update=extend_schema(
-        summary="Replace the role's organisation keys (organisation admin)",
-        parameters=[DRY_RUN_PARAMETER],
-        request=RoleOrganisationPermissionsSerializer,
-        responses={200: or_impact(RoleOrganisationPermissionsSerializer), **WRITE_ERRORS},
-    ),
-)
+@crud_schema({})
 class RoleOrganisationPermissionsViewSet(RoleScopedViewSet):
     dry_run_actions = frozenset({"update"})
     serializer_class = RoleOrganisationPermissionsSerializer
@@ -435,20 +347,17 @@ class RoleOrganisationPermissionsViewSet(RoleScopedViewSet):
         return Response({"permissions": selectors.role_organisation_keys(role=self.get_role())})
 
     def retrieve(self, request: Request, **kwargs: Any) -> Response:
+        """The role's organisation keys (organisation admin)"""
         return self._render()
 
     def update(self, request: Request, **kwargs: Any) -> Response:
+        """Replace the role's organisation keys (organisation admin)"""
         data = self.parse(RoleOrganisationPermissionsSerializer)
         role = self.get_role()
-        return write_with_impact(
-            request,
-            organisation_id=role.organisation_id,
-            change=functools.partial(
-                services.role_organisation_permissions_set,
-                role=role,
-                keys=[e.key for e in data["permissions"]],
-                actor=actor_of(request),
-            ),
+        return self.write(
+            services.role_organisation_permissions_set,
+            role=role,
+            keys=[e.key for e in data["permissions"]],
             respond=lambda _: self._render(),
             grants_of=("role", role.pk),
         )
@@ -459,21 +368,9 @@ class RoleScopeGrantViewSet(RoleScopedViewSet, GrantViewSet):
 
     level = Level.PROJECT
     scope_field = "project"
-    write_serializer: type[BaseSerializer] = RoleProjectGrantSerializer
-    action_requirements = {
-        "list": ADMIN,
-        "create": ADMIN,
-        "retrieve": ADMIN,
-        "update": ADMIN,
-        "partial_update": ADMIN,
-        "destroy": ADMIN,
-    }
-    ordering_fields = ["id"]
-    ordering = ["id"]
+    serializer_class: type[BaseSerializer] = RoleProjectGrantSerializer
 
-    def get_queryset(self) -> QuerySet[Grant]:
-        if self.schema_only:
-            return Grant.objects.none()
+    def rows(self) -> QuerySet[Grant]:
         return selectors.role_grants(role=self.get_role(), level=self.level)
 
     def filter_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
@@ -492,76 +389,50 @@ class RoleScopeGrantViewSet(RoleScopedViewSet, GrantViewSet):
         return queryset.filter(**{f"{self.scope_field}_id": scope_id})
 
     def create(self, request: Request, **kwargs: Any) -> Response:
-        data = self.parse(self.write_serializer)
+        data = self.parse(self.serializer_class)
         role = self.get_role()
-        return write_with_impact(
-            request,
-            organisation_id=role.organisation_id,
-            change=functools.partial(
-                services.grant_create,
-                principal=role,
-                scope=data[self.scope_field],
-                entries=data["entries"],
-                admin=data.get("admin", False),
-                actor=actor_of(request),
-            ),
+        return self.write(
+            services.grant_create,
+            principal=role,
+            scope=data[self.scope_field],
+            entries=data["entries"],
+            admin=data.get("admin", False),
             respond=lambda grant: self._render(grant, status.HTTP_201_CREATED),
             grants_of=("role", role.pk),
         )
 
 
-def _role_grant_schema(serializer: type[BaseSerializer], scope: str) -> Any:
+def _role_grant_schema(scope: str) -> Any:
     tagged = (
         "Only role grants carry tags, per key; a tagged entry whose key does not support tags "
         "is a 400 whose `permissions` error names each offending key."
     )
-    return extend_schema_view(
-        list=extend_schema(
-            summary=f"The role's {scope} grants (organisation admin)",
-            parameters=[
+    return crud_schema(
+        {
+            "list": f"The role's {scope} grants (organisation admin)",
+            "create": f"Give the role keys on a {scope} (organisation admin)",
+            "update": f"Replace a role's {scope} grant (organisation admin)",
+            "partial_update": f"Change a role's {scope} grant (organisation admin)",
+            "destroy": f"Delete a role's {scope} grant (organisation admin)",
+        },
+        descriptions=dict.fromkeys(("create", "update", "partial_update"), tagged),
+        list={
+            "parameters": [
                 OpenApiParameter(scope, OpenApiTypes.INT, description=f"Only this {scope} id.")
-            ],
-            responses={200: serializer, **ADMIN_LIST_ERRORS},
-        ),
-        create=extend_schema(
-            summary=f"Give the role keys on a {scope} (organisation admin)",
-            description=tagged,
-            parameters=[DRY_RUN_PARAMETER],
-            request=serializer,
-            responses={201: serializer, 200: IMPACT_RESPONSE, **WRITE_ERRORS},
-        ),
-        retrieve=extend_schema(responses={200: serializer, **ADMIN_READ_ERRORS}),
-        update=extend_schema(
-            summary=f"Replace a role's {scope} grant (organisation admin)",
-            description=tagged,
-            parameters=[DRY_RUN_PARAMETER],
-            request=serializer,
-            responses={200: or_impact(serializer), **WRITE_ERRORS},
-        ),
-        partial_update=extend_schema(
-            summary=f"Change a role's {scope} grant (organisation admin)",
-            description=tagged,
-            parameters=[DRY_RUN_PARAMETER],
-            request=serializer,
-            responses={200: or_impact(serializer), **WRITE_ERRORS},
-        ),
-        destroy=extend_schema(
-            summary=f"Delete a role's {scope} grant (organisation admin)",
-            parameters=[DRY_RUN_PARAMETER],
-            responses={204: None, 200: IMPACT_RESPONSE, **DRY_RUN_DELETE_ERRORS},
-        ),
+            ]
+        },
     )
 
 
-@_role_grant_schema(RoleProjectGrantSerializer, "project")
+@_role_grant_schema("project")
 class RoleProjectGrantViewSet(RoleScopeGrantViewSet):
     level = Level.PROJECT
     scope_field = "project"
-    write_serializer = RoleProjectGrantSerializer
+    serializer_class = RoleProjectGrantSerializer
 
 
-@_role_grant_schema(RoleEnvironmentGrantSerializer, "environment")
+@_role_grant_schema("environment")
 class RoleEnvironmentGrantViewSet(RoleScopeGrantViewSet):
     level = Level.ENVIRONMENT
     scope_field = "environment"
-    write_serializer = RoleEnvironmentGrantSerializer
+    serializer_class = RoleEnvironmentGrantSerializer

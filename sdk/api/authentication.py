@@ -8,11 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.models import AnonymousUser
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
 from sdk import selectors
+from tagwarden.api.security import HeaderKeyScheme
 
 HEADER = "X-Environment-Key"
 
@@ -52,27 +52,14 @@ class HasEnvironmentKey(permissions.BasePermission):
         return True
 
 
-class EnvironmentKeyScheme(OpenApiAuthenticationExtension):
+class EnvironmentKeyScheme(HeaderKeyScheme):
     target_class = "sdk.api.authentication.EnvironmentKeyAuthentication"
     name = "EnvironmentKey"
-
-    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
-        return {
-            "type": "apiKey",
-            "in": "header",
-            "name": HEADER,
-            "description": "An environment's api_key, or a server-side key (ser.…).",
-        }
+    header = HEADER
+    description = "An environment's api_key, or a server-side key (ser.…)."
 
 
 class ServerKeyScheme(EnvironmentKeyScheme):
     target_class = "sdk.api.authentication.ServerKeyAuthentication"
     name = "ServerKey"
-
-    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
-        return {
-            "type": "apiKey",
-            "in": "header",
-            "name": HEADER,
-            "description": "A server-side environment key (ser.…).",
-        }
+    description = "A server-side environment key (ser.…)."

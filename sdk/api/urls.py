@@ -1,6 +1,7 @@
 from django.urls import URLPattern, URLResolver, path
 
 from sdk.api.views import EnvironmentDocumentView, FlagsView, IdentitiesView, ServerKeyViewSet
+from tagwarden.api.routes import resource_routes
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("flags/", FlagsView.as_view(), name="sdk-flags"),
@@ -8,16 +9,10 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path(
         "environment-document/", EnvironmentDocumentView.as_view(), name="sdk-environment-document"
     ),
-    path(
-        "environments/<str:api_key>/server-keys/",
-        ServerKeyViewSet.as_view({"get": "list", "post": "create"}),
-        name="environment-server-key-list",
-    ),
-    path(
-        "environments/<str:api_key>/server-keys/<str:pk>/",
-        ServerKeyViewSet.as_view(
-            {"get": "retrieve", "patch": "partial_update", "delete": "destroy"}
-        ),
-        name="environment-server-key-detail",
+    *resource_routes(
+        "environments/<str:api_key>/server-keys",
+        ServerKeyViewSet,
+        "environment-server-key",
+        lookup="<str:pk>",
     ),
 ]

@@ -13,40 +13,24 @@ from typing import Any, cast
 
 from django.db.models import QuerySet
 from django.http import Http404
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from environments.models import Environment
-from permissions.drf import ADMIN, environment_or_404
+from permissions.drf import ADMIN
 from sdk import selectors, services
+from sdk.api import serializers
 from sdk.api.authentication import (
     EnvironmentKeyAuthentication,
     HasEnvironmentKey,
     ServerKeyAuthentication,
 )
-from sdk.api.serializers import (
-    FlagSerializer,
-    IdentityFlagsSerializer,
-    IdentitySerializer,
-    ServerKeyCreatedSerializer,
-    ServerKeyCreateSerializer,
-    ServerKeySerializer,
-    ServerKeyUpdateSerializer,
-)
 from sdk.models import ServerKey
-from tagwarden.api.base import (
-    BAD_REQUEST,
-    DELETE_ERRORS,
-    LIST_ERRORS,
-    READ_ERRORS,
-    UNAUTHENTICATED,
-    WRITE_ERRORS,
-    ActionViewSet,
-    actor_of,
-)
+from tagwarden.api.base import BAD_REQUEST, UNAUTHENTICATED, ActionViewSet, actor_of, no_content
+from tagwarden.api.schema import crud_schema
 
 _SDK_UNAUTHENTICATED = {401: UNAUTHENTICATED}
 
@@ -64,7 +48,7 @@ class EnvironmentKeyView(APIView):
 class FlagsView(EnvironmentKeyView):
     @extend_schema(
         summary="The environment's flags (Flagsmith SDKs: X-Environment-Key)",
-        responses={200: FlagSerializer(many=True), **_SDK_UNAUTHENTICATED},
+        responses={200: serializers.FlagSerializer(many=True), **_SDK_UNAUTHENTICATED},
     )
     def get(self, request: Request) -> Response:
         return Response(selectors.environment_flags(environment=self.environment(request)))
@@ -73,11 +57,15 @@ class FlagsView(EnvironmentKeyView):
 class IdentitiesView(EnvironmentKeyView):
     @extend_schema(
         summary="An identity's flags, with segment overrides applied; stores its traits",
-        request=IdentitySerializer,
-        responses={200: IdentityFlagsSerializer, 400: BAD_REQUEST, **_SDK_UNAUTHENTICATED},
+        request=serializers.IdentitySerializer,
+        responses={
+            200: serializers.IdentityFlagsSerializer,
+            400: BAD_REQUEST,
+            **_SDK_UNAUTHENTICATED,
+        },
     )
     def post(self, request: Request) -> Response:
-        serializer = IdentitySerializer(data=request.data)
+        serializer = serializers.IdentitySerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         result = services.identity_identify(
@@ -111,53 +99,24 @@ _API_KEY = OpenApiParameter(
 )
 
 
-@extend_schema_view(
-    list=extend_schema(
-        summary="The environment's server-side keys (environment admin; prefix only)",
-        parameters=[_API_KEY],
-        responses={200: ServerKeySerializer, **LIST_ERRORS, 403: WRITE_ERRORS[403]},
-    ),
-    create=extend_schema(
-        summary="Create a server-side key (environment admin); the key is shown this once",
-        parameters=[_API_KEY],
-        request=ServerKeyCreateSerializer,
-        responses={201: ServerKeyCreatedSerializer, **WRITE_ERRORS},
-    ),
-    retrieve=extend_schema(
-        parameters=[_API_KEY],
-        responses={200: ServerKeySerializer, **READ_ERRORS, 403: WRITE_ERRORS[403]},
-    ),
-    partial_update=extend_schema(
-        summary="Rename or revoke a server-side key (environment admin)",
-        parameters=[_API_KEY],
-        request=ServerKeyUpdateSerializer,
-        responses={200: ServerKeySerializer, **WRITE_ERRORS},
-    ),
-    destroy=extend_schema(
-        summary="Delete a server-side key (environment admin)",
-        parameters=[_API_KEY],
-        responses={204: None, **DELETE_ERRORS},
-    ),
+@crud_schema(
+    {"list": "The environment's server-side keys (environment admin; prefix only)"},
+    bodies={
+        "create": serializers.ServerKeyCreateSerializer,
+        "partial_update": serializers.ServerKeyUpdateSerializer,
+    },
+    created=serializers.ServerKeyCreatedSerializer,
+    parameters=[_API_KEY],
 )
-class ServerKeyViewSet(ActionViewSet):
-    serializer_class = ServerKeySerializer
+class ServerKeyViewSet(ActionViewSet, scope="environment", scope_kwarg="api_key"):
+    model = ServerKey
+    serializer_class = serializers.ServerKeySerializer
     filter_backends: list[Any] = []
-    action_requirements = {
-        "list": ADMIN,
-        "retrieve": ADMIN,
-        "create": ADMIN,
-        "partial_update": ADMIN,
-        "destroy": ADMIN,
-    }
+    action_requirements = dict.fromkeys(
+        ("list", "retrieve", "create", "partial_update", "destroy"), ADMIN
+    )
 
-    scope_kwarg = "api_key"
-
-    def load_scope(self) -> Environment:
-        return environment_or_404(self.request, self.kwargs[self.scope_kwarg])
-
-    def get_queryset(self) -> QuerySet[ServerKey]:
-        if self.schema_only:
-            return ServerKey.objects.none()
+    def rows(self) -> QuerySet[ServerKey]:
         return selectors.server_keys_of_environment(environment=self.get_scope())
 
     def get_object(self) -> ServerKey:
@@ -175,33 +134,27 @@ class ServerKeyViewSet(ActionViewSet):
             raise Http404
         return server_key
 
-    def list(self, request: Request, api_key: str) -> Response:
-        page = self.paginate_queryset(self.get_queryset())
-        return self.get_paginated_response(ServerKeySerializer(page, many=True).data)
-
     def create(self, request: Request, api_key: str) -> Response:
-        serializer = ServerKeyCreateSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
+        """Create a server-side key (environment admin); the key is shown this once"""
+        data = self.parse(serializers.ServerKeyCreateSerializer)
         server_key, key = services.server_key_create(
-            environment=self.get_scope(), **serializer.validated_data, actor=actor_of(request)
+            environment=self.get_scope(), **data, actor=actor_of(request)
         )
         return Response(
-            ServerKeyCreatedSerializer(server_key, context={"key": key}).data,
+            serializers.ServerKeyCreatedSerializer(server_key, context={"key": key}).data,
             status=status.HTTP_201_CREATED,
         )
 
-    def retrieve(self, request: Request, api_key: str, pk: str) -> Response:
-        return Response(ServerKeySerializer(self.get_object()).data)
-
     def partial_update(self, request: Request, api_key: str, pk: str) -> Response:
+        """Rename or revoke a server-side key (environment admin)"""
         server_key = self.get_object()
-        serializer = ServerKeyUpdateSerializer(data=request.data, partial=True)
-        serializer.is_valid(raise_exception=True)
+        data = self.parse(serializers.ServerKeyUpdateSerializer, partial=True)
         server_key = services.server_key_update(
-            server_key=server_key, **serializer.validated_data, actor=actor_of(request)
+            server_key=server_key, **data, actor=actor_of(request)
         )
-        return Response(ServerKeySerializer(server_key).data)
+        return self.answer(server_key)
 
     def destroy(self, request: Request, api_key: str, pk: str) -> Response:
+        """Delete a server-side key (environment admin)"""
         services.server_key_delete(server_key=self.get_object(), actor=actor_of(request))
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        return no_content()

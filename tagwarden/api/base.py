@@ -4,9 +4,11 @@ through (docs/API.md, Conventions: "No input gives a 500"; with tagwarden.api.pa
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
+from django.db.models import Model, QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema_field
 from rest_framework import permissions, serializers, status, viewsets
@@ -15,6 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from audit.services import Actor
+from environments.models import Environment
 from impact.api.serializers import ImpactResponseSerializer
 from impact.previews import (
     IMPACT_LIMIT_DEFAULT,
@@ -25,12 +28,19 @@ from impact.previews import (
     impact_preview,
 )
 from permissions.drf import (
+    ADMIN,
+    VIEW,
     Requirement,
     ScopedActionPermission,
     assert_filtered,
     check_action_requirements,
+    environment_or_404,
     filter_by_requirement,
+    organisation_or_404,
+    project_or_404,
 )
+from projects.models import Project
+from tagwarden.api.autoschema import ActionSchema
 from tagwarden.storable import json_too_large, unstorable
 
 T = TypeVar("T")
@@ -46,6 +56,15 @@ class ErrorResponseSerializer(serializers.Serializer):
 def actor_of(request: Request) -> Actor:
     """The authenticated principal (a user or an organisation API key) as a service actor."""
     return cast(Actor, request.user)
+
+
+def organisation_id_of(scope: Any) -> int:
+    """The organisation of an organisation, a project or an environment (its project loaded)."""
+    if isinstance(scope, Environment):
+        return int(scope.project.organisation_id)
+    if isinstance(scope, Project):
+        return int(scope.organisation_id)
+    return int(scope.pk)
 
 
 def error_response(description: str) -> OpenApiResponse:
@@ -93,21 +112,54 @@ class StoredJSONField(serializers.JSONField):
         return value
 
 
+#: How a scope is found from the request and its URL keyword (404 when the caller cannot view
+#: it: docs/API.md, Errors).
+SCOPE_LOOKUPS: dict[str, Callable[[Request, Any], Any]] = {
+    "organisation": organisation_or_404,
+    "project": project_or_404,
+    "environment": environment_or_404,
+}
+
+
+def viewers_read(write: Requirement | None = None, **writes: Requirement) -> dict[str, Requirement]:
+    """`action_requirements` where VIEW on the scope lists and retrieves, and `write` (or
+    `writes[action]`) allows create, partial_update and destroy."""
+    every_write = dict.fromkeys(("create", "partial_update", "destroy"), write) if write else {}
+    return {"list": VIEW, "retrieve": VIEW, **every_write, **writes}
+
+
 # Base of every API viewset: actions map to requirements (`action_requirements`, checked by
 # the engine through ScopedActionPermission); a method the route does not map is a 405 (not a
 # 403 from the permission class, which denies unmapped actions); OPTIONS only needs
-# authentication. (A comment, not a docstring: drf-spectacular would publish a docstring as
-# the description of every operation that has none.)
+# authentication. A subclass names the scope its URL addresses in its class line
+# (`class X(ActionViewSet, scope="project", scope_kwarg="pk")`): `get_scope` finds it once
+# per request and the serializers get it in their context under its name. Reads answer
+# `rows()` (none of `model` while the schema is built); `list` and `retrieve` serialise them
+# with `serializer_class`. (A comment, not a docstring: drf-spectacular would publish a
+# docstring as the description of every operation that has none.)
 class ActionViewSet(viewsets.GenericViewSet):
+    schema = ActionSchema()
     action_requirements: dict[str, Requirement] = {}
     #: actions checked by authentication alone (their handlers check what they need)
     authenticated_actions: tuple[str, ...] = ()
     #: write actions that honour `?dry_run=true` (through `write_with_impact`)
     dry_run_actions: frozenset[str] = frozenset()
-    #: the URL keyword naming the scope (`load_scope` reads it)
+    #: the scope's level (a key of SCOPE_LOOKUPS; "" none) and the URL keyword naming it
+    scope_level: str = ""
     scope_kwarg: str = ""
     #: the serializer context key the scope is passed under ("": not passed)
     scope_context_key: str = ""
+    #: the model of the rows read (`get_queryset` answers none of them for the schema)
+    model: type[Model]
+
+    def __init_subclass__(cls, scope: str = "", scope_kwarg: str = "", **kwargs: Any) -> None:
+        # A tag-supported key must name how its feature is resolved: refused at import
+        # (docs/PERMISSIONS.md, "Every action names its feature").
+        super().__init_subclass__(**kwargs)
+        if scope:
+            cls.scope_level = cls.scope_context_key = scope
+            cls.scope_kwarg = scope_kwarg or f"{scope}_pk"
+        check_action_requirements(cls)
 
     @property
     def schema_only(self) -> bool:
@@ -116,7 +168,7 @@ class ActionViewSet(viewsets.GenericViewSet):
 
     def load_scope(self) -> Any:
         """The scope the URL addresses (404 when the caller cannot view it)."""
-        raise NotImplementedError
+        return SCOPE_LOOKUPS[self.scope_level](self.request, self.kwargs[self.scope_kwarg])
 
     def get_scope(self) -> Any:
         """`load_scope`, once per request (the permission class and the view both ask)."""
@@ -146,6 +198,29 @@ class ActionViewSet(viewsets.GenericViewSet):
         serializer.is_valid(raise_exception=True)
         return dict(serializer.validated_data)
 
+    def get_queryset(self) -> QuerySet[Any]:
+        if self.schema_only:
+            return self.model._default_manager.none()
+        return self.rows()
+
+    def rows(self) -> QuerySet[Any]:
+        """The rows the request reads (the scope's, or what the caller may view)."""
+        raise NotImplementedError
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return self.paginated(self.get_queryset(), self.get_serializer_class())
+
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return self.answer(self.get_object())
+
+    def answer(self, instance: Any, status_code: int = status.HTTP_200_OK) -> Response:
+        """`instance` serialised by `serializer_class` (with the request's context)."""
+        return Response(self.get_serializer(instance).data, status=status_code)
+
+    def created(self, instance: Any) -> Response:
+        """The 201 of a create: `instance` serialised by `serializer_class`."""
+        return self.answer(instance, status.HTTP_201_CREATED)
+
     def paginated(
         self, queryset: Any, serializer_class: type[serializers.BaseSerializer]
     ) -> Response:
@@ -153,6 +228,28 @@ class ActionViewSet(viewsets.GenericViewSet):
         page = self.paginate_queryset(self.filter_queryset(queryset))
         return self.get_paginated_response(
             serializer_class(page, many=True, context=self.get_serializer_context()).data
+        )
+
+    def write(
+        self,
+        service: Callable[..., T],
+        *,
+        respond: Callable[[T], Response],
+        organisation_id: int | None = None,
+        may_move_permissions: bool = True,
+        grants_of: Holder | None = None,
+        **arguments: Any,
+    ) -> Response:
+        """`service(**arguments, actor=<the caller>)`, a write that can move permissions in
+        the scope's organisation (or `organisation_id`'s), run the way the request asks: see
+        `write_with_impact` (`?dry_run=true` previews its impact and saves nothing)."""
+        return write_with_impact(
+            self.request,
+            organisation_id=organisation_id or organisation_id_of(self.get_scope()),
+            change=functools.partial(service, **arguments, actor=actor_of(self.request)),
+            respond=respond,
+            may_move_permissions=may_move_permissions,
+            grants_of=grants_of,
         )
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
@@ -171,13 +268,7 @@ class ActionViewSet(viewsets.GenericViewSet):
                 {"dry_run": ["This endpoint has no dry run; nothing was done."]}
             )
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        # A tag-supported key must name how its feature is resolved: refused at import
-        # (docs/PERMISSIONS.md, "Every action names its feature").
-        super().__init_subclass__(**kwargs)
-        check_action_requirements(cls)
-
-    def get_permissions(self) -> list[Any]:
+    def get_permissions(self) -> Sequence[Any]:
         if self.action is None or self.action in self.authenticated_actions:
             return [permissions.IsAuthenticated()]
         return [ScopedActionPermission()]
@@ -190,6 +281,34 @@ class ActionViewSet(viewsets.GenericViewSet):
     ) -> Response:
         assert_filtered(self, response.status_code)
         return super().finalize_response(request, response, *args, **kwargs)
+
+
+# The scopes themselves (`/organisations/`, `/projects/`, `/environments/`): whoever is
+# authenticated lists what they may view and creates (the handler checks the parent scope);
+# the scope's viewers read it and its admins edit and delete it. (A comment, not a docstring:
+# drf-spectacular would publish it.)
+class ScopeViewSet(ActionViewSet):
+    ordering_fields = ["name", "id", "created_at"]
+    ordering = ["name", "id"]
+    action_requirements = {"retrieve": VIEW, "partial_update": ADMIN, "destroy": ADMIN}
+    authenticated_actions = ("list", "create")
+
+    def get_object(self) -> Any:
+        return self.get_scope()
+
+
+class OrganisationScopedViewSet(ActionViewSet, scope="organisation"):
+    """Base of the resources nested under `/organisations/{organisation_pk}/`: the
+    organisation is the scope (404 when the caller is not a member)."""
+
+
+class ProjectScopedViewSet(ActionViewSet, scope="project"):
+    """Base of the resources nested under `/projects/{project_pk}/`: the project is the
+    scope (404 when the caller cannot view it); `action_requirements` maps actions to keys."""
+
+
+class EnvironmentScopedViewSet(ActionViewSet, scope="environment", scope_kwarg="api_key"):
+    """Base of the resources nested under `/environments/{api_key}/`."""
 
 
 # --------------------------------------------------------------------------------------

@@ -9,13 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import django_filters
-from django.db.models import Exists, OuterRef, QuerySet
 
-from features.api.filters import IntegerCSVFilter
+from features.api.filters import IntegerCSVFilter, with_any_tag
 from features.models import (
     ChangeRequest,
     ChangeRequestStatus,
-    Feature,
     FeatureState,
     SegmentOverride,
 )
@@ -40,23 +38,14 @@ class FeatureStateFilter(django_filters.FilterSet):
         field_name="feature__name", help_text="Only the state of the feature with this name."
     )
     tags = IntegerCSVFilter(
-        method="filter_tags", help_text="Comma-separated tag ids: features with any of them."
+        method=with_any_tag("feature_id"),
+        help_text="Comma-separated tag ids: features with any of them.",
     )
     enabled = StrictBooleanFilter(field_name="enabled", help_text="true or false.")
 
     class Meta:
         model = FeatureState
         fields: Sequence[str] = ()
-
-    def filter_tags(
-        self, queryset: QuerySet[FeatureState], name: str, value: list[int]
-    ) -> QuerySet[FeatureState]:
-        if not value:
-            return queryset
-        through = Feature.tags.through.objects.filter(
-            feature_id=OuterRef("feature_id"), tag_id__in=value
-        )
-        return queryset.filter(Exists(through))
 
 
 class SegmentOverrideFilter(django_filters.FilterSet):

@@ -2,59 +2,37 @@
 
 from django.urls import URLPattern, URLResolver, path
 
-import tagwarden.api.converters  # noqa: F401  (registers <id:...>, <env_key:...>)
 from features.workflow.api.views import (
     ChangeRequestViewSet,
     FeatureStateViewSet,
     SegmentOverrideViewSet,
 )
+from tagwarden.api.routes import resource_routes
 
 _ENV = "environments/<env_key:api_key>/"
-_OVERRIDES = _ENV + "features/<id:feature_pk>/segment-overrides/"
-_CHANGE_REQUESTS = _ENV + "change-requests/"
+_CHANGE_REQUEST = _ENV + "change-requests/<id:pk>/"
 
 urlpatterns: list[URLPattern | URLResolver] = [
-    path(
-        _ENV + "featurestates/",
-        FeatureStateViewSet.as_view({"get": "list"}),
-        name="environment-featurestate-list",
+    *resource_routes(
+        _ENV + "featurestates",
+        FeatureStateViewSet,
+        "environment-featurestate",
+        collection={"get": "list"},
+        item={"get": "retrieve", "patch": "partial_update"},
     ),
-    path(
-        _ENV + "featurestates/<id:pk>/",
-        FeatureStateViewSet.as_view({"get": "retrieve", "patch": "partial_update"}),
-        name="environment-featurestate-detail",
+    *resource_routes(
+        _ENV + "features/<id:feature_pk>/segment-overrides",
+        SegmentOverrideViewSet,
+        "environment-segment-override",
     ),
+    *resource_routes(_ENV + "change-requests", ChangeRequestViewSet, "environment-change-request"),
     path(
-        _OVERRIDES,
-        SegmentOverrideViewSet.as_view({"get": "list", "post": "create"}),
-        name="environment-segment-override-list",
-    ),
-    path(
-        _OVERRIDES + "<id:pk>/",
-        SegmentOverrideViewSet.as_view(
-            {"get": "retrieve", "patch": "partial_update", "delete": "destroy"}
-        ),
-        name="environment-segment-override-detail",
-    ),
-    path(
-        _CHANGE_REQUESTS,
-        ChangeRequestViewSet.as_view({"get": "list", "post": "create"}),
-        name="environment-change-request-list",
-    ),
-    path(
-        _CHANGE_REQUESTS + "<id:pk>/",
-        ChangeRequestViewSet.as_view(
-            {"get": "retrieve", "patch": "partial_update", "delete": "destroy"}
-        ),
-        name="environment-change-request-detail",
-    ),
-    path(
-        _CHANGE_REQUESTS + "<id:pk>/approve/",
+        _CHANGE_REQUEST + "approve/",
         ChangeRequestViewSet.as_view({"post": "approve"}),
         name="environment-change-request-approve",
     ),
     path(
-        _CHANGE_REQUESTS + "<id:pk>/commit/",
+        _CHANGE_REQUEST + "commit/",
         ChangeRequestViewSet.as_view({"post": "commit"}),
         name="environment-change-request-commit",
     ),

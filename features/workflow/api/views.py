@@ -17,13 +17,11 @@ from django.http import Http404
 from drf_spectacular.utils import (
     OpenApiParameter,
     extend_schema,
-    extend_schema_view,
 )
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from environments.models import Environment
 from features.models import ChangeRequest, Feature, FeatureState, SegmentOverride
 from features.workflow import selectors, services
 from features.workflow.api.filters import (
@@ -43,8 +41,17 @@ from features.workflow.api.serializers import (
 )
 from permissions import catalogue as keys
 from permissions import engine
-from permissions.drf import VIEW, environment_or_404, on_object_feature, on_request_feature
-from tagwarden.api.base import BAD_REQUEST, UNAUTHENTICATED, ActionViewSet, actor_of, error_response
+from permissions.drf import VIEW, on_object_feature, on_request_feature
+from tagwarden.api.base import (
+    BAD_REQUEST,
+    UNAUTHENTICATED,
+    EnvironmentScopedViewSet,
+    actor_of,
+    error_response,
+    no_content,
+    viewers_read,
+)
+from tagwarden.api.schema import crud_schema
 
 # --------------------------------------------------------------------------------------
 # Schema helpers
@@ -53,8 +60,8 @@ from tagwarden.api.base import BAD_REQUEST, UNAUTHENTICATED, ActionViewSet, acto
 
 _NOT_FOUND = error_response("Not found, or the caller may not view the environment.")
 _FORBIDDEN = error_response("The caller may view the environment but not do this.")
-_READ_ERRORS = {401: UNAUTHENTICATED, 404: _NOT_FOUND}
-_LIST_ERRORS = {400: BAD_REQUEST, **_READ_ERRORS}
+#: The environment's own 404 and 403 (crud_schema's `errors`).
+_ERRORS = {404: _NOT_FOUND, 403: _FORBIDDEN}
 
 _API_KEY = OpenApiParameter(
     "api_key", str, OpenApiParameter.PATH, description="The environment's api_key."
@@ -66,16 +73,6 @@ _ID = OpenApiParameter("id", int, OpenApiParameter.PATH)
 _ORDERING = OpenApiParameter(
     "ordering", str, description="One of the ordering fields; prefix with - to reverse."
 )
-
-
-class EnvironmentScopedViewSet(ActionViewSet):
-    """Base of the resources nested under `/environments/{api_key}/`."""
-
-    scope_kwarg = "api_key"
-    scope_context_key = "environment"
-
-    def load_scope(self) -> Environment:
-        return environment_or_404(self.request, self.kwargs[self.scope_kwarg])
 
 
 # --------------------------------------------------------------------------------------
@@ -94,36 +91,24 @@ _STATE_PATCH_ERRORS = {
 }
 
 
-@extend_schema_view(
-    list=extend_schema(
-        summary="The environment's default feature states, with the caller's keys on each",
-        parameters=[_API_KEY, _ORDERING],
-        responses={200: FeatureStateSerializer, **_LIST_ERRORS},
-    ),
-    retrieve=extend_schema(
-        parameters=[_API_KEY, _ID], responses={200: FeatureStateSerializer, **_READ_ERRORS}
-    ),
-    partial_update=extend_schema(
-        summary="Write a default state directly (UPDATE_FEATURE_STATE on its feature)",
-        parameters=[_API_KEY, _ID],
-        request=FeatureStateUpdateSerializer,
-        responses={200: FeatureStateSerializer, **_STATE_PATCH_ERRORS},
-    ),
+@crud_schema(
+    {"list": "The environment's default feature states, with the caller's keys on each"},
+    bodies={"partial_update": FeatureStateUpdateSerializer},
+    parameters=[_API_KEY],
+    item_parameters=[_ID],
+    errors=_ERRORS,
+    list={"parameters": [_ORDERING]},
+    partial_update={"responses": _STATE_PATCH_ERRORS},
 )
 class FeatureStateViewSet(EnvironmentScopedViewSet):
+    model = FeatureState
     serializer_class = FeatureStateSerializer
     filterset_class = FeatureStateFilter
     ordering_fields = ["id", "feature", "feature__name", "updated_at", "version"]
     ordering = ["feature__name", "id"]
-    action_requirements = {
-        "list": VIEW,
-        "retrieve": VIEW,
-        "partial_update": on_object_feature(keys.UPDATE_FEATURE_STATE),
-    }
+    action_requirements = viewers_read(partial_update=on_object_feature(keys.UPDATE_FEATURE_STATE))
 
-    def get_queryset(self) -> QuerySet[FeatureState]:
-        if self.schema_only:
-            return FeatureState.objects.none()
+    def rows(self) -> QuerySet[FeatureState]:
         if self.action == "partial_update":  # one state: its feature's tags in the same query
             return selectors.default_states_for_write(environment=self.get_scope())
         return selectors.default_states_of_environment(environment=self.get_scope())
@@ -135,24 +120,15 @@ class FeatureStateViewSet(EnvironmentScopedViewSet):
 
     def _render(self, state: FeatureState) -> Response:
         fresh = selectors.default_state_get(environment=self.get_scope(), state_id=state.pk)
-        return Response(FeatureStateSerializer(fresh, context=self.get_serializer_context()).data)
-
-    def list(self, request: Request, api_key: str) -> Response:
-        queryset = self.filter_queryset(self.get_queryset())
-        page = self.paginate_queryset(queryset)
-        serializer = FeatureStateSerializer(page, many=True, context=self.get_serializer_context())
-        return self.get_paginated_response(serializer.data)
-
-    def retrieve(self, request: Request, api_key: str, pk: int) -> Response:
-        return Response(self.get_serializer(self.get_object()).data)
+        return self.answer(fresh)
 
     def partial_update(self, request: Request, api_key: str, pk: int) -> Response:
+        """Write a default state directly (UPDATE_FEATURE_STATE on its feature)"""
         state = self.get_object()
         data = self.parse(FeatureStateUpdateSerializer, context={"state": state}, partial=True)
         written = services.feature_state_update(state=state, **data, actor=actor_of(request))
         if written is state:  # written in place: its feature and tags are already loaded
-            context = self.get_serializer_context()
-            return Response(FeatureStateSerializer(state, context=context).data)
+            return self.answer(state)
         return self._render(written)
 
 
@@ -171,52 +147,38 @@ _OVERRIDE_WRITE_ERRORS = {
 }
 
 
-@extend_schema_view(
-    list=extend_schema(
-        summary="The feature's segment overrides in this environment",
-        parameters=[_API_KEY, _FEATURE_ID, _ORDERING],
-        responses={200: SegmentOverrideSerializer, **_LIST_ERRORS},
-    ),
-    create=extend_schema(
-        summary="Create a segment override (MANAGE_SEGMENT_OVERRIDES on this feature)",
-        description="Where change requests are on, the override must start with enabled false "
+@crud_schema(
+    {"list": "The feature's segment overrides in this environment"},
+    bodies={
+        "create": SegmentOverrideCreateSerializer,
+        "partial_update": SegmentOverrideUpdateSerializer,
+    },
+    descriptions={
+        "create": "Where change requests are on, the override must start with enabled false "
         "and value null (403 `change_request_required` otherwise).",
-        parameters=[_API_KEY, _FEATURE_ID],
-        request=SegmentOverrideCreateSerializer,
-        responses={201: SegmentOverrideSerializer, **_OVERRIDE_WRITE_ERRORS},
-    ),
-    retrieve=extend_schema(
-        parameters=[_API_KEY, _FEATURE_ID, _ID],
-        responses={200: SegmentOverrideSerializer, **_READ_ERRORS},
-    ),
-    partial_update=extend_schema(
-        summary="Edit a segment override (MANAGE_SEGMENT_OVERRIDES on this feature)",
-        description="`priority` is always a direct write; `enabled` and `value` only where "
-        "change requests are off.",
-        parameters=[_API_KEY, _FEATURE_ID, _ID],
-        request=SegmentOverrideUpdateSerializer,
-        responses={200: SegmentOverrideSerializer, **_OVERRIDE_WRITE_ERRORS},
-    ),
-    destroy=extend_schema(
-        summary="Delete a segment override and its state (MANAGE_SEGMENT_OVERRIDES)",
-        parameters=[_API_KEY, _FEATURE_ID, _ID],
-        responses={204: None, 401: UNAUTHENTICATED, 403: _FORBIDDEN, 404: _NOT_FOUND},
-    ),
+        "partial_update": "`priority` is always a direct write; `enabled` and `value` only "
+        "where change requests are off.",
+    },
+    parameters=[_API_KEY, _FEATURE_ID],
+    item_parameters=[_ID],
+    errors=_ERRORS,
+    list={"parameters": [_ORDERING]},
+    create={"responses": _OVERRIDE_WRITE_ERRORS},
+    partial_update={"responses": _OVERRIDE_WRITE_ERRORS},
 )
 class SegmentOverrideViewSet(EnvironmentScopedViewSet):
+    model = SegmentOverride
     serializer_class = SegmentOverrideSerializer
     filterset_class = SegmentOverrideFilter
     ordering_fields = ["id", "priority", "segment"]
     ordering = ["priority", "id"]
-    action_requirements = {
-        "list": VIEW,
-        "retrieve": VIEW,
+    action_requirements = viewers_read(
         # create: the URL's feature, resolved from the database (get_request_feature);
         # object actions: the override's feature
-        "create": on_request_feature(keys.MANAGE_SEGMENT_OVERRIDES),
-        "partial_update": on_object_feature(keys.MANAGE_SEGMENT_OVERRIDES),
-        "destroy": on_object_feature(keys.MANAGE_SEGMENT_OVERRIDES),
-    }
+        create=on_request_feature(keys.MANAGE_SEGMENT_OVERRIDES),
+        partial_update=on_object_feature(keys.MANAGE_SEGMENT_OVERRIDES),
+        destroy=on_object_feature(keys.MANAGE_SEGMENT_OVERRIDES),
+    )
 
     def get_feature(self) -> Feature:
         """The URL's feature, of the environment's project (another project's: 404)."""
@@ -233,9 +195,7 @@ class SegmentOverrideViewSet(EnvironmentScopedViewSet):
     def get_request_feature(self) -> Feature:
         return self.get_feature()
 
-    def get_queryset(self) -> QuerySet[SegmentOverride]:
-        if self.schema_only:
-            return SegmentOverride.objects.none()
+    def rows(self) -> QuerySet[SegmentOverride]:
         return selectors.overrides_of_feature(
             environment=self.get_scope(), feature=self.get_feature()
         )
@@ -243,12 +203,8 @@ class SegmentOverrideViewSet(EnvironmentScopedViewSet):
     def get_permission_feature(self, obj: SegmentOverride) -> Feature:
         return obj.feature
 
-    def list(self, request: Request, api_key: str, feature_pk: int) -> Response:
-        queryset = self.filter_queryset(self.get_queryset())
-        page = self.paginate_queryset(queryset)
-        return self.get_paginated_response(SegmentOverrideSerializer(page, many=True).data)
-
     def create(self, request: Request, api_key: str, feature_pk: int) -> Response:
+        """Create a segment override (MANAGE_SEGMENT_OVERRIDES on this feature)"""
         # MANAGE_SEGMENT_OVERRIDES on this feature was checked by the permission class with
         # get_request_feature() (docs/PERMISSIONS.md, "Every action names its feature").
         environment, feature = self.get_scope(), self.get_feature()
@@ -261,12 +217,10 @@ class SegmentOverrideViewSet(EnvironmentScopedViewSet):
             actor=actor_of(request),
         )
         fresh = self.get_queryset().get(pk=override.pk)
-        return Response(SegmentOverrideSerializer(fresh).data, status=status.HTTP_201_CREATED)
-
-    def retrieve(self, request: Request, api_key: str, feature_pk: int, pk: int) -> Response:
-        return Response(SegmentOverrideSerializer(self.get_object()).data)
+        return self.created(fresh)
 
     def partial_update(self, request: Request, api_key: str, feature_pk: int, pk: int) -> Response:
+        """Edit a segment override (MANAGE_SEGMENT_OVERRIDES on this feature)"""
         override = self.get_object()
         data = self.parse(
             SegmentOverrideUpdateSerializer, context={"override": override}, partial=True
@@ -275,11 +229,12 @@ class SegmentOverrideViewSet(EnvironmentScopedViewSet):
             override=override, **data, actor=actor_of(request)
         )
         fresh = self.get_queryset().get(pk=override.pk)
-        return Response(SegmentOverrideSerializer(fresh).data)
+        return self.answer(fresh)
 
     def destroy(self, request: Request, api_key: str, feature_pk: int, pk: int) -> Response:
+        """Delete a segment override and its state (MANAGE_SEGMENT_OVERRIDES)"""
         services.segment_override_delete(override=self.get_object(), actor=actor_of(request))
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        return no_content()
 
 
 # --------------------------------------------------------------------------------------
@@ -298,84 +253,52 @@ _CR_ERRORS = {
 }
 
 
-@extend_schema_view(
-    list=extend_schema(
-        summary="The environment's change requests, newest first",
-        parameters=[_API_KEY, _ORDERING],
-        responses={200: ChangeRequestSerializer, **_LIST_ERRORS},
-    ),
-    create=extend_schema(
-        summary="Open a change request (CREATE_CHANGE_REQUEST on every feature it touches)",
-        description="400 `change_requests_disabled` where change requests are off.",
-        parameters=[_API_KEY],
-        request=ChangeRequestCreateSerializer,
-        responses={201: ChangeRequestSerializer, 400: BAD_REQUEST, **_CR_ERRORS},
-    ),
-    retrieve=extend_schema(
-        parameters=[_API_KEY, _ID], responses={200: ChangeRequestSerializer, **_READ_ERRORS}
-    ),
-    partial_update=extend_schema(
-        summary="Edit an open change request (its author); resets the approvals",
-        parameters=[_API_KEY, _ID],
-        request=ChangeRequestUpdateSerializer,
-        responses={
-            200: ChangeRequestSerializer,
-            400: BAD_REQUEST,
-            **_CR_ERRORS,
-            409: _CR_ALREADY_COMMITTED,
-        },
-    ),
-    destroy=extend_schema(
-        summary="Delete an open change request (its author or an environment admin)",
-        parameters=[_API_KEY, _ID],
-        responses={204: None, **_CR_ERRORS, 409: _CR_ALREADY_COMMITTED},
-    ),
+@crud_schema(
+    {"list": "The environment's change requests, newest first"},
+    bodies={
+        "create": ChangeRequestCreateSerializer,
+        "partial_update": ChangeRequestUpdateSerializer,
+    },
+    descriptions={"create": "400 `change_requests_disabled` where change requests are off."},
+    parameters=[_API_KEY],
+    item_parameters=[_ID],
+    errors={**_ERRORS, 403: _CR_FORBIDDEN},
+    list={"parameters": [_ORDERING]},
+    partial_update={"responses": {409: _CR_ALREADY_COMMITTED}},
+    destroy={"responses": {409: _CR_ALREADY_COMMITTED}},
 )
 class ChangeRequestViewSet(EnvironmentScopedViewSet):
     """Reading needs only to view the environment; every write rule (keys on each feature,
     author, admin) is the service's, so the errors come in the order of docs/API.md."""
 
+    model = ChangeRequest
     serializer_class = ChangeRequestSerializer
     filterset_class = ChangeRequestFilter
     ordering_fields = ["id", "created_at", "updated_at", "committed_at", "title"]
     ordering = ["-created_at", "-id"]
-    action_requirements = {
-        "list": VIEW,
-        "retrieve": VIEW,
-        "create": VIEW,
-        "partial_update": VIEW,
-        "destroy": VIEW,
-        "approve": VIEW,
-        "commit": VIEW,
-    }
+    action_requirements = dict.fromkeys(
+        ("list", "retrieve", "create", "partial_update", "destroy", "approve", "commit"), VIEW
+    )
 
-    def get_queryset(self) -> QuerySet[ChangeRequest]:
-        if self.schema_only:
-            return ChangeRequest.objects.none()
+    def rows(self) -> QuerySet[ChangeRequest]:
         return selectors.change_requests_of_environment(environment=self.get_scope())
 
     def _render(self, change_request: ChangeRequest, code: int = status.HTTP_200_OK) -> Response:
         fresh = selectors.change_request_get(
             environment=self.get_scope(), change_request_id=change_request.pk
         )
-        return Response(ChangeRequestSerializer(fresh).data, status=code)
-
-    def list(self, request: Request, api_key: str) -> Response:
-        queryset = self.filter_queryset(self.get_queryset())
-        page = self.paginate_queryset(queryset)
-        return self.get_paginated_response(ChangeRequestSerializer(page, many=True).data)
+        return self.answer(fresh, code)
 
     def create(self, request: Request, api_key: str) -> Response:
+        """Open a change request (CREATE_CHANGE_REQUEST on every feature it touches)"""
         data = self.parse(ChangeRequestCreateSerializer)
         change_request = services.change_request_create(
             environment=self.get_scope(), **data, actor=actor_of(request)
         )
         return self._render(change_request, status.HTTP_201_CREATED)
 
-    def retrieve(self, request: Request, api_key: str, pk: int) -> Response:
-        return Response(ChangeRequestSerializer(self.get_object()).data)
-
     def partial_update(self, request: Request, api_key: str, pk: int) -> Response:
+        """Edit an open change request (its author); resets the approvals"""
         change_request = self.get_object()
         # Who may edit, and whether it is open, come before the body: 404, 403, 409, then 400.
         services.change_request_require_editable(
@@ -390,8 +313,9 @@ class ChangeRequestViewSet(EnvironmentScopedViewSet):
         return self._render(change_request)
 
     def destroy(self, request: Request, api_key: str, pk: int) -> Response:
+        """Delete an open change request (its author or an environment admin)"""
         services.change_request_delete(change_request=self.get_object(), actor=actor_of(request))
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        return no_content()
 
     @extend_schema(
         summary="Approve (APPROVE_CHANGE_REQUEST on every feature; never the author)",

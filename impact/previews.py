@@ -63,6 +63,8 @@ from organisations.models import (
 from permissions.catalogue import KEYS_BY_LEVEL, TAG_SUPPORTED_KEYS, Level
 from permissions.engine import (
     FeatureIndex,
+    KeyState,
+    Policy,
     organisation_grant_rows,
 )
 
@@ -254,6 +256,20 @@ def impact_between(before: Snapshot, after: Snapshot) -> Impact:
         for changed in before.features.keys() | after.features.keys()
         if before.features.get(changed) != after.features.get(changed)
     }
+    counts: dict[tuple[int, KeyState, KeyState], tuple[int, int]] = {}
+
+    def feature_counts(project_id: int, old: KeyState, new: KeyState) -> tuple[int, int]:
+        """How many of the project's features a key held as `old`, then as `new`, newly
+        reaches and no longer reaches (once per distinct pair of states)."""
+        found = counts.get((project_id, old, new))
+        if found is None:
+            pair = feature_indexes(project_id)
+            assert pair is not None
+            old_reach, new_reach = pair[0].reached(old), pair[1].reached(new)
+            found = ((new_reach & ~old_reach).bit_count(), (old_reach & ~new_reach).bit_count())
+            counts[(project_id, old, new)] = found
+        return found
+
     environments_of: dict[int, set[int]] = defaultdict(set)
     for snapshot in (before, after):
         for environment_id, environment_project in snapshot.environments.items():
@@ -290,34 +306,60 @@ def impact_between(before: Snapshot, after: Snapshot) -> Impact:
                 ]
             features_changed = project_id in features_changed_in
             for level, scope_project, scope_environment in scopes:
-                for key in KEYS_BY_LEVEL[level]:
+                for key in _keys_to_compare(
+                    level, old_policy, new_policy, scope_project, scope_environment
+                ):
                     old_state = old_policy.key_state(
                         key, project_id=scope_project, environment_id=scope_environment
                     )
                     new_state = new_policy.key_state(
                         key, project_id=scope_project, environment_id=scope_environment
                     )
+                    if key not in TAG_SUPPORTED_KEYS:
+                        if old_state != new_state:
+                            had, has = old_state.decides(key), new_state.decides(key)
+                            if had != has:
+                                (gained if has else lost).append(
+                                    (principal, key, scope_project, scope_environment, None)
+                                )
+                        continue
                     if old_state == new_state and not features_changed:
                         continue
-                    if key not in TAG_SUPPORTED_KEYS:
-                        had, has = old_state.decides(key), new_state.decides(key)
-                        if had != has:
-                            (gained if has else lost).append(
-                                (principal, key, scope_project, scope_environment, None)
-                            )
-                        continue
                     assert scope_project is not None
-                    pair = feature_indexes(scope_project)
-                    assert pair is not None
-                    old_reach, new_reach = pair[0].reached(old_state), pair[1].reached(new_state)
-                    newly = (new_reach & ~old_reach).bit_count()
-                    no_longer = (old_reach & ~new_reach).bit_count()
+                    newly, no_longer = feature_counts(scope_project, old_state, new_state)
                     if newly:
                         gained.append((principal, key, scope_project, scope_environment, newly))
                     if no_longer:
                         lost.append((principal, key, scope_project, scope_environment, no_longer))
     names = _names(before, after, {change[0] for change in (*gained, *lost)})
     return Impact(gained=_changes(gained, names), lost=_changes(lost, names))
+
+
+def _keys_to_compare(
+    level: Level,
+    old: Policy,
+    new: Policy,
+    project_id: int | None,
+    environment_id: int | None,
+) -> Iterable[str]:
+    """The keys of `level` whose state on the scope may differ between two policies, or reach
+    features differently: every key where either is an admin of the scope, else the keys
+    either holds there. A key neither holds is `KeyState` nothing in both, which allows no
+    key and reaches no feature, whatever the features."""
+    if any(policy.is_scope_admin(level, project_id, environment_id) for policy in (old, new)):
+        return KEYS_BY_LEVEL[level]
+    if level == Level.ORGANISATION:
+        held: set[str] = set()
+        for policy in (old, new):
+            if policy.is_member:
+                held |= policy.organisation_keys
+        return sorted(held)
+    held = set()
+    for policy in (old, new):
+        rights = policy.scope_rights(level, project_id, environment_id) if policy.is_member else None
+        if rights is not None:
+            held |= rights.untagged | rights.tagged.keys()
+    return sorted(held)
 
 
 def _names(before: Snapshot, after: Snapshot, principals: set[PrincipalRef]) -> dict[Any, str]:

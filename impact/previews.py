@@ -43,6 +43,7 @@ from django.utils import timezone
 from audit.models import AuditLogEntry
 from audit.services import audit_capture, audit_entries_attach_impact
 from environments.models import Environment
+from impact.feature_counts import FeatureCounts
 from impact.snapshots import (
     ORGANISATION_LEVEL,
     Holder,
@@ -61,12 +62,7 @@ from organisations.models import (
     UserGroup,
 )
 from permissions.catalogue import KEYS_BY_LEVEL, TAG_SUPPORTED_KEYS, Level
-from permissions.engine import (
-    FeatureIndex,
-    KeyState,
-    Policy,
-    organisation_grant_rows,
-)
+from permissions.engine import Policy, organisation_grant_rows
 
 T = TypeVar("T")
 
@@ -239,37 +235,12 @@ def impact_between(before: Snapshot, after: Snapshot) -> Impact:
     affected = _affected(before, after)
     if not affected:
         return Impact()
-    indexes: dict[int, tuple[FeatureIndex, FeatureIndex] | None] = {}
-
-    def feature_indexes(project_id: int) -> tuple[FeatureIndex, FeatureIndex] | None:
-        """(before, after) indexes over the same features; None if the project's features
-        and their tags did not change (equal key states then decide equally)."""
-        if project_id not in indexes:
-            old = before.features.get(project_id, {})
-            new = after.features.get(project_id, {})
-            ids = sorted(old.keys() | new.keys())
-            indexes[project_id] = (FeatureIndex(ids, old), FeatureIndex(ids, new))
-        return indexes[project_id]
-
     features_changed_in: set[int | None] = {
         changed
         for changed in before.features.keys() | after.features.keys()
         if before.features.get(changed) != after.features.get(changed)
     }
-    counts: dict[tuple[int, KeyState, KeyState], tuple[int, int]] = {}
-
-    def feature_counts(project_id: int, old: KeyState, new: KeyState) -> tuple[int, int]:
-        """How many of the project's features a key held as `old`, then as `new`, newly
-        reaches and no longer reaches (once per distinct pair of states)."""
-        found = counts.get((project_id, old, new))
-        if found is None:
-            pair = feature_indexes(project_id)
-            assert pair is not None
-            old_reach, new_reach = pair[0].reached(old), pair[1].reached(new)
-            found = ((new_reach & ~old_reach).bit_count(), (old_reach & ~new_reach).bit_count())
-            counts[(project_id, old, new)] = found
-        return found
-
+    feature_counts = FeatureCounts(before, after)
     environments_of: dict[int, set[int]] = defaultdict(set)
     for snapshot in (before, after):
         for environment_id, environment_project in snapshot.environments.items():
@@ -292,8 +263,11 @@ def impact_between(before: Snapshot, after: Snapshot) -> Impact:
             if new_inputs == old_inputs and not changed_holders & new_inputs[2]
             else after.policy(new_inputs, projects)
         )
-        if old_policy == new_policy and not features_changed_in & projects:
-            continue
+        same_policy = old_policy == new_policy
+        if same_policy:
+            # Equal policies decide alike on every feature whose tags did not change: only
+            # tag-supported keys, on projects whose features changed, can differ.
+            projects = projects & features_changed_in
         for project_id in projects:
             if project_id is None:
                 scopes: list[tuple[Level, int | None, int | None]] = [
@@ -309,11 +283,17 @@ def impact_between(before: Snapshot, after: Snapshot) -> Impact:
                 for key in _keys_to_compare(
                     level, old_policy, new_policy, scope_project, scope_environment
                 ):
+                    if same_policy and key not in TAG_SUPPORTED_KEYS:
+                        continue
                     old_state = old_policy.key_state(
                         key, project_id=scope_project, environment_id=scope_environment
                     )
-                    new_state = new_policy.key_state(
-                        key, project_id=scope_project, environment_id=scope_environment
+                    new_state = (
+                        old_state
+                        if same_policy
+                        else new_policy.key_state(
+                            key, project_id=scope_project, environment_id=scope_environment
+                        )
                     )
                     if key not in TAG_SUPPORTED_KEYS:
                         if old_state != new_state:
@@ -326,7 +306,7 @@ def impact_between(before: Snapshot, after: Snapshot) -> Impact:
                     if old_state == new_state and not features_changed:
                         continue
                     assert scope_project is not None
-                    newly, no_longer = feature_counts(scope_project, old_state, new_state)
+                    newly, no_longer = feature_counts.count(scope_project, old_state, new_state)
                     if newly:
                         gained.append((principal, key, scope_project, scope_environment, newly))
                     if no_longer:
@@ -356,7 +336,9 @@ def _keys_to_compare(
         return sorted(held)
     held = set()
     for policy in (old, new):
-        rights = policy.scope_rights(level, project_id, environment_id) if policy.is_member else None
+        rights = (
+            policy.scope_rights(level, project_id, environment_id) if policy.is_member else None
+        )
         if rights is not None:
             held |= rights.untagged | rights.tagged.keys()
     return sorted(held)

@@ -281,10 +281,13 @@ def impact_between(before: Snapshot, after: Snapshot) -> Impact:
             features_changed = project_id in features_changed_in
             for level, scope_project, scope_environment in scopes:
                 for key in _keys_to_compare(
-                    level, old_policy, new_policy, scope_project, scope_environment
+                    level,
+                    old_policy,
+                    new_policy,
+                    scope_project,
+                    scope_environment,
+                    tag_supported_only=same_policy,
                 ):
-                    if same_policy and key not in TAG_SUPPORTED_KEYS:
-                        continue
                     old_state = old_policy.key_state(
                         key, project_id=scope_project, environment_id=scope_environment
                     )
@@ -321,19 +324,23 @@ def _keys_to_compare(
     new: Policy,
     project_id: int | None,
     environment_id: int | None,
+    *,
+    tag_supported_only: bool,
 ) -> Iterable[str]:
     """The keys of `level` whose state on the scope may differ between two policies, or reach
     features differently: every key where either is an admin of the scope, else the keys
-    either holds there. A key neither holds is `KeyState` nothing in both, which allows no
-    key and reaches no feature, whatever the features."""
+    either holds there (`tag_supported_only`: of those, the tag-supported ones). A key
+    neither holds is `KeyState` nothing in both, which allows no key and reaches no feature,
+    whatever the features."""
     if any(policy.is_scope_admin(level, project_id, environment_id) for policy in (old, new)):
-        return KEYS_BY_LEVEL[level]
+        keys: Iterable[str] = KEYS_BY_LEVEL[level]
+        return [k for k in keys if k in TAG_SUPPORTED_KEYS] if tag_supported_only else keys
     if level == Level.ORGANISATION:
         held: set[str] = set()
         for policy in (old, new):
             if policy.is_member:
                 held |= policy.organisation_keys
-        return sorted(held)
+        return sorted(held & TAG_SUPPORTED_KEYS if tag_supported_only else held)
     held = set()
     for policy in (old, new):
         rights = (
@@ -341,7 +348,7 @@ def _keys_to_compare(
         )
         if rights is not None:
             held |= rights.untagged | rights.tagged.keys()
-    return sorted(held)
+    return sorted(held & TAG_SUPPORTED_KEYS if tag_supported_only else held)
 
 
 def _names(before: Snapshot, after: Snapshot, principals: set[PrincipalRef]) -> dict[Any, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from django.db.models import Q
@@ -57,7 +57,7 @@ class Snapshot:
     projects: frozenset[int]
     environments: dict[int, int]  # environment id -> project id
     features: dict[int, dict[int, FeatureTags]]  # project id -> feature id -> tags
-    _held: dict[Holder, dict[int | None, _Held]] = field(default_factory=dict)
+    _held: dict[Holder, dict[int | None, _Held]] | None = None
     _members_of: dict[int, set[int]] | None = None
     _holders_of_role: dict[int, set[Holder]] | None = None
     _holders_by_project: dict[int | None, set[Holder]] | None = None
@@ -145,11 +145,14 @@ class Snapshot:
             return non_member_policy(self.organisation_id)
         organisation_keys: set[str] = set()
         admin_scopes: set[_Scope] = set()
-        untagged: dict[_Scope, set[str]] = defaultdict(set)
-        tagged: dict[_Scope, dict[str, set[int]]] = defaultdict(lambda: defaultdict(set))
+        untagged: dict[_Scope, set[str]] = {}
+        tagged: dict[_Scope, dict[str, set[int]]] = {}
         environment_projects: dict[int, int] = {}
+        held_by_holder = self._held_by_holder()
         for holder in holders:
-            by_project = self._held_by_project(holder)
+            by_project = held_by_holder.get(holder)
+            if by_project is None:
+                continue
             for project in projects:
                 held = by_project.get(project)
                 if held is None:
@@ -158,9 +161,16 @@ class Snapshot:
                 admin_scopes |= held.admin_scopes
                 environment_projects.update(held.environment_projects)
                 for scope, keys in held.untagged:
-                    untagged[scope] |= keys
+                    if scope in untagged:
+                        untagged[scope] |= keys
+                    else:
+                        untagged[scope] = set(keys)
                 for scope, key, tags in held.tagged:
-                    tagged[scope][key] |= tags
+                    on_scope = tagged.setdefault(scope, {})
+                    if key in on_scope:
+                        on_scope[key] |= tags
+                    else:
+                        on_scope[key] = set(tags)
         rights: dict[bool, dict[int, ScopeRights]] = {False: {}, True: {}}
         for scope in admin_scopes | untagged.keys() | tagged.keys():
             rights[scope[0]][scope[1]] = ScopeRights(
@@ -178,16 +188,20 @@ class Snapshot:
             environment_projects=environment_projects,
         )
 
-    def _held_by_project(self, holder: Holder) -> dict[int | None, _Held]:
-        """What `holder` holds on each project (None: the organisation level), built once."""
-        held = self._held.get(holder)
-        if held is None:
-            rows_by_project: dict[int | None, list[Row]] = defaultdict(list)
-            for row in self.rows_of.get(holder, ()):
-                rows_by_project[row[1]].append(row)
-            held = {project: _held_from(rows) for project, rows in rows_by_project.items()}
-            self._held[holder] = held
-        return held
+    def _held_by_holder(self) -> dict[Holder, dict[int | None, _Held]]:
+        """What each holder holds on each project (None: the organisation level), built once
+        from the snapshot's rows."""
+        if self._held is None:
+            self._held = {}
+            for holder, rows in self.rows_of.items():
+                rows_by_project: dict[int | None, list[Row]] = defaultdict(list)
+                for row in rows:
+                    rows_by_project[row[1]].append(row)
+                self._held[holder] = {
+                    project: _held_from(on_project)
+                    for project, on_project in rows_by_project.items()
+                }
+        return self._held
 
 
 # A project or environment scope: (is an environment, its id).

@@ -12,24 +12,21 @@ class FeatureCounts:
     newly reaches and no longer reaches, once per distinct pair of states.
 
     A key whose state did not change can only gain or lose features whose tags changed (the
-    others decide as before), so it is counted on those features alone, with its tags cut to
-    the tags they carry: a tag restricted on a large project costs a few operations per
-    distinct state on the features carrying it, not a pass over the project's features per
-    principal."""
+    others decide as before), so it is counted on those features alone: a tag restricted on a
+    large project costs a few operations per distinct state on the features carrying it."""
 
     def __init__(self, before: Snapshot, after: Snapshot) -> None:
         self.before, self.after = before, after
         self._whole: dict[int, tuple[FeatureIndex, FeatureIndex]] = {}
-        self._changed: dict[int, tuple[FeatureIndex, FeatureIndex, frozenset[int]]] = {}
+        self._changed: dict[int, tuple[FeatureIndex, FeatureIndex]] = {}
         self._counts: dict[tuple[int, KeyState, KeyState], tuple[int, int]] = {}
 
     def count(self, project_id: int, old: KeyState, new: KeyState) -> tuple[int, int]:
         """(newly reached, no longer reached) features of the project."""
         if old == new:
-            old_index, new_index, tags = self._changed_indexes(project_id)
+            old_index, new_index = self._changed_indexes(project_id)
             if not old_index.all and not new_index.all:
                 return 0, 0
-            old = new = KeyState(admin=old.admin, untagged=old.untagged, tags=old.tags & tags)
         else:
             old_index, new_index = self._whole_indexes(project_id)
         found = self._counts.get((project_id, old, new))
@@ -53,20 +50,13 @@ class FeatureCounts:
             self._whole[project_id] = pair
         return pair
 
-    def _changed_indexes(
-        self, project_id: int
-    ) -> tuple[FeatureIndex, FeatureIndex, frozenset[int]]:
+    def _changed_indexes(self, project_id: int) -> tuple[FeatureIndex, FeatureIndex]:
         """(before, after) indexes over the features whose tags changed (added and removed
-        features included), and every tag those features carry before or after."""
-        found = self._changed.get(project_id)
-        if found is None:
+        features included)."""
+        pair = self._changed.get(project_id)
+        if pair is None:
             old, new = self._features(project_id)
             ids = sorted(f for f in old.keys() | new.keys() if old.get(f) != new.get(f))
-            tags: set[int] = set()
-            for feature_id in ids:
-                for feature_tags in (old.get(feature_id), new.get(feature_id)):
-                    if feature_tags is not None:
-                        tags |= feature_tags.tags | feature_tags.restricted
-            found = (FeatureIndex(ids, old), FeatureIndex(ids, new), frozenset(tags))
-            self._changed[project_id] = found
-        return found
+            pair = (FeatureIndex(ids, old), FeatureIndex(ids, new))
+            self._changed[project_id] = pair
+        return pair

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from django.db.models import Q
 from django.utils import timezone
@@ -29,6 +29,7 @@ from permissions.engine import (
 from permissions.engine.policy import non_member_policy
 from projects.models import Project
 
+T = TypeVar("T")
 PrincipalType = Literal["user", "api_key"]
 PrincipalRef = tuple[PrincipalType, int]
 # Who holds grants and roles: ("user" | "group" | "role" | "api_key", id).
@@ -145,8 +146,10 @@ class Snapshot:
             return non_member_policy(self.organisation_id)
         organisation_keys: set[str] = set()
         admin_scopes: set[_Scope] = set()
-        untagged: dict[_Scope, set[str]] = {}
-        tagged: dict[_Scope, dict[str, set[int]]] = {}
+        # What each holder contributes, united once all are known: most keys come from one
+        # holder, whose sets are then used as they are.
+        untagged: dict[_Scope, list[frozenset[str]]] = {}
+        tagged: dict[_Scope, dict[str, list[frozenset[int]]]] = {}
         environment_projects: dict[int, int] = {}
         held_by_holder = self._held_by_holder()
         for holder in holders:
@@ -161,22 +164,15 @@ class Snapshot:
                 admin_scopes |= held.admin_scopes
                 environment_projects.update(held.environment_projects)
                 for scope, keys in held.untagged:
-                    if scope in untagged:
-                        untagged[scope] |= keys
-                    else:
-                        untagged[scope] = set(keys)
+                    untagged.setdefault(scope, []).append(keys)
                 for scope, key, tags in held.tagged:
-                    on_scope = tagged.setdefault(scope, {})
-                    if key in on_scope:
-                        on_scope[key] |= tags
-                    else:
-                        on_scope[key] = set(tags)
+                    tagged.setdefault(scope, {}).setdefault(key, []).append(tags)
         rights: dict[bool, dict[int, ScopeRights]] = {False: {}, True: {}}
         for scope in admin_scopes | untagged.keys() | tagged.keys():
             rights[scope[0]][scope[1]] = ScopeRights(
                 admin=scope in admin_scopes,
-                untagged=frozenset(untagged.get(scope, ())),
-                tagged={key: frozenset(tags) for key, tags in tagged.get(scope, {}).items()},
+                untagged=_union(untagged.get(scope, ())),
+                tagged={key: _union(parts) for key, parts in tagged.get(scope, {}).items()},
             )
         return Policy(
             organisation_id=self.organisation_id,
@@ -202,6 +198,11 @@ class Snapshot:
                     for project, on_project in rows_by_project.items()
                 }
         return self._held
+
+
+def _union(parts: Iterable[frozenset[T]]) -> frozenset[T]:
+    together = list(parts)
+    return together[0] if len(together) == 1 else frozenset().union(*together)
 
 
 # A project or environment scope: (is an environment, its id).

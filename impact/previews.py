@@ -482,14 +482,17 @@ def _snapshots_around_grants(
     )
     all_roles = {role for roles in roles_of.values() for role in roles}
     # Where only environment rows changed (the common role grant edit), nothing but those
-    # environments can decide differently: their own rows and their project's project-level
-    # rows (project admin) are all their decisions read, so only they are read and compared.
+    # environments can decide differently: their own rows and their project's admin rows
+    # (project admin) are all their decisions read, so only they are read and compared (the
+    # project's other rows are the same before and after, and decide nothing there).
     changed_rows = old_rows ^ new_rows
     environments_only = all(row[2] is not None for row in changed_rows)
     changed_environments = {row[2] for row in changed_rows if row[2] is not None}
     on_projects = Q(project_id__in=[p for p in changed_projects if p is not None])
     if environments_only:
-        on_projects &= Q(environment__isnull=True) | Q(environment_id__in=changed_environments)
+        on_projects &= Q(environment__isnull=True, admin=True) | Q(
+            environment_id__in=changed_environments
+        )
     if ORGANISATION_LEVEL in changed_projects:
         on_projects |= Q(project__isnull=True)
     rows_of = organisation_grant_rows(

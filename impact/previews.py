@@ -253,8 +253,17 @@ def impact_between(before: Snapshot, after: Snapshot) -> Impact:
         for holder in before.rows_of.keys() | after.rows_of.keys()
         if before.rows_of.get(holder) != after.rows_of.get(holder)
     }
+    # Membership, API keys, groups and role assignments as they were: every principal's
+    # policy inputs are as they were too (tag and grant writes), so they are found once.
+    same_membership = (
+        before.member_roles == after.member_roles
+        and before.api_keys == after.api_keys
+        and before.groups_of == after.groups_of
+        and before.roles_of == after.roles_of
+    )
     for principal, projects in affected.items():
-        old_inputs, new_inputs = before.policy_inputs(principal), after.policy_inputs(principal)
+        old_inputs = before.policy_inputs(principal)
+        new_inputs = old_inputs if same_membership else after.policy_inputs(principal)
         old_policy = before.policy(old_inputs, projects)
         # Same membership, same holders, none of whose rows changed: the same policy (feature
         # and restriction changes leave most policies as they were; build them once).

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 from django.db.models import Q
@@ -62,6 +62,7 @@ class Snapshot:
     _members_of: dict[int, set[int]] | None = None
     _holders_of_role: dict[int, set[Holder]] | None = None
     _holders_by_project: dict[int | None, set[Holder]] | None = None
+    _principals_of: dict[Holder, frozenset[PrincipalRef]] = field(default_factory=dict)
 
     # -- derived indexes, built on first use -------------------------------------------
     def members_of(self, group_id: int) -> set[int]:
@@ -91,18 +92,25 @@ class Snapshot:
     def projects_of(self, holder: Holder) -> set[int | None]:
         return {row[1] for row in self.rows_of.get(holder, ())}
 
-    def principals_of(self, holder: Holder) -> set[PrincipalRef]:
-        """The users and API keys a holder's grants reach."""
+    def principals_of(self, holder: Holder) -> frozenset[PrincipalRef]:
+        """The users and API keys a holder's grants reach (found once per holder)."""
+        known = self._principals_of.get(holder)
+        if known is not None:
+            return known
         kind, holder_id = holder
+        found: frozenset[PrincipalRef]
         if kind == "user":
-            return {("user", holder_id)}
-        if kind == "api_key":
-            return {("api_key", holder_id)}
-        if kind == "group":
-            return {("user", user_id) for user_id in self.members_of(holder_id)}
-        found: set[PrincipalRef] = set()
-        for role_holder in self.holders_of_role(holder_id):
-            found |= self.principals_of(role_holder)
+            found = frozenset({("user", holder_id)})
+        elif kind == "api_key":
+            found = frozenset({("api_key", holder_id)})
+        elif kind == "group":
+            found = frozenset(("user", user_id) for user_id in self.members_of(holder_id))
+        else:
+            reached: set[PrincipalRef] = set()
+            for role_holder in self.holders_of_role(holder_id):
+                reached |= self.principals_of(role_holder)
+            found = frozenset(reached)
+        self._principals_of[holder] = found
         return found
 
     def roles_reaching(self, principal: PrincipalRef) -> set[int]:

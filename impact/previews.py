@@ -16,12 +16,14 @@ in a fixed number of queries (membership, API keys, group members, role assignme
 rows, projects, environments, feature tags). Comparing two snapshots tells which principals
 can be affected and on which projects (a role's grants changed → everyone holding the role,
 on the projects of the changed rows; a member removed → that user, everywhere; a feature's
-tags changed → everyone holding anything on its project). For those principals only, the
-engine builds its policies before and after from the snapshot rows (`engine.policy_from_rows`,
-restricted to the affected projects), compares `Policy.key_state` per scope and key, and for
-tag-supported keys counts the features newly reached or no longer reached with the engine's
-`FeatureIndex` (bit sets over the project's features), so 10,000 features cost a few integer
-operations per distinct key state.
+tags changed → everyone holding anything on its project). For those principals only, a
+policy before and after is built from the snapshot rows (each holder's rows aggregated once
+per snapshot, a principal's policy the union of its holders', restricted to the affected
+projects), the engine's `Policy.key_state` is compared per scope for the keys either policy
+holds there, and for tag-supported keys the features newly reached or no longer reached are
+counted with the engine's `FeatureIndex` (bit sets over the project's features;
+`impact.feature_counts`): once per distinct pair of key states, and, where a principal's
+policy did not change, over the features whose tags changed only.
 
 `features` in a change counts features of the scope's project for tag-supported keys; it is
 null for other keys. A tag-supported key only appears when at least one feature is gained or

@@ -16,12 +16,14 @@ in a fixed number of queries (membership, API keys, group members, role assignme
 rows, projects, environments, feature tags). Comparing two snapshots tells which principals
 can be affected and on which projects (a role's grants changed → everyone holding the role,
 on the projects of the changed rows; a member removed → that user, everywhere; a feature's
-tags changed → everyone holding anything on its project). For those principals only, the
-engine builds its policies before and after from the snapshot rows (`engine.policy_from_rows`,
-restricted to the affected projects), compares `Policy.key_state` per scope and key, and for
-tag-supported keys counts the features newly reached or no longer reached with the engine's
-`FeatureIndex` (bit sets over the project's features), so 10,000 features cost a few integer
-operations per distinct key state.
+tags changed → everyone holding anything on its project). For those principals only, a
+policy before and after is built from the snapshot rows (each holder's rows aggregated once
+per snapshot, a principal's policy the union of its holders', restricted to the affected
+projects), the engine's `Policy.key_state` is compared per scope for the keys either policy
+holds there, and for tag-supported keys the features newly reached or no longer reached are
+counted with the engine's `FeatureIndex` (bit sets over the project's features;
+`impact.feature_counts`): once per distinct pair of key states, and, where a principal's
+policy did not change, over the features whose tags changed only.
 
 `features` in a change counts features of the scope's project for tag-supported keys; it is
 null for other keys. A tag-supported key only appears when at least one feature is gained or
@@ -43,6 +45,7 @@ from django.utils import timezone
 from audit.models import AuditLogEntry
 from audit.services import audit_capture, audit_entries_attach_impact
 from environments.models import Environment
+from impact.feature_counts import FeatureCounts
 from impact.snapshots import (
     ORGANISATION_LEVEL,
     Holder,
@@ -61,10 +64,7 @@ from organisations.models import (
     UserGroup,
 )
 from permissions.catalogue import KEYS_BY_LEVEL, TAG_SUPPORTED_KEYS, Level
-from permissions.engine import (
-    FeatureIndex,
-    organisation_grant_rows,
-)
+from permissions.engine import Policy, organisation_grant_rows
 
 T = TypeVar("T")
 
@@ -237,23 +237,12 @@ def impact_between(before: Snapshot, after: Snapshot) -> Impact:
     affected = _affected(before, after)
     if not affected:
         return Impact()
-    indexes: dict[int, tuple[FeatureIndex, FeatureIndex] | None] = {}
-
-    def feature_indexes(project_id: int) -> tuple[FeatureIndex, FeatureIndex] | None:
-        """(before, after) indexes over the same features; None if the project's features
-        and their tags did not change (equal key states then decide equally)."""
-        if project_id not in indexes:
-            old = before.features.get(project_id, {})
-            new = after.features.get(project_id, {})
-            ids = sorted(old.keys() | new.keys())
-            indexes[project_id] = (FeatureIndex(ids, old), FeatureIndex(ids, new))
-        return indexes[project_id]
-
     features_changed_in: set[int | None] = {
         changed
         for changed in before.features.keys() | after.features.keys()
         if before.features.get(changed) != after.features.get(changed)
     }
+    feature_counts = FeatureCounts(before, after)
     environments_of: dict[int, set[int]] = defaultdict(set)
     for snapshot in (before, after):
         for environment_id, environment_project in snapshot.environments.items():
@@ -266,8 +255,17 @@ def impact_between(before: Snapshot, after: Snapshot) -> Impact:
         for holder in before.rows_of.keys() | after.rows_of.keys()
         if before.rows_of.get(holder) != after.rows_of.get(holder)
     }
+    # Membership, API keys, groups and role assignments as they were: every principal's
+    # policy inputs are as they were too (tag and grant writes), so they are found once.
+    same_membership = (
+        before.member_roles == after.member_roles
+        and before.api_keys == after.api_keys
+        and before.groups_of == after.groups_of
+        and before.roles_of == after.roles_of
+    )
     for principal, projects in affected.items():
-        old_inputs, new_inputs = before.policy_inputs(principal), after.policy_inputs(principal)
+        old_inputs = before.policy_inputs(principal)
+        new_inputs = old_inputs if same_membership else after.policy_inputs(principal)
         old_policy = before.policy(old_inputs, projects)
         # Same membership, same holders, none of whose rows changed: the same policy (feature
         # and restriction changes leave most policies as they were; build them once).
@@ -276,8 +274,11 @@ def impact_between(before: Snapshot, after: Snapshot) -> Impact:
             if new_inputs == old_inputs and not changed_holders & new_inputs[2]
             else after.policy(new_inputs, projects)
         )
-        if old_policy == new_policy and not features_changed_in & projects:
-            continue
+        same_policy = old_policy == new_policy
+        if same_policy:
+            # Equal policies decide alike on every feature whose tags did not change: only
+            # tag-supported keys, on projects whose features changed, can differ.
+            projects = projects & features_changed_in
         for project_id in projects:
             if project_id is None:
                 scopes: list[tuple[Level, int | None, int | None]] = [
@@ -290,34 +291,75 @@ def impact_between(before: Snapshot, after: Snapshot) -> Impact:
                 ]
             features_changed = project_id in features_changed_in
             for level, scope_project, scope_environment in scopes:
-                for key in KEYS_BY_LEVEL[level]:
+                for key in _keys_to_compare(
+                    level,
+                    old_policy,
+                    new_policy,
+                    scope_project,
+                    scope_environment,
+                    tag_supported_only=same_policy,
+                ):
                     old_state = old_policy.key_state(
                         key, project_id=scope_project, environment_id=scope_environment
                     )
-                    new_state = new_policy.key_state(
-                        key, project_id=scope_project, environment_id=scope_environment
+                    new_state = (
+                        old_state
+                        if same_policy
+                        else new_policy.key_state(
+                            key, project_id=scope_project, environment_id=scope_environment
+                        )
                     )
+                    if key not in TAG_SUPPORTED_KEYS:
+                        if old_state != new_state:
+                            had, has = old_state.decides(key), new_state.decides(key)
+                            if had != has:
+                                (gained if has else lost).append(
+                                    (principal, key, scope_project, scope_environment, None)
+                                )
+                        continue
                     if old_state == new_state and not features_changed:
                         continue
-                    if key not in TAG_SUPPORTED_KEYS:
-                        had, has = old_state.decides(key), new_state.decides(key)
-                        if had != has:
-                            (gained if has else lost).append(
-                                (principal, key, scope_project, scope_environment, None)
-                            )
-                        continue
                     assert scope_project is not None
-                    pair = feature_indexes(scope_project)
-                    assert pair is not None
-                    old_reach, new_reach = pair[0].reached(old_state), pair[1].reached(new_state)
-                    newly = (new_reach & ~old_reach).bit_count()
-                    no_longer = (old_reach & ~new_reach).bit_count()
+                    newly, no_longer = feature_counts.count(scope_project, old_state, new_state)
                     if newly:
                         gained.append((principal, key, scope_project, scope_environment, newly))
                     if no_longer:
                         lost.append((principal, key, scope_project, scope_environment, no_longer))
     names = _names(before, after, {change[0] for change in (*gained, *lost)})
     return Impact(gained=_changes(gained, names), lost=_changes(lost, names))
+
+
+def _keys_to_compare(
+    level: Level,
+    old: Policy,
+    new: Policy,
+    project_id: int | None,
+    environment_id: int | None,
+    *,
+    tag_supported_only: bool,
+) -> Iterable[str]:
+    """The keys of `level` whose state on the scope may differ between two policies, or reach
+    features differently: every key where either is an admin of the scope, else the keys
+    either holds there (`tag_supported_only`: of those, the tag-supported ones). A key
+    neither holds is `KeyState` nothing in both, which allows no key and reaches no feature,
+    whatever the features."""
+    if any(policy.is_scope_admin(level, project_id, environment_id) for policy in (old, new)):
+        keys: Iterable[str] = KEYS_BY_LEVEL[level]
+        return [k for k in keys if k in TAG_SUPPORTED_KEYS] if tag_supported_only else keys
+    if level == Level.ORGANISATION:
+        held: set[str] = set()
+        for policy in (old, new):
+            if policy.is_member:
+                held |= policy.organisation_keys
+        return sorted(held & TAG_SUPPORTED_KEYS if tag_supported_only else held)
+    held = set()
+    for policy in (old, new):
+        rights = (
+            policy.scope_rights(level, project_id, environment_id) if policy.is_member else None
+        )
+        if rights is not None:
+            held |= rights.untagged | rights.tagged.keys()
+    return sorted(held & TAG_SUPPORTED_KEYS if tag_supported_only else held)
 
 
 def _names(before: Snapshot, after: Snapshot, principals: set[PrincipalRef]) -> dict[Any, str]:
@@ -451,14 +493,17 @@ def _snapshots_around_grants(
     )
     all_roles = {role for roles in roles_of.values() for role in roles}
     # Where only environment rows changed (the common role grant edit), nothing but those
-    # environments can decide differently: their own rows and their project's project-level
-    # rows (project admin) are all their decisions read, so only they are read and compared.
+    # environments can decide differently: their own rows and their project's admin rows
+    # (project admin) are all their decisions read, so only they are read and compared (the
+    # project's other rows are the same before and after, and decide nothing there).
     changed_rows = old_rows ^ new_rows
     environments_only = all(row[2] is not None for row in changed_rows)
     changed_environments = {row[2] for row in changed_rows if row[2] is not None}
     on_projects = Q(project_id__in=[p for p in changed_projects if p is not None])
     if environments_only:
-        on_projects &= Q(environment__isnull=True) | Q(environment_id__in=changed_environments)
+        on_projects &= Q(environment__isnull=True, admin=True) | Q(
+            environment_id__in=changed_environments
+        )
     if ORGANISATION_LEVEL in changed_projects:
         on_projects |= Q(project__isnull=True)
     rows_of = organisation_grant_rows(

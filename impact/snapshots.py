@@ -4,8 +4,9 @@ raw material of impact previews (docs/PERMISSIONS.md, impact previews)."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from django.db.models import Q
 from django.utils import timezone
@@ -22,11 +23,13 @@ from organisations.models import (
 from permissions.engine import (
     FeatureTags,
     Policy,
+    ScopeRights,
     organisation_grant_rows,
-    policy_from_rows,
 )
+from permissions.engine.policy import non_member_policy
 from projects.models import Project
 
+T = TypeVar("T")
 PrincipalType = Literal["user", "api_key"]
 PrincipalRef = tuple[PrincipalType, int]
 # Who holds grants and roles: ("user" | "group" | "role" | "api_key", id).
@@ -55,10 +58,11 @@ class Snapshot:
     projects: frozenset[int]
     environments: dict[int, int]  # environment id -> project id
     features: dict[int, dict[int, FeatureTags]]  # project id -> feature id -> tags
-    _rows_by_project: dict[Holder, dict[int | None, list[Row]]] = field(default_factory=dict)
+    _held: dict[Holder, dict[int | None, _Held]] | None = None
     _members_of: dict[int, set[int]] | None = None
     _holders_of_role: dict[int, set[Holder]] | None = None
     _holders_by_project: dict[int | None, set[Holder]] | None = None
+    _principals_of: dict[Holder, frozenset[PrincipalRef]] = field(default_factory=dict)
 
     # -- derived indexes, built on first use -------------------------------------------
     def members_of(self, group_id: int) -> set[int]:
@@ -85,30 +89,28 @@ class Snapshot:
                     self._holders_by_project[row[1]].add(holder)
         return self._holders_by_project.get(project_id, set())
 
-    def rows_on(self, holder: Holder, projects: set[int | None]) -> list[Row]:
-        by_project = self._rows_by_project.get(holder)
-        if by_project is None:
-            by_project = defaultdict(list)
-            for row in self.rows_of.get(holder, ()):
-                by_project[row[1]].append(row)
-            self._rows_by_project[holder] = by_project
-        return [row for project in projects for row in by_project.get(project, ())]
-
     def projects_of(self, holder: Holder) -> set[int | None]:
         return {row[1] for row in self.rows_of.get(holder, ())}
 
-    def principals_of(self, holder: Holder) -> set[PrincipalRef]:
-        """The users and API keys a holder's grants reach."""
+    def principals_of(self, holder: Holder) -> frozenset[PrincipalRef]:
+        """The users and API keys a holder's grants reach (found once per holder)."""
+        known = self._principals_of.get(holder)
+        if known is not None:
+            return known
         kind, holder_id = holder
+        found: frozenset[PrincipalRef]
         if kind == "user":
-            return {("user", holder_id)}
-        if kind == "api_key":
-            return {("api_key", holder_id)}
-        if kind == "group":
-            return {("user", user_id) for user_id in self.members_of(holder_id)}
-        found: set[PrincipalRef] = set()
-        for role_holder in self.holders_of_role(holder_id):
-            found |= self.principals_of(role_holder)
+            found = frozenset({("user", holder_id)})
+        elif kind == "api_key":
+            found = frozenset({("api_key", holder_id)})
+        elif kind == "group":
+            found = frozenset(("user", user_id) for user_id in self.members_of(holder_id))
+        else:
+            reached: set[PrincipalRef] = set()
+            for role_holder in self.holders_of_role(holder_id):
+                reached |= self.principals_of(role_holder)
+            found = frozenset(reached)
+        self._principals_of[holder] = found
         return found
 
     def roles_reaching(self, principal: PrincipalRef) -> set[int]:
@@ -143,16 +145,121 @@ class Snapshot:
         projects: set[int | None],
     ) -> Policy:
         """The engine's policy built from `policy_inputs`, with the rows on `projects` only
-        (decisions on other projects are not to be read from it)."""
+        (decisions on other projects are not to be read from it). The same policy as
+        `policy_from_rows` builds from those rows (`keep_entries=False`), made from what each
+        holder holds per project, aggregated once per holder: the cost per principal follows
+        its holders' distinct entries, not their rows one by one."""
         is_member, is_admin, holders = inputs
-        rows = [row for holder in holders for row in self.rows_on(holder, projects)]
-        return policy_from_rows(
-            self.organisation_id,
-            is_member=is_member,
-            is_admin=is_admin,
-            rows=rows,
-            keep_entries=False,
+        if not is_member:
+            return non_member_policy(self.organisation_id)
+        organisation_keys: set[str] = set()
+        admin_scopes: set[_Scope] = set()
+        # What each holder contributes, united once all are known: most keys come from one
+        # holder, whose sets are then used as they are.
+        untagged: dict[_Scope, list[frozenset[str]]] = {}
+        tagged: dict[_Scope, dict[str, list[frozenset[int]]]] = {}
+        environment_projects: dict[int, int] = {}
+        held_by_holder = self._held_by_holder()
+        for holder in holders:
+            by_project = held_by_holder.get(holder)
+            if by_project is None:
+                continue
+            for project in projects:
+                held = by_project.get(project)
+                if held is None:
+                    continue
+                organisation_keys |= held.organisation_keys
+                admin_scopes |= held.admin_scopes
+                environment_projects.update(held.environment_projects)
+                for scope, keys in held.untagged:
+                    untagged.setdefault(scope, []).append(keys)
+                for scope, key, tags in held.tagged:
+                    tagged.setdefault(scope, {}).setdefault(key, []).append(tags)
+        rights: dict[bool, dict[int, ScopeRights]] = {False: {}, True: {}}
+        for scope in admin_scopes | untagged.keys() | tagged.keys():
+            rights[scope[0]][scope[1]] = ScopeRights(
+                admin=scope in admin_scopes,
+                untagged=_union(untagged.get(scope, ())),
+                tagged={key: _union(parts) for key, parts in tagged.get(scope, {}).items()},
+            )
+        return Policy(
+            organisation_id=self.organisation_id,
+            is_member=True,
+            is_organisation_admin=is_admin,
+            organisation_keys=frozenset(organisation_keys),
+            projects=rights[False],
+            environments=rights[True],
+            environment_projects=environment_projects,
         )
+
+    def _held_by_holder(self) -> dict[Holder, dict[int | None, _Held]]:
+        """What each holder holds on each project (None: the organisation level), built once
+        from the snapshot's rows."""
+        if self._held is None:
+            self._held = {}
+            for holder, rows in self.rows_of.items():
+                rows_by_project: dict[int | None, list[Row]] = defaultdict(list)
+                for row in rows:
+                    rows_by_project[row[1]].append(row)
+                self._held[holder] = {
+                    project: _held_from(on_project)
+                    for project, on_project in rows_by_project.items()
+                }
+        return self._held
+
+
+def _union(parts: Iterable[frozenset[T]]) -> frozenset[T]:
+    together = list(parts)
+    return together[0] if len(together) == 1 else frozenset().union(*together)
+
+
+# A project or environment scope: (is an environment, its id).
+_Scope = tuple[bool, int]
+
+
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """What one holder's grant rows on one project (or the organisation level) hold, by the
+    rules of `policy_from_rows`: rows are per entry tag, so a row with a key and no tag is an
+    untagged entry and a row with a tag adds it to its key's tags on the row's scope; any
+    admin row makes its scope an admin scope; organisation-level rows hold their keys."""
+
+    organisation_keys: frozenset[str]
+    admin_scopes: frozenset[_Scope]
+    untagged: tuple[tuple[_Scope, frozenset[str]], ...]
+    tagged: tuple[tuple[_Scope, str, frozenset[int]], ...]
+    environment_projects: dict[int, int]
+
+
+def _held_from(rows: Iterable[Row]) -> _Held:
+    organisation_keys: set[str] = set()
+    admin_scopes: set[_Scope] = set()
+    untagged: dict[_Scope, set[str]] = defaultdict(set)
+    tagged: dict[tuple[_Scope, str], set[int]] = defaultdict(set)
+    environment_projects: dict[int, int] = {}
+    for _, project_id, environment_id, admin, key, tag_id, *_ in rows:
+        if project_id is None:
+            if key is not None:
+                organisation_keys.add(key)
+            continue
+        scope = (True, environment_id) if environment_id is not None else (False, project_id)
+        if environment_id is not None and (key is not None or admin):
+            environment_projects[environment_id] = project_id
+        if admin:
+            admin_scopes.add(scope)
+        if key is None:
+            continue
+        if tag_id is None:
+            untagged[scope].add(key)
+        else:
+            tagged[(scope, key)].add(tag_id)
+    return _Held(
+        organisation_keys=frozenset(organisation_keys),
+        admin_scopes=frozenset(admin_scopes),
+        untagged=tuple((scope, frozenset(keys)) for scope, keys in untagged.items()),
+        tagged=tuple((scope, key, frozenset(tags)) for (scope, key), tags in tagged.items()),
+        environment_projects=environment_projects,
+    )
 
 
 def features_of(where: Q) -> dict[int, dict[int, FeatureTags]]:

@@ -12,10 +12,7 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
 from environments.models import Environment
-from organisations.models import (
-    Organisation,
-    OrganisationAPIKey,
-)
+from organisations.models import Organisation, OrganisationAPIKey
 from permissions.catalogue import CATALOGUE, TAG_SUPPORTED_KEYS, Level
 from projects.models import Project
 
@@ -46,11 +43,14 @@ class EntryRecord:
 
     @property
     def level(self) -> Level:
-        if self.environment_id is not None:
-            return Level.ENVIRONMENT
-        if self.project_id is not None:
-            return Level.PROJECT
-        return Level.ORGANISATION
+        return scope_level(self.project_id, self.environment_id)
+
+
+def scope_level(project_id: int | None, environment_id: int | None) -> Level:
+    """The level of a grant's scope, from its ids."""
+    if environment_id is None:
+        return Level.ORGANISATION if project_id is None else Level.PROJECT
+    return Level.ENVIRONMENT
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,17 +91,7 @@ class Policy:
     def entries(self) -> tuple[EntryRecord, ...]:
         """The applicable entries one by one, with where they came from (for reports)."""
         return tuple(
-            EntryRecord(
-                grant_id=g,
-                project_id=p,
-                environment_id=e,
-                admin=a,
-                key=k,
-                tags=tags,
-                user_id=u,
-                group_id=gr,
-                role_id=r,
-            )
+            EntryRecord(g, p, e, a, k, tags, u, gr, r)  # in field order
             for (g, p, e, a, k, u, gr, r), tags in self.entry_rows.items()
         )
 
@@ -171,24 +161,8 @@ class Policy:
         feature_tags: FeatureTags | None = None,
     ) -> bool:
         """docs/PERMISSIONS.md's rules for a key whose scope ids are given; pure, no queries."""
-        if not self.is_member:
-            return False
-        if self.is_organisation_admin:
-            return True
-        level = CATALOGUE[key].level
-        if level == Level.ORGANISATION:
-            return key in self.organisation_keys
-        if self.is_scope_admin(level, project_id, environment_id):
-            return True
-        rights = self.scope_rights(level, project_id, environment_id)
-        if rights is None:
-            return False
-        return entry_reaches(
-            key,
-            untagged=key in rights.untagged,
-            tags=rights.tagged.get(key, NO_TAGS),
-            feature_tags=feature_tags,
-        )
+        state = self.key_state(key, project_id=project_id, environment_id=environment_id)
+        return state.decides(key, feature_tags)
 
     def key_state(
         self, key: str, *, project_id: int | None = None, environment_id: int | None = None

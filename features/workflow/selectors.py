@@ -32,6 +32,17 @@ def default_states_of_environment(*, environment: Environment) -> QuerySet[Featu
     )
 
 
+def default_states_for_list(*, environment: Environment) -> QuerySet[FeatureState]:
+    """The environment's default states for a list page: the feature alone, no Tag objects;
+    the page's tags are read after pagination (`engine.feature_tags_load`, one query)."""
+    return (
+        default_states_of_environment(environment=environment)
+        .select_related(None)
+        .select_related("feature")
+        .prefetch_related(None)
+    )
+
+
 #: The annotation of `default_states_for_write` carrying the feature's tags.
 FEATURE_TAG_CODES = "feature_tag_codes"
 

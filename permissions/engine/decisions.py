@@ -65,17 +65,24 @@ def keys_on_feature(
 ) -> list[str]:
     """The keys of the scope's level that `principal` holds on `feature` (sorted).
 
-    For lists: with the policy warm and the feature's tags prefetched this costs no query.
+    For lists: with the policy warm and the feature's tags prefetched (`feature_tags_load`)
+    this costs no query, and each distinct tag set is decided once per policy.
     """
     level, _, project_id, environment_id = scope_ids(scope)
     if feature.project_id != project_id:
         return []
     policy = policy_for_scope(principal, scope)
     tags = feature_tags(feature)
-    return sorted(
-        key
-        for key in KEYS_BY_LEVEL[level]
-        if policy.decide(
-            key, project_id=project_id, environment_id=environment_id, feature_tags=tags
+    memo_key = (level, project_id, environment_id, tags)
+    keys = policy.keys_memo.get(memo_key)
+    if keys is None:
+        keys = policy.keys_memo[memo_key] = tuple(
+            sorted(
+                key
+                for key in KEYS_BY_LEVEL[level]
+                if policy.decide(
+                    key, project_id=project_id, environment_id=environment_id, feature_tags=tags
+                )
+            )
         )
-    )
+    return list(keys)

@@ -61,11 +61,11 @@ _ENTRY_COLUMNS = (
     "g.user_id, g.group_id, g.role_id"
 )
 _SCOPE_KEY_COLUMNS = (
-    "g.organisation_id, g.project_id, g.environment_id, e.key, "
+    "NULL, g.project_id, g.environment_id, e.key, "
     "MAX(CASE WHEN g.admin THEN 1 ELSE 0 END), "
     "MAX(CASE WHEN e.id IS NOT NULL AND et.tag_id IS NULL THEN 1 ELSE 0 END), {tags}"
 )
-_SCOPE_KEY_GROUPS = " GROUP BY g.organisation_id, g.project_id, g.environment_id, e.key"
+_SCOPE_KEY_GROUPS = " GROUP BY g.project_id, g.environment_id, e.key"
 
 
 def _tag_list_sql() -> str:
@@ -137,9 +137,8 @@ def _load_rows(
     resolved_org: int | None = organisation_id
     membership_role = None
     for row in raw:
-        resolved_org = row[1]
-        if row[0] == 0:
-            membership_role = row[2]
+        if row[0] == 0:  # the organisation's own row (absent: no such organisation)
+            resolved_org, membership_role = row[1], row[2]
         else:
             rows.append(row[2:])
     return resolved_org, membership_role, rows
@@ -285,8 +284,8 @@ def _policy_from_scope_key_rows(
     )
 
 
-def _tag_ids(tag_list: str | None) -> list[int]:
-    return [int(tag_id) for tag_id in tag_list.split(",")] if tag_list else []
+def _tag_ids(tag_list: str | None) -> Iterable[int]:
+    return map(int, tag_list.split(",")) if tag_list else ()
 
 
 def load_policy(

@@ -86,6 +86,11 @@ class Policy:
     # project (and its environments) and of the organisation level only, so it decides on
     # that project and the organisation, never on another project.
     only_project: int | None = None
+    # (level, project id, environment id, feature tags) -> the keys of that level held: a
+    # list page decides each distinct tag set once (`keys_on_feature`).
+    keys_memo: dict[tuple[Any, ...], tuple[str, ...]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @cached_property
     def entries(self) -> tuple[EntryRecord, ...]:

@@ -126,6 +126,8 @@ class FeatureStateViewSet(EnvironmentScopedViewSet):
             return FeatureState.objects.none()
         if self.action == "partial_update":  # one state: its feature's tags in the same query
             return selectors.default_states_for_write(environment=self.get_scope())
+        if self.action == "list":
+            return selectors.default_states_for_list(environment=self.get_scope())
         return selectors.default_states_of_environment(environment=self.get_scope())
 
     def get_permission_feature(self, obj: FeatureState) -> Feature:
@@ -140,6 +142,7 @@ class FeatureStateViewSet(EnvironmentScopedViewSet):
     def list(self, request: Request, api_key: str) -> Response:
         queryset = self.filter_queryset(self.get_queryset())
         page = self.paginate_queryset(queryset)
+        engine.feature_tags_load([state.feature for state in page or ()])  # for my_permissions
         serializer = FeatureStateSerializer(page, many=True, context=self.get_serializer_context())
         return self.get_paginated_response(serializer.data)
 

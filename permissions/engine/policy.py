@@ -13,7 +13,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
 from environments.models import Environment
 from organisations.models import Organisation, OrganisationAPIKey
-from permissions.catalogue import CATALOGUE, TAG_SUPPORTED_KEYS, Level
+from permissions.catalogue import CATALOGUE, KEYS_BY_LEVEL, TAG_SUPPORTED_KEYS, Level
 from projects.models import Project
 
 Principal = AbstractBaseUser | OrganisationAPIKey | AnonymousUser
@@ -86,9 +86,8 @@ class Policy:
     # project (and its environments) and of the organisation level only, so it decides on
     # that project and the organisation, never on another project.
     only_project: int | None = None
-    # (level, project id, environment id, feature tags) -> the keys of that level held: a
-    # list page decides each distinct tag set once (`keys_on_feature`).
-    keys_memo: dict[tuple[Any, ...], tuple[str, ...]] = field(
+    # (level, project id, environment id) -> `key_states` there, memoised
+    _key_states: dict[tuple[Any, ...], tuple[tuple[str, KeyState], ...]] = field(
         default_factory=dict, compare=False, repr=False
     )
 
@@ -194,6 +193,20 @@ class Policy:
             admin=False, untagged=key in rights.untagged, tags=rights.tagged.get(key, NO_TAGS)
         )
 
+    def key_states(
+        self, level: Level, project_id: int | None, environment_id: int | None
+    ) -> tuple[tuple[str, KeyState], ...]:
+        """(key, `key_state`) for every key of `level` on one scope, in key order; memoised,
+        so a list page reads them once and decides each feature from them."""
+        scope = (level, project_id, environment_id)
+        states = self._key_states.get(scope)
+        if states is None:
+            states = self._key_states[scope] = tuple(
+                (key, self.key_state(key, project_id=project_id, environment_id=environment_id))
+                for key in sorted(KEYS_BY_LEVEL[level])
+            )
+        return states
+
 
 @dataclass(frozen=True, slots=True)
 class KeyState:
@@ -290,7 +303,7 @@ def entry_reaches(
         return untagged  # fail closed: tagged entries never count without a feature
     if feature_tags.restricted:
         return feature_tags.restricted <= tags
-    return untagged or bool(tags & feature_tags.tags)
+    return untagged or not tags.isdisjoint(feature_tags.tags)
 
 
 def is_superuser(principal: Any) -> bool:

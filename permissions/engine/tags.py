@@ -6,6 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
+from django.db import connection
 from django.db.models import (
     Aggregate,
     Case,
@@ -19,6 +20,7 @@ from django.db.models import (
 
 from features.models import Feature
 from permissions.engine.policy import FeatureTags
+from projects.models import Tag
 
 _FEATURE_TAGS_ATTR = "_tagwarden_tags"
 
@@ -43,13 +45,28 @@ def feature_tags(feature: Feature) -> FeatureTags:
 
 def feature_tags_load(features: Iterable[Feature]) -> None:
     """Memoise the tags of many features (a page) in one query, without Tag objects: what
-    `feature_tags` then reads. Features with one tag set share one FeatureTags."""
+    `feature_tags` then reads. Features with one tag set share one FeatureTags.
+
+    Plain SQL: for a page of a hundred features the ORM's handling of the id list and of
+    the rows costs several times the query itself (docs/PERFORMANCE.md, list pages)."""
     by_feature = {feature.pk: feature for feature in features}
     pairs: dict[int, list[tuple[int, bool]]] = defaultdict(list)
-    for feature_id, tag_id, restricted in Feature.tags.through.objects.filter(
-        feature_id__in=list(by_feature)
-    ).values_list("feature_id", "tag_id", "tag__is_restricted"):
-        pairs[feature_id].append((tag_id, restricted))
+    if by_feature:
+        through, tag = Feature.tags.through._meta, Tag._meta
+        quote = connection.ops.quote_name
+        feature_column = quote(through.get_field("feature").column)
+        tag_column = quote(through.get_field("tag").column)
+        placeholders = ", ".join(["%s"] * len(by_feature))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT ft.{feature_column}, ft.{tag_column}, t.{quote('is_restricted')} "
+                f"FROM {quote(through.db_table)} ft JOIN {quote(tag.db_table)} t "
+                f"ON t.{quote(tag.pk.column)} = ft.{tag_column} "
+                f"WHERE ft.{feature_column} IN ({placeholders})",
+                list(by_feature),
+            )
+            for feature_id, tag_id, restricted in cursor.fetchall():
+                pairs[feature_id].append((tag_id, bool(restricted)))
     shared: dict[FeatureTags, FeatureTags] = {}
     for feature_id, feature in by_feature.items():
         tags = _feature_tags_of(pairs.get(feature_id, ()))

@@ -63,7 +63,10 @@ _ENTRY_COLUMNS = (
 _SCOPE_KEY_COLUMNS = (
     "NULL, g.project_id, g.environment_id, e.key, "
     "MAX(CASE WHEN g.admin THEN 1 ELSE 0 END), "
-    "MAX(CASE WHEN e.id IS NOT NULL AND et.tag_id IS NULL THEN 1 ELSE 0 END), {tags}"
+    "MAX(CASE WHEN e.id IS NOT NULL AND et.tag_id IS NULL THEN 1 ELSE 0 END), {tags}, "
+    # whether some grant of the scope holds a key, its entries read or not
+    "MAX(CASE WHEN e.id IS NOT NULL THEN 1 "
+    "WHEN EXISTS (SELECT 1 FROM {entry} x WHERE x.grant_id = g.id) THEN 1 ELSE 0 END)"
 )
 _SCOPE_KEY_GROUPS = " GROUP BY g.project_id, g.environment_id, e.key"
 
@@ -81,20 +84,30 @@ def _load_rows(
     *,
     scoped: bool = False,
     entries: bool = True,
+    environment_id: int | None = None,
 ) -> tuple[int | None, str | None, list[tuple[Any, ...]]]:
     """(organisation id, membership role or None, rows) in one SQL query: entry rows
     (`entries`), else scope-key rows `(project id, environment id, key, admin, untagged,
-    tag ids as "1,2")`.
+    tag ids as "1,2", holds a key)`.
 
     `scoped`: only the grants that can reach `project_id` (its own and its environments'),
-    plus the organisation level; a grant on another project can decide nothing there."""
+    plus the organisation level; a grant on another project can decide nothing there.
+    `environment_id` (scope-key rows only): the entries of the project's other environments
+    are not read, only whether their grants hold anything (what Viewing needs)."""
     org_sql, org_params = _org_expression(organisation_id, project_id)
     grant, entry, entry_tag = _t(Grant), _t(GrantEntry), _t(GrantEntryTag)
-    columns = _ENTRY_COLUMNS if entries else _SCOPE_KEY_COLUMNS.format(tags=_tag_list_sql())
-    width = 10 if entries else 7
+    columns = (
+        _ENTRY_COLUMNS if entries else _SCOPE_KEY_COLUMNS.format(tags=_tag_list_sql(), entry=entry)
+    )
+    width = 10 if entries else 8
     groups = "" if entries else _SCOPE_KEY_GROUPS
+    entry_join = "e.grant_id = g.id"
+    join_params: list[Any] = []
+    if environment_id is not None and scoped and not entries:
+        entry_join += " AND (g.environment_id IS NULL OR g.environment_id = %s)"
+        join_params = [environment_id]
     joins = (
-        f"FROM {grant} g LEFT JOIN {entry} e ON e.grant_id = g.id "
+        f"FROM {grant} g LEFT JOIN {entry} e ON {entry_join} "
         f"LEFT JOIN {entry_tag} et ON et.entry_id = e.id"
     )
     # Every grant has exactly one principal, so the paths are disjoint; each is its own
@@ -105,7 +118,7 @@ def _load_rows(
         # Environment grants carry their project too (docs/PERMISSIONS.md), so this is every
         # grant that can reach the project; each path keeps its (organisation, holder) index.
         grants_sql += "(g.project_id = %s OR g.project_id IS NULL) AND "
-    grants_params = [*org_params, project_id] if scoped else [*org_params]
+    grants_params = [*join_params, *org_params, *([project_id] if scoped else [])]
     membership = "NULL"
     header_params: list[Any] = []
     header_joins = ""
@@ -162,8 +175,9 @@ def _user_membership(membership_role: str | None, *, superuser: bool) -> tuple[b
     return membership_role is not None, membership_role == MembershipRole.ADMIN
 
 
-# (project id, environment id, key, admin, untagged, tag ids): what one scope-key holds.
-ScopeKeyRow = tuple[int | None, int | None, str | None, bool, bool, Iterable[int]]
+# (project id, environment id, key, admin, untagged, tag ids, holds a key): what one
+# scope-key holds.
+ScopeKeyRow = tuple[int | None, int | None, str | None, bool, bool, Iterable[int], bool]
 
 
 def _policy_from_scope_keys(
@@ -173,6 +187,7 @@ def _policy_from_scope_keys(
     scope_keys: Iterable[ScopeKeyRow],
     entry_rows: dict[tuple[Any, ...], frozenset[int]],
     only_project: int | None,
+    only_environment: int | None = None,
 ) -> Policy:
     organisation_keys: set[str] = set()
     admin_scopes: set[tuple[Level, int]] = set()
@@ -181,12 +196,12 @@ def _policy_from_scope_keys(
     touched: set[tuple[Level, int]] = set()
     environment_projects: dict[int, int] = {}
     # The hot path of a cold decision: plain tuples, no per-entry objects.
-    for project_id, env_id, key, admin, is_untagged, tag_ids in scope_keys:
+    for project_id, env_id, key, admin, is_untagged, tag_ids, holds in scope_keys:
         if project_id is None:  # organisation level
             if key is not None:
                 organisation_keys.add(key)
             continue
-        if key is None and not admin:
+        if not holds and not admin:
             continue  # a grant with no key and no admin holds nothing, and shows nothing
         scope = (Level.ENVIRONMENT, env_id) if env_id is not None else (Level.PROJECT, project_id)
         touched.add(scope)
@@ -222,6 +237,7 @@ def _policy_from_scope_keys(
         environment_projects=environment_projects,
         entry_rows=entry_rows,
         only_project=only_project,
+        only_environment=only_environment,
     )
 
 
@@ -251,7 +267,7 @@ def policy_from_rows(
         organisation_id,
         is_admin=is_admin,
         scope_keys=(
-            (project_id, env_id, key, admin, key is not None and not tags, tags)
+            (project_id, env_id, key, admin, key is not None and not tags, tags, key is not None)
             for (_, project_id, env_id, admin, key, _, _, _), tags in entry_tags.items()
         ),
         # Only reports (explain, details) read the entries one by one. A policy built without
@@ -270,17 +286,19 @@ def _policy_from_scope_key_rows(
     is_admin: bool,
     rows: Iterable[tuple[Any, ...]],
     only_project: int | None,
+    only_environment: int | None,
 ) -> Policy:
     """A policy from the scope-key rows of `_load_rows(entries=False)`."""
     return _policy_from_scope_keys(
         organisation_id,
         is_admin=is_admin,
         scope_keys=(
-            (project_id, env_id, key, bool(admin), bool(untagged), _tag_ids(tags))
-            for project_id, env_id, key, admin, untagged, tags in rows
+            (project_id, env_id, key, bool(admin), bool(untagged), _tag_ids(tags), bool(holds))
+            for project_id, env_id, key, admin, untagged, tags, holds in rows
         ),
         entry_rows={},
         only_project=only_project,
+        only_environment=only_environment,
     )
 
 
@@ -294,6 +312,7 @@ def load_policy(
     *,
     project_id: int | None = None,
     entries: bool = True,
+    environment_id: int | None = None,
 ) -> Policy:
     """Load a fresh policy (1 query, or 0 for anonymous users and foreign API keys).
 
@@ -301,7 +320,10 @@ def load_policy(
     project (its own and its environments') and the organisation level are read, and the
     organisation is resolved inside the same query when `organisation_id` is not given.
     Without it, the policy of the whole organisation. Not memoised. `entries=False`: without
-    the entries one by one (what decisions read, in far fewer rows; reports need them).
+    the entries one by one (what decisions read, in far fewer rows; reports need them); and
+    with `environment_id` too, a policy that decides on that environment, the project and
+    the organisation only (`Policy.only_environment`): the keys held on the project's other
+    environments are not read, only whether anything is held there (Viewing).
     """
     if organisation_id is None and project_id is None:
         raise ValueError("organisation_id or project_id is required")
@@ -312,8 +334,15 @@ def load_policy(
         or (organisation_id is not None and principal.organisation_id != organisation_id)
     ):
         return non_member_policy(organisation_id or principal.organisation_id)
+    scoped = project_id is not None
+    narrowed = environment_id if scoped and not entries else None
     resolved_org, membership_role, rows = _load_rows(
-        principal, organisation_id, project_id, scoped=project_id is not None, entries=entries
+        principal,
+        organisation_id,
+        project_id,
+        scoped=scoped,
+        entries=entries,
+        environment_id=narrowed,
     )
     if resolved_org is None:  # no such organisation or project
         return non_member_policy(organisation_id or 0)
@@ -325,7 +354,11 @@ def load_policy(
             resolved_org, is_member=True, is_admin=is_admin, rows=rows, only_project=project_id
         )
     return _policy_from_scope_key_rows(
-        resolved_org, is_admin=is_admin, rows=rows, only_project=project_id
+        resolved_org,
+        is_admin=is_admin,
+        rows=rows,
+        only_project=project_id,
+        only_environment=narrowed,
     )
 
 
@@ -423,14 +456,20 @@ def policies_for_members(
     return policies
 
 
-def _memo(principal: Principal) -> tuple[dict[int, Policy], dict[int, Policy]]:
+def _memo(
+    principal: Principal,
+) -> tuple[dict[int, Policy], dict[int, dict[int | None, Policy]]]:
     memo = getattr(principal, _POLICY_CACHE_ATTR, None)
     if memo is None or memo[0] != _current_generation():
-        memo = (_current_generation(), {}, {})
+        fresh: tuple[dict[int, Policy], dict[int, dict[int | None, Policy]]] = (
+            {},
+            defaultdict(dict),
+        )
+        memo = (_current_generation(), *fresh)
         try:
             setattr(principal, _POLICY_CACHE_ATTR, memo)
         except AttributeError:  # objects that take no attributes: nothing to memoise on
-            return {}, {}
+            return fresh
     return memo[1], memo[2]
 
 
@@ -441,24 +480,42 @@ def forget(principal: Principal) -> None:
 
 
 def policy_for(
-    principal: Principal, organisation_id: int | None = None, *, project_id: int | None = None
+    principal: Principal,
+    organisation_id: int | None = None,
+    *,
+    project_id: int | None = None,
+    environment_id: int | None = None,
 ) -> Policy:
     """The principal's memoised policy: 1 query cold, 0 warm; without the entries one by one
     (reports load their own with `load_policy`).
 
     With `project_id`, a policy that decides on that project (and the organisation level):
     the organisation's whole policy when it is already memoised, else the project's own,
-    which reads only the grants that can reach the project. Without it, the organisation's.
+    which reads only the grants that can reach the project. With `environment_id` too, one
+    that decides on that environment: cold, the project's policy narrowed to it (the keys of
+    the project's other environments unread), which also decides on the project. Without
+    `project_id`, the organisation's.
     """
     organisation_policies, project_policies = _memo(principal)
     if project_id is not None:
-        known = project_policies.get(project_id)
-        if known is not None:
-            return known
+        # None: the whole project's; an environment id: narrowed to that environment
+        known = project_policies[project_id]
+        if None in known:
+            return known[None]
+        if environment_id is None and known:
+            return next(iter(known.values()))  # any of them decides on the project
+        if environment_id is not None and environment_id in known:
+            return known[environment_id]
         if organisation_id is not None and organisation_id in organisation_policies:
             return organisation_policies[organisation_id]
-        policy = load_policy(principal, organisation_id, project_id=project_id, entries=False)
-        project_policies[project_id] = policy
+        policy = load_policy(
+            principal,
+            organisation_id,
+            project_id=project_id,
+            entries=False,
+            environment_id=environment_id,
+        )
+        known[environment_id] = policy
         return policy
     if organisation_id is not None and organisation_id in organisation_policies:
         return organisation_policies[organisation_id]
@@ -482,5 +539,7 @@ def scope_ids(scope: Scope) -> tuple[Level, int | None, int | None, int | None]:
 
 
 def policy_for_scope(principal: Principal, scope: Scope) -> Policy:
-    _, organisation_id, project_id, _ = scope_ids(scope)
-    return policy_for(principal, organisation_id, project_id=project_id)
+    _, organisation_id, project_id, environment_id = scope_ids(scope)
+    return policy_for(
+        principal, organisation_id, project_id=project_id, environment_id=environment_id
+    )

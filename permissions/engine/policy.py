@@ -86,6 +86,10 @@ class Policy:
     # project (and its environments) and of the organisation level only, so it decides on
     # that project and the organisation, never on another project.
     only_project: int | None = None
+    # Set when the policy was loaded for one environment of `only_project`: the keys of the
+    # project's other environments were not read (only whether anything is held there, for
+    # Viewing), so it decides keys on that environment, the project and the organisation.
+    only_environment: int | None = None
     # (level, project id, environment id) -> `key_states` there, memoised
     _key_states: dict[tuple[Any, ...], tuple[tuple[str, KeyState], ...]] = field(
         default_factory=dict, compare=False, repr=False
@@ -186,6 +190,8 @@ class Policy:
             return _UNTAGGED if key in self.organisation_keys else _NOTHING
         if self.is_scope_admin(level, project_id, environment_id):
             return _ADMIN
+        if level == Level.ENVIRONMENT and self.only_environment not in (None, environment_id):
+            raise ValueError(f"This policy decides keys on environment {self.only_environment}")
         rights = self.scope_rights(level, project_id, environment_id)
         if rights is None:
             return _NOTHING

@@ -32,17 +32,6 @@ def default_states_of_environment(*, environment: Environment) -> QuerySet[Featu
     )
 
 
-def default_states_for_list(*, environment: Environment) -> QuerySet[FeatureState]:
-    """The environment's default states for a list page: the feature alone, no Tag objects;
-    the page's tags are read after pagination (`engine.feature_tags_load`, one query)."""
-    return (
-        default_states_of_environment(environment=environment)
-        .select_related(None)
-        .select_related("feature")
-        .prefetch_related(None)
-    )
-
-
 #: The annotation of `default_states_for_write` carrying the feature's tags.
 FEATURE_TAG_CODES = "feature_tag_codes"
 
@@ -54,6 +43,17 @@ def default_states_for_write(*, environment: Environment) -> QuerySet[FeatureSta
         default_states_of_environment(environment=environment)
         .prefetch_related(None)
         .annotate(**{FEATURE_TAG_CODES: engine.feature_tags_subquery("feature_id")})
+    )
+
+
+def default_states_for_list(*, environment: Environment) -> QuerySet[FeatureState]:
+    """The environment's default states for a list page: each with its feature, whose tags
+    come in the same query (`FEATURE_TAG_CODES`, read for the page's rows alone), and no
+    Tag, Environment or Project objects."""
+    return (
+        default_states_for_write(environment=environment)
+        .select_related(None)
+        .select_related("feature")
     )
 
 

@@ -17,7 +17,6 @@ Exports (everything else in the project calls these; nothing else decides):
     entry_reaches            rule 3 and the restricted-tag rule for one key
     feature_states_allowed   default FeatureState queryset, same filter
     feature_tags             a feature's tags as decisions read them
-    feature_tags_load        memoise the tags of many features (a page): 1 query
     feature_tags_remember    memoise tags read with feature_tags_subquery
     feature_tags_subquery    an annotation bringing a feature's tags with its row
     features_allowed         Feature queryset filtered in SQL
@@ -99,7 +98,6 @@ from permissions.engine.policy import (
 )
 from permissions.engine.tags import (
     feature_tags,
-    feature_tags_load,
     feature_tags_remember,
     feature_tags_subquery,
     forget_feature_tags,
@@ -121,7 +119,6 @@ __all__ = [
     "entry_reaches",
     "feature_states_allowed",
     "feature_tags",
-    "feature_tags_load",
     "feature_tags_remember",
     "feature_tags_subquery",
     "features_allowed",

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable
 from typing import Any
 
-from django.db import connection
 from django.db.models import (
     Aggregate,
     Case,
@@ -20,7 +17,6 @@ from django.db.models import (
 
 from features.models import Feature
 from permissions.engine.policy import FeatureTags
-from projects.models import Tag
 
 _FEATURE_TAGS_ATTR = "_tagwarden_tags"
 
@@ -38,47 +34,11 @@ def feature_tags(feature: Feature) -> FeatureTags:
         pairs = [(t.pk, t.is_restricted) for t in prefetched]
     else:
         pairs = list(feature.tags.values_list("id", "is_restricted"))
-    result = _feature_tags_of(pairs)
-    setattr(feature, _FEATURE_TAGS_ATTR, result)
-    return result
-
-
-def feature_tags_load(features: Iterable[Feature]) -> None:
-    """Memoise the tags of many features (a page) in one query, without Tag objects: what
-    `feature_tags` then reads. Features with one tag set share one FeatureTags.
-
-    Plain SQL: for a page of a hundred features the ORM's handling of the id list and of
-    the rows costs several times the query itself (docs/PERFORMANCE.md, list pages)."""
-    by_feature = {feature.pk: feature for feature in features}
-    pairs: dict[int, list[tuple[int, bool]]] = defaultdict(list)
-    if by_feature:
-        through, tag = Feature.tags.through._meta, Tag._meta
-        quote = connection.ops.quote_name
-        feature_column = quote(through.get_field("feature").column)
-        tag_column = quote(through.get_field("tag").column)
-        placeholders = ", ".join(["%s"] * len(by_feature))
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT ft.{feature_column}, ft.{tag_column}, t.{quote('is_restricted')} "
-                f"FROM {quote(through.db_table)} ft JOIN {quote(tag.db_table)} t "
-                f"ON t.{quote(tag.pk.column)} = ft.{tag_column} "
-                f"WHERE ft.{feature_column} IN ({placeholders})",
-                list(by_feature),
-            )
-            for feature_id, tag_id, restricted in cursor.fetchall():
-                pairs[feature_id].append((tag_id, bool(restricted)))
-    shared: dict[FeatureTags, FeatureTags] = {}
-    for feature_id, feature in by_feature.items():
-        tags = _feature_tags_of(pairs.get(feature_id, ()))
-        setattr(feature, _FEATURE_TAGS_ATTR, shared.setdefault(tags, tags))
-
-
-def _feature_tags_of(pairs: Iterable[tuple[int, bool]]) -> FeatureTags:
-    """FeatureTags from (tag id, restricted) pairs."""
-    pairs = list(pairs)
-    return FeatureTags(
+    result = FeatureTags(
         tags=frozenset(t for t, _ in pairs), restricted=frozenset(t for t, r in pairs if r)
     )
+    setattr(feature, _FEATURE_TAGS_ATTR, result)
+    return result
 
 
 def forget_feature_tags(feature: Feature) -> None:

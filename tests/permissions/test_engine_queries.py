@@ -410,14 +410,13 @@ def test_policy_for_environment__narrowed__decides_as_the_whole_project() -> Non
         )
         whole = engine.load_policy(world["user"], project_id=env.project_id)
         assert narrowed.can_view_project(env.project_id) is whole.can_view_project(env.project_id)
-        for key in KEYS_BY_LEVEL[Level.ENVIRONMENT]:
-            for feature_tags in (None, tags):
-                assert narrowed.decide(
-                    key, project_id=env.project_id, environment_id=env.pk, feature_tags=feature_tags
-                ) is whole.decide(
-                    key, project_id=env.project_id, environment_id=env.pk, feature_tags=feature_tags
-                )
-        for key in KEYS_BY_LEVEL[Level.PROJECT]:
-            assert narrowed.decide(key, project_id=env.project_id, feature_tags=tags) is (
-                whole.decide(key, project_id=env.project_id, feature_tags=tags)
-            )
+        scopes = [(Level.ENVIRONMENT, env.pk), (Level.PROJECT, None)]
+        decisions = [
+            (policy.decide(key, project_id=env.project_id, environment_id=env_id, feature_tags=ft))
+            for policy in (narrowed, whole)
+            for level, env_id in scopes
+            for key in KEYS_BY_LEVEL[level]
+            for ft in (None, tags)
+        ]
+        half = len(decisions) // 2
+        assert decisions[:half] == decisions[half:]

@@ -142,7 +142,8 @@ class FeatureStateViewSet(EnvironmentScopedViewSet):
     def list(self, request: Request, api_key: str) -> Response:
         queryset = self.filter_queryset(self.get_queryset())
         page = self.paginate_queryset(queryset)
-        engine.feature_tags_load([state.feature for state in page or ()])  # for my_permissions
+        for state in page or ():
+            self.get_permission_feature(state)  # its tags, read with the page: my_permissions
         serializer = FeatureStateSerializer(page, many=True, context=self.get_serializer_context())
         return self.get_paginated_response(serializer.data)
 

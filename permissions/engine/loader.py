@@ -55,7 +55,7 @@ def _org_expression(organisation_id: int | None, project_id: int | None) -> tupl
 # One row per entry tag (`entries=True`, for reports), in the row shape of
 # `policy_from_rows`; or one row per scope and key (what decisions read), with the tags of
 # its entries as one string: a principal with hundreds of tagged entries on a project then
-# costs tens of rows, not thousands (docs/PERFORMANCE.md, a cold decision).
+# costs tens of rows, not thousands (docs/PERMISSIONS.md, "How it is fast").
 _ENTRY_COLUMNS = (
     "g.organisation_id, g.id, g.project_id, g.environment_id, g.admin, e.key, et.tag_id, "
     "g.user_id, g.group_id, g.role_id"

@@ -68,6 +68,8 @@ _SCOPE_KEY_COLUMNS = (
     "MAX(CASE WHEN e.id IS NOT NULL THEN 1 "
     "WHEN EXISTS (SELECT 1 FROM {entry} x WHERE x.grant_id = g.id) THEN 1 ELSE 0 END)"
 )
+# where `e.key` stands in each row shape (after the leading row kind)
+_KEY_COLUMN = {True: 5, False: 3}
 _SCOPE_KEY_GROUPS = " GROUP BY g.project_id, g.environment_id, e.key"
 
 
@@ -129,10 +131,13 @@ def _load_rows(
             "ON m.organisation_id = o.id AND m.user_id = %s "
         )
         header_params = [principal.pk]
-    padding = ", NULL" * (width - 2)
+    # The organisation's own row: its id, and the membership role in the key's column (both
+    # text, as PostgreSQL's UNION requires of a column).
+    header = ["o.id", *["NULL"] * (width - 1)]
+    header[_KEY_COLUMN[entries]] = membership
     parts: list[tuple[str, list[Any]]] = [
         (
-            f"SELECT 0, o.id, {membership}{padding} FROM {_t(Organisation)} o {header_joins}"
+            f"SELECT 0, {', '.join(header)} FROM {_t(Organisation)} o {header_joins}"
             f"WHERE o.id = {org_sql}",
             [*header_params, *org_params],
         )
@@ -151,7 +156,7 @@ def _load_rows(
     membership_role = None
     for row in raw:
         if row[0] == 0:  # the organisation's own row (absent: no such organisation)
-            resolved_org, membership_role = row[1], row[2]
+            resolved_org, membership_role = row[1], row[1 + _KEY_COLUMN[entries]]
         else:
             rows.append(row[2:])
     return resolved_org, membership_role, rows

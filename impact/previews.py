@@ -54,7 +54,6 @@ from impact.snapshots import (
     Row,
     Snapshot,
     features_of,
-    roles_by_holder,
     snapshot_take,
 )
 from organisations.models import (
@@ -64,7 +63,12 @@ from organisations.models import (
     UserGroup,
 )
 from permissions.catalogue import KEYS_BY_LEVEL, TAG_SUPPORTED_KEYS, Level
-from permissions.engine import Policy, organisation_grant_rows
+from permissions.engine import (
+    Policy,
+    group_memberships,
+    organisation_grant_rows,
+    roles_by_holder,
+)
 
 T = TypeVar("T")
 
@@ -481,11 +485,7 @@ def _snapshots_around_grants(
             organisation_id=organisation_id, pk__in=api_keys
         ).values_list("id", "revoked", "expiry_date", "is_admin", "name")
     }
-    groups_of: dict[int, set[int]] = defaultdict(set)
-    for user_id, group_id in UserGroup.users.through.objects.filter(
-        usergroup__organisation_id=organisation_id, user_id__in=users
-    ).values_list("user_id", "usergroup_id"):
-        groups_of[user_id].add(group_id)
+    groups_of = group_memberships(organisation_id, Q(user_id__in=users))
     all_groups = {group for groups in groups_of.values() for group in groups}
     roles_of = roles_by_holder(
         organisation_id,

@@ -17,14 +17,14 @@ from organisations.models import (
     MembershipRole,
     OrganisationAPIKey,
     OrganisationMembership,
-    RoleAssignment,
-    UserGroup,
 )
 from permissions.engine import (
     FeatureTags,
     Policy,
     ScopeRights,
+    group_memberships,
     organisation_grant_rows,
+    roles_by_holder,
 )
 from permissions.engine.policy import non_member_policy
 from projects.models import Project
@@ -283,28 +283,6 @@ def features_of(where: Q) -> dict[int, dict[int, FeatureTags]]:
     }
 
 
-def roles_by_holder(organisation_id: int, *where: Q) -> dict[Holder, set[int]]:
-    """The organisation's roles assigned to each holder (`("user" | "group" | "api_key", id)`)
-    in one query, optionally narrowed by `where`. As in the engine, only assignments to the
-    organisation's own groups and keys count: a group or role of another organisation never
-    counts (docs/PERMISSIONS.md, "Membership gates everything")."""
-    roles_of: dict[Holder, set[int]] = defaultdict(set)
-    for role_id, user_id, group_id, api_key_id in RoleAssignment.objects.filter(
-        *where,
-        Q(user__isnull=False)
-        | Q(group__organisation_id=organisation_id)
-        | Q(api_key__organisation_id=organisation_id),
-        role__organisation_id=organisation_id,
-    ).values_list("role_id", "user_id", "group_id", "api_key_id"):
-        if user_id is not None:
-            roles_of[("user", user_id)].add(role_id)
-        elif group_id is not None:
-            roles_of[("group", group_id)].add(role_id)
-        elif api_key_id is not None:
-            roles_of[("api_key", api_key_id)].add(role_id)
-    return roles_of
-
-
 def snapshot_take(organisation_id: int) -> Snapshot:
     """Read the organisation's permission-relevant state (8 queries, whatever its size)."""
     member_roles = dict(
@@ -319,11 +297,7 @@ def snapshot_take(organisation_id: int) -> Snapshot:
             organisation_id=organisation_id
         ).values_list("id", "revoked", "expiry_date", "is_admin", "name")
     }
-    groups_of: dict[int, set[int]] = defaultdict(set)
-    for user_id, group_id in UserGroup.users.through.objects.filter(
-        usergroup__organisation_id=organisation_id
-    ).values_list("user_id", "usergroup_id"):
-        groups_of[user_id].add(group_id)
+    groups_of = group_memberships(organisation_id)
     roles_of = roles_by_holder(organisation_id)
     rows_of = organisation_grant_rows(organisation_id)
     projects = frozenset(

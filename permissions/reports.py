@@ -4,33 +4,24 @@ permissions (docs/API.md, "Permissions in responses"; docs/PERMISSIONS.md)."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Literal, cast
-
-from django.db.models import (
-    Q,
-)
+from typing import Any, Literal
 
 from environments.models import Environment
 from features.models import Feature
-from organisations.models import (
-    OrganisationAPIKey,
-    Role,
-    RoleAssignment,
-    UserGroup,
-)
+from organisations.models import Role, UserGroup
 from permissions.catalogue import CATALOGUE, KEYS_BY_LEVEL, TAG_SUPPORTED_KEYS, Level
 from permissions.engine import (
     EntryRecord,
     Policy,
     Principal,
+    PrincipalPaths,
     Scope,
     ScopeRights,
-    allowed,
     entry_reaches,
     feature_tags,
+    load_policy,
     policy_for_scope,
+    principal_paths,
     scope_ids,
 )
 from permissions.engine.policy import NO_TAGS
@@ -86,38 +77,10 @@ def my_permissions(principal: Principal, scope: Scope) -> dict[str, Any]:
     }
 
 
-@dataclass(frozen=True)
-class _Paths:
-    """How a user reaches roles and groups in one organisation (for explanations)."""
-
-    group_ids: frozenset[int]
-    # role id -> groups through which it is assigned (None = assigned directly)
-    role_paths: Mapping[int, frozenset[int | None]]
-
-
-def _paths(principal: Principal, organisation_id: int) -> _Paths:
-    if isinstance(principal, OrganisationAPIKey):
-        roles = RoleAssignment.objects.filter(
-            api_key=principal, role__organisation_id=organisation_id
-        ).values_list("role_id", flat=True)
-        return _Paths(NO_TAGS, {r: frozenset([None]) for r in roles})
-    group_ids = frozenset(
-        UserGroup.objects.filter(
-            users__pk=cast(int, principal.pk), organisation_id=organisation_id
-        ).values_list("id", flat=True)
-    )
-    role_paths: dict[int, set[int | None]] = defaultdict(set)
-    for role_id, group_id in RoleAssignment.objects.filter(
-        Q(user=principal) | Q(group_id__in=group_ids), role__organisation_id=organisation_id
-    ).values_list("role_id", "group_id"):
-        role_paths[role_id].add(group_id)
-    return _Paths(group_ids, {r: frozenset(g) for r, g in role_paths.items()})
-
-
 Via = Literal["user", "group", "role"]
 
 
-def _vias(entry: EntryRecord, paths: _Paths) -> list[tuple[Via, int | None, int | None]]:
+def _vias(entry: EntryRecord, paths: PrincipalPaths) -> list[tuple[Via, int | None, int | None]]:
     """(via, group id, role id) for each way the entry reaches the principal."""
     if entry.user_id is not None:
         return [("user", None, None)]
@@ -141,17 +104,19 @@ def explain(
         raise ValueError(f"{key} is not an environment key")
     if feature.project_id != environment.project_id:
         raise ValueError("The feature is not in the environment's project")
-    policy = policy_for_scope(principal, environment)
-    project_id, environment_id = environment.project_id, environment.pk
-    decision = allowed(principal, key, environment, feature)
+    _, organisation_id, project_id, environment_id = scope_ids(environment)
+    policy = load_policy(principal, organisation_id, project_id=project_id)
     ftags = feature_tags(feature)
+    decision = policy.decide(
+        key, project_id=project_id, environment_id=environment_id, feature_tags=ftags
+    )
     granted: list[dict[str, Any]] = []
     blocked: list[dict[str, Any]] = []
     # Restricted tags narrow tag-supported keys only.
     restricted = ftags.restricted if key in TAG_SUPPORTED_KEYS else NO_TAGS
     restricted_uncovered = bool(restricted)
     if policy.is_member:
-        paths = _paths(principal, policy.organisation_id)
+        paths = principal_paths(principal, policy.organisation_id)
         if policy.is_organisation_admin:
             granted.append(_granted("organisation_admin", None, None, "organisation", []))
         for entry in policy.entries:
@@ -261,8 +226,8 @@ def explain_all(
 def user_detailed_permissions(user: Any, scope: Project | Environment) -> dict[str, Any]:
     """Where each of a user's keys on a project or environment, and admin, come from
     (docs/API.md, "Permissions in responses")."""
-    level, _, project_id, environment_id = scope_ids(scope)
-    policy = policy_for_scope(user, scope)
+    level, organisation_id, project_id, environment_id = scope_ids(scope)
+    policy = load_policy(user, organisation_id, project_id=project_id)
     admin = policy.is_scope_admin(level, project_id, environment_id)
     if not policy.is_member:
         return {
@@ -271,7 +236,7 @@ def user_detailed_permissions(user: Any, scope: Project | Environment) -> dict[s
             "derived_from": {"groups": [], "roles": []},
             "permissions": [],
         }
-    paths = _paths(user, policy.organisation_id)
+    paths = principal_paths(user, policy.organisation_id)
     scope_id = project_id if level == Level.PROJECT else environment_id
 
     def in_scope(entry: EntryRecord) -> bool:

@@ -46,6 +46,17 @@ def default_states_for_write(*, environment: Environment) -> QuerySet[FeatureSta
     )
 
 
+def default_states_for_list(*, environment: Environment) -> QuerySet[FeatureState]:
+    """The environment's default states for a list page: each with its feature, whose tags
+    come in the same query (`FEATURE_TAG_CODES`, read for the page's rows alone), and no
+    Tag, Environment or Project objects."""
+    return (
+        default_states_for_write(environment=environment)
+        .select_related(None)
+        .select_related("feature")
+    )
+
+
 def default_state_get(*, environment: Environment, state_id: int) -> FeatureState | None:
     """A default state of this environment; a state of another environment, or an
     override's state, is None (404)."""

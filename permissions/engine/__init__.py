@@ -6,8 +6,10 @@ Exports (everything else in the project calls these; nothing else decides):
     FeatureIndex             one key state decided on many features at once
     FeatureTags              a feature's tags and restricted tags
     KeyState                 what a decision reads for one key, feature aside
+    OrganisationPaths        an organisation's memberships and role assignments, by principal
     Policy                   what one principal holds in one organisation
     Principal                a user, an OrganisationAPIKey or an anonymous user
+    PrincipalPaths           how one principal reaches groups and roles in one organisation
     Scope                    an Organisation, a Project or an Environment
     ScopeRights              what a policy holds on one project or environment
     allowed                  one decision: ≤ 2 queries cold, 0 warm
@@ -21,15 +23,20 @@ Exports (everything else in the project calls these; nothing else decides):
     filter_by_feature        any rows, by their feature, same filter
     forget                   drop the memoised policies of a principal
     forget_feature_tags      drop a feature's memoised tags
+    grants_reaching          the grants reaching a principal in every organisation (a queryset)
+    group_memberships        an organisation's groups of each user: 1 query
     is_admin                 organisation, project or environment admin of a scope
     is_superuser             an active Django superuser (an ADMIN of every organisation)
     keys_on_feature          the keys of a scope's level held on one feature
-    load_policy              a fresh, unmemoised Policy
+    load_policy              a fresh, unmemoised Policy, with its entries for reports
     organisation_grant_rows  every grant row of an organisation by holder: 1 query
+    organisation_paths       an organisation's principal paths: 2 queries
     policies_for_members     fresh policies of many users: 4 queries
     policy_for               memoised Policy: 1 query cold, 0 warm
     policy_for_scope         policy_for, for a scope
     policy_from_rows         a policy from rows already read
+    principal_paths          one principal's paths in one organisation: ≤ 2 queries
+    roles_by_holder          an organisation's roles assigned to each holder: 1 query
     scope_ids                (level, organisation id, project id, environment id) of a scope
     viewable_environments_q  the environments a principal may view, one Q
     viewable_projects_q      the projects a principal may view, one Q
@@ -37,9 +44,10 @@ Exports (everything else in the project calls these; nothing else decides):
 Reports built on these (my-permissions, explain, detailed permissions) live in
 permissions/reports.py; impact previews in impact/.
 
-Modules: `policy` (Policy and the pure rules), `loader` (one SQL query per principal and
-organisation, memoised per request; the bulk loader), `tags` (feature tags), `decisions`,
-`filters` (the same rules as one Q).
+Modules: `policy` (Policy and the pure rules), `paths` (which grants reach a principal: the
+one resolution of users, groups, roles and API keys, as SQL, a queryset and in Python),
+`loader` (one SQL query per principal and organisation, memoised per request; the bulk
+loader), `tags` (feature tags), `decisions`, `filters` (the same rules as one Q).
 
 A decision on a tag-supported key for a concrete feature must pass that feature, loaded from
 the database: without it, tagged entries never count (fail closed). For one key, the union of
@@ -67,6 +75,15 @@ from permissions.engine.loader import (
     policy_from_rows,
     scope_ids,
 )
+from permissions.engine.paths import (
+    OrganisationPaths,
+    PrincipalPaths,
+    grants_reaching,
+    group_memberships,
+    organisation_paths,
+    principal_paths,
+    roles_by_holder,
+)
 from permissions.engine.policy import (
     EntryRecord,
     FeatureIndex,
@@ -91,8 +108,10 @@ __all__ = [
     "FeatureIndex",
     "FeatureTags",
     "KeyState",
+    "OrganisationPaths",
     "Policy",
     "Principal",
+    "PrincipalPaths",
     "Scope",
     "ScopeRights",
     "allowed",
@@ -106,15 +125,20 @@ __all__ = [
     "filter_by_feature",
     "forget",
     "forget_feature_tags",
+    "grants_reaching",
+    "group_memberships",
     "is_admin",
     "is_superuser",
     "keys_on_feature",
     "load_policy",
     "organisation_grant_rows",
+    "organisation_paths",
     "policies_for_members",
     "policy_for",
     "policy_for_scope",
     "policy_from_rows",
+    "principal_paths",
+    "roles_by_holder",
     "scope_ids",
     "viewable_environments_q",
     "viewable_projects_q",

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from environments.models import Environment
 from features.models import Feature
-from permissions.catalogue import CATALOGUE, KEYS_BY_LEVEL, TAG_SUPPORTED_KEYS, Level
-from permissions.engine.loader import policy_for_scope, scope_ids
+from permissions.catalogue import CATALOGUE, TAG_SUPPORTED_KEYS, Level
+from permissions.engine.loader import policy_for, policy_for_scope, scope_ids
 from permissions.engine.policy import Principal, Scope
 from permissions.engine.tags import feature_tags
 from projects.models import Project
@@ -65,17 +65,16 @@ def keys_on_feature(
 ) -> list[str]:
     """The keys of the scope's level that `principal` holds on `feature` (sorted).
 
-    For lists: with the policy warm and the feature's tags prefetched this costs no query.
+    For lists: with the policy warm and the feature's tags prefetched (`feature_tags_load`)
+    this costs no query, and the key states are read once per policy and scope.
     """
-    level, _, project_id, environment_id = scope_ids(scope)
+    level, organisation_id, project_id, environment_id = scope_ids(scope)
     if feature.project_id != project_id:
         return []
-    policy = policy_for_scope(principal, scope)
+    policy = policy_for(principal, organisation_id, project_id=project_id)
     tags = feature_tags(feature)
-    return sorted(
+    return [
         key
-        for key in KEYS_BY_LEVEL[level]
-        if policy.decide(
-            key, project_id=project_id, environment_id=environment_id, feature_tags=tags
-        )
-    )
+        for key, state in policy.key_states(level, project_id, environment_id)
+        if state.decides(key, tags)
+    ]

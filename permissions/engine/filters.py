@@ -4,26 +4,15 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from django.db.models import (
-    Exists,
-    F,
-    OuterRef,
-    Q,
-    QuerySet,
-)
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.db.models.expressions import Combinable
 
 from environments.models import Environment
 from features.models import Feature, FeatureState
-from organisations.models import (
-    MembershipRole,
-    OrganisationAPIKey,
-    OrganisationMembership,
-    RoleAssignment,
-    UserGroup,
-)
+from organisations.models import MembershipRole, OrganisationAPIKey, OrganisationMembership
 from permissions.catalogue import CATALOGUE, TAG_SUPPORTED_KEYS, Level
 from permissions.engine.loader import policy_for_scope, scope_ids
+from permissions.engine.paths import grants_reaching
 from permissions.engine.policy import NO_TAGS, Principal, ScopeRights, is_superuser
 from permissions.models import Grant
 from projects.models import Project
@@ -148,43 +137,31 @@ def viewable_projects_q(principal: Principal) -> Q:
             return Q(pk__in=[])
         if principal.is_admin:
             return Q(organisation_id=principal.organisation_id)
-        grants = _api_key_grants(principal).filter(project__isnull=False)
+        grants = _held_grants(principal).filter(project__isnull=False)
         return Q(organisation_id=principal.organisation_id) & Q(pk__in=grants.values("project_id"))
     if not getattr(principal, "is_authenticated", False):
         return Q(pk__in=[])
     if is_superuser(principal):
         return Q()
-    memberships = OrganisationMembership.objects.filter(user_id=cast(int, principal.pk))
-    admin_orgs = memberships.filter(role=MembershipRole.ADMIN).values("organisation_id")
-    member_orgs = memberships.values("organisation_id")
+    admin_orgs, member_orgs = _member_organisations(principal)
+    held = _held_grants(principal).filter(project__isnull=False)
     return Q(organisation_id__in=admin_orgs) | (
-        Q(organisation_id__in=member_orgs)
-        & Q(pk__in=_user_grants(principal).filter(project__isnull=False).values("project_id"))
+        Q(organisation_id__in=member_orgs) & Q(pk__in=held.values("project_id"))
     )
 
 
-def _api_key_grants(api_key: OrganisationAPIKey) -> QuerySet[Grant]:
-    """Every grant reaching an API key: those of the roles of its organisation assigned to it."""
-    return Grant.objects.filter(
-        _HOLDS_SOMETHING,
-        organisation_id=api_key.organisation_id,
-        role__organisation_id=api_key.organisation_id,
-        role__assignments__api_key_id=api_key.pk,
+def _held_grants(principal: Principal) -> QuerySet[Grant]:
+    """The grants reaching the principal that hold something (a key or admin)."""
+    return grants_reaching(principal).filter(_HOLDS_SOMETHING)
+
+
+def _member_organisations(user: Any) -> tuple[QuerySet[Any], QuerySet[Any]]:
+    """(the organisations `user` is an ADMIN of, those it is a member of), as subqueries."""
+    memberships = OrganisationMembership.objects.filter(user_id=cast(int, user.pk))
+    return (
+        memberships.filter(role=MembershipRole.ADMIN).values("organisation_id"),
+        memberships.values("organisation_id"),
     )
-
-
-def _user_grants(user: Any) -> QuerySet[Grant]:
-    """Every grant reaching `user` through any path. As in the policy, a group or role counts
-    only in its own organisation: for the grant's organisation, and through groups of it."""
-    group_ids = UserGroup.objects.filter(users=user).values("id")
-    role_ids = RoleAssignment.objects.filter(
-        Q(user=user) | Q(group_id__in=group_ids, group__organisation_id=F("role__organisation_id"))
-    ).values("role_id")
-    return Grant.objects.filter(
-        Q(user=user)
-        | Q(group_id__in=group_ids, group__organisation_id=F("organisation_id"))
-        | Q(role_id__in=role_ids, role__organisation_id=F("organisation_id"))
-    ).filter(_HOLDS_SOMETHING)
 
 
 def viewable_environments_q(principal: Principal) -> Q:
@@ -195,31 +172,24 @@ def viewable_environments_q(principal: Principal) -> Q:
             return Q(pk__in=[])
         if principal.is_admin:
             return Q(project__organisation_id=principal.organisation_id)
-        grants = _api_key_grants(principal)
-        return Q(project__organisation_id=principal.organisation_id) & (
-            Q(pk__in=grants.filter(environment__isnull=False).values("environment_id"))
-            | Q(
-                project_id__in=grants.filter(environment__isnull=True, admin=True).values(
-                    "project_id"
-                )
-            )
+        return Q(project__organisation_id=principal.organisation_id) & _held_environments_q(
+            principal
         )
     if not getattr(principal, "is_authenticated", False):
         return Q(pk__in=[])
     if is_superuser(principal):
         return Q()
-    memberships = OrganisationMembership.objects.filter(user_id=cast(int, principal.pk))
-    admin_orgs = memberships.filter(role=MembershipRole.ADMIN).values("organisation_id")
-    member_orgs = memberships.values("organisation_id")
-    grants = _user_grants(principal)
+    admin_orgs, member_orgs = _member_organisations(principal)
     return Q(project__organisation_id__in=admin_orgs) | (
-        Q(project__organisation_id__in=member_orgs)
-        & (
-            Q(pk__in=grants.filter(environment__isnull=False).values("environment_id"))
-            | Q(
-                project_id__in=grants.filter(
-                    project__isnull=False, environment__isnull=True, admin=True
-                ).values("project_id")
-            )
-        )
+        Q(project__organisation_id__in=member_orgs) & _held_environments_q(principal)
+    )
+
+
+def _held_environments_q(principal: Principal) -> Q:
+    """Environments on which the principal holds something, or admin of their project."""
+    grants = _held_grants(principal)
+    return Q(pk__in=grants.filter(environment__isnull=False).values("environment_id")) | Q(
+        project_id__in=grants.filter(
+            project__isnull=False, environment__isnull=True, admin=True
+        ).values("project_id")
     )

@@ -6,14 +6,13 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any, cast
+from types import SimpleNamespace
+from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.core.signals import request_started
 from django.db import connection
-from django.db.models import (
-    Q,
-)
+from django.db.models import OuterRef, Q, Subquery
 from django.dispatch import receiver
 
 from environments.models import Environment
@@ -22,11 +21,9 @@ from organisations.models import (
     Organisation,
     OrganisationAPIKey,
     OrganisationMembership,
-    Role,
-    RoleAssignment,
-    UserGroup,
 )
 from permissions.catalogue import Level
+from permissions.engine.paths import grant_conditions_sql, organisation_paths
 from permissions.engine.policy import (
     Policy,
     Principal,
@@ -55,128 +52,197 @@ def _org_expression(organisation_id: int | None, project_id: int | None) -> tupl
     return f"(SELECT p.organisation_id FROM {_t(Project)} p WHERE p.id = %s)", [project_id]
 
 
+# One row per entry tag (`entries=True`, for reports), in the row shape of
+# `policy_from_rows`; or one row per scope and key (what decisions read), with the tags of
+# its entries as one string: a principal with hundreds of tagged entries on a project then
+# costs tens of rows, not thousands (docs/PERMISSIONS.md, "How it is fast").
+_ENTRY_COLUMNS = (
+    "g.organisation_id, g.id, g.project_id, g.environment_id, g.admin, e.key, et.tag_id, "
+    "g.user_id, g.group_id, g.role_id"
+)
+_SCOPE_KEY_COLUMNS = (
+    "NULL, g.project_id, g.environment_id, e.key, "
+    "MAX(CASE WHEN g.admin THEN 1 ELSE 0 END), "
+    "MAX(CASE WHEN e.id IS NOT NULL AND et.tag_id IS NULL THEN 1 ELSE 0 END), {tags}, "
+    # whether some grant of the scope holds a key, its entries read or not
+    "MAX(CASE WHEN e.id IS NOT NULL THEN 1 "
+    "WHEN EXISTS (SELECT 1 FROM {entry} x WHERE x.grant_id = g.id) THEN 1 ELSE 0 END)"
+)
+# where `e.key` stands in each row shape (after the leading row kind)
+_KEY_COLUMN = {True: 5, False: 3}
+_SCOPE_KEY_GROUPS = " GROUP BY g.project_id, g.environment_id, e.key"
+
+
+def _tag_list_sql() -> str:
+    if connection.vendor == "postgresql":
+        return "STRING_AGG(CAST(et.tag_id AS TEXT), ',')"
+    return "GROUP_CONCAT(et.tag_id)"
+
+
 def _load_rows(
     principal: Principal,
     organisation_id: int | None,
     project_id: int | None,
     *,
     scoped: bool = False,
+    entries: bool = True,
+    environment_id: int | None = None,
 ) -> tuple[int | None, str | None, list[tuple[Any, ...]]]:
-    """(organisation id, membership role or None, entry rows) in one SQL query.
+    """(organisation id, membership role or None, rows) in one SQL query: entry rows
+    (`entries`), else scope-key rows `(project id, environment id, key, admin, untagged,
+    tag ids as "1,2", holds a key)`.
 
     `scoped`: only the grants that can reach `project_id` (its own and its environments'),
-    plus the organisation level; a grant on another project can decide nothing there."""
+    plus the organisation level; a grant on another project can decide nothing there.
+    `environment_id` (scope-key rows only): the entries of the project's other environments
+    are not read, only whether their grants hold anything (what Viewing needs)."""
     org_sql, org_params = _org_expression(organisation_id, project_id)
     grant, entry, entry_tag = _t(Grant), _t(GrantEntry), _t(GrantEntryTag)
     columns = (
-        "g.organisation_id, g.id, g.project_id, g.environment_id, g.admin, e.key, et.tag_id, "
-        "g.user_id, g.group_id, g.role_id"
+        _ENTRY_COLUMNS if entries else _SCOPE_KEY_COLUMNS.format(tags=_tag_list_sql(), entry=entry)
     )
-    organisations = _t(Organisation)
+    width = 10 if entries else 8
+    groups = "" if entries else _SCOPE_KEY_GROUPS
+    entry_join = "e.grant_id = g.id"
+    join_params: list[Any] = []
+    if environment_id is not None and scoped and not entries:
+        entry_join += " AND (g.environment_id IS NULL OR g.environment_id = %s)"
+        join_params = [environment_id]
     joins = (
-        f"FROM {grant} g LEFT JOIN {entry} e ON e.grant_id = g.id "
+        f"FROM {grant} g LEFT JOIN {entry} e ON {entry_join} "
         f"LEFT JOIN {entry_tag} et ON et.entry_id = e.id"
     )
-    roles, assignments = _t(Role), _t(RoleAssignment)
-    # Every grant has exactly one principal, so the branches below are disjoint; each is its
-    # own SELECT so the database can use the (organisation, user|group|role) index of each
-    # path instead of scanning the organisation's grants with an OR.
+    # Every grant has exactly one principal, so the paths are disjoint; each is its own
+    # SELECT so the database can use the (organisation, user|group|role) index of each path
+    # instead of scanning the organisation's grants with an OR.
     grants_sql = f"SELECT 1, {columns} {joins} WHERE g.organisation_id = {org_sql} AND "
     if scoped:
         # Environment grants carry their project too (docs/PERMISSIONS.md), so this is every
         # grant that can reach the project; each path keeps its (organisation, holder) index.
         grants_sql += "(g.project_id = %s OR g.project_id IS NULL) AND "
-    grants_params = [*org_params, project_id] if scoped else [*org_params]
-    # A role counts only in its own organisation, whatever rows reference it.
-    # CROSS JOIN keeps the assignments (found by their holder's index) as the outer loop on
-    # SQLite, instead of a walk over every role of the organisation; PostgreSQL plans it as
-    # an inner join.
-    own_role = f"CROSS JOIN {roles} r WHERE r.id = ra.role_id AND r.organisation_id = {org_sql}"
-    parts: list[tuple[str, list[Any]]]
-    if isinstance(principal, OrganisationAPIKey):
-        parts = [
-            (
-                f"SELECT 0, o.id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL "
-                f"FROM {organisations} o WHERE o.id = {org_sql}",
-                [*org_params],
-            ),
-            (
-                f"{grants_sql} g.role_id IN (SELECT ra.role_id FROM {assignments} ra "
-                f"{own_role} AND ra.api_key_id = %s)",
-                [*grants_params, *org_params, principal.pk],
-            ),
-        ]
-    else:
-        uid = principal.pk
-        membership = _t(OrganisationMembership)
-        group_members, groups = _t(UserGroup.users.through), _t(UserGroup)
-        # The user's groups *of this organisation*: a group of another organisation never
-        # counts, whatever rows reference it.
-        user_groups = (
-            f"SELECT gm.usergroup_id FROM {group_members} gm CROSS JOIN {groups} ug "
-            f"WHERE ug.id = gm.usergroup_id AND gm.user_id = %s AND ug.organisation_id = {org_sql}"
+    grants_params = [*join_params, *org_params, *([project_id] if scoped else [])]
+    membership = "NULL"
+    header_params: list[Any] = []
+    header_joins = ""
+    if not isinstance(principal, OrganisationAPIKey):
+        membership = "m.role"
+        header_joins = (
+            f"LEFT JOIN {_t(OrganisationMembership)} m "
+            "ON m.organisation_id = o.id AND m.user_id = %s "
         )
-        user_groups_params = [uid, *org_params]
-        parts = [
-            (
-                f"SELECT 0, o.id, NULL, NULL, NULL, NULL, m.role, NULL, NULL, NULL, NULL "
-                f"FROM {organisations} o LEFT JOIN {membership} m "
-                f"ON m.organisation_id = o.id AND m.user_id = %s WHERE o.id = {org_sql}",
-                [uid, *org_params],
-            ),
-            (f"{grants_sql} g.user_id = %s", [*grants_params, uid]),
-            (
-                f"{grants_sql} g.group_id IN ({user_groups})",
-                [*grants_params, *user_groups_params],
-            ),
-            (
-                f"{grants_sql} g.role_id IN ("
-                f"SELECT ra.role_id FROM {assignments} ra {own_role} AND ra.user_id = %s "
-                f"UNION SELECT ra.role_id FROM {assignments} ra {own_role} "
-                f"AND ra.group_id IN ({user_groups}))",
-                [*grants_params, *org_params, uid, *org_params, *user_groups_params],
-            ),
-        ]
+        header_params = [principal.pk]
+    # The organisation's own row: its id, and the membership role in the key's column (both
+    # text, as PostgreSQL's UNION requires of a column).
+    header = ["o.id", *["NULL"] * (width - 1)]
+    header[_KEY_COLUMN[entries]] = membership
+    parts: list[tuple[str, list[Any]]] = [
+        (
+            f"SELECT 0, {', '.join(header)} FROM {_t(Organisation)} o {header_joins}"
+            f"WHERE o.id = {org_sql}",
+            [*header_params, *org_params],
+        )
+    ]
+    parts += [
+        (f"{grants_sql} {condition}{groups}", [*grants_params, *params])
+        for condition, params in grant_conditions_sql(principal, org_sql, org_params)
+    ]
     sql = " UNION ALL ".join(part for part, _ in parts)
     params: list[Any] = [param for _, part_params in parts for param in part_params]
-    membership_role = None
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         raw = cursor.fetchall()
     rows: list[tuple[Any, ...]] = []
     resolved_org: int | None = organisation_id
+    membership_role = None
     for row in raw:
-        if row[0] == 0:
-            resolved_org = row[1]
-            membership_role = row[6]
+        if row[0] == 0:  # the organisation's own row (absent: no such organisation)
+            resolved_org, membership_role = row[1], row[1 + _KEY_COLUMN[entries]]
         else:
-            resolved_org = row[1]
             rows.append(row[2:])
     return resolved_org, membership_role, rows
 
 
-def _build_policy(
-    principal: Principal,
-    organisation_id: int,
-    membership_role: str | None,
-    rows: Iterable[tuple[Any, ...]],
-    *,
-    only_project: int | None = None,
-) -> Policy:
+def _membership(
+    principal: Principal, organisation_id: int, membership_role: str | None
+) -> tuple[bool, bool]:
+    """(member, organisation admin) of a principal whose membership role is known."""
     if isinstance(principal, OrganisationAPIKey):
         is_member = principal.organisation_id == organisation_id and principal.is_usable
-        is_admin = is_member and principal.is_admin
-    elif is_superuser(principal):
-        is_member = is_admin = True
-    else:
-        is_member = membership_role is not None
-        is_admin = membership_role == MembershipRole.ADMIN
-    return policy_from_rows(
-        organisation_id,
-        is_member=is_member,
-        is_admin=is_admin,
-        rows=rows,
+        return is_member, is_member and principal.is_admin
+    return _user_membership(membership_role, superuser=is_superuser(principal))
+
+
+def _user_membership(membership_role: str | None, *, superuser: bool) -> tuple[bool, bool]:
+    """(member, organisation admin) of a user: an active superuser counts as an ADMIN member
+    of every organisation (docs/PERMISSIONS.md, "Superusers")."""
+    if superuser:
+        return True, True
+    return membership_role is not None, membership_role == MembershipRole.ADMIN
+
+
+# (project id, environment id, key, admin, untagged, tag ids, holds a key): what one
+# scope-key holds.
+ScopeKeyRow = tuple[int | None, int | None, str | None, bool, bool, Iterable[int], bool]
+
+
+def _policy_from_scope_keys(
+    organisation_id: int,
+    *,
+    is_admin: bool,
+    scope_keys: Iterable[ScopeKeyRow],
+    entry_rows: dict[tuple[Any, ...], frozenset[int]],
+    only_project: int | None,
+    only_environment: int | None = None,
+) -> Policy:
+    organisation_keys: set[str] = set()
+    admin_scopes: set[tuple[Level, int]] = set()
+    untagged: dict[tuple[Level, int], set[str]] = defaultdict(set)
+    tagged: dict[tuple[Level, int], dict[str, set[int]]] = defaultdict(lambda: defaultdict(set))
+    touched: set[tuple[Level, int]] = set()
+    environment_projects: dict[int, int] = {}
+    # The hot path of a cold decision: plain tuples, no per-entry objects.
+    for project_id, env_id, key, admin, is_untagged, tag_ids, holds in scope_keys:
+        if project_id is None:  # organisation level
+            if key is not None:
+                organisation_keys.add(key)
+            continue
+        if not holds and not admin:
+            continue  # a grant with no key and no admin holds nothing, and shows nothing
+        scope = (Level.ENVIRONMENT, env_id) if env_id is not None else (Level.PROJECT, project_id)
+        touched.add(scope)
+        if env_id is not None:
+            environment_projects[env_id] = project_id
+        if admin:
+            admin_scopes.add(scope)
+        if key is None:
+            continue
+        if is_untagged:
+            untagged[scope].add(key)
+        if tag_ids:
+            tagged[scope][key].update(tag_ids)
+
+    def rights(level: Level) -> dict[int, ScopeRights]:
+        return {
+            scope_id: ScopeRights(
+                admin=(lvl, scope_id) in admin_scopes,
+                untagged=frozenset(untagged.get((lvl, scope_id), ())),
+                tagged={k: frozenset(v) for k, v in tagged.get((lvl, scope_id), {}).items()},
+            )
+            for (lvl, scope_id) in touched
+            if lvl == level
+        }
+
+    return Policy(
+        organisation_id=organisation_id,
+        is_member=True,
+        is_organisation_admin=is_admin,
+        organisation_keys=frozenset(organisation_keys),
+        projects=rights(Level.PROJECT),
+        environments=rights(Level.ENVIRONMENT),
+        environment_projects=environment_projects,
+        entry_rows=entry_rows,
         only_project=only_project,
+        only_environment=only_environment,
     )
 
 
@@ -202,55 +268,16 @@ def policy_from_rows(
         tags = entry_tags[ident]
         if tag_id is not None:
             tags.add(tag_id)
-    organisation_keys: set[str] = set()
-    admin_scopes: set[tuple[Level, int]] = set()
-    untagged: dict[tuple[Level, int], set[str]] = defaultdict(set)
-    tagged: dict[tuple[Level, int], dict[str, set[int]]] = defaultdict(lambda: defaultdict(set))
-    touched: set[tuple[Level, int]] = set()
-    environment_projects: dict[int, int] = {}
-    # The hot path of a cold decision: plain tuples, no per-entry objects.
-    for (_, project_id, env_id, admin, key, _, _, _), entry_tag_ids in entry_tags.items():
-        if project_id is None:  # organisation level
-            if key is not None:
-                organisation_keys.add(key)
-            continue
-        if key is None and not admin:
-            continue  # a grant with no key and no admin holds nothing, and shows nothing
-        scope = (Level.ENVIRONMENT, env_id) if env_id is not None else (Level.PROJECT, project_id)
-        touched.add(scope)
-        if env_id is not None:
-            environment_projects[env_id] = project_id
-        if admin:
-            admin_scopes.add(scope)
-        if key is None:
-            continue
-        if entry_tag_ids:
-            tagged[scope][key] |= entry_tag_ids
-        else:
-            untagged[scope].add(key)
-
-    def rights(level: Level) -> dict[int, ScopeRights]:
-        return {
-            scope_id: ScopeRights(
-                admin=(lvl, scope_id) in admin_scopes,
-                untagged=frozenset(untagged.get((lvl, scope_id), ())),
-                tagged={k: frozenset(v) for k, v in tagged.get((lvl, scope_id), {}).items()},
-            )
-            for (lvl, scope_id) in touched
-            if lvl == level
-        }
-
-    return Policy(
-        organisation_id=organisation_id,
-        is_member=True,
-        is_organisation_admin=is_admin,
-        organisation_keys=frozenset(organisation_keys),
-        projects=rights(Level.PROJECT),
-        environments=rights(Level.ENVIRONMENT),
-        environment_projects=environment_projects,
+    return _policy_from_scope_keys(
+        organisation_id,
+        is_admin=is_admin,
+        scope_keys=(
+            (project_id, env_id, key, admin, key is not None and not tags, tags, key is not None)
+            for (_, project_id, env_id, admin, key, _, _, _), tags in entry_tags.items()
+        ),
         # Only reports (explain, details) read the entries one by one. A policy built without
-        # them (impact previews: `keep_entries=False`) decides the same, and two such policies
-        # compare equal whenever what they decide from is equal, whatever grants it came from.
+        # them (decisions, impact previews) decides the same, and two such policies compare
+        # equal whenever what they decide from is equal, whatever grants it came from.
         entry_rows=(
             {ident: frozenset(tags) for ident, tags in entry_tags.items()} if keep_entries else {}
         ),
@@ -258,15 +285,50 @@ def policy_from_rows(
     )
 
 
+def _policy_from_scope_key_rows(
+    organisation_id: int,
+    *,
+    is_admin: bool,
+    rows: Iterable[tuple[Any, ...]],
+    only_project: int | None,
+    only_environment: int | None,
+) -> Policy:
+    """A policy from the scope-key rows of `_load_rows(entries=False)`."""
+    return _policy_from_scope_keys(
+        organisation_id,
+        is_admin=is_admin,
+        scope_keys=(
+            (project_id, env_id, key, bool(admin), bool(untagged), _tag_ids(tags), bool(holds))
+            for project_id, env_id, key, admin, untagged, tags, holds in rows
+        ),
+        entry_rows={},
+        only_project=only_project,
+        only_environment=only_environment,
+    )
+
+
+def _tag_ids(tag_list: str | None) -> Iterable[int]:
+    return map(int, tag_list.split(",")) if tag_list else ()
+
+
 def load_policy(
-    principal: Principal, organisation_id: int | None = None, *, project_id: int | None = None
+    principal: Principal,
+    organisation_id: int | None = None,
+    *,
+    project_id: int | None = None,
+    entries: bool = True,
+    environment_id: int | None = None,
 ) -> Policy:
     """Load a fresh policy (1 query, or 0 for anonymous users and foreign API keys).
 
     With `project_id`, the policy of that project's scope: only the grants that can reach the
     project (its own and its environments') and the organisation level are read, and the
     organisation is resolved inside the same query when `organisation_id` is not given.
-    Without it, the policy of the whole organisation. Not memoised.
+    Without it, the policy of the whole organisation. Not memoised. `entries=False`: without
+    the entries one by one (what decisions read, in far fewer rows; reports need them); and
+    with `environment_id` too, a policy that decides on that environment, the project and
+    the organisation only (`Policy.only_environment`): the keys held on the project's other
+    environments are not read, only whether anything is held there (Viewing).
     """
     if organisation_id is None and project_id is None:
         raise ValueError("organisation_id or project_id is required")
@@ -278,12 +340,31 @@ def load_policy(
     ):
         return non_member_policy(organisation_id or principal.organisation_id)
     scoped = project_id is not None
+    narrowed = environment_id if scoped and not entries else None
     resolved_org, membership_role, rows = _load_rows(
-        principal, organisation_id, project_id, scoped=scoped
+        principal,
+        organisation_id,
+        project_id,
+        scoped=scoped,
+        entries=entries,
+        environment_id=narrowed,
     )
     if resolved_org is None:  # no such organisation or project
         return non_member_policy(organisation_id or 0)
-    return _build_policy(principal, resolved_org, membership_role, rows, only_project=project_id)
+    is_member, is_admin = _membership(principal, resolved_org, membership_role)
+    if not is_member:
+        return non_member_policy(resolved_org)
+    if entries:
+        return policy_from_rows(
+            resolved_org, is_member=True, is_admin=is_admin, rows=rows, only_project=project_id
+        )
+    return _policy_from_scope_key_rows(
+        resolved_org,
+        is_admin=is_admin,
+        rows=rows,
+        only_project=project_id,
+        only_environment=narrowed,
+    )
 
 
 # Policies are memoised per request: every request (the `request_started` signal) starts a
@@ -337,74 +418,63 @@ def policies_for_members(
     organisation_id: int, user_ids: Iterable[int] | None = None
 ) -> dict[int, Policy]:
     """Fresh policies of many users of one organisation in 4 queries, whatever their number
-    (membership, group membership, role assignments, and the organisation's grant entries).
+    (the users with their membership, their paths (`organisation_paths`), and the
+    organisation's grant entries).
 
     For pages that decide for many principals at once (the admin's permission matrix, impact
-    previews). Users who are not members get a non-member policy. The per-user path logic is
-    the same as `_load_rows`' SQL: own grants, grants of the user's groups of this
-    organisation, and grants of roles of this organisation assigned to the user or to those
-    groups.
+    previews). Users who are not members get a non-member policy, but an active superuser
+    counts as an organisation admin, member or not (docs/PERMISSIONS.md, "Superusers").
+    Without `user_ids`, the organisation's members.
     """
-    memberships = OrganisationMembership.objects.filter(organisation_id=organisation_id)
-    if user_ids is not None:
-        memberships = memberships.filter(user_id__in=list(user_ids))
-    roles_by_user = dict(memberships.values_list("user_id", "role"))
-    wanted = list(roles_by_user) if user_ids is None else list(user_ids)
-
-    groups_of: dict[int, set[int]] = defaultdict(set)
-    for user_id, group_id in UserGroup.users.through.objects.filter(
-        usergroup__organisation_id=organisation_id, user_id__in=list(roles_by_user)
-    ).values_list("user_id", "usergroup_id"):
-        groups_of[user_id].add(group_id)
-
-    roles_of_user: dict[int, set[int]] = defaultdict(set)
-    roles_of_group: dict[int, set[int]] = defaultdict(set)
-    for role_id, user_id, group_id in RoleAssignment.objects.filter(
-        Q(user__isnull=False) | Q(group__organisation_id=organisation_id),
-        role__organisation_id=organisation_id,
-    ).values_list("role_id", "user_id", "group_id"):
-        if user_id is not None:
-            roles_of_user[user_id].add(role_id)
-        elif group_id is not None:
-            roles_of_group[group_id].add(role_id)
-
+    membership_role = OrganisationMembership.objects.filter(
+        organisation_id=organisation_id, user_id=OuterRef("pk")
+    ).values("role")[:1]
+    users = get_user_model().objects.annotate(membership_role=Subquery(membership_role))
+    if user_ids is None:
+        users = users.filter(organisation_memberships__organisation_id=organisation_id)
+    else:
+        users = users.filter(pk__in=list(user_ids))
+    found = {
+        user_id: _user_membership(
+            role,
+            superuser=is_superuser(
+                SimpleNamespace(is_superuser=superuser, is_active=active, is_authenticated=True)
+            ),
+        )
+        for user_id, role, superuser, active in users.values_list(
+            "pk", "membership_role", "is_superuser", "is_active"
+        )
+    }
+    paths = organisation_paths(organisation_id, user_ids=found)
     rows_of = organisation_grant_rows(organisation_id)
-
     policies: dict[int, Policy] = {}
+    wanted = list(found) if user_ids is None else list(user_ids)
     for user_id in wanted:
-        membership_role = roles_by_user.get(user_id)
-        if membership_role is None:
-            policies[user_id] = non_member_policy(organisation_id)
-            continue
-        groups = groups_of.get(user_id, set())
-        roles = set(roles_of_user.get(user_id, ()))
-        for group_id in groups:
-            roles |= roles_of_group.get(group_id, set())
-        rows = [
-            *rows_of.get(("user", user_id), ()),
-            *(row for group_id in groups for row in rows_of.get(("group", group_id), ())),
-            *(row for role_id in roles for row in rows_of.get(("role", role_id), ())),
-        ]
-        stub = cast(Principal, _MemberStub(user_id))
-        policies[user_id] = _build_policy(stub, organisation_id, membership_role, rows)
+        is_member, is_admin = found.get(user_id, (False, False))
+        holders = paths.paths_of(("user", user_id)).holders(("user", user_id))
+        policies[user_id] = policy_from_rows(
+            organisation_id,
+            is_member=is_member,
+            is_admin=is_admin,
+            rows=[row for holder in holders for row in rows_of.get(holder, ())],
+        )
     return policies
 
 
-@dataclass(frozen=True)
-class _MemberStub:
-    """Stands for a user in `_build_policy` (which only tells users from API keys)."""
-
-    pk: int
-
-
-def _memo(principal: Principal) -> tuple[dict[int, Policy], dict[int, Policy]]:
+def _memo(
+    principal: Principal,
+) -> tuple[dict[int, Policy], dict[int, dict[int | None, Policy]]]:
     memo = getattr(principal, _POLICY_CACHE_ATTR, None)
     if memo is None or memo[0] != _current_generation():
-        memo = (_current_generation(), {}, {})
+        fresh: tuple[dict[int, Policy], dict[int, dict[int | None, Policy]]] = (
+            {},
+            defaultdict(dict),
+        )
+        memo = (_current_generation(), *fresh)
         try:
             setattr(principal, _POLICY_CACHE_ATTR, memo)
         except AttributeError:  # objects that take no attributes: nothing to memoise on
-            return {}, {}
+            return fresh
     return memo[1], memo[2]
 
 
@@ -415,27 +485,46 @@ def forget(principal: Principal) -> None:
 
 
 def policy_for(
-    principal: Principal, organisation_id: int | None = None, *, project_id: int | None = None
+    principal: Principal,
+    organisation_id: int | None = None,
+    *,
+    project_id: int | None = None,
+    environment_id: int | None = None,
 ) -> Policy:
-    """The principal's memoised policy: 1 query cold, 0 warm.
+    """The principal's memoised policy: 1 query cold, 0 warm; without the entries one by one
+    (reports load their own with `load_policy`).
 
     With `project_id`, a policy that decides on that project (and the organisation level):
     the organisation's whole policy when it is already memoised, else the project's own,
-    which reads only the grants that can reach the project. Without it, the organisation's.
+    which reads only the grants that can reach the project. With `environment_id` too, one
+    that decides on that environment: cold, the project's policy narrowed to it (the keys of
+    the project's other environments unread), which also decides on the project. Without
+    `project_id`, the organisation's.
     """
     organisation_policies, project_policies = _memo(principal)
     if project_id is not None:
-        known = project_policies.get(project_id)
-        if known is not None:
-            return known
+        # None: the whole project's; an environment id: narrowed to that environment
+        known = project_policies[project_id]
+        if None in known:
+            return known[None]
+        if environment_id is None and known:
+            return next(iter(known.values()))  # any of them decides on the project
+        if environment_id is not None and environment_id in known:
+            return known[environment_id]
         if organisation_id is not None and organisation_id in organisation_policies:
             return organisation_policies[organisation_id]
-        policy = load_policy(principal, organisation_id, project_id=project_id)
-        project_policies[project_id] = policy
+        policy = load_policy(
+            principal,
+            organisation_id,
+            project_id=project_id,
+            entries=False,
+            environment_id=environment_id,
+        )
+        known[environment_id] = policy
         return policy
     if organisation_id is not None and organisation_id in organisation_policies:
         return organisation_policies[organisation_id]
-    policy = load_policy(principal, organisation_id)
+    policy = load_policy(principal, organisation_id, entries=False)
     organisation_policies[policy.organisation_id] = policy
     return policy
 
@@ -455,5 +544,7 @@ def scope_ids(scope: Scope) -> tuple[Level, int | None, int | None, int | None]:
 
 
 def policy_for_scope(principal: Principal, scope: Scope) -> Policy:
-    _, organisation_id, project_id, _ = scope_ids(scope)
-    return policy_for(principal, organisation_id, project_id=project_id)
+    _, organisation_id, project_id, environment_id = scope_ids(scope)
+    return policy_for(
+        principal, organisation_id, project_id=project_id, environment_id=environment_id
+    )

@@ -12,11 +12,8 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
 from environments.models import Environment
-from organisations.models import (
-    Organisation,
-    OrganisationAPIKey,
-)
-from permissions.catalogue import CATALOGUE, TAG_SUPPORTED_KEYS, Level
+from organisations.models import Organisation, OrganisationAPIKey
+from permissions.catalogue import CATALOGUE, KEYS_BY_LEVEL, TAG_SUPPORTED_KEYS, Level
 from projects.models import Project
 
 Principal = AbstractBaseUser | OrganisationAPIKey | AnonymousUser
@@ -46,11 +43,14 @@ class EntryRecord:
 
     @property
     def level(self) -> Level:
-        if self.environment_id is not None:
-            return Level.ENVIRONMENT
-        if self.project_id is not None:
-            return Level.PROJECT
-        return Level.ORGANISATION
+        return scope_level(self.project_id, self.environment_id)
+
+
+def scope_level(project_id: int | None, environment_id: int | None) -> Level:
+    """The level of a grant's scope, from its ids."""
+    if environment_id is None:
+        return Level.ORGANISATION if project_id is None else Level.PROJECT
+    return Level.ENVIRONMENT
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,22 +86,20 @@ class Policy:
     # project (and its environments) and of the organisation level only, so it decides on
     # that project and the organisation, never on another project.
     only_project: int | None = None
+    # Set when the policy was loaded for one environment of `only_project`: the keys of the
+    # project's other environments were not read (only whether anything is held there, for
+    # Viewing), so it decides keys on that environment, the project and the organisation.
+    only_environment: int | None = None
+    # (level, project id, environment id) -> `key_states` there, memoised
+    _key_states: dict[tuple[Any, ...], tuple[tuple[str, KeyState], ...]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @cached_property
     def entries(self) -> tuple[EntryRecord, ...]:
         """The applicable entries one by one, with where they came from (for reports)."""
         return tuple(
-            EntryRecord(
-                grant_id=g,
-                project_id=p,
-                environment_id=e,
-                admin=a,
-                key=k,
-                tags=tags,
-                user_id=u,
-                group_id=gr,
-                role_id=r,
-            )
+            EntryRecord(g, p, e, a, k, tags, u, gr, r)  # in field order
             for (g, p, e, a, k, u, gr, r), tags in self.entry_rows.items()
         )
 
@@ -171,24 +169,8 @@ class Policy:
         feature_tags: FeatureTags | None = None,
     ) -> bool:
         """docs/PERMISSIONS.md's rules for a key whose scope ids are given; pure, no queries."""
-        if not self.is_member:
-            return False
-        if self.is_organisation_admin:
-            return True
-        level = CATALOGUE[key].level
-        if level == Level.ORGANISATION:
-            return key in self.organisation_keys
-        if self.is_scope_admin(level, project_id, environment_id):
-            return True
-        rights = self.scope_rights(level, project_id, environment_id)
-        if rights is None:
-            return False
-        return entry_reaches(
-            key,
-            untagged=key in rights.untagged,
-            tags=rights.tagged.get(key, NO_TAGS),
-            feature_tags=feature_tags,
-        )
+        state = self.key_state(key, project_id=project_id, environment_id=environment_id)
+        return state.decides(key, feature_tags)
 
     def key_state(
         self, key: str, *, project_id: int | None = None, environment_id: int | None = None
@@ -208,12 +190,28 @@ class Policy:
             return _UNTAGGED if key in self.organisation_keys else _NOTHING
         if self.is_scope_admin(level, project_id, environment_id):
             return _ADMIN
+        if level == Level.ENVIRONMENT and self.only_environment not in (None, environment_id):
+            raise ValueError(f"This policy decides keys on environment {self.only_environment}")
         rights = self.scope_rights(level, project_id, environment_id)
         if rights is None:
             return _NOTHING
         return KeyState(
             admin=False, untagged=key in rights.untagged, tags=rights.tagged.get(key, NO_TAGS)
         )
+
+    def key_states(
+        self, level: Level, project_id: int | None, environment_id: int | None
+    ) -> tuple[tuple[str, KeyState], ...]:
+        """(key, `key_state`) for every key of `level` on one scope, in key order; memoised,
+        so a list page reads them once and decides each feature from them."""
+        scope = (level, project_id, environment_id)
+        states = self._key_states.get(scope)
+        if states is None:
+            states = self._key_states[scope] = tuple(
+                (key, self.key_state(key, project_id=project_id, environment_id=environment_id))
+                for key in sorted(KEYS_BY_LEVEL[level])
+            )
+        return states
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,7 +309,7 @@ def entry_reaches(
         return untagged  # fail closed: tagged entries never count without a feature
     if feature_tags.restricted:
         return feature_tags.restricted <= tags
-    return untagged or bool(tags & feature_tags.tags)
+    return untagged or not tags.isdisjoint(feature_tags.tags)
 
 
 def is_superuser(principal: Any) -> bool:

@@ -367,3 +367,58 @@ def test_policy_for__two_projects_of_one_organisation__one_query_each_then_none(
         assert engine.allowed(user, VIEW_ENVIRONMENT, world["env"]) is True
         assert engine.allowed(user, VIEW_ENVIRONMENT, other_env) is True
         assert engine.can_view(user, other_env.project) is True
+
+
+def test_policy_for_environment__other_environment_of_the_project__loads_its_own(
+    django_assert_num_queries: Any,
+) -> None:
+    """A cold decision on an environment reads the keys of that environment (and of the
+    project and the organisation) only; the project's other environments cost a query of
+    their own, and the project is decided warm from either."""
+    world = build(1, 0, 3)
+    user = world["user"]
+    other_env = f.EnvironmentFactory(project=world["project"])
+    f.grant(user, other_env, [UPDATE_FEATURE_STATE, VIEW_ENVIRONMENT])
+    user = fresh(user)
+    env = Environment.objects.select_related("project").get(pk=world["env"].pk)
+    other_env = Environment.objects.select_related("project").get(pk=other_env.pk)
+    with django_assert_num_queries(1):
+        assert engine.allowed(user, UPDATE_FEATURE_STATE, env) is False
+        narrowed = engine.policy_for_scope(user, env)
+        assert engine.can_view(user, world["project"]) is True
+        assert engine.allowed(user, VIEW_PROJECT, world["project"]) is True
+    assert narrowed.only_environment == env.pk
+    with pytest.raises(ValueError):
+        narrowed.decide(
+            UPDATE_FEATURE_STATE, project_id=env.project_id, environment_id=other_env.pk
+        )
+    with django_assert_num_queries(1):
+        assert engine.allowed(user, UPDATE_FEATURE_STATE, other_env) is True
+    with django_assert_num_queries(0):
+        assert engine.allowed(user, UPDATE_FEATURE_STATE, env) is False
+        assert engine.allowed(user, UPDATE_FEATURE_STATE, other_env) is True
+        assert engine.can_view(user, other_env) is True
+
+
+def test_policy_for_environment__narrowed__decides_as_the_whole_project() -> None:
+    world = build(6, 3, 12)
+    other_env = f.EnvironmentFactory(project=world["project"])
+    f.grant(world["user"], other_env, [UPDATE_FEATURE_STATE])
+    feature = Feature.objects.prefetch_related("tags").get(pk=world["feature"].pk)
+    tags = engine.feature_tags(feature)
+    for env in (world["env"], other_env):
+        narrowed = engine.load_policy(
+            world["user"], project_id=env.project_id, entries=False, environment_id=env.pk
+        )
+        whole = engine.load_policy(world["user"], project_id=env.project_id)
+        assert narrowed.can_view_project(env.project_id) is whole.can_view_project(env.project_id)
+        scopes = [(Level.ENVIRONMENT, env.pk), (Level.PROJECT, None)]
+        decisions = [
+            (policy.decide(key, project_id=env.project_id, environment_id=env_id, feature_tags=ft))
+            for policy in (narrowed, whole)
+            for level, env_id in scopes
+            for key in KEYS_BY_LEVEL[level]
+            for ft in (None, tags)
+        ]
+        half = len(decisions) // 2
+        assert decisions[:half] == decisions[half:]

@@ -111,6 +111,8 @@ class FeatureStateViewSet(EnvironmentScopedViewSet):
     def rows(self) -> QuerySet[FeatureState]:
         if self.action == "partial_update":  # one state: its feature's tags in the same query
             return selectors.default_states_for_write(environment=self.get_scope())
+        if self.action == "list":
+            return selectors.default_states_for_list(environment=self.get_scope())
         return selectors.default_states_of_environment(environment=self.get_scope())
 
     def get_permission_feature(self, obj: FeatureState) -> Feature:
@@ -121,6 +123,12 @@ class FeatureStateViewSet(EnvironmentScopedViewSet):
     def _render(self, state: FeatureState) -> Response:
         fresh = selectors.default_state_get(environment=self.get_scope(), state_id=state.pk)
         return self.answer(fresh)
+
+    def list(self, request: Request, api_key: str) -> Response:
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        for state in page or ():
+            self.get_permission_feature(state)  # its tags, read with the page: my_permissions
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
     def partial_update(self, request: Request, api_key: str, pk: int) -> Response:
         """Write a default state directly (UPDATE_FEATURE_STATE on its feature)"""

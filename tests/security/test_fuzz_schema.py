@@ -23,7 +23,7 @@ reads the poisoned position (paths, bodies), so nothing is stored. About 800 req
 the same on PostgreSQL (`make test-postgres`), where `\\u0000` reaches text and jsonb.
 
 Bounded: `FUZZ_MAX_EXAMPLES` generated cases per operation (default 10) on top of the
-deterministic coverage cases, and a time budget, `FUZZ_BUDGET_SECONDS` (default 45; `make fuzz` and CI give 400) of time
+deterministic coverage cases, and a time budget, `FUZZ_BUDGET_SECONDS` (default 30; `make fuzz` and CI give 400) of time
 spent in fuzz cases per process (xdist worker): operations reached after it is spent are
 skipped, loudly. Generation is derandomised (the same cases every run) unless `FUZZ_RANDOM=1`.
 The run takes about 60 s of CPU in all (136 operations, ~7,500 requests).
@@ -79,7 +79,7 @@ from tagwarden.wsgi import application  # noqa: E402
 from tests import factories as f  # noqa: E402
 
 MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "10"))
-BUDGET_SECONDS = float(os.environ.get("FUZZ_BUDGET_SECONDS", "45"))
+BUDGET_SECONDS = float(os.environ.get("FUZZ_BUDGET_SECONDS", "30"))
 DETERMINISTIC = os.environ.get("FUZZ_RANDOM", "") not in {"1", "true", "yes"}
 
 CONFIG = schemathesis.Config.from_dict(

@@ -10,9 +10,6 @@ urlpatterns: list[URLPattern | URLResolver] = [
         "environment-document/", EnvironmentDocumentView.as_view(), name="sdk-environment-document"
     ),
     *resource_routes(
-        "environments/<str:api_key>/server-keys",
-        ServerKeyViewSet,
-        "environment-server-key",
-        lookup="<str:pk>",
+        "environments/<env_key:api_key>/server-keys", ServerKeyViewSet, "environment-server-key"
     ),
 ]

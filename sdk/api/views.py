@@ -120,15 +120,12 @@ class ServerKeyViewSet(ActionViewSet, scope="environment", scope_kwarg="api_key"
         return selectors.server_keys_of_environment(environment=self.get_scope())
 
     def get_object(self) -> ServerKey:
-        # A key of another environment, or an id beyond 64 bits, is a 404.
-        try:
-            pk = int(self.kwargs["pk"])
-        except (TypeError, ValueError):
-            raise Http404 from None
-        if not 0 < pk < 2**63:
-            raise Http404
+        # A key of another environment is a 404 (the route's <id:pk> bounds the id).
         server_key = (
-            self.get_queryset().select_related("environment__project").filter(pk=pk).first()
+            self.get_queryset()
+            .select_related("environment__project")
+            .filter(pk=self.kwargs["pk"])
+            .first()
         )
         if server_key is None:
             raise Http404
@@ -145,7 +142,7 @@ class ServerKeyViewSet(ActionViewSet, scope="environment", scope_kwarg="api_key"
             status=status.HTTP_201_CREATED,
         )
 
-    def partial_update(self, request: Request, api_key: str, pk: str) -> Response:
+    def partial_update(self, request: Request, api_key: str, pk: int) -> Response:
         """Rename or revoke a server-side key (environment admin)"""
         server_key = self.get_object()
         data = self.parse(serializers.ServerKeyUpdateSerializer, partial=True)
@@ -154,7 +151,7 @@ class ServerKeyViewSet(ActionViewSet, scope="environment", scope_kwarg="api_key"
         )
         return self.answer(server_key)
 
-    def destroy(self, request: Request, api_key: str, pk: str) -> Response:
+    def destroy(self, request: Request, api_key: str, pk: int) -> Response:
         """Delete a server-side key (environment admin)"""
         services.server_key_delete(server_key=self.get_object(), actor=actor_of(request))
         return no_content()

@@ -112,6 +112,21 @@ def test_every_routed_viewset__is_an_action_viewset() -> None:
         assert issubclass(view_class, ActionViewSet), route
 
 
+def test_every_api_route__path_parameters__bounded_converters() -> None:
+    """Every id in an API path is an `<id:...>` and every api_key an `<env_key:...>`
+    (tagwarden/api/converters.py; docs/API.md, "No input gives a 500"): a NUL or a 20-digit
+    number matches no route (404) instead of reaching a lookup PostgreSQL refuses (500)."""
+    allowed = {"IdConverter", "EnvironmentKeyConverter"}
+    checked = 0
+    for route, pattern in api_routes():
+        if not route.startswith("api/"):
+            continue
+        for name, converter in pattern.pattern.converters.items():
+            checked += 1
+            assert type(converter).__name__ in allowed, (route, name, converter)
+    assert checked > 50
+
+
 # ---------------------------------------------------------------------------------------
 # A viewset that does not say how its feature is resolved fails to load
 # ---------------------------------------------------------------------------------------

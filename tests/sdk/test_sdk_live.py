@@ -34,13 +34,20 @@ def api_url(live_server: Any) -> str:
 
 @pytest.fixture
 def clients() -> Iterator[list[Flagsmith]]:
-    """Every SDK client a test makes; their polling threads are stopped at the end."""
+    """Every SDK client a test makes; their polling threads are stopped, and waited for, at
+    the end: a poll still in flight when the database is flushed deadlocks PostgreSQL's
+    TRUNCATE against the live server's read."""
     made: list[Flagsmith] = []
     yield made
-    for client in made:
-        thread = getattr(client, "environment_data_polling_manager_thread", None)
-        if thread is not None:
-            thread.stop()
+    threads = [
+        thread
+        for client in made
+        if (thread := getattr(client, "environment_data_polling_manager_thread", None))
+    ]
+    for thread in threads:
+        thread.stop()
+    for thread in threads:
+        thread.join(timeout=30)
 
 
 def sdk(clients: list[Flagsmith], api_url: str, key: str, **kwargs: Any) -> Flagsmith:

@@ -4,9 +4,8 @@ raw material of impact previews (docs/PERMISSIONS.md, impact previews)."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from django.db.models import Q
 from django.utils import timezone
@@ -20,16 +19,17 @@ from organisations.models import (
 )
 from permissions.engine import (
     FeatureTags,
+    Holdings,
     Policy,
-    ScopeRights,
     group_memberships,
+    holdings_from_rows,
     organisation_grant_rows,
+    policy_from_holdings,
     roles_by_holder,
 )
 from permissions.engine.policy import non_member_policy
 from projects.models import Project
 
-T = TypeVar("T")
 PrincipalType = Literal["user", "api_key"]
 PrincipalRef = tuple[PrincipalType, int]
 # Who holds grants and roles: ("user" | "group" | "role" | "api_key", id).
@@ -58,7 +58,7 @@ class Snapshot:
     projects: frozenset[int]
     environments: dict[int, int]  # environment id -> project id
     features: dict[int, dict[int, FeatureTags]]  # project id -> feature id -> tags
-    _held: dict[Holder, dict[int | None, _Held]] | None = None
+    _held: dict[Holder, dict[int | None, Holdings]] | None = None
     _members_of: dict[int, set[int]] | None = None
     _holders_of_role: dict[int, set[Holder]] | None = None
     _holders_by_project: dict[int | None, set[Holder]] | None = None
@@ -152,47 +152,20 @@ class Snapshot:
         is_member, is_admin, holders = inputs
         if not is_member:
             return non_member_policy(self.organisation_id)
-        organisation_keys: set[str] = set()
-        admin_scopes: set[_Scope] = set()
-        # What each holder contributes, united once all are known: most keys come from one
-        # holder, whose sets are then used as they are.
-        untagged: dict[_Scope, list[frozenset[str]]] = {}
-        tagged: dict[_Scope, dict[str, list[frozenset[int]]]] = {}
-        environment_projects: dict[int, int] = {}
         held_by_holder = self._held_by_holder()
-        for holder in holders:
-            by_project = held_by_holder.get(holder)
-            if by_project is None:
-                continue
-            for project in projects:
-                held = by_project.get(project)
-                if held is None:
-                    continue
-                organisation_keys |= held.organisation_keys
-                admin_scopes |= held.admin_scopes
-                environment_projects.update(held.environment_projects)
-                for scope, keys in held.untagged:
-                    untagged.setdefault(scope, []).append(keys)
-                for scope, key, tags in held.tagged:
-                    tagged.setdefault(scope, {}).setdefault(key, []).append(tags)
-        rights: dict[bool, dict[int, ScopeRights]] = {False: {}, True: {}}
-        for scope in admin_scopes | untagged.keys() | tagged.keys():
-            rights[scope[0]][scope[1]] = ScopeRights(
-                admin=scope in admin_scopes,
-                untagged=_union(untagged.get(scope, ())),
-                tagged={key: _union(parts) for key, parts in tagged.get(scope, {}).items()},
-            )
-        return Policy(
-            organisation_id=self.organisation_id,
-            is_member=True,
+        return policy_from_holdings(
+            self.organisation_id,
             is_organisation_admin=is_admin,
-            organisation_keys=frozenset(organisation_keys),
-            projects=rights[False],
-            environments=rights[True],
-            environment_projects=environment_projects,
+            holdings=[
+                held
+                for holder in holders
+                if (by_project := held_by_holder.get(holder)) is not None
+                for project in projects
+                if (held := by_project.get(project)) is not None
+            ],
         )
 
-    def _held_by_holder(self) -> dict[Holder, dict[int | None, _Held]]:
+    def _held_by_holder(self) -> dict[Holder, dict[int | None, Holdings]]:
         """What each holder holds on each project (None: the organisation level), built once
         from the snapshot's rows."""
         if self._held is None:
@@ -202,64 +175,10 @@ class Snapshot:
                 for row in rows:
                     rows_by_project[row[1]].append(row)
                 self._held[holder] = {
-                    project: _held_from(on_project)
+                    project: holdings_from_rows(on_project)
                     for project, on_project in rows_by_project.items()
                 }
         return self._held
-
-
-def _union(parts: Iterable[frozenset[T]]) -> frozenset[T]:
-    together = list(parts)
-    return together[0] if len(together) == 1 else frozenset().union(*together)
-
-
-# A project or environment scope: (is an environment, its id).
-_Scope = tuple[bool, int]
-
-
-@dataclass(frozen=True, slots=True)
-class _Held:
-    """What one holder's grant rows on one project (or the organisation level) hold, by the
-    rules of `policy_from_rows`: rows are per entry tag, so a row with a key and no tag is an
-    untagged entry and a row with a tag adds it to its key's tags on the row's scope; any
-    admin row makes its scope an admin scope; organisation-level rows hold their keys."""
-
-    organisation_keys: frozenset[str]
-    admin_scopes: frozenset[_Scope]
-    untagged: tuple[tuple[_Scope, frozenset[str]], ...]
-    tagged: tuple[tuple[_Scope, str, frozenset[int]], ...]
-    environment_projects: dict[int, int]
-
-
-def _held_from(rows: Iterable[Row]) -> _Held:
-    organisation_keys: set[str] = set()
-    admin_scopes: set[_Scope] = set()
-    untagged: dict[_Scope, set[str]] = defaultdict(set)
-    tagged: dict[tuple[_Scope, str], set[int]] = defaultdict(set)
-    environment_projects: dict[int, int] = {}
-    for _, project_id, environment_id, admin, key, tag_id, *_ in rows:
-        if project_id is None:
-            if key is not None:
-                organisation_keys.add(key)
-            continue
-        scope = (True, environment_id) if environment_id is not None else (False, project_id)
-        if environment_id is not None and (key is not None or admin):
-            environment_projects[environment_id] = project_id
-        if admin:
-            admin_scopes.add(scope)
-        if key is None:
-            continue
-        if tag_id is None:
-            untagged[scope].add(key)
-        else:
-            tagged[(scope, key)].add(tag_id)
-    return _Held(
-        organisation_keys=frozenset(organisation_keys),
-        admin_scopes=frozenset(admin_scopes),
-        untagged=tuple((scope, frozenset(keys)) for scope, keys in untagged.items()),
-        tagged=tuple((scope, key, frozenset(tags)) for (scope, key), tags in tagged.items()),
-        environment_projects=environment_projects,
-    )
 
 
 def features_of(where: Q) -> dict[int, dict[int, FeatureTags]]:

@@ -5,6 +5,7 @@ Exports (everything else in the project calls these; nothing else decides):
     EntryRecord              one applicable grant entry, for reports
     FeatureIndex             one key state decided on many features at once
     FeatureTags              a feature's tags and restricted tags
+    Holdings                 what one holder's grant rows hold on one project
     KeyState                 what a decision reads for one key, feature aside
     OrganisationPaths        an organisation's memberships and role assignments, by principal
     Policy                   what one principal holds in one organisation
@@ -25,6 +26,7 @@ Exports (everything else in the project calls these; nothing else decides):
     forget_feature_tags      drop a feature's memoised tags
     grants_reaching          the grants reaching a principal in every organisation (a queryset)
     group_memberships        an organisation's groups of each user: 1 query
+    holdings_from_rows       a holder's Holdings from its grant rows
     is_admin                 organisation, project or environment admin of a scope
     is_superuser             an active Django superuser (an ADMIN of every organisation)
     keys_on_feature          the keys of a scope's level held on one feature
@@ -34,6 +36,7 @@ Exports (everything else in the project calls these; nothing else decides):
     policies_for_members     fresh policies of many users: 4 queries
     policy_for               memoised Policy: 1 query cold, 0 warm
     policy_for_scope         policy_for, for a scope
+    policy_from_holdings     a member's policy as the union of its holders' Holdings
     policy_from_rows         a policy from rows already read
     principal_paths          one principal's paths in one organisation: ≤ 2 queries
     roles_by_holder          an organisation's roles assigned to each holder: 1 query
@@ -47,7 +50,8 @@ permissions/reports.py; impact previews in impact/.
 Modules: `policy` (Policy and the pure rules), `paths` (which grants reach a principal: the
 one resolution of users, groups, roles and API keys, as SQL, a queryset and in Python),
 `loader` (one SQL query per principal and organisation, memoised per request; the bulk
-loader), `tags` (feature tags), `decisions`, `filters` (the same rules as one Q).
+loader), `holdings` (policies of many principals from their holders' summarised rows),
+`tags` (feature tags), `decisions`, `filters` (the same rules as one Q).
 
 A decision on a tag-supported key for a concrete feature must pass that feature, loaded from
 the database: without it, tagged entries never count (fail closed). For one key, the union of
@@ -65,6 +69,7 @@ from permissions.engine.filters import (
     viewable_environments_q,
     viewable_projects_q,
 )
+from permissions.engine.holdings import Holdings, holdings_from_rows, policy_from_holdings
 from permissions.engine.loader import (
     forget,
     load_policy,
@@ -107,6 +112,7 @@ __all__ = [
     "EntryRecord",
     "FeatureIndex",
     "FeatureTags",
+    "Holdings",
     "KeyState",
     "OrganisationPaths",
     "Policy",
@@ -127,6 +133,7 @@ __all__ = [
     "forget_feature_tags",
     "grants_reaching",
     "group_memberships",
+    "holdings_from_rows",
     "is_admin",
     "is_superuser",
     "keys_on_feature",
@@ -136,6 +143,7 @@ __all__ = [
     "policies_for_members",
     "policy_for",
     "policy_for_scope",
+    "policy_from_holdings",
     "policy_from_rows",
     "principal_paths",
     "roles_by_holder",

@@ -1,0 +1,113 @@
+"""Policies built from what each holder holds, for builders of many policies at once (impact
+previews compare two per principal reached; docs/PERFORMANCE.md, "How the costs follow the
+work").
+
+A holder's (user's, group's or role's) grant rows on one project are summarised once as
+`Holdings`; a principal's policy is then the union of its holders' holdings, by the same rules
+as `policy_from_rows` builds it from those rows (without the entries reports read), so its
+cost follows the holders' distinct entries, not their rows one by one.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from permissions.engine.policy import Policy, ScopeRights
+
+T = TypeVar("T")
+
+# A project or environment scope: (is an environment, its id).
+_Scope = tuple[bool, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Holdings:
+    """What one holder's grant rows on one project (or the organisation level) hold, by the
+    rules of `policy_from_rows`: rows are per entry tag, so a row with a key and no tag is an
+    untagged entry and a row with a tag adds it to its key's tags on the row's scope; any
+    admin row makes its scope an admin scope; organisation-level rows hold their keys."""
+
+    organisation_keys: frozenset[str]
+    admin_scopes: frozenset[_Scope]
+    untagged: tuple[tuple[_Scope, frozenset[str]], ...]
+    tagged: tuple[tuple[_Scope, str, frozenset[int]], ...]
+    environment_projects: dict[int, int]
+
+
+def holdings_from_rows(rows: Iterable[tuple[Any, ...]]) -> Holdings:
+    """The holdings of grant rows in the shape of `organisation_grant_rows` (one holder's, on
+    one project or the organisation level)."""
+    organisation_keys: set[str] = set()
+    admin_scopes: set[_Scope] = set()
+    untagged: dict[_Scope, set[str]] = defaultdict(set)
+    tagged: dict[tuple[_Scope, str], set[int]] = defaultdict(set)
+    environment_projects: dict[int, int] = {}
+    for _, project_id, environment_id, admin, key, tag_id, *_ in rows:
+        if project_id is None:
+            if key is not None:
+                organisation_keys.add(key)
+            continue
+        scope = (True, environment_id) if environment_id is not None else (False, project_id)
+        if environment_id is not None and (key is not None or admin):
+            environment_projects[environment_id] = project_id
+        if admin:
+            admin_scopes.add(scope)
+        if key is None:
+            continue
+        if tag_id is None:
+            untagged[scope].add(key)
+        else:
+            tagged[(scope, key)].add(tag_id)
+    return Holdings(
+        organisation_keys=frozenset(organisation_keys),
+        admin_scopes=frozenset(admin_scopes),
+        untagged=tuple((scope, frozenset(keys)) for scope, keys in untagged.items()),
+        tagged=tuple((scope, key, frozenset(tags)) for (scope, key), tags in tagged.items()),
+        environment_projects=environment_projects,
+    )
+
+
+def policy_from_holdings(
+    organisation_id: int, *, is_organisation_admin: bool, holdings: Iterable[Holdings]
+) -> Policy:
+    """A member's policy: the union of `holdings` (its holders', on the projects to decide
+    on). The same policy as `policy_from_rows(..., keep_entries=False)` of their rows."""
+    organisation_keys: set[str] = set()
+    admin_scopes: set[_Scope] = set()
+    # What each holder contributes, united once all are known: most keys come from one
+    # holder, whose sets are then used as they are.
+    untagged: dict[_Scope, list[frozenset[str]]] = {}
+    tagged: dict[_Scope, dict[str, list[frozenset[int]]]] = {}
+    environment_projects: dict[int, int] = {}
+    for held in holdings:
+        organisation_keys |= held.organisation_keys
+        admin_scopes |= held.admin_scopes
+        environment_projects.update(held.environment_projects)
+        for scope, keys in held.untagged:
+            untagged.setdefault(scope, []).append(keys)
+        for scope, key, tags in held.tagged:
+            tagged.setdefault(scope, {}).setdefault(key, []).append(tags)
+    rights: dict[bool, dict[int, ScopeRights]] = {False: {}, True: {}}
+    for scope in admin_scopes | untagged.keys() | tagged.keys():
+        rights[scope[0]][scope[1]] = ScopeRights(
+            admin=scope in admin_scopes,
+            untagged=_union(untagged.get(scope, ())),
+            tagged={key: _union(parts) for key, parts in tagged.get(scope, {}).items()},
+        )
+    return Policy(
+        organisation_id=organisation_id,
+        is_member=True,
+        is_organisation_admin=is_organisation_admin,
+        organisation_keys=frozenset(organisation_keys),
+        projects=rights[False],
+        environments=rights[True],
+        environment_projects=environment_projects,
+    )
+
+
+def _union(parts: Iterable[frozenset[T]]) -> frozenset[T]:
+    together = list(parts)
+    return together[0] if len(together) == 1 else frozenset().union(*together)

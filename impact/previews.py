@@ -54,11 +54,11 @@ from impact.snapshots import (
     Row,
     Snapshot,
     features_of,
+    member_roles_of,
     snapshot_take,
 )
 from organisations.models import (
     OrganisationAPIKey,
-    OrganisationMembership,
     RoleAssignment,
     UserGroup,
 )
@@ -472,11 +472,7 @@ def _snapshots_around_grants(
         )
     if not changed_projects:
         users, api_keys = set(), set()
-    member_roles = dict(
-        OrganisationMembership.objects.filter(
-            organisation_id=organisation_id, user_id__in=users
-        ).values_list("user_id", "role")
-    )
+    member_roles = member_roles_of(organisation_id, users)
     users &= member_roles.keys()  # others hold nothing here, before or after
     now = timezone.now()
     api_key_rows = {

@@ -4,10 +4,12 @@ raw material of impact previews (docs/PERMISSIONS.md, impact previews)."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from django.db.models import Q
+from django.contrib.auth import get_user_model
+from django.db.models import FilteredRelation, Q
 from django.utils import timezone
 
 from environments.models import Environment
@@ -15,7 +17,6 @@ from features.models import Feature
 from organisations.models import (
     MembershipRole,
     OrganisationAPIKey,
-    OrganisationMembership,
 )
 from permissions.engine import (
     FeatureTags,
@@ -202,13 +203,33 @@ def features_of(where: Q) -> dict[int, dict[int, FeatureTags]]:
     }
 
 
+def member_roles_of(organisation_id: int, users: Iterable[int] | None = None) -> dict[int, str]:
+    """user id -> membership role in the organisation (of `users` only, when given). An active
+    superuser is an ADMIN member of every organisation, with or without a membership
+    (docs/PERMISSIONS.md, "Superusers"), as the engine decides: one query."""
+    rows = (
+        get_user_model()
+        .objects.annotate(
+            membership=FilteredRelation(
+                "organisation_memberships",
+                condition=Q(organisation_memberships__organisation_id=organisation_id),
+            )
+        )
+        .filter(Q(membership__isnull=False) | Q(is_superuser=True, is_active=True))
+    )
+    if users is not None:
+        rows = rows.filter(pk__in=users)
+    return {
+        user_id: MembershipRole.ADMIN if superuser and active else role
+        for user_id, role, superuser, active in rows.values_list(
+            "pk", "membership__role", "is_superuser", "is_active"
+        )
+    }
+
+
 def snapshot_take(organisation_id: int) -> Snapshot:
     """Read the organisation's permission-relevant state (8 queries, whatever its size)."""
-    member_roles = dict(
-        OrganisationMembership.objects.filter(organisation_id=organisation_id).values_list(
-            "user_id", "role"
-        )
-    )
+    member_roles = member_roles_of(organisation_id)
     now = timezone.now()
     api_keys = {
         key_id: (not revoked and (expires is None or expires >= now), is_admin, name)

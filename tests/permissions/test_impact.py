@@ -185,6 +185,37 @@ def test_admin_toggled_on_a_project_grant_of_an_organisation_admin__nobody_gains
     }
 
 
+def test_admin_toggled_on_a_project_grant_of_a_superuser_member__nobody_gains(
+    org: Any,
+) -> None:
+    """An active superuser is an organisation admin (docs/PERMISSIONS.md, "Superusers")
+    whatever its membership role: it already holds every key, so it gains none."""
+    superuser = f.member(org)
+    superuser.is_superuser = True
+    superuser.save(update_fields=["is_superuser"])
+    grant = f.grant(superuser, org.project, [VIEW_PROJECT])
+
+    assert preview(org, lambda: grant_update(grant=grant, admin=True, actor=None)) == {
+        "gained": [],
+        "lost": [],
+    }
+
+
+def test_member_removed__superuser_member__loses_nothing(org: Any) -> None:
+    superuser, plain = f.member(org), f.member(org)
+    superuser.is_superuser = True
+    superuser.save(update_fields=["is_superuser"])
+    f.grant(superuser, org.project, [VIEW_PROJECT])
+    f.grant(plain, org.project, [VIEW_PROJECT])
+
+    def remove(user: Any) -> Any:
+        membership = OrganisationMembership.objects.get(organisation=org, user=user)
+        return lambda: membership_delete(membership=membership, actor=None)
+
+    assert preview(org, remove(superuser)) == {"gained": [], "lost": []}
+    assert preview(org, remove(plain))["lost"] != []
+
+
 # --------------------------------------------------------------------------------------
 # Groups, membership, API keys
 # --------------------------------------------------------------------------------------

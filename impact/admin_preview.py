@@ -34,7 +34,8 @@ from django.template.loader import render_to_string
 from django.utils.safestring import SafeString
 
 from environments.models import Environment
-from impact.previews import Impact, impact_apply, impact_preview
+from impact.changes import Impact
+from impact.previews import impact_apply, impact_preview
 from permissions import engine
 from projects.models import Project
 from tagwarden.admin.base import TagwardenAdmin, organisation_id_of

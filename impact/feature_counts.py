@@ -3,8 +3,57 @@ engine's `FeatureIndex` (docs/PERMISSIONS.md, impact previews)."""
 
 from __future__ import annotations
 
+from functools import lru_cache
+from uuid import UUID
+
+from features.models import Feature
 from impact.snapshots import Snapshot
 from permissions.engine import FeatureIndex, FeatureTags, KeyState
+from projects.models import Project
+
+
+def project_feature_index(project_id: int) -> FeatureIndex:
+    """The `FeatureIndex` of every feature of a project: 1 query when this process has it for
+    the project's current `features_version`, else 4 (the version, the feature ids, their
+    tags, the version again). Kept for the last few (project, version) pairs: a version is
+    never reused, so a kept index is never stale."""
+    version = _features_version(project_id)
+    if version is None:
+        return FeatureIndex((), {})
+    try:
+        return _feature_index_at(project_id, version)
+    except _VersionMoved:  # written meanwhile: use what was read, keep nothing
+        return _feature_index_read(project_id)
+
+
+class _VersionMoved(Exception):
+    pass
+
+
+def _features_version(project_id: int) -> UUID | None:
+    return Project.objects.filter(pk=project_id).values_list("features_version", flat=True).first()
+
+
+@lru_cache(maxsize=8)
+def _feature_index_at(project_id: int, version: UUID) -> FeatureIndex:
+    """The index read while the project's version was `version` (read before and after it,
+    so it is the index of that version); raises `_VersionMoved` otherwise (not cached)."""
+    index = _feature_index_read(project_id)
+    if _features_version(project_id) != version:
+        raise _VersionMoved
+    return index
+
+
+def _feature_index_read(project_id: int) -> FeatureIndex:
+    """The index as the database has it now: 2 queries (the feature ids, then their tags),
+    built without a `FeatureTags` per feature."""
+    feature_ids = list(
+        Feature.objects.filter(project_id=project_id).order_by("id").values_list("id", flat=True)
+    )
+    tag_rows = Feature.tags.through.objects.filter(feature__project_id=project_id).values_list(
+        "feature_id", "tag_id", "tag__is_restricted"
+    )
+    return FeatureIndex.from_tag_rows(feature_ids, tag_rows)
 
 
 class FeatureCounts:

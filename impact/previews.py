@@ -11,6 +11,10 @@ Public API:
     snapshot_take(organisation_id)               the permission-relevant state of an organisation
     impact_between(before, after)                the Impact of going from one snapshot to another
 
+A change that writes only one holder's grants (`grants_of=`) is compared by
+`impact.grant_writes` on the (scope, key) pairs its rows changed, for the principals the
+holder reaches; every other change by comparing two snapshots, as follows.
+
 How (never a check per user × feature): a snapshot is the organisation's raw permission state
 in a fixed number of queries (membership, API keys, group members, role assignments, grant
 rows, projects, environments, feature tags). Comparing two snapshots tells which principals
@@ -34,133 +38,27 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import Q
-from django.utils import timezone
 
-from audit.models import AuditLogEntry
 from audit.services import audit_capture, audit_entries_attach_impact
-from environments.models import Environment
+from impact.changes import Impact, RawChange, impact_of
 from impact.feature_counts import FeatureCounts
+from impact.grant_writes import GrantsOnly
 from impact.snapshots import (
     ORGANISATION_LEVEL,
     Holder,
     PrincipalRef,
-    PrincipalType,
-    Row,
     Snapshot,
-    features_of,
-    member_roles_of,
     snapshot_take,
-)
-from organisations.models import (
-    OrganisationAPIKey,
-    RoleAssignment,
-    UserGroup,
 )
 from permissions.catalogue import KEYS_BY_LEVEL, TAG_SUPPORTED_KEYS, Level
 from permissions.engine import (
     Policy,
-    group_memberships,
-    organisation_grant_rows,
-    roles_by_holder,
 )
 
 T = TypeVar("T")
-
-
-#: How many changes of each direction an audit entry keeps (the totals are always kept).
-AUDIT_SUMMARY_LIMIT = 200
-#: How many changes of each direction an IMPACT answer lists by default (`?impact_limit=`),
-#: and at most; its `summary` is always complete (docs/PERMISSIONS.md, impact previews).
-IMPACT_LIMIT_DEFAULT = 1000
-IMPACT_LIMIT_MAX = 10000
-
-
-# --------------------------------------------------------------------------------------
-# Impact
-# --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ImpactChange:
-    principal_type: PrincipalType
-    principal_id: int
-    name: str  # the user's email, or the API key's name
-    permission: str
-    project_id: int | None
-    environment_id: int | None
-    features: int | None
-
-    def as_dict(self) -> dict[str, Any]:
-        who: dict[str, Any] = (
-            {"user": self.principal_id, "email": self.name}
-            if self.principal_type == "user"
-            else {"api_key": self.principal_id, "email": None, "name": self.name}
-        )
-        return {
-            **who,
-            "permission": self.permission,
-            "project": self.project_id,
-            "environment": self.environment_id,
-            "features": self.features,
-        }
-
-
-@dataclass(frozen=True)
-class Impact:
-    gained: tuple[ImpactChange, ...] = ()
-    lost: tuple[ImpactChange, ...] = ()
-
-    def __bool__(self) -> bool:
-        return bool(self.gained or self.lost)
-
-    def as_dict(self, limit: int = IMPACT_LIMIT_DEFAULT) -> dict[str, Any]:
-        """IMPACT: at most `limit` changes each way, `truncated` when some were left out, and
-        the complete `summary` (how many principals gain or lose each key on each scope)."""
-        return {
-            "gained": [change.as_dict() for change in self.gained[:limit]],
-            "lost": [change.as_dict() for change in self.lost[:limit]],
-            "summary": self.counts(),
-            "truncated": len(self.gained) > limit or len(self.lost) > limit,
-        }
-
-    def counts(self) -> list[dict[str, Any]]:
-        """Per key and scope, how many principals gain it and how many lose it."""
-        totals: dict[tuple[str, int | None, int | None], list[int]] = defaultdict(lambda: [0, 0])
-        for direction, changes in enumerate((self.gained, self.lost)):
-            for change in changes:
-                totals[(change.permission, change.project_id, change.environment_id)][
-                    direction
-                ] += 1
-        return [
-            {
-                "permission": permission,
-                "project": project,
-                "environment": environment,
-                "gained": gained,
-                "lost": lost,
-            }
-            for (permission, project, environment), (gained, lost) in sorted(
-                totals.items(), key=lambda item: (item[0][1] or 0, item[0][2] or 0, item[0][0])
-            )
-        ]
-
-    def summary(self, limit: int = AUDIT_SUMMARY_LIMIT) -> dict[str, Any]:
-        """What an audit entry keeps: the first `limit` changes each way, and the totals."""
-        principals = {(c.principal_type, c.principal_id) for c in (*self.gained, *self.lost)}
-        return {
-            "gained": [change.as_dict() for change in self.gained[:limit]],
-            "lost": [change.as_dict() for change in self.lost[:limit]],
-            "gained_total": len(self.gained),
-            "lost_total": len(self.lost),
-            "principals": len(principals),
-            "truncated": len(self.gained) > limit or len(self.lost) > limit,
-        }
 
 
 # --------------------------------------------------------------------------------------
@@ -252,8 +150,8 @@ def impact_between(before: Snapshot, after: Snapshot) -> Impact:
         for environment_id, environment_project in snapshot.environments.items():
             environments_of[environment_project].add(environment_id)
 
-    gained: list[tuple[PrincipalRef, str, int | None, int | None, int | None]] = []
-    lost: list[tuple[PrincipalRef, str, int | None, int | None, int | None]] = []
+    gained: list[RawChange] = []
+    lost: list[RawChange] = []
     changed_holders = {
         holder
         for holder in before.rows_of.keys() | after.rows_of.keys()
@@ -329,8 +227,9 @@ def impact_between(before: Snapshot, after: Snapshot) -> Impact:
                         gained.append((principal, key, scope_project, scope_environment, newly))
                     if no_longer:
                         lost.append((principal, key, scope_project, scope_environment, no_longer))
-    names = _names(before, after, {change[0] for change in (*gained, *lost)})
-    return Impact(gained=_changes(gained, names), lost=_changes(lost, names))
+    api_key_names = {key_id: known[2] for key_id, known in before.api_keys.items()}
+    api_key_names.update((key_id, known[2]) for key_id, known in after.api_keys.items())
+    return impact_of(gained, lost, api_key_names)
 
 
 def _keys_to_compare(
@@ -366,200 +265,14 @@ def _keys_to_compare(
     return sorted(held & TAG_SUPPORTED_KEYS if tag_supported_only else held)
 
 
-def _names(before: Snapshot, after: Snapshot, principals: set[PrincipalRef]) -> dict[Any, str]:
-    user_ids = [principal_id for kind, principal_id in principals if kind == "user"]
-    names: dict[Any, str] = {}
-    if user_ids:
-        user_model = get_user_model()
-        for user_id, email in user_model._default_manager.filter(pk__in=user_ids).values_list(
-            "pk", "email"
-        ):
-            names[("user", user_id)] = email
-    for kind, principal_id in principals:
-        if kind == "api_key":
-            known = after.api_keys.get(principal_id) or before.api_keys.get(principal_id)
-            names[(kind, principal_id)] = known[2] if known else ""
-    return names
-
-
-def _changes(
-    raw: Iterable[tuple[PrincipalRef, str, int | None, int | None, int | None]],
-    names: dict[Any, str],
-) -> tuple[ImpactChange, ...]:
-    def order(item: tuple[PrincipalRef, str, int | None, int | None, int | None]) -> tuple:
-        (kind, principal_id), key, project, environment, _ = item
-        return (kind != "user", principal_id, project or 0, environment or 0, key)
-
-    return tuple(
-        ImpactChange(
-            principal_type=kind,
-            principal_id=principal_id,
-            name=names.get((kind, principal_id), ""),
-            permission=key,
-            project_id=project,
-            environment_id=environment,
-            features=count,
-        )
-        for (kind, principal_id), key, project, environment, count in sorted(raw, key=order)
-    )
-
-
-# --------------------------------------------------------------------------------------
-# Grant writes: snapshots of the principals the holder reaches, on the changed projects
-# --------------------------------------------------------------------------------------
-
-
-def grant_holder(grant: Any) -> Holder:
-    """The holder of a grant, as `grants_of` takes it."""
-    if grant.user_id is not None:
-        return ("user", grant.user_id)
-    if grant.group_id is not None:
-        return ("group", grant.group_id)
-    return ("role", grant.role_id)
-
-
-def _holder_filter(holder: Holder) -> Q:
-    kind, holder_id = holder
-    if kind not in ("user", "group", "role"):
-        raise ValueError(f"Not a grant holder: {holder!r}")
-    return Q(**{f"{kind}_id": holder_id})
-
-
-def _holder_rows(organisation_id: int, holder: Holder) -> frozenset[Row]:
-    rows_of = organisation_grant_rows(organisation_id, where=_holder_filter(holder))
-    return frozenset(rows_of.get(holder, ()))
-
-
-def _snapshots_around_grants(
-    organisation_id: int, holder: Holder, old_rows: frozenset[Row], new_rows: frozenset[Row]
-) -> tuple[Snapshot, Snapshot]:
-    """The two snapshots of a change that wrote only the grants of `holder` (its rows
-    `old_rows`, then `new_rows`), restricted to what that change can reach: the principals
-    the holder reaches, and the projects of the rows that changed. Everything else is the
-    same before and after (membership, groups and role assignments are not grants), so it is
-    read once; the cost follows the principals reached, not the organisation's size."""
-    changed_projects = {row[1] for row in old_rows ^ new_rows}
-    kind, holder_id = holder
-    users: set[int] = set()
-    api_keys: set[int] = set()
-    if kind == "user":
-        users.add(holder_id)
-    elif kind == "group":
-        users |= set(
-            UserGroup.users.through.objects.filter(
-                usergroup_id=holder_id, usergroup__organisation_id=organisation_id
-            ).values_list("user_id", flat=True)
-        )
-    elif changed_projects:
-        groups: set[int] = set()
-        for user_id, group_id, api_key_id in RoleAssignment.objects.filter(
-            Q(user__isnull=False)
-            | Q(group__organisation_id=organisation_id)
-            | Q(api_key__organisation_id=organisation_id),
-            role_id=holder_id,
-            role__organisation_id=organisation_id,
-        ).values_list("user_id", "group_id", "api_key_id"):
-            if user_id is not None:
-                users.add(user_id)
-            elif group_id is not None:
-                groups.add(group_id)
-            elif api_key_id is not None:
-                api_keys.add(api_key_id)
-        users |= set(
-            UserGroup.users.through.objects.filter(usergroup_id__in=groups).values_list(
-                "user_id", flat=True
-            )
-        )
-    if not changed_projects:
-        users, api_keys = set(), set()
-    member_roles = member_roles_of(organisation_id, users)
-    users &= member_roles.keys()  # others hold nothing here, before or after
-    now = timezone.now()
-    api_key_rows = {
-        key_id: (not revoked and (expires is None or expires >= now), is_admin, name)
-        for key_id, revoked, expires, is_admin, name in OrganisationAPIKey.objects.filter(
-            organisation_id=organisation_id, pk__in=api_keys
-        ).values_list("id", "revoked", "expiry_date", "is_admin", "name")
-    }
-    groups_of = group_memberships(organisation_id, Q(user_id__in=users))
-    all_groups = {group for groups in groups_of.values() for group in groups}
-    roles_of = roles_by_holder(
-        organisation_id,
-        Q(user_id__in=users) | Q(group_id__in=all_groups) | Q(api_key_id__in=api_key_rows),
-    )
-    all_roles = {role for roles in roles_of.values() for role in roles}
-    # Where only environment rows changed (the common role grant edit), nothing but those
-    # environments can decide differently: their own rows and their project's admin rows
-    # (project admin) are all their decisions read, so only they are read and compared (the
-    # project's other rows are the same before and after, and decide nothing there).
-    changed_rows = old_rows ^ new_rows
-    environments_only = all(row[2] is not None for row in changed_rows)
-    changed_environments = {row[2] for row in changed_rows if row[2] is not None}
-    on_projects = Q(project_id__in=[p for p in changed_projects if p is not None])
-    if environments_only:
-        on_projects &= Q(environment__isnull=True, admin=True) | Q(
-            environment_id__in=changed_environments
-        )
-    if ORGANISATION_LEVEL in changed_projects:
-        on_projects |= Q(project__isnull=True)
-    rows_of = organisation_grant_rows(
-        organisation_id,
-        where=(Q(user_id__in=users) | Q(group_id__in=all_groups) | Q(role_id__in=all_roles))
-        & on_projects,
-    )
-    projects = frozenset(p for p in changed_projects if p is not None)
-    in_projects = Environment.objects.filter(project_id__in=projects)
-    if environments_only:
-        in_projects = in_projects.filter(pk__in=changed_environments)
-    environments = dict(in_projects.values_list("id", "project_id"))
-    features = features_of(Q(project_id__in=projects))
-
-    def snapshot(holder_rows: frozenset[Row]) -> Snapshot:
-        return Snapshot(
-            organisation_id=organisation_id,
-            member_roles=member_roles,
-            api_keys=api_key_rows,
-            groups_of={user: frozenset(groups) for user, groups in groups_of.items()},
-            roles_of={h: frozenset(roles) for h, roles in roles_of.items()},
-            rows_of={
-                **{h: frozenset(rows) for h, rows in rows_of.items() if h != holder},
-                holder: holder_rows,
-            },
-            projects=projects,
-            environments=environments,
-            features=features,
-        )
-
-    return snapshot(old_rows), snapshot(new_rows)
-
-
-class _GrantsOnly:
-    """Runs a change that writes only the grants of one holder, and checks that it did."""
-
-    def __init__(self, organisation_id: int, holder: Holder) -> None:
-        self.organisation_id, self.holder = organisation_id, holder
-        self.old_rows = _holder_rows(organisation_id, holder)
-
-    def after(self, entries: list[int]) -> tuple[Snapshot, Snapshot]:
-        new_rows = _holder_rows(self.organisation_id, self.holder)
-        grant_ids = {str(row[0]) for row in self.old_rows | new_rows}
-        written = AuditLogEntry.objects.filter(pk__in=entries).values_list(
-            "object_type", "object_id"
-        )
-        stray = [(kind, oid) for kind, oid in written if kind != "grant" or oid not in grant_ids]
-        if stray:  # the caller's word was wrong: never record a partial impact
-            raise RuntimeError(f"The change wrote more than grants of {self.holder}: {stray}")
-        return _snapshots_around_grants(self.organisation_id, self.holder, self.old_rows, new_rows)
-
-
 # --------------------------------------------------------------------------------------
 # Running a change with its impact
 # --------------------------------------------------------------------------------------
 
 
 class _RolledBack(Exception):
-    def __init__(self, snapshots: tuple[Snapshot, Snapshot]) -> None:
-        self.snapshots = snapshots
+    def __init__(self, impact: Impact) -> None:
+        self.impact = impact
 
 
 def impact_preview(
@@ -573,18 +286,17 @@ def impact_preview(
     only grants of that holder: the snapshots then cover only the principals it reaches, on
     the projects whose rows changed (checked against the audit entries the change wrote).
     """
-    grants_only = _GrantsOnly(organisation_id, grants_of) if grants_of is not None else None
+    grants_only = GrantsOnly(organisation_id, grants_of) if grants_of is not None else None
     before = None if grants_only is not None else snapshot_take(organisation_id)
     try:
         with transaction.atomic(), audit_capture() as entries:
             change()
             if grants_only is not None:
-                raise _RolledBack(grants_only.after(entries))
+                raise _RolledBack(grants_only.impact(entries))
             assert before is not None
-            raise _RolledBack((before, snapshot_take(organisation_id)))
+            raise _RolledBack(impact_between(before, snapshot_take(organisation_id)))
     except _RolledBack as rolled_back:
-        old, new = rolled_back.snapshots
-    return impact_between(old, new)
+        return rolled_back.impact
 
 
 def impact_apply(
@@ -606,7 +318,7 @@ def impact_apply(
         grants_only = None
         before = None
         if may_move_permissions and grants_of is not None:
-            grants_only = _GrantsOnly(organisation_id, grants_of)
+            grants_only = GrantsOnly(organisation_id, grants_of)
         elif may_move_permissions:
             before = snapshot_take(organisation_id)
         with audit_capture() as entries:
@@ -614,7 +326,7 @@ def impact_apply(
         if not entries:
             return result, Impact()
         if grants_only is not None:
-            impact = impact_between(*grants_only.after(entries))
+            impact = grants_only.impact(entries)
         elif before is not None:
             impact = impact_between(before, snapshot_take(organisation_id))
         else:

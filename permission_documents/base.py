@@ -9,8 +9,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 
-from impact import previews
-from impact.previews import IMPACT_LIMIT_DEFAULT
+from impact.changes import IMPACT_LIMIT_DEFAULT, Impact
 from tagwarden.errors import DomainError
 
 # --------------------------------------------------------------------------------------
@@ -52,7 +51,7 @@ class Plan:
     """The changes a document makes (in the order they are applied) and their impact."""
 
     changes: tuple[Change, ...]
-    impact: previews.Impact
+    impact: Impact
 
     @property
     def has_changes(self) -> bool:

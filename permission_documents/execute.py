@@ -13,6 +13,7 @@ from django.db import IntegrityError, transaction
 
 from audit.services import Actor
 from impact import previews
+from impact.changes import Impact
 from organisations.models import Organisation
 from permission_documents.base import DocumentInvalid, Plan, _messages
 from permission_documents.differ import _Differ
@@ -69,7 +70,7 @@ def permissions_document_plan(*, organisation: Organisation, document: Any, acto
     finds every error an apply would."""
     ops, ctx = _prepare(organisation, document, actor)
     if not ops:
-        return Plan(changes=(), impact=previews.Impact())
+        return Plan(changes=(), impact=Impact())
     result = previews.impact_preview(
         organisation_id=organisation.pk, change=lambda: _execute(ops, ctx)
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
+import uuid
 from typing import Any
 
 from django.db import models
@@ -37,6 +38,10 @@ class Project(NamedModel):
     )
     name = models.CharField(max_length=200)
     created_at = models.DateTimeField(auto_now_add=True)
+    # A new value whenever the project's features, their tags or a tag's restriction change
+    # (features/signals.py), never an old one again: what impact previews key their cached
+    # feature indexes by (docs/PERFORMANCE.md, "How the costs follow the work").
+    features_version = models.UUIDField(default=uuid.uuid4, editable=False)
 
 
 class Tag(models.Model):

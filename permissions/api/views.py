@@ -24,7 +24,7 @@ from rest_framework.serializers import BaseSerializer
 from rest_framework.views import APIView
 
 from features.models import Feature
-from impact.previews import grant_holder
+from impact.grant_writes import grant_holder
 from organisations.api.views import RoleScopedViewSet
 from organisations.models import OrganisationAPIKey
 from organisations.selectors import is_member

@@ -27,6 +27,7 @@ Exports (everything else in the project calls these; nothing else decides):
     grants_reaching          the grants reaching a principal in every organisation (a queryset)
     group_memberships        an organisation's groups of each user: 1 query
     holdings_from_rows       a holder's Holdings from its grant rows
+    holdings_key_state       a member's KeyState for one key and scope from its Holdings
     is_admin                 organisation, project or environment admin of a scope
     is_superuser             an active Django superuser (an ADMIN of every organisation)
     keys_on_feature          the keys of a scope's level held on one feature
@@ -69,7 +70,12 @@ from permissions.engine.filters import (
     viewable_environments_q,
     viewable_projects_q,
 )
-from permissions.engine.holdings import Holdings, holdings_from_rows, policy_from_holdings
+from permissions.engine.holdings import (
+    Holdings,
+    holdings_from_rows,
+    holdings_key_state,
+    policy_from_holdings,
+)
 from permissions.engine.loader import (
     forget,
     load_policy,
@@ -134,6 +140,7 @@ __all__ = [
     "grants_reaching",
     "group_memberships",
     "holdings_from_rows",
+    "holdings_key_state",
     "is_admin",
     "is_superuser",
     "keys_on_feature",

@@ -15,7 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from permissions.engine.policy import Policy, ScopeRights
+from permissions.catalogue import CATALOGUE, Level
+from permissions.engine.policy import NO_TAGS, KeyState, Policy, ScopeRights
 
 T = TypeVar("T")
 
@@ -35,6 +36,8 @@ class Holdings:
     untagged: tuple[tuple[_Scope, frozenset[str]], ...]
     tagged: tuple[tuple[_Scope, str, frozenset[int]], ...]
     environment_projects: dict[int, int]
+    # The same, by scope: (admin, untagged keys, key -> tags) for one-key lookups.
+    by_scope: dict[_Scope, tuple[bool, frozenset[str], dict[str, frozenset[int]]]]
 
 
 def holdings_from_rows(rows: Iterable[tuple[Any, ...]]) -> Holdings:
@@ -61,13 +64,62 @@ def holdings_from_rows(rows: Iterable[tuple[Any, ...]]) -> Holdings:
             untagged[scope].add(key)
         else:
             tagged[(scope, key)].add(tag_id)
+    untagged_of = {scope: frozenset(keys) for scope, keys in untagged.items()}
+    tagged_of = {scope_key: frozenset(tags) for scope_key, tags in tagged.items()}
+    by_scope: dict[_Scope, tuple[bool, frozenset[str], dict[str, frozenset[int]]]] = {
+        scope: (scope in admin_scopes, untagged_of.get(scope, frozenset()), {})
+        for scope in admin_scopes | untagged_of.keys() | {scope for scope, _ in tagged_of}
+    }
+    for (scope, key), tags in tagged_of.items():
+        by_scope[scope][2][key] = tags
     return Holdings(
         organisation_keys=frozenset(organisation_keys),
         admin_scopes=frozenset(admin_scopes),
-        untagged=tuple((scope, frozenset(keys)) for scope, keys in untagged.items()),
-        tagged=tuple((scope, key, frozenset(tags)) for (scope, key), tags in tagged.items()),
+        untagged=tuple(untagged_of.items()),
+        tagged=tuple((scope, key, tags) for (scope, key), tags in tagged_of.items()),
         environment_projects=environment_projects,
+        by_scope=by_scope,
     )
+
+
+def holdings_key_state(
+    key: str,
+    *,
+    project_id: int | None,
+    environment_id: int | None,
+    is_organisation_admin: bool,
+    holdings: Iterable[Holdings],
+) -> KeyState:
+    """A member's `KeyState` for one key on one scope from its holders' holdings there: the
+    same as `policy_from_holdings(...).key_state(key, ...)`, without building the policy
+    (impact previews read a few keys of many principals)."""
+    if is_organisation_admin:
+        return KeyState(admin=True, untagged=False, tags=NO_TAGS)
+    level = CATALOGUE[key].level
+    if level == Level.ORGANISATION:
+        holds = any(key in held.organisation_keys for held in holdings)
+        return KeyState(admin=False, untagged=holds, tags=NO_TAGS)
+    assert project_id is not None
+    scope: _Scope = (False, project_id)
+    if level == Level.ENVIRONMENT:
+        assert environment_id is not None
+        scope = (True, environment_id)
+    untagged = False
+    parts: list[frozenset[int]] = []
+    for held in holdings:
+        if (False, project_id) in held.admin_scopes:
+            return KeyState(admin=True, untagged=False, tags=NO_TAGS)
+        on_scope = held.by_scope.get(scope)
+        if on_scope is None:
+            continue
+        admin, untagged_keys, tagged = on_scope
+        if admin:  # an environment admin of its environment (a project's is checked above)
+            return KeyState(admin=True, untagged=False, tags=NO_TAGS)
+        untagged = untagged or key in untagged_keys
+        tags = tagged.get(key)
+        if tags is not None:
+            parts.append(tags)
+    return KeyState(admin=False, untagged=untagged, tags=_union(parts) if parts else NO_TAGS)
 
 
 def policy_from_holdings(

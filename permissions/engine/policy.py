@@ -234,6 +234,9 @@ _ADMIN = KeyState(admin=True, untagged=False, tags=NO_TAGS)
 _UNTAGGED = KeyState(admin=False, untagged=True, tags=NO_TAGS)
 
 
+_REACHED_MEMO_SIZE = 4096
+
+
 class FeatureIndex:
     """The features of one project as bit sets, to decide a tag-supported key on all of them
     at once: bit i stands for the i-th feature of `feature_ids`.
@@ -265,6 +268,36 @@ class FeatureIndex:
             for tag_id in tags.restricted:
                 self.by_restricted_tag[tag_id] |= bit
 
+    @classmethod
+    def from_tag_rows(
+        cls, feature_ids: Iterable[int], tag_rows: Iterable[tuple[int, int, bool]]
+    ) -> FeatureIndex:
+        """The same index as `FeatureIndex(feature_ids, tags_of)`, from (feature id, tag id,
+        restricted) rows: built with one byte array per tag instead of a `FeatureTags` per
+        feature (a project's whole index in a few milliseconds)."""
+        position = {feature_id: at for at, feature_id in enumerate(feature_ids)}
+        size = (len(position) + 7) // 8
+        by_tag: dict[int, bytearray] = {}
+        by_restricted_tag: dict[int, bytearray] = {}
+        for feature_id, tag_id, restricted in tag_rows:
+            at = position.get(feature_id)
+            if at is None:
+                continue
+            for table in (by_tag, by_restricted_tag) if restricted else (by_tag,):
+                bits = table.get(tag_id)
+                if bits is None:
+                    bits = table[tag_id] = bytearray(size)
+                bits[at >> 3] |= 1 << (at & 7)
+        index = cls((), {})
+        index.all = (1 << len(position)) - 1
+        for tag_id, bits in by_tag.items():
+            index.by_tag[tag_id] = int.from_bytes(bits, "little")
+        for tag_id, bits in by_restricted_tag.items():
+            restricted_bits = int.from_bytes(bits, "little")
+            index.by_restricted_tag[tag_id] = restricted_bits
+            index.restricted_any |= restricted_bits
+        return index
+
     def reached(self, state: KeyState) -> int:
         """The features (a bit set) on which a tag-supported key held as `state` is allowed."""
         cached = self._memo.get(state)
@@ -289,7 +322,8 @@ class FeatureIndex:
             result = (unrestricted if state.untagged else unrestricted & shares_tag) | (
                 self.restricted_any & ~uncovered
             )
-        self._memo[state] = result
+        if len(self._memo) < _REACHED_MEMO_SIZE:  # an index may be kept for many requests
+            self._memo[state] = result
         return result
 
 

@@ -19,14 +19,9 @@ from rest_framework.response import Response
 from audit.services import Actor
 from environments.models import Environment
 from impact.api.serializers import ImpactResponseSerializer
-from impact.previews import (
-    IMPACT_LIMIT_DEFAULT,
-    IMPACT_LIMIT_MAX,
-    Holder,
-    Impact,
-    impact_apply,
-    impact_preview,
-)
+from impact.changes import IMPACT_LIMIT_DEFAULT, IMPACT_LIMIT_MAX, Impact
+from impact.previews import impact_apply, impact_preview
+from impact.snapshots import Holder
 from permissions.drf import (
     ADMIN,
     VIEW,

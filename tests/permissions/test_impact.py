@@ -12,7 +12,7 @@ from django.core.exceptions import ValidationError
 
 from audit.models import AuditLogEntry
 from features.services import feature_update
-from impact import previews
+from impact import changes, previews
 from organisations.models import MembershipRole, OrganisationMembership, RoleAssignment
 from organisations.services import (
     group_update,
@@ -454,7 +454,7 @@ def test_apply__an_audited_change_nobody_gains_or_loses_by__stores_an_empty_summ
 
     assert not result
     (entry,) = AuditLogEntry.objects.filter(organisation=org)
-    assert entry.impact == previews.Impact().summary()
+    assert entry.impact == changes.Impact().summary()
     assert entry.impact["gained_total"] == entry.impact["lost_total"] == 0
 
 
@@ -463,8 +463,8 @@ def test_apply__an_audited_change_nobody_gains_or_loses_by__stores_an_empty_summ
 # --------------------------------------------------------------------------------------
 
 
-def _change(user_id: int, key: str) -> previews.ImpactChange:
-    return previews.ImpactChange(
+def _change(user_id: int, key: str) -> changes.ImpactChange:
+    return changes.ImpactChange(
         principal_type="user",
         principal_id=user_id,
         name=f"user{user_id}@example.com",
@@ -479,7 +479,7 @@ def test_summary__keeps_the_first_changes_each_way_and_the_totals() -> None:
     gained = (_change(1, CREATE_PROJECT), _change(1, VIEW_PROJECT), _change(2, VIEW_PROJECT))
     lost = (_change(3, VIEW_PROJECT),)
 
-    summary = previews.Impact(gained=gained, lost=lost).summary(limit=2)
+    summary = changes.Impact(gained=gained, lost=lost).summary(limit=2)
 
     assert summary == {
         "gained": [c.as_dict() for c in gained[:2]],
@@ -494,7 +494,7 @@ def test_summary__keeps_the_first_changes_each_way_and_the_totals() -> None:
 def test_summary__within_the_limit__is_not_truncated() -> None:
     gained = (_change(1, CREATE_PROJECT), _change(2, VIEW_PROJECT))
 
-    summary = previews.Impact(gained=gained).summary(limit=2)
+    summary = changes.Impact(gained=gained).summary(limit=2)
 
     assert summary["truncated"] is False
     assert summary["gained"] == [c.as_dict() for c in gained]

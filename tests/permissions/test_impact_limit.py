@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from audit.models import AuditLogEntry
-from impact import previews
+from impact import changes
 from permissions.catalogue import CREATE_PROJECT, MANAGE_USER_GROUPS
 from permissions.models import Grant
 from tests import factories as f
@@ -106,7 +106,7 @@ def test_write__impact_limit_junk__400_nothing_saved_no_audit(organisation: Any)
 def test_impact_limit__maximum_accepted(organisation: Any) -> None:
     w = world(organisation)
 
-    response = dry_run(w, f"&impact_limit={previews.IMPACT_LIMIT_MAX}")
+    response = dry_run(w, f"&impact_limit={changes.IMPACT_LIMIT_MAX}")
 
     assert response.status_code == 200
     assert response.json()["impact"]["truncated"] is False

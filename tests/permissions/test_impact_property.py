@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 from features.models import Feature
 from features.services import feature_update
-from impact import previews
+from impact import changes, previews
 from organisations.models import (
     MembershipRole,
     OrganisationAPIKey,
@@ -545,7 +545,7 @@ def test_impact_preview__equals_the_reference_difference_of_the_applied_change(
         make()  # for real
         after = world_read(rows)
         assert after == canonical(expected_world), "the services did not do what the change means"
-        listed = preview.as_dict(limit=previews.IMPACT_LIMIT_MAX)
+        listed = preview.as_dict(limit=changes.IMPACT_LIMIT_MAX)
         assert {"gained": listed["gained"], "lost": listed["lost"]} == expected_impact(
             rows, decisions(w), decisions(after)
         )

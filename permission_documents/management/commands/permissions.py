@@ -25,7 +25,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from audit.services import Actor
 from environments.models import Environment
-from impact.previews import Impact, ImpactChange
+from impact.changes import Impact, ImpactChange
 from organisations.models import Organisation
 from permission_documents import documents
 from permissions import engine

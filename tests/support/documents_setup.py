@@ -11,7 +11,7 @@ from django.contrib.auth import get_user_model
 
 from environments.models import Environment
 from features.models import Feature
-from impact import previews as impact_module
+from impact.changes import IMPACT_LIMIT_MAX
 from organisations.models import Organisation, OrganisationAPIKey, OrganisationMembership
 from permissions import engine
 from permissions.catalogue import (
@@ -215,7 +215,7 @@ def impact_rows(impact: Any, organisation: Organisation) -> set[tuple[Any, ...]]
         OrganisationAPIKey.objects.filter(organisation=organisation).values_list("id", "name")
     )
     rows = set()
-    listed = impact.as_dict(limit=impact_module.IMPACT_LIMIT_MAX)
+    listed = impact.as_dict(limit=IMPACT_LIMIT_MAX)
     for direction in ("gained", "lost"):
         for change in listed[direction]:
             who = (

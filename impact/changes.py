@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.contrib.auth import get_user_model
 
@@ -30,8 +30,10 @@ IMPACT_LIMIT_MAX = 10000
 # --------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class ImpactChange:
+class ImpactChange(NamedTuple):
+    """One principal gaining or losing one key on one scope (a named tuple: an impact can
+    hold a hundred thousand of them)."""
+
     principal_type: PrincipalType
     principal_id: int
     name: str  # the user's email, or the API key's name
@@ -134,14 +136,6 @@ def _order(change: RawChange) -> tuple[Any, ...]:
 
 def _changes(raw: list[RawChange], names: dict[PrincipalRef, str]) -> tuple[ImpactChange, ...]:
     return tuple(
-        ImpactChange(
-            principal_type=kind,
-            principal_id=principal_id,
-            name=names.get((kind, principal_id), ""),
-            permission=key,
-            project_id=project,
-            environment_id=environment,
-            features=count,
-        )
-        for (kind, principal_id), key, project, environment, count in raw
+        ImpactChange(kind, principal_id, names.get((kind, principal_id), ""), key, p, e, n)
+        for (kind, principal_id), key, p, e, n in raw
     )

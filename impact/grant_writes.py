@@ -17,18 +17,16 @@ whole snapshots (tests/permissions/test_impact_property.py holds them to each ot
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
 from typing import Any
 
 from django.db.models import Q
-from django.utils import timezone
 
 from audit.models import AuditLogEntry
 from environments.models import Environment
 from impact.changes import Impact, RawChange, impact_of
 from impact.feature_counts import project_feature_index
-from impact.snapshots import ORGANISATION_LEVEL, Holder, PrincipalRef, Row, member_roles_of
-from organisations.models import MembershipRole, OrganisationAPIKey, RoleAssignment, UserGroup
+from impact.reach import Pair, Reach
+from impact.snapshots import ORGANISATION_LEVEL, Holder, Row
 from permissions.catalogue import KEYS_BY_LEVEL, TAG_SUPPORTED_KEYS, Level
 from permissions.engine import (
     FeatureIndex,
@@ -38,9 +36,6 @@ from permissions.engine import (
     holdings_key_state,
     organisation_grant_rows,
 )
-
-# A key on a scope: (project id or None, environment id or None, key).
-Pair = tuple[int | None, int | None, str]
 
 
 def grant_holder(grant: Any) -> Holder:
@@ -100,8 +95,8 @@ def grant_rows_impact(
     pairs = _changed_pairs(old_held, new_held, changed_projects, environments_of)
     if not pairs:
         return Impact()
-    reach = _Reach(organisation_id, holder, pairs)
-    counts = _Counts()
+    reach = Reach(organisation_id, pairs, holder)
+    compare = _Compare(pairs, old_held, new_held)
     gained: list[RawChange] = []
     lost: list[RawChange] = []
     # Principals with the same holders deciding on these pairs find the same changes.
@@ -110,7 +105,7 @@ def grant_rows_impact(
         changes = found.get(holders)
         if changes is None:
             others = [reach.holdings[h] for h in holders if h != holder and h in reach.holdings]
-            changes = found[holders] = _compare(pairs, others, old_held, new_held, counts)
+            changes = found[holders] = compare.changes(others)
         for direction, (on_project, on_environment, key), features in changes:
             change = (principal, key, on_project, on_environment, features)
             (gained if direction > 0 else lost).append(change)
@@ -156,42 +151,61 @@ def _changed_pairs(
     return sorted(pairs, key=lambda pair: (pair[0] or 0, pair[1] or 0, pair[2]))
 
 
-def _compare(
-    pairs: list[Pair],
-    others: list[Holdings],
-    old_held: Holdings,
-    new_held: Holdings,
-    counts: _Counts,
-) -> list[tuple[int, Pair, int | None]]:
-    """(+1 gained | -1 lost, pair, features) for one member who is not an organisation
-    admin, holding `others` besides the changed holder."""
-    found: list[tuple[int, Pair, int | None]] = []
-    for pair in pairs:
-        project_id, environment_id, key = pair
-        old_state, new_state = (
-            holdings_key_state(
+class _Compare:
+    """The changes of one principal on the pairs, from the state its other holders give it
+    on each pair: the holder's own state before and after is worked out once per pair, a
+    principal's is the join of the two (the states of holders join, `KeyState.joined`), and
+    the changes are found once per distinct (pair, others' state)."""
+
+    def __init__(self, pairs: list[Pair], old_held: Holdings, new_held: Holdings) -> None:
+        self.pairs = pairs
+        self.own = {
+            pair: tuple(
+                holdings_key_state(
+                    pair[2],
+                    project_id=pair[0],
+                    environment_id=pair[1],
+                    is_organisation_admin=False,
+                    holdings=[held],
+                )
+                for held in (old_held, new_held)
+            )
+            for pair in pairs
+        }
+        self.counts = _Counts()
+        self._found: dict[tuple[Pair, KeyState], list[tuple[int, int | None]]] = {}
+
+    def changes(self, others: list[Holdings]) -> list[tuple[int, Pair, int | None]]:
+        """(+1 gained | -1 lost, pair, features) for a member who is not an organisation
+        admin, holding `others` besides the changed holder."""
+        found: list[tuple[int, Pair, int | None]] = []
+        for pair in self.pairs:
+            project_id, environment_id, key = pair
+            state = holdings_key_state(
                 key,
                 project_id=project_id,
                 environment_id=environment_id,
                 is_organisation_admin=False,
-                holdings=[*others, held],
+                holdings=others,
             )
-            for held in (old_held, new_held)
-        )
+            directions = self._found.get((pair, state))
+            if directions is None:
+                directions = self._found[(pair, state)] = self._directions(pair, state)
+            found += [(direction, pair, features) for direction, features in directions]
+        return found
+
+    def _directions(self, pair: Pair, others: KeyState) -> list[tuple[int, int | None]]:
+        project_id, _, key = pair
+        old_own, new_own = self.own[pair]
+        old_state, new_state = others.joined(old_own), others.joined(new_own)
         if old_state == new_state:
-            continue
+            return []
         if key not in TAG_SUPPORTED_KEYS:
             had, has = old_state.decides(key), new_state.decides(key)
-            if had != has:
-                found.append((1 if has else -1, pair, None))
-            continue
+            return [(1 if has else -1, None)] if had != has else []
         assert project_id is not None
-        newly, no_longer = counts.count(project_id, old_state, new_state)
-        if newly:
-            found.append((1, pair, newly))
-        if no_longer:
-            found.append((-1, pair, no_longer))
-    return found
+        newly, no_longer = self.counts.count(project_id, old_state, new_state)
+        return [(direction, n) for direction, n in ((1, newly), (-1, no_longer)) if n]
 
 
 class _Counts:
@@ -212,112 +226,3 @@ class _Counts:
             found = ((new_reach & ~old_reach).bit_count(), (old_reach & ~new_reach).bit_count())
             self._counts[(project_id, old, new)] = found
         return found
-
-
-class _Reach:
-    """The principals a holder reaches and, for each, its holders that hold anything on the
-    scopes of `pairs` (with their `Holdings` there), in a fixed number of queries."""
-
-    def __init__(self, organisation_id: int, holder: Holder, pairs: list[Pair]) -> None:
-        self.organisation_id, self.holder = organisation_id, holder
-        environments = {e for _, e, _ in pairs if e is not None}
-        projects_all = {p for p, e, key in pairs if p is not None and e is None}
-        projects_admin = {p for p, e, _ in pairs if p is not None and e is not None}
-        on_scopes = Q(environment_id__in=environments) | Q(
-            environment__isnull=True, project_id__in=projects_all
-        )
-        on_scopes |= Q(environment__isnull=True, admin=True, project_id__in=projects_admin)
-        if any(p is None for p, _, _ in pairs):
-            on_scopes |= Q(project__isnull=True)
-        rows_of = organisation_grant_rows(organisation_id, where=on_scopes)
-        self.holdings: dict[Holder, Holdings] = {
-            h: holdings_from_rows(rows) for h, rows in rows_of.items()
-        }
-        # Role assignments of the roles that matter: those with rows there, and the holder.
-        roles = {h[1] for h in self.holdings if h[0] == "role"}
-        if holder[0] == "role":
-            roles.add(holder[1])
-        self.roles_of: dict[Holder, set[int]] = defaultdict(set)
-        for role_id, user_id, group_id, api_key_id in RoleAssignment.objects.filter(
-            Q(user__isnull=False)
-            | Q(group__organisation_id=organisation_id)
-            | Q(api_key__organisation_id=organisation_id),
-            role_id__in=roles,
-            role__organisation_id=organisation_id,
-        ).values_list("role_id", "user_id", "group_id", "api_key_id"):
-            if user_id is not None:
-                self.roles_of[("user", user_id)].add(role_id)
-            elif group_id is not None:
-                self.roles_of[("group", group_id)].add(role_id)
-            else:
-                self.roles_of[("api_key", api_key_id)].add(role_id)
-        # The groups through which the holder reaches users, and its direct users and keys.
-        kind, holder_id = holder
-        holder_groups = {holder_id} if kind == "group" else set()
-        users = {holder_id} if kind == "user" else set()
-        api_keys: set[int] = set()
-        if kind == "role":
-            for (assignee_kind, assignee), assigned in self.roles_of.items():
-                if holder_id in assigned:
-                    if assignee_kind == "user":
-                        users.add(assignee)
-                    elif assignee_kind == "group":
-                        holder_groups.add(assignee)
-                    else:
-                        api_keys.add(assignee)
-        # The memberships of the users reached (directly or through those groups) in the
-        # groups that matter: with rows there, holding one of those roles, or reaching the
-        # holder.
-        groups = {h[1] for h in self.holdings if h[0] == "group"}
-        groups |= {h[1] for h in self.roles_of if h[0] == "group"} | holder_groups
-        # (Kept to those groups here, all of the organisation's, not in SQL: the planner then
-        # walks the users reached, not every group.)
-        memberships = UserGroup.users.through.objects
-        self.groups_of: dict[int, set[int]] = defaultdict(set)
-        for user_id, group_id in memberships.filter(
-            Q(user_id__in=memberships.filter(usergroup_id__in=holder_groups).values("user_id"))
-            | Q(user_id__in=users)
-        ).values_list("user_id", "usergroup_id"):
-            if group_id in groups:
-                self.groups_of[user_id].add(group_id)
-        users |= {user for user, of in self.groups_of.items() if of & holder_groups}
-        self._reached_users, self._reached_api_keys = users, api_keys
-        self.member_roles = member_roles_of(organisation_id, self._reached_users)
-        now = timezone.now()
-        self.api_keys: dict[int, tuple[bool, bool]] = {}
-        self.api_key_names: dict[int, str] = {}
-        reached_keys = OrganisationAPIKey.objects.filter(
-            organisation_id=organisation_id, pk__in=self._reached_api_keys
-        )
-        for key_id, revoked, expires, is_admin, name in (
-            reached_keys.values_list("id", "revoked", "expiry_date", "is_admin", "name")
-            if self._reached_api_keys
-            else ()
-        ):
-            self.api_keys[key_id] = (not revoked and (expires is None or expires >= now), is_admin)
-            self.api_key_names[key_id] = name
-
-    def principals(self) -> Iterable[tuple[PrincipalRef, frozenset[Holder]]]:
-        """Each principal reached that is a member and no organisation admin (their states
-        are the same before and after), with its holders among those that matter."""
-        for user_id in sorted(self._reached_users):
-            role = self.member_roles.get(user_id)
-            if role is None or role == MembershipRole.ADMIN:
-                continue
-            holders: set[Holder] = {("user", user_id)}
-            holders |= {("group", group) for group in self.groups_of.get(user_id, ())}
-            roles = set(self.roles_of.get(("user", user_id), ()))
-            for group in self.groups_of.get(user_id, ()):
-                roles |= self.roles_of.get(("group", group), set())
-            holders |= {("role", role_id) for role_id in roles}
-            yield ("user", user_id), frozenset(h for h in holders if self._matters(h))
-        for key_id in sorted(self._reached_api_keys):
-            usable, is_admin = self.api_keys.get(key_id, (False, False))
-            if not usable or is_admin:
-                continue
-            roles = self.roles_of.get(("api_key", key_id), set())
-            holders = {("role", role_id) for role_id in roles}
-            yield ("api_key", key_id), frozenset(h for h in holders if self._matters(h))
-
-    def _matters(self, holder: Holder) -> bool:
-        return holder == self.holder or holder in self.holdings

@@ -45,6 +45,7 @@ from django.db import transaction
 from audit.services import audit_capture, audit_entries_attach_impact
 from impact.changes import Impact, RawChange, impact_of
 from impact.feature_counts import FeatureCounts
+from impact.feature_writes import FeaturesOnly, FeatureWrite
 from impact.grant_writes import GrantsOnly
 from impact.snapshots import (
     ORGANISATION_LEVEL,
@@ -276,7 +277,11 @@ class _RolledBack(Exception):
 
 
 def impact_preview(
-    *, organisation_id: int, change: Callable[[], Any], grants_of: Holder | None = None
+    *,
+    organisation_id: int,
+    change: Callable[[], Any],
+    grants_of: Holder | None = None,
+    features_of: FeatureWrite | None = None,
 ) -> Impact:
     """Run `change()` (a service call, with all its validation) in a transaction that is then
     rolled back, and return what it would have changed. Errors of the change propagate
@@ -285,18 +290,32 @@ def impact_preview(
     `grants_of=("user" | "group" | "role", id)` is the caller's word that the change writes
     only grants of that holder: the snapshots then cover only the principals it reaches, on
     the projects whose rows changed (checked against the audit entries the change wrote).
+    `features_of=FeatureWrite(...)` is the word that it writes only those tags and features
+    of one project: only the features they can touch are compared.
     """
-    grants_only = GrantsOnly(organisation_id, grants_of) if grants_of is not None else None
-    before = None if grants_only is not None else snapshot_take(organisation_id)
+    scoped = _scoped(organisation_id, grants_of, features_of)
+    before = None if scoped is not None else snapshot_take(organisation_id)
     try:
         with transaction.atomic(), audit_capture() as entries:
             change()
-            if grants_only is not None:
-                raise _RolledBack(grants_only.impact(entries))
+            if scoped is not None:
+                raise _RolledBack(scoped.impact(entries))
             assert before is not None
             raise _RolledBack(impact_between(before, snapshot_take(organisation_id)))
     except _RolledBack as rolled_back:
         return rolled_back.impact
+
+
+def _scoped(
+    organisation_id: int, grants_of: Holder | None, features_of: FeatureWrite | None
+) -> GrantsOnly | FeaturesOnly | None:
+    if grants_of is not None and features_of is not None:
+        raise ValueError("A change writes grants or features, not both")
+    if grants_of is not None:
+        return GrantsOnly(organisation_id, grants_of)
+    if features_of is not None:
+        return FeaturesOnly(organisation_id, features_of)
+    return None
 
 
 def impact_apply(
@@ -305,6 +324,7 @@ def impact_apply(
     change: Callable[[], T],
     may_move_permissions: bool = True,
     grants_of: Holder | None = None,
+    features_of: FeatureWrite | None = None,
 ) -> tuple[T, Impact]:
     """Run `change()` for real, in one transaction, and store the summary of its impact on
     the audit entries it wrote (none written: nothing changed, nothing stored).
@@ -312,21 +332,20 @@ def impact_apply(
     `may_move_permissions=False` is the caller's word that the change decides nothing (a
     feature renamed, a tag relabelled: decisions read tag ids and restrictions, never names);
     the empty impact is then recorded without reading the organisation before and after.
-    `grants_of`: as in `impact_preview`.
+    `grants_of`, `features_of`: as in `impact_preview`.
     """
     with transaction.atomic():
-        grants_only = None
+        scoped = None
         before = None
-        if may_move_permissions and grants_of is not None:
-            grants_only = GrantsOnly(organisation_id, grants_of)
-        elif may_move_permissions:
-            before = snapshot_take(organisation_id)
+        if may_move_permissions:
+            scoped = _scoped(organisation_id, grants_of, features_of)
+            before = None if scoped is not None else snapshot_take(organisation_id)
         with audit_capture() as entries:
             result = change()
         if not entries:
             return result, Impact()
-        if grants_only is not None:
-            impact = grants_only.impact(entries)
+        if scoped is not None:
+            impact = scoped.impact(entries)
         elif before is not None:
             impact = impact_between(before, snapshot_take(organisation_id))
         else:

@@ -21,6 +21,7 @@ from features import selectors, services
 from features.api import serializers
 from features.api.filters import FeatureFilter, SegmentFilter
 from features.models import Feature, Segment
+from impact.feature_writes import FeatureWrite
 from permissions import catalogue as keys
 from permissions.drf import on_object_feature
 from tagwarden.api.base import ProjectScopedViewSet, actor_of, no_content, viewers_read
@@ -74,8 +75,9 @@ class FeatureViewSet(ProjectScopedViewSet):
             **data,
             respond=self._render,
             # A name or description edit (everyday work of CREATE_FEATURE holders) decides
-            # nothing: skip the two organisation snapshots an impact costs.
+            # nothing: skip the impact; a tags edit changes this feature's reach only.
             may_move_permissions="tags" in data,
+            features_of=FeatureWrite(project_id=feature.project_id, feature_ids=(feature.pk,)),
         )
 
     def destroy(self, request: Request, project_pk: int, pk: int) -> Response:

@@ -28,6 +28,8 @@ Exports (everything else in the project calls these; nothing else decides):
     group_memberships        an organisation's groups of each user: 1 query
     holdings_from_rows       a holder's Holdings from its grant rows
     holdings_key_state       a member's KeyState for one key and scope from its Holdings
+    holdings_key_states      the same for several keys of one level on one scope
+    holdings_scope_key_states  the same on several scopes of one project, in one pass
     is_admin                 organisation, project or environment admin of a scope
     is_superuser             an active Django superuser (an ADMIN of every organisation)
     keys_on_feature          the keys of a scope's level held on one feature
@@ -74,6 +76,8 @@ from permissions.engine.holdings import (
     Holdings,
     holdings_from_rows,
     holdings_key_state,
+    holdings_key_states,
+    holdings_scope_key_states,
     policy_from_holdings,
 )
 from permissions.engine.loader import (
@@ -141,6 +145,8 @@ __all__ = [
     "group_memberships",
     "holdings_from_rows",
     "holdings_key_state",
+    "holdings_key_states",
+    "holdings_scope_key_states",
     "is_admin",
     "is_superuser",
     "keys_on_feature",

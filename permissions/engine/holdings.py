@@ -11,7 +11,7 @@ cost follows the holders' distinct entries, not their rows one by one.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -93,33 +93,117 @@ def holdings_key_state(
     """A member's `KeyState` for one key on one scope from its holders' holdings there: the
     same as `policy_from_holdings(...).key_state(key, ...)`, without building the policy
     (impact previews read a few keys of many principals)."""
+    (state,) = holdings_key_states(
+        (key,),
+        project_id=project_id,
+        environment_id=environment_id,
+        is_organisation_admin=is_organisation_admin,
+        holdings=holdings,
+    )
+    return state
+
+
+def holdings_key_states(
+    keys: Sequence[str],
+    *,
+    project_id: int | None,
+    environment_id: int | None,
+    is_organisation_admin: bool,
+    holdings: Iterable[Holdings],
+) -> list[KeyState]:
+    """`holdings_key_state` of several keys of one level on one scope, in one pass over the
+    holdings."""
     if is_organisation_admin:
-        return KeyState(admin=True, untagged=False, tags=NO_TAGS)
-    level = CATALOGUE[key].level
-    if level == Level.ORGANISATION:
-        holds = any(key in held.organisation_keys for held in holdings)
-        return KeyState(admin=False, untagged=holds, tags=NO_TAGS)
+        return [_ADMIN] * len(keys)
+    levels = {CATALOGUE[key].level for key in keys}
+    if len(levels) > 1:
+        raise ValueError(f"Keys of more than one level: {sorted(keys)}")
+    if levels == {Level.ORGANISATION}:
+        organisation_keys = [held.organisation_keys for held in holdings]
+        return [
+            KeyState(admin=False, untagged=any(key in k for k in organisation_keys), tags=NO_TAGS)
+            for key in keys
+        ]
     assert project_id is not None
     scope: _Scope = (False, project_id)
-    if level == Level.ENVIRONMENT:
+    if levels == {Level.ENVIRONMENT}:
         assert environment_id is not None
         scope = (True, environment_id)
-    untagged = False
-    parts: list[frozenset[int]] = []
+    project_admin: _Scope = (False, project_id)
+    rights_there = []
     for held in holdings:
-        if (False, project_id) in held.admin_scopes:
-            return KeyState(admin=True, untagged=False, tags=NO_TAGS)
-        on_scope = held.by_scope.get(scope)
-        if on_scope is None:
+        if project_admin in held.admin_scopes:
+            return [_ADMIN] * len(keys)
+        rights = held.by_scope.get(scope)
+        if rights is None:
             continue
-        admin, untagged_keys, tagged = on_scope
-        if admin:  # an environment admin of its environment (a project's is checked above)
-            return KeyState(admin=True, untagged=False, tags=NO_TAGS)
-        untagged = untagged or key in untagged_keys
-        tags = tagged.get(key)
-        if tags is not None:
-            parts.append(tags)
-    return KeyState(admin=False, untagged=untagged, tags=_union(parts) if parts else NO_TAGS)
+        if rights[0]:  # an environment admin of its environment (a project's: above)
+            return [_ADMIN] * len(keys)
+        rights_there.append(rights)
+    return _states(keys, rights_there)
+
+
+def holdings_scope_key_states(
+    project_id: int,
+    scope_keys: Sequence[tuple[int | None, Sequence[str]]],
+    *,
+    holdings: Iterable[Holdings],
+) -> list[list[KeyState]]:
+    """`holdings_key_states` on several scopes of one project, for a member who is not an
+    organisation admin: for each (environment id, or None for the project itself; its keys,
+    all of that scope's level), the keys' states, in one pass over the holdings."""
+    project_scope: _Scope = (False, project_id)
+    on_scope: dict[_Scope, list[tuple[bool, frozenset[str], dict[str, frozenset[int]]]]] = {}
+    for held in holdings:
+        if project_scope in held.admin_scopes:
+            return [[_ADMIN] * len(keys) for _, keys in scope_keys]
+        for scope, rights in held.by_scope.items():
+            on_scope.setdefault(scope, []).append(rights)
+    found: list[list[KeyState]] = []
+    for environment_id, keys in scope_keys:
+        scope = (True, environment_id) if environment_id is not None else project_scope
+        rights_there = on_scope.get(scope)
+        if rights_there is None:
+            found.append([_NOTHING] * len(keys))
+        elif any(admin for admin, _, _ in rights_there):
+            found.append([_ADMIN] * len(keys))
+        else:
+            found.append(_states(keys, rights_there))
+    return found
+
+
+def _states(
+    keys: Sequence[str], rights: list[tuple[bool, frozenset[str], dict[str, frozenset[int]]]]
+) -> list[KeyState]:
+    """The states of `keys` from what non-admin holders hold on one scope."""
+    untagged = [keys for _, keys, _ in rights if keys]
+    tagged = [by_key for _, _, by_key in rights if by_key]
+    if not untagged and not tagged:
+        return [_NOTHING] * len(keys)
+    untagged_keys: frozenset[str] = frozenset()
+    if untagged:
+        untagged_keys = untagged[0] if len(untagged) == 1 else frozenset().union(*untagged)
+    tags_of: dict[str, frozenset[int]] = {}
+    if len(tagged) == 1:
+        tags_of = tagged[0]
+    else:
+        for by_key in tagged:
+            for key, tags in by_key.items():
+                held = tags_of.get(key)
+                tags_of[key] = tags if held is None else held | tags
+    states = []
+    for key in keys:
+        key_tags = tags_of.get(key)
+        if key_tags is None:
+            states.append(_UNTAGGED if key in untagged_keys else _NOTHING)
+        else:
+            states.append(KeyState(False, key in untagged_keys, key_tags))
+    return states
+
+
+_ADMIN = KeyState(admin=True, untagged=False, tags=NO_TAGS)
+_NOTHING = KeyState(admin=False, untagged=False, tags=NO_TAGS)
+_UNTAGGED = KeyState(admin=False, untagged=True, tags=NO_TAGS)
 
 
 def policy_from_holdings(

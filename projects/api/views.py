@@ -14,6 +14,7 @@ from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from impact.feature_writes import FeatureWrite
 from permissions import catalogue as keys
 from permissions.drf import require
 from projects import selectors, services
@@ -123,10 +124,18 @@ class TagViewSet(ProjectScopedViewSet):
             tag=tag,
             **data,
             respond=self._render,
-            # A label, colour or description edit decides nothing (no snapshots needed).
+            # A label, colour or description edit decides nothing (no snapshots needed);
+            # a restriction changes only the features carrying the tag.
             may_move_permissions="is_restricted" in data,
+            features_of=FeatureWrite(project_id=tag.project_id, tag_ids=(tag.pk,)),
         )
 
     def destroy(self, request: Request, project_pk: int, pk: int) -> Response:
         """Delete a tag (MANAGE_TAGS; a protected one: project admin)"""
-        return self.write(services.tag_delete, tag=self.get_object(), respond=no_content)
+        tag = self.get_object()
+        return self.write(
+            services.tag_delete,
+            tag=tag,
+            respond=no_content,
+            features_of=FeatureWrite(project_id=tag.project_id, tag_ids=(tag.pk,)),
+        )

@@ -20,6 +20,7 @@ from audit.services import Actor
 from environments.models import Environment
 from impact.api.serializers import ImpactResponseSerializer
 from impact.changes import IMPACT_LIMIT_DEFAULT, IMPACT_LIMIT_MAX, Impact
+from impact.feature_writes import FeatureWrite
 from impact.previews import impact_apply, impact_preview
 from impact.snapshots import Holder
 from permissions.drf import (
@@ -233,6 +234,7 @@ class ActionViewSet(viewsets.GenericViewSet):
         organisation_id: int | None = None,
         may_move_permissions: bool = True,
         grants_of: Holder | None = None,
+        features_of: FeatureWrite | None = None,
         **arguments: Any,
     ) -> Response:
         """`service(**arguments, actor=<the caller>)`, a write that can move permissions in
@@ -245,6 +247,7 @@ class ActionViewSet(viewsets.GenericViewSet):
             respond=respond,
             may_move_permissions=may_move_permissions,
             grants_of=grants_of,
+            features_of=features_of,
         )
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
@@ -383,6 +386,7 @@ def write_with_impact(
     respond: Callable[[T], Response],
     may_move_permissions: bool = True,
     grants_of: Holder | None = None,
+    features_of: FeatureWrite | None = None,
 ) -> Response:
     """Run a permission write the way the request asks.
 
@@ -390,12 +394,18 @@ def write_with_impact(
     `{"impact"}`. Otherwise run it for real, store its impact on its audit entries and answer
     `respond(result)`, the write's usual response. `may_move_permissions=False` (a rename)
     records the empty impact without reading the organisation twice (`impact_apply`).
-    `grants_of` (a grant write: its holder) reads only what that holder's grants reach.
+    `grants_of` (a grant write: its holder) reads only what that holder's grants reach;
+    `features_of` (a tag or feature write) only the features those can touch.
     """
     limit = impact_limit_requested(request)  # before anything runs: junk changes nothing
     if dry_run_requested(request):
         return impact_response(
-            impact_preview(organisation_id=organisation_id, change=change, grants_of=grants_of),
+            impact_preview(
+                organisation_id=organisation_id,
+                change=change,
+                grants_of=grants_of,
+                features_of=features_of,
+            ),
             limit=limit,
         )
     result, _ = impact_apply(
@@ -403,5 +413,6 @@ def write_with_impact(
         change=change,
         may_move_permissions=may_move_permissions,
         grants_of=grants_of,
+        features_of=features_of,
     )
     return respond(result)

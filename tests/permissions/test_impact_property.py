@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 from features.models import Feature
 from features.services import feature_update
 from impact import changes, previews
+from impact.feature_writes import FeatureWrite
 from organisations.models import (
     MembershipRole,
     OrganisationAPIKey,
@@ -541,6 +542,19 @@ def test_impact_preview__equals_the_reference_difference_of_the_applied_change(
                 organisation_id=organisation_id, change=make, grants_of=holder
             )
             assert scoped == preview, "the scoped snapshots disagree with the organisation's"
+        if change.kind in ("tag_restrict_toggle", "feature_tag_add", "feature_tag_remove"):
+            # A tag or feature write previewed on the features it can touch only: the same.
+            write = (
+                FeatureWrite(project_id=rows.project.pk, tag_ids=(rows.tags[change.args[0]].pk,))
+                if change.kind == "tag_restrict_toggle"
+                else FeatureWrite(
+                    project_id=rows.project.pk, feature_ids=(rows.features[change.args[0]].pk,)
+                )
+            )
+            scoped = previews.impact_preview(
+                organisation_id=organisation_id, change=make, features_of=write
+            )
+            assert scoped == preview, "the feature-scoped preview disagrees with the whole one"
 
         make()  # for real
         after = world_read(rows)

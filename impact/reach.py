@@ -139,24 +139,26 @@ class Reach:
     def principals(self) -> Iterable[tuple[PrincipalRef, frozenset[Holder]]]:
         """Each principal reached that is a member and no organisation admin (their states
         are the same before and after), with its holders among those that matter."""
+        # Every role read matters (it holds rows there, or is the holder); users and groups
+        # matter when they hold rows there, or are the holder.
+        matters = self.holdings.keys() | {self.holder}
+        no_roles: set[int] = set()
         for user_id in sorted(self._reached_users):
             role = self.member_roles.get(user_id)
             if role is None or role == MembershipRole.ADMIN:
                 continue
-            holders: set[Holder] = {("user", user_id)}
-            holders |= {("group", group) for group in self.groups_of.get(user_id, ())}
-            roles = set(self.roles_of.get(("user", user_id), ()))
-            for group in self.groups_of.get(user_id, ()):
-                roles |= self.roles_of.get(("group", group), set())
-            holders |= {("role", role_id) for role_id in roles}
-            yield ("user", user_id), frozenset(h for h in holders if self._matters(h))
+            groups = self.groups_of.get(user_id, no_roles)
+            roles = self.roles_of.get(("user", user_id), no_roles)
+            for group in groups:
+                roles = roles | self.roles_of.get(("group", group), no_roles)
+            holders = {("role", role_id) for role_id in roles}
+            holders.update(h for group in groups if (h := ("group", group)) in matters)
+            if ("user", user_id) in matters:
+                holders.add(("user", user_id))
+            yield ("user", user_id), frozenset(holders)
         for key_id in sorted(self._reached_api_keys):
             usable, is_admin = self.api_keys.get(key_id, (False, False))
             if not usable or is_admin:
                 continue
-            roles = self.roles_of.get(("api_key", key_id), set())
-            holders = {("role", role_id) for role_id in roles}
-            yield ("api_key", key_id), frozenset(h for h in holders if self._matters(h))
-
-    def _matters(self, holder: Holder) -> bool:
-        return holder == self.holder or holder in self.holdings
+            roles = self.roles_of.get(("api_key", key_id), no_roles)
+            yield ("api_key", key_id), frozenset(("role", role_id) for role_id in roles)

@@ -154,9 +154,11 @@ def holdings_scope_key_states(
     all of that scope's level), the keys' states, in one pass over the holdings."""
     project_scope: _Scope = (False, project_id)
     on_scope: dict[_Scope, list[tuple[bool, frozenset[str], dict[str, frozenset[int]]]]] = {}
+    admin_of: set[_Scope] = set()
     for held in holdings:
         if project_scope in held.admin_scopes:
             return [[_ADMIN] * len(keys) for _, keys in scope_keys]
+        admin_of |= held.admin_scopes
         for scope, rights in held.by_scope.items():
             on_scope.setdefault(scope, []).append(rights)
     found: list[list[KeyState]] = []
@@ -165,7 +167,7 @@ def holdings_scope_key_states(
         rights_there = on_scope.get(scope)
         if rights_there is None:
             found.append([_NOTHING] * len(keys))
-        elif any(admin for admin, _, _ in rights_there):
+        elif scope in admin_of:
             found.append([_ADMIN] * len(keys))
         else:
             found.append(_states(keys, rights_there))

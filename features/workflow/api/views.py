@@ -33,6 +33,7 @@ from features.workflow.api.serializers import (
     ChangeRequestCreateSerializer,
     ChangeRequestSerializer,
     ChangeRequestUpdateSerializer,
+    MY_PERMISSIONS,
     FeatureStateSerializer,
     FeatureStateUpdateSerializer,
     SegmentOverrideCreateSerializer,
@@ -125,10 +126,20 @@ class FeatureStateViewSet(EnvironmentScopedViewSet):
         return self.answer(fresh)
 
     def list(self, request: Request, api_key: str) -> Response:
-        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
-        for state in page or ():
-            self.get_permission_feature(state)  # its tags, read with the page: my_permissions
-        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+        page = self.paginate_queryset(
+            selectors.StatesPage(self.filter_queryset(self.get_queryset()))
+        )
+        states = page or []
+        # my_permissions for the whole page at once: each distinct set of tags decided once
+        features = [self.get_permission_feature(state) for state in states]
+        held = engine.keys_on_features(request.user, self.get_scope(), features)
+        context = {
+            **self.get_serializer_context(),
+            MY_PERMISSIONS: dict(zip((s.pk for s in states), held)),
+        }
+        return self.get_paginated_response(
+            FeatureStateSerializer(states, many=True, context=context).data
+        )
 
     def partial_update(self, request: Request, api_key: str, pk: int) -> Response:
         """Write a default state directly (UPDATE_FEATURE_STATE on its feature)"""

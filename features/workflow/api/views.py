@@ -12,6 +12,8 @@ services check them, through the engine, in the order docs/API.md fixes.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db.models import QuerySet
 from django.http import Http404
 from drf_spectacular.utils import (
@@ -30,10 +32,10 @@ from features.workflow.api.filters import (
     SegmentOverrideFilter,
 )
 from features.workflow.api.serializers import (
+    MY_PERMISSIONS,
     ChangeRequestCreateSerializer,
     ChangeRequestSerializer,
     ChangeRequestUpdateSerializer,
-    MY_PERMISSIONS,
     FeatureStateSerializer,
     FeatureStateUpdateSerializer,
     SegmentOverrideCreateSerializer,
@@ -126,16 +128,15 @@ class FeatureStateViewSet(EnvironmentScopedViewSet):
         return self.answer(fresh)
 
     def list(self, request: Request, api_key: str) -> Response:
-        page = self.paginate_queryset(
-            selectors.StatesPage(self.filter_queryset(self.get_queryset()))
-        )
-        states = page or []
+        # StatesPage reads a page as a queryset would (DRF's stubs only know querysets)
+        rows: Any = selectors.StatesPage(self.filter_queryset(self.get_queryset()))
+        states: list[FeatureState] = self.paginate_queryset(rows) or []
         # my_permissions for the whole page at once: each distinct set of tags decided once
         features = [self.get_permission_feature(state) for state in states]
         held = engine.keys_on_features(request.user, self.get_scope(), features)
         context = {
             **self.get_serializer_context(),
-            MY_PERMISSIONS: dict(zip((s.pk for s in states), held)),
+            MY_PERMISSIONS: {state.pk: keys for state, keys in zip(states, held, strict=True)},
         }
         return self.get_paginated_response(
             FeatureStateSerializer(states, many=True, context=context).data

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from django.db.models import (
@@ -83,10 +84,16 @@ def feature_tags_subquery(feature_ref: str) -> Subquery:
 
 def feature_tags_remember(feature: Feature, codes: str | None) -> FeatureTags:
     """Memoise on `feature` the tags read with `feature_tags_subquery` (no query)."""
+    result = _tags_from_codes(codes)
+    setattr(feature, _FEATURE_TAGS_ATTR, result)
+    return result
+
+
+@functools.lru_cache(maxsize=4096)
+def _tags_from_codes(codes: str | None) -> FeatureTags:
+    # Parsed once per distinct string: the features of a list page share a few tag sets.
     ids = [int(code) for code in (codes or "").split(",") if code]
-    result = FeatureTags(
+    return FeatureTags(
         tags=frozenset(abs(code) for code in ids),
         restricted=frozenset(-code for code in ids if code < 0),
     )
-    setattr(feature, _FEATURE_TAGS_ATTR, result)
-    return result

@@ -64,10 +64,12 @@ class _TagCodes(Aggregate):
         )
 
 
+@functools.cache
 def feature_tags_subquery(feature_ref: str) -> Subquery:
     """An annotation carrying the tags of the feature at `feature_ref` (e.g. "feature_id"), so
     a row fetched for a write brings its feature's tags in the same query; hand its value to
-    `feature_tags_remember`."""
+    `feature_tags_remember`. Built once per `feature_ref` (an annotation is resolved on a copy,
+    so one expression serves every query; building it costs a request about a millisecond)."""
     code = Case(
         When(tag__is_restricted=True, then=-F("tag_id")),
         default=F("tag_id"),

@@ -33,6 +33,7 @@ Exports (everything else in the project calls these; nothing else decides):
     is_admin                 organisation, project or environment admin of a scope
     is_superuser             an active Django superuser (an ADMIN of every organisation)
     keys_on_feature          the keys of a scope's level held on one feature
+    keys_on_features         the same for many features (a list page), each tag set once
     load_policy              a fresh, unmemoised Policy, with its entries for reports
     organisation_grant_rows  every grant row of an organisation by holder: 1 query
     organisation_paths       an organisation's principal paths: 2 queries
@@ -64,7 +65,13 @@ every restricted tag it carries; so the policy keeps only the union, and reports
 entries.
 """
 
-from permissions.engine.decisions import allowed, can_view, is_admin, keys_on_feature
+from permissions.engine.decisions import (
+    allowed,
+    can_view,
+    is_admin,
+    keys_on_feature,
+    keys_on_features,
+)
 from permissions.engine.filters import (
     feature_states_allowed,
     features_allowed,
@@ -150,6 +157,7 @@ __all__ = [
     "is_admin",
     "is_superuser",
     "keys_on_feature",
+    "keys_on_features",
     "load_policy",
     "organisation_grant_rows",
     "organisation_paths",

@@ -1,13 +1,15 @@
-"""Decisions on one scope: `allowed`, `is_admin`, `can_view`, `keys_on_feature`
+"""Decisions on one scope: `allowed`, `is_admin`, `can_view`, `keys_on_feature(s)`
 (docs/PERMISSIONS.md, "How one decision is made")."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from environments.models import Environment
 from features.models import Feature
 from permissions.catalogue import CATALOGUE, TAG_SUPPORTED_KEYS, Level
 from permissions.engine.loader import policy_for, policy_for_scope, scope_ids
-from permissions.engine.policy import Principal, Scope
+from permissions.engine.policy import FeatureTags, Principal, Scope
 from permissions.engine.tags import feature_tags
 from projects.models import Project
 
@@ -65,16 +67,30 @@ def keys_on_feature(
 ) -> list[str]:
     """The keys of the scope's level that `principal` holds on `feature` (sorted).
 
-    For lists: with the policy warm and the feature's tags prefetched (`feature_tags_load`)
-    this costs no query, and the key states are read once per policy and scope.
+    With the policy warm and the feature's tags loaded (prefetched, or remembered with
+    `feature_tags_remember`) this costs no query, and the key states are read once per policy and scope.
     """
+    return keys_on_features(principal, scope, [feature])[0]
+
+
+def keys_on_features(
+    principal: Principal, scope: Project | Environment, features: Iterable[Feature]
+) -> list[list[str]]:
+    """`keys_on_feature` for each of `features`, in their order (a list page): the policy's
+    key states are read once, and each distinct set of feature tags is decided once. With the
+    policy warm and the features' tags loaded, no query."""
     level, organisation_id, project_id, environment_id = scope_ids(scope)
-    if feature.project_id != project_id:
-        return []
     policy = policy_for(principal, organisation_id, project_id=project_id)
-    tags = feature_tags(feature)
-    return [
-        key
-        for key, state in policy.key_states(level, project_id, environment_id)
-        if state.decides(key, tags)
-    ]
+    states = policy.key_states(level, project_id, environment_id)
+    keys_by_tags: dict[FeatureTags, list[str]] = {}
+    result: list[list[str]] = []
+    for feature in features:
+        if feature.project_id != project_id:
+            result.append([])
+            continue
+        tags = feature_tags(feature)
+        keys = keys_by_tags.get(tags)
+        if keys is None:
+            keys = keys_by_tags[tags] = [key for key, state in states if state.decides(key, tags)]
+        result.append(list(keys))
+    return result

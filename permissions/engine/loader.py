@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import defaultdict
 from collections.abc import Iterable
@@ -46,10 +47,10 @@ def _t(model: Any) -> str:
     return connection.ops.quote_name(model._meta.db_table)
 
 
-def _org_expression(organisation_id: int | None, project_id: int | None) -> tuple[str, list[Any]]:
-    if organisation_id is not None:
-        return "%s", [organisation_id]
-    return f"(SELECT p.organisation_id FROM {_t(Project)} p WHERE p.id = %s)", [project_id]
+def _org_expression(organisation_known: bool) -> str:
+    if organisation_known:
+        return "%(organisation)s"
+    return f"(SELECT p.organisation_id FROM {_t(Project)} p WHERE p.id = %(project)s)"
 
 
 # One row per entry tag (`entries=True`, for reports), in the row shape of
@@ -79,6 +80,68 @@ def _tag_list_sql() -> str:
     return "GROUP_CONCAT(et.tag_id)"
 
 
+@functools.cache
+def _policy_sql(
+    vendor: str,
+    *,
+    api_key: bool,
+    organisation_known: bool,
+    scoped: bool,
+    entries: bool,
+    narrowed: bool,
+) -> str:
+    """The policy query of one shape, with named parameters (`organisation` or `project`,
+    `principal`, `environment`): built once per shape and database vendor, since a cold
+    decision pays for every microsecond spent composing it."""
+    org_sql = _org_expression(organisation_known)
+    grant, entry, entry_tag = _t(Grant), _t(GrantEntry), _t(GrantEntryTag)
+    columns = (
+        _ENTRY_COLUMNS if entries else _SCOPE_KEY_COLUMNS.format(tags=_tag_list_sql(), entry=entry)
+    )
+    width = 10 if entries else 8
+    groups = "" if entries else _SCOPE_KEY_GROUPS
+    entry_grant = "g.id"
+    if narrowed:
+        # The entries of the project's other environments are not joined at all: their grant
+        # stands for no grant (NULL matches no entry), so the database does not walk them.
+        entry_grant = (
+            "CASE WHEN g.environment_id IS NULL OR g.environment_id = %(environment)s THEN g.id END"
+        )
+    joins = (
+        f"FROM {grant} g LEFT JOIN {entry} e ON e.grant_id = {entry_grant} "
+        f"LEFT JOIN {entry_tag} et ON et.entry_id = e.id"
+    )
+    # Every grant has exactly one principal, so the paths are disjoint; each is its own
+    # SELECT so the database can use the (organisation, user|group|role) index of each path
+    # instead of scanning the organisation's grants with an OR.
+    grants_sql = f"SELECT 1, {columns} {joins} WHERE g.organisation_id = {org_sql} AND "
+    if scoped:
+        # Environment grants carry their project too (docs/PERMISSIONS.md), so this is every
+        # grant that can reach the project; each path keeps its (organisation, holder) index.
+        grants_sql += "(g.project_id = %(project)s OR g.project_id IS NULL) AND "
+    membership = "NULL"
+    header_joins = ""
+    if not api_key:
+        membership = "m.role"
+        header_joins = (
+            f"LEFT JOIN {_t(OrganisationMembership)} m "
+            "ON m.organisation_id = o.id AND m.user_id = %(principal)s "
+        )
+    # The organisation's own row: its id, and the membership role in the key's column (both
+    # text, as PostgreSQL's UNION requires of a column).
+    header = ["o.id", *["NULL"] * (width - 1)]
+    header[_KEY_COLUMN[entries]] = membership
+    parts = [
+        f"SELECT 0, {', '.join(header)} FROM {_t(Organisation)} o {header_joins}"
+        f"WHERE o.id = {org_sql}"
+    ]
+    parts += [
+        f"{grants_sql} {condition}{groups}"
+        for condition in grant_conditions_sql(api_key=api_key, org_sql=org_sql)
+    ]
+    return " UNION ALL ".join(parts)
+
+
 def _load_rows(
     principal: Principal,
     organisation_id: int | None,
@@ -96,67 +159,32 @@ def _load_rows(
     plus the organisation level; a grant on another project can decide nothing there.
     `environment_id` (scope-key rows only): the entries of the project's other environments
     are not read, only whether their grants hold anything (what Viewing needs)."""
-    org_sql, org_params = _org_expression(organisation_id, project_id)
-    grant, entry, entry_tag = _t(Grant), _t(GrantEntry), _t(GrantEntryTag)
-    columns = (
-        _ENTRY_COLUMNS if entries else _SCOPE_KEY_COLUMNS.format(tags=_tag_list_sql(), entry=entry)
+    narrowed = environment_id is not None and scoped and not entries
+    sql = _policy_sql(
+        connection.vendor,
+        api_key=isinstance(principal, OrganisationAPIKey),
+        organisation_known=organisation_id is not None,
+        scoped=scoped,
+        entries=entries,
+        narrowed=narrowed,
     )
-    width = 10 if entries else 8
-    groups = "" if entries else _SCOPE_KEY_GROUPS
-    entry_join = "e.grant_id = g.id"
-    join_params: list[Any] = []
-    if environment_id is not None and scoped and not entries:
-        entry_join += " AND (g.environment_id IS NULL OR g.environment_id = %s)"
-        join_params = [environment_id]
-    joins = (
-        f"FROM {grant} g LEFT JOIN {entry} e ON {entry_join} "
-        f"LEFT JOIN {entry_tag} et ON et.entry_id = e.id"
-    )
-    # Every grant has exactly one principal, so the paths are disjoint; each is its own
-    # SELECT so the database can use the (organisation, user|group|role) index of each path
-    # instead of scanning the organisation's grants with an OR.
-    grants_sql = f"SELECT 1, {columns} {joins} WHERE g.organisation_id = {org_sql} AND "
-    if scoped:
-        # Environment grants carry their project too (docs/PERMISSIONS.md), so this is every
-        # grant that can reach the project; each path keeps its (organisation, holder) index.
-        grants_sql += "(g.project_id = %s OR g.project_id IS NULL) AND "
-    grants_params = [*join_params, *org_params, *([project_id] if scoped else [])]
-    membership = "NULL"
-    header_params: list[Any] = []
-    header_joins = ""
-    if not isinstance(principal, OrganisationAPIKey):
-        membership = "m.role"
-        header_joins = (
-            f"LEFT JOIN {_t(OrganisationMembership)} m "
-            "ON m.organisation_id = o.id AND m.user_id = %s "
-        )
-        header_params = [principal.pk]
-    # The organisation's own row: its id, and the membership role in the key's column (both
-    # text, as PostgreSQL's UNION requires of a column).
-    header = ["o.id", *["NULL"] * (width - 1)]
-    header[_KEY_COLUMN[entries]] = membership
-    parts: list[tuple[str, list[Any]]] = [
-        (
-            f"SELECT 0, {', '.join(header)} FROM {_t(Organisation)} o {header_joins}"
-            f"WHERE o.id = {org_sql}",
-            [*header_params, *org_params],
-        )
-    ]
-    parts += [
-        (f"{grants_sql} {condition}{groups}", [*grants_params, *params])
-        for condition, params in grant_conditions_sql(principal, org_sql, org_params)
-    ]
-    sql = " UNION ALL ".join(part for part, _ in parts)
-    params: list[Any] = [param for _, part_params in parts for param in part_params]
+    params: dict[str, Any] = {"principal": principal.pk}
+    if organisation_id is not None:
+        params["organisation"] = organisation_id
+    if project_id is not None:
+        params["project"] = project_id
+    if narrowed:
+        params["environment"] = environment_id
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         raw = cursor.fetchall()
     rows: list[tuple[Any, ...]] = []
     resolved_org: int | None = organisation_id
     membership_role = None
+    key_column = 1 + _KEY_COLUMN[entries]
     for row in raw:
         if row[0] == 0:  # the organisation's own row (absent: no such organisation)
-            resolved_org, membership_role = row[1], row[1 + _KEY_COLUMN[entries]]
+            resolved_org, membership_role = row[1], row[key_column]
         else:
             rows.append(row[2:])
     return resolved_org, membership_role, rows

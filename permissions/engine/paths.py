@@ -45,42 +45,33 @@ def _table(model: Any) -> str:
     return cast(str, connection.ops.quote_name(model._meta.db_table))
 
 
-def grant_conditions_sql(
-    principal: Any, org_sql: str, org_params: list[Any]
-) -> list[tuple[str, list[Any]]]:
-    """For each path of `principal` (a user or an OrganisationAPIKey) in the organisation
-    `org_sql` (an SQL expression with `org_params`), a condition on the grant `g` that holds
-    when the grant reaches the principal through that path: disjoint conditions, each usable
-    with the grant's (organisation, user | group | role) index."""
+def grant_conditions_sql(*, api_key: bool, org_sql: str) -> list[str]:
+    """For each path of a principal (a user, or an OrganisationAPIKey when `api_key`) in the
+    organisation `org_sql` (an SQL expression), a condition on the grant `g` that holds when
+    the grant reaches the principal through that path: disjoint conditions, each usable with
+    the grant's (organisation, user | group | role) index. The principal's id is the named
+    parameter `%(principal)s`."""
     roles, assignments = _table(Role), _table(RoleAssignment)
     # CROSS JOIN keeps the assignments (found by their holder's index) as the outer loop on
     # SQLite, instead of a walk over every role of the organisation; PostgreSQL plans it as
     # an inner join.
     own_role = f"CROSS JOIN {roles} r WHERE r.id = ra.role_id AND r.organisation_id = {org_sql}"
-    if isinstance(principal, OrganisationAPIKey):
+    if api_key:
         return [
-            (
-                f"g.role_id IN (SELECT ra.role_id FROM {assignments} ra {own_role} "
-                "AND ra.api_key_id = %s)",
-                [*org_params, principal.pk],
-            )
+            f"g.role_id IN (SELECT ra.role_id FROM {assignments} ra {own_role} "
+            "AND ra.api_key_id = %(principal)s)"
         ]
-    uid = principal.pk
     members, groups = _table(GroupMembership), _table(UserGroup)
     user_groups = (
-        f"SELECT gm.usergroup_id FROM {members} gm CROSS JOIN {groups} ug "
-        f"WHERE ug.id = gm.usergroup_id AND gm.user_id = %s AND ug.organisation_id = {org_sql}"
+        f"SELECT gm.usergroup_id FROM {members} gm CROSS JOIN {groups} ug WHERE "
+        f"ug.id = gm.usergroup_id AND gm.user_id = %(principal)s AND ug.organisation_id = {org_sql}"
     )
-    user_groups_params = [uid, *org_params]
     return [
-        ("g.user_id = %s", [uid]),
-        (f"g.group_id IN ({user_groups})", user_groups_params),
-        (
-            f"g.role_id IN (SELECT ra.role_id FROM {assignments} ra {own_role} AND ra.user_id = %s "
-            f"UNION SELECT ra.role_id FROM {assignments} ra {own_role} "
-            f"AND ra.group_id IN ({user_groups}))",
-            [*org_params, uid, *org_params, *user_groups_params],
-        ),
+        "g.user_id = %(principal)s",
+        f"g.group_id IN ({user_groups})",
+        f"g.role_id IN (SELECT ra.role_id FROM {assignments} ra {own_role} "
+        f"AND ra.user_id = %(principal)s UNION SELECT ra.role_id FROM {assignments} ra "
+        f"{own_role} AND ra.group_id IN ({user_groups}))",
     ]
 
 

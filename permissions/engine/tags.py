@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from django.db.models import (
@@ -63,10 +64,12 @@ class _TagCodes(Aggregate):
         )
 
 
+@functools.cache
 def feature_tags_subquery(feature_ref: str) -> Subquery:
     """An annotation carrying the tags of the feature at `feature_ref` (e.g. "feature_id"), so
     a row fetched for a write brings its feature's tags in the same query; hand its value to
-    `feature_tags_remember`."""
+    `feature_tags_remember`. Built once per `feature_ref` (an annotation is resolved on a copy,
+    so one expression serves every query; building it costs a request about a millisecond)."""
     code = Case(
         When(tag__is_restricted=True, then=-F("tag_id")),
         default=F("tag_id"),
@@ -83,10 +86,16 @@ def feature_tags_subquery(feature_ref: str) -> Subquery:
 
 def feature_tags_remember(feature: Feature, codes: str | None) -> FeatureTags:
     """Memoise on `feature` the tags read with `feature_tags_subquery` (no query)."""
+    result = _tags_from_codes(codes)
+    setattr(feature, _FEATURE_TAGS_ATTR, result)
+    return result
+
+
+@functools.lru_cache(maxsize=4096)
+def _tags_from_codes(codes: str | None) -> FeatureTags:
+    # Parsed once per distinct string: the features of a list page share a few tag sets.
     ids = [int(code) for code in (codes or "").split(",") if code]
-    result = FeatureTags(
+    return FeatureTags(
         tags=frozenset(abs(code) for code in ids),
         restricted=frozenset(-code for code in ids if code < 0),
     )
-    setattr(feature, _FEATURE_TAGS_ATTR, result)
-    return result

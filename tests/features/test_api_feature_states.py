@@ -13,6 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from features.models import FeatureState
+from permissions import engine
 from permissions.catalogue import (
     APPROVE_CHANGE_REQUEST,
     KEYS_BY_LEVEL,
@@ -218,6 +219,40 @@ def test_list__ordering(viewer: Any, project: Any, environment: Any) -> None:
     assert [i["feature"] for i in default] == [a.pk, b.pk]
     reverse = client.get(state_url(environment), {"ordering": "-feature__name"}).data["results"]
     assert [i["feature"] for i in reverse] == [b.pk, a.pk]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{}, {"ordering": "-feature__name"}, {"ordering": "id"}, {"tags": "a"}],
+    ids=["default", "name-descending", "id", "tag-filter"],
+)
+def test_list__later_page__the_rows_of_that_page_with_their_own_keys(
+    organisation: Any, project: Any, environment: Any, tags: dict[str, Tag], params: dict[str, str]
+) -> None:
+    user = role_principal(
+        organisation,
+        environment,
+        {VIEW_ENVIRONMENT: [], UPDATE_FEATURE_STATE: [tags["a"]], APPROVE_CHANGE_REQUEST: []},
+    )
+    cycle = [[tags["a"]], [tags["b"]], [], [tags["a"], tags["restricted"]], [tags["restricted"]]]
+    for i in range(23):
+        f.FeatureFactory(project=project, name=f"feature-{(i * 7) % 23:02d}", tags=cycle[i % 5])
+    if "tags" in params:
+        params = {"tags": str(tags["a"].pk)}
+    states = FeatureState.objects.filter(environment=environment, segment_override__isnull=True)
+    if "tags" in params:
+        states = states.filter(feature__tags=tags["a"])
+    ordering = params.get("ordering", "feature__name")
+    expected = list(states.order_by(ordering, "id").select_related("feature")[5:10])
+    response = client_for(user).get(state_url(environment), {**params, "page_size": 5, "page": 2})
+    assert response.status_code == 200
+    assert response.data["count"] == states.count()
+    results = response.data["results"]
+    assert [item["id"] for item in results] == [state.pk for state in expected]
+    fresh_user = get_user_model().objects.get(pk=user.pk)
+    assert [item["my_permissions"] for item in results] == [
+        engine.keys_on_feature(fresh_user, environment, state.feature) for state in expected
+    ]
 
 
 def _count_list_queries(principal_id: int, environment: Any) -> tuple[int, int]:

@@ -15,11 +15,13 @@ from permissions.catalogue import (
     APPROVE_CHANGE_REQUEST,
     DELETE_FEATURE,
     KEYS_BY_LEVEL,
+    MANAGE_SEGMENT_OVERRIDES,
     UPDATE_FEATURE_STATE,
     VIEW_ENVIRONMENT,
     VIEW_PROJECT,
     Level,
 )
+from permissions.engine import ScopeRights
 from projects.models import Tag
 from tests import factories as f
 
@@ -261,6 +263,64 @@ def test_keys_on_feature__page_of_features__no_query_per_feature(
         (APPROVE_CHANGE_REQUEST,),  # untagged
     }
     assert all(k == [] for k in project_keys)
+
+
+def test_keys_on_features__page_of_features__same_keys_as_one_by_one_without_queries(
+    django_assert_num_queries: Any,
+) -> None:
+    world = many_features(30)
+    user = fresh(world["user"])
+    env = Environment.objects.select_related("project").get(pk=world["env"].pk)
+    page = list(Feature.objects.filter(project=world["project"]).prefetch_related("tags"))
+    stranger = f.FeatureFactory(tags=[])  # another project's feature holds nothing here
+    with django_assert_num_queries(1):  # the policy, once
+        held = engine.keys_on_features(user, env, [*page, stranger])
+    with django_assert_num_queries(0):
+        one_by_one = [engine.keys_on_feature(user, env, ft) for ft in page]
+    assert held == [*one_by_one, []]
+    assert {tuple(keys) for keys in held[:-1]} == {
+        (APPROVE_CHANGE_REQUEST, UPDATE_FEATURE_STATE),  # `a`
+        (UPDATE_FEATURE_STATE,),  # restricted `r`
+        (APPROVE_CHANGE_REQUEST,),  # untagged
+    }
+    held[0].append("mutated")  # each feature gets its own list
+    assert "mutated" not in held[3]
+
+
+def test_load_policy__narrowed_to_an_environment__decides_there_and_views_the_others(
+    django_assert_num_queries: Any,
+) -> None:
+    world = build(6, 2, 12)
+    env, project, user = world["env"], world["project"], world["user"]
+    other = f.EnvironmentFactory(project=project)
+    bare = f.EnvironmentFactory(project=project)  # a grant with no key and no admin there
+    admin_env = f.EnvironmentFactory(project=project)
+    role = f.RoleFactory(organisation=project.organisation)
+    f.RoleAssignmentFactory(role=role, user=user)
+    f.grant(role, other, {UPDATE_FEATURE_STATE: [], MANAGE_SEGMENT_OVERRIDES: []})
+    f.grant(role, bare, [])
+    f.grant(role, admin_env, [], admin=True)
+    organisation_id = project.organisation_id
+    whole = engine.load_policy(user, organisation_id, project_id=project.pk, entries=False)
+    with django_assert_num_queries(1):
+        narrowed = engine.load_policy(
+            user, organisation_id, project_id=project.pk, entries=False, environment_id=env.pk
+        )
+    for key in sorted(KEYS_BY_LEVEL[Level.ENVIRONMENT]):
+        scope = {"project_id": project.pk, "environment_id": env.pk}
+        assert narrowed.key_state(key, **scope) == whole.key_state(key, **scope)
+    for key in sorted(KEYS_BY_LEVEL[Level.PROJECT]):
+        assert narrowed.key_state(key, project_id=project.pk) == whole.key_state(
+            key, project_id=project.pk
+        )
+    # the other environments: shown (and admin where admin), their keys unread
+    assert narrowed.environments[other.pk] == ScopeRights()
+    assert narrowed.environments[admin_env.pk] == ScopeRights(admin=True)
+    assert bare.pk not in narrowed.environments and bare.pk not in whole.environments
+    assert whole.environments[other.pk].untagged == {UPDATE_FEATURE_STATE, MANAGE_SEGMENT_OVERRIDES}
+    assert narrowed.can_view_environment(project.pk, other.pk)
+    assert narrowed.is_environment_admin(project.pk, admin_env.pk)
+    assert narrowed.viewable_project_ids() == whole.viewable_project_ids() == {project.pk}
 
 
 def test_policies_for_members__constant_queries_and_agree_with_single_loads(

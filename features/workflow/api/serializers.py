@@ -65,6 +65,10 @@ def _json_value_field(**kwargs: Any) -> AnyJSONField:
 # --------------------------------------------------------------------------------------
 
 
+#: The serializer context key of a list page's `my_permissions`, state id -> keys.
+MY_PERMISSIONS = "my_permissions"
+
+
 class FeatureStateSerializer(serializers.ModelSerializer):
     value = _json_value_field(read_only=True)
     my_permissions = serializers.SerializerMethodField(
@@ -87,6 +91,9 @@ class FeatureStateSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(serializers.ListField(child=serializers.CharField()))
     def get_my_permissions(self, state: FeatureState) -> list[str]:
+        page: dict[int, list[str]] | None = self.context.get(MY_PERMISSIONS)
+        if page is not None:  # decided for the whole page by the list view
+            return page[state.pk]
         environment: Environment = self.context["environment"]
         return engine.keys_on_feature(self.context["request"].user, environment, state.feature)
 

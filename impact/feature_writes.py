@@ -23,7 +23,7 @@ from django.db.models import Q
 from audit.models import AuditLogEntry
 from environments.models import Environment
 from features.models import Feature
-from impact.changes import Impact, RawChange, impact_of
+from impact.changes import Impact, RawChange, cycle_collection_paused, impact_of
 from impact.reach import Pair, Reach
 from impact.snapshots import features_of
 from permissions.catalogue import KEYS_BY_LEVEL, TAG_SUPPORTED_KEYS, Level
@@ -62,7 +62,8 @@ class FeaturesOnly:
         after = _touched(write, also=self.before.keys())
         if after.keys() != self.before.keys():
             raise RuntimeError(f"The change created or deleted features: {write}")
-        return feature_tags_impact(self.organisation_id, write.project_id, self.before, after)
+        with cycle_collection_paused():
+            return feature_tags_impact(self.organisation_id, write.project_id, self.before, after)
 
 
 def _touched(write: FeatureWrite, also: Collection[int] = ()) -> dict[int, FeatureTags]:

@@ -23,7 +23,7 @@ from django.db.models import Q
 
 from audit.models import AuditLogEntry
 from environments.models import Environment
-from impact.changes import Impact, RawChange, impact_of
+from impact.changes import Impact, RawChange, cycle_collection_paused, impact_of
 from impact.feature_counts import project_feature_index
 from impact.reach import Pair, Reach
 from impact.snapshots import ORGANISATION_LEVEL, Holder, Row
@@ -73,7 +73,8 @@ class GrantsOnly:
         stray = [(kind, oid) for kind, oid in written if kind != "grant" or oid not in grant_ids]
         if stray:  # the caller's word was wrong: never record a partial impact
             raise RuntimeError(f"The change wrote more than grants of {self.holder}: {stray}")
-        return grant_rows_impact(self.organisation_id, self.holder, self.old_rows, new_rows)
+        with cycle_collection_paused():
+            return grant_rows_impact(self.organisation_id, self.holder, self.old_rows, new_rows)
 
 
 def grant_rows_impact(

@@ -43,7 +43,7 @@ from typing import Any, TypeVar
 from django.db import transaction
 
 from audit.services import audit_capture, audit_entries_attach_impact
-from impact.changes import Impact, RawChange, impact_of
+from impact.changes import Impact, RawChange, cycle_collection_paused, impact_of
 from impact.feature_counts import FeatureCounts
 from impact.feature_writes import FeaturesOnly, FeatureWrite
 from impact.grant_writes import GrantsOnly
@@ -137,6 +137,11 @@ def impact_between(before: Snapshot, after: Snapshot) -> Impact:
     """Who gains and who loses which keys (and on how many features) from `before` to
     `after`: the difference of the engine's decisions, computed from policies, not per user
     × feature."""
+    with cycle_collection_paused():
+        return _impact_between(before, after)
+
+
+def _impact_between(before: Snapshot, after: Snapshot) -> Impact:
     affected = _affected(before, after)
     if not affected:
         return Impact()

@@ -5,12 +5,14 @@ other holders, admin flags, organisation keys and API keys decide it."""
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
 
 from impact import previews
+from impact.changes import cycle_collection_paused
 from impact.feature_counts import project_feature_index
 from permissions.catalogue import (
     CREATE_PROJECT,
@@ -219,3 +221,11 @@ def test_feature_index__features_or_tags_written__never_the_kept_index(
         untagged_reach
         == {"tag_removed": 5, "tag_restricted": 3, "tag_deleted": 5, "feature_deleted": 4}[write]
     )
+
+
+def test_cycle_collection_paused__restored_even_when_the_work_fails() -> None:
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), cycle_collection_paused():
+        assert not gc.isenabled()
+        raise RuntimeError("the comparison failed")
+    assert gc.isenabled()

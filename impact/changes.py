@@ -129,11 +129,19 @@ class Impact:
 
 
 def impact_of(
-    gained: Iterable[RawChange], lost: Iterable[RawChange], api_key_names: Mapping[int, str]
+    gained: Iterable[RawChange],
+    lost: Iterable[RawChange],
+    api_key_names: Mapping[int, str],
+    *,
+    in_order: bool = False,
 ) -> Impact:
     """The Impact of the changes found, in a stable order (users first, by id, then scope and
-    key), each named: a user by its email (1 query), an API key by `api_key_names`."""
-    gained, lost = sorted(gained, key=_order), sorted(lost, key=_order)
+    key), each named: a user by its email (1 query), an API key by `api_key_names`.
+    `in_order`: the caller found them in that order already (nothing to sort)."""
+    if in_order:
+        gained, lost = list(gained), list(lost)
+    else:
+        gained, lost = sorted(gained, key=_order), sorted(lost, key=_order)
     principals = {change[0] for change in (*gained, *lost)}
     user_ids = [principal_id for kind, principal_id in principals if kind == "user"]
     names: dict[PrincipalRef, str] = {}

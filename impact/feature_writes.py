@@ -128,7 +128,8 @@ def feature_tags_impact(
                     gained.append((principal, key, project_id, environment_id, newly))
                 if no_longer:
                     lost.append((principal, key, project_id, environment_id, no_longer))
-    return impact_of(gained, lost, reach.api_key_names)
+    # Principals come in order (users, then API keys, by id), each with its pairs in order.
+    return impact_of(gained, lost, reach.api_key_names, in_order=True)
 
 
 def _tag_supported(level: Level) -> tuple[str, ...]:

@@ -110,7 +110,8 @@ def grant_rows_impact(
         for direction, (on_project, on_environment, key), features in changes:
             change = (principal, key, on_project, on_environment, features)
             (gained if direction > 0 else lost).append(change)
-    return impact_of(gained, lost, reach.api_key_names)
+    # Principals come in order (users, then API keys, by id), each with its pairs in order.
+    return impact_of(gained, lost, reach.api_key_names, in_order=True)
 
 
 def _changed_pairs(

@@ -320,8 +320,10 @@ class FeatureIndex:
             result = self.all
         else:
             shares_tag = 0
-            for tag_id in state.tags:
-                shares_tag |= self.by_tag.get(tag_id, 0)
+            if not state.untagged:  # an untagged entry reaches every unrestricted feature
+                by_tag = self.by_tag
+                for tag_id in state.tags:
+                    shares_tag |= by_tag.get(tag_id, 0)
             # A restricted feature is reached only when the key's tags cover every restricted
             # tag it carries: it is lost as soon as one of them is outside them.
             uncovered = 0

@@ -228,6 +228,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "tagwarden.api.schema.explain_one_or_many",
+        "tagwarden.api.schema.unsupported_media_type",
     ],
 }
 

@@ -44,6 +44,20 @@ def explain_one_or_many(result: dict[str, Any], **_: Any) -> dict[str, Any]:
     return result
 
 
+def unsupported_media_type(result: dict[str, Any], **_: Any) -> dict[str, Any]:
+    """Every operation taking a body answers 415 when the body's Content-Type is none of the
+    parsers' (JSON, form, multipart), or missing (docs/API.md, "Conventions"): said on each."""
+    answer = {
+        "description": "The body's Content-Type is none this operation reads.",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+    }
+    for item in result.get("paths", {}).values():
+        for operation in item.values():
+            if isinstance(operation, dict) and "requestBody" in operation:
+                operation["responses"].setdefault("415", answer)
+    return result
+
+
 # --------------------------------------------------------------------------------------
 # The OpenAPI of a viewset's standard actions, from what the viewset declares
 # --------------------------------------------------------------------------------------

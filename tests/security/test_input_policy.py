@@ -557,3 +557,20 @@ def test_admin_segment__storable_rules__saved(world: World, client: Any) -> None
     )
     assert response.status_code == 302
     assert Segment.objects.get(name="from-admin").rules == RULES_ÄRGER
+
+
+@pytest.mark.parametrize("content_type", ["", "text/csv"])
+def test_patch_project__body_of_no_readable_content_type__415_documented_nothing_changed(
+    world: World, content_type: str
+) -> None:
+    url = f"/api/v1/projects/{world.project.pk}/"
+    before = world.project.name
+
+    response = world.client.generic("PATCH", url, b'{"name": "renamed"}', content_type=content_type)
+
+    assert response.status_code == 415
+    assert response.json()["code"] == "unsupported_media_type"
+    world.project.refresh_from_db()
+    assert world.project.name == before
+    schema = world.client.get("/api/v1/schema/", {"format": "json"}).json()
+    assert "415" in schema["paths"]["/api/v1/projects/{id}/"]["patch"]["responses"]

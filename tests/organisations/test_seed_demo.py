@@ -297,3 +297,43 @@ def test_seed_demo__carol_on_production__may_approve_payments_and_unrestricted_f
     assert allowed(carol, APPROVE_CHANGE_REQUEST, production, feature=payments_feature)
     assert allowed(carol, APPROVE_CHANGE_REQUEST, production, feature=unrestricted)
     assert not allowed(dave, APPROVE_CHANGE_REQUEST, production, feature=payments_feature)
+
+
+def test_seed_demo__growth_restricted_dry_run__the_worked_example_of_permissions_md(
+    output: str,
+) -> None:
+    """docs/PERMISSIONS.md, "Seeing a change before making it": restricting `growth` too."""
+    from tests.support.clients import token_client
+
+    checkout = Project.objects.get(name="Checkout")
+    growth = Tag.objects.get(project=checkout, label="growth")
+    staging, production = (
+        Environment.objects.get(project=checkout, name=name) for name in ("Staging", "Production")
+    )
+    client = token_client(User.objects.get(username="admin"))
+
+    response = client.patch(
+        f"/api/v1/projects/{checkout.pk}/tags/{growth.pk}/?dry_run=true",
+        {"is_restricted": True},
+        format="json",
+    )
+
+    assert response.status_code == 200
+    impact = response.json()["impact"]
+    assert impact["gained"] == []
+    lost = {
+        (row["email"].split("@")[0], row["permission"], row["environment"], row["features"])
+        for row in impact["lost"]
+    }
+    one_feature = {
+        (who, key, environment, 1)
+        for who in ("bob", "carol")
+        for key in ("CREATE_CHANGE_REQUEST", "UPDATE_FEATURE_STATE")
+        for environment in (staging.pk, production.pk)
+    }
+    assert lost == one_feature | {
+        ("bob", "DELETE_FEATURE", None, 1),
+        ("carol", "DELETE_FEATURE", None, 1),
+        ("carol", "APPROVE_CHANGE_REQUEST", production.pk, 4),
+    }
+    assert not Tag.objects.get(pk=growth.pk).is_restricted

@@ -11,8 +11,13 @@ from django.db.models import Q
 from django.utils import timezone
 
 from impact.snapshots import Holder, PrincipalRef, member_roles_of
-from organisations.models import MembershipRole, OrganisationAPIKey, RoleAssignment, UserGroup
-from permissions.engine import Holdings, holdings_from_rows, organisation_grant_rows
+from organisations.models import MembershipRole, OrganisationAPIKey, UserGroup
+from permissions.engine import (
+    Holdings,
+    holdings_from_rows,
+    organisation_grant_rows,
+    roles_by_holder,
+)
 
 # A key on a scope: (project id or None, environment id or None, key).
 Pair = tuple[int | None, int | None, str]
@@ -65,20 +70,7 @@ class Reach:
         roles = {h[1] for h in self.holdings if h[0] == "role"}
         if holder is not None and holder[0] == "role":
             roles.add(holder[1])
-        self.roles_of: dict[Holder, set[int]] = defaultdict(set)
-        for role_id, user_id, group_id, api_key_id in RoleAssignment.objects.filter(
-            Q(user__isnull=False)
-            | Q(group__organisation_id=organisation_id)
-            | Q(api_key__organisation_id=organisation_id),
-            role_id__in=roles,
-            role__organisation_id=organisation_id,
-        ).values_list("role_id", "user_id", "group_id", "api_key_id"):
-            if user_id is not None:
-                self.roles_of[("user", user_id)].add(role_id)
-            elif group_id is not None:
-                self.roles_of[("group", group_id)].add(role_id)
-            else:
-                self.roles_of[("api_key", api_key_id)].add(role_id)
+        self.roles_of = roles_by_holder(organisation_id, Q(role_id__in=roles))
         # The groups through which users are reached, and the users and keys reached directly.
         groups = {h[1] for h in self.holdings if h[0] == "group"}
         groups |= {h[1] for h in self.roles_of if h[0] == "group"}
@@ -106,12 +98,13 @@ class Reach:
         # groups that matter (kept to those here, all of the organisation's, not in SQL: the
         # planner then walks the users reached, not every group).
         memberships = UserGroup.users.through.objects
-        reached = memberships.filter(
-            Q(user_id__in=memberships.filter(usergroup_id__in=reaching).values("user_id"))
-            | Q(user_id__in=users)
-        )
         if holder is None:  # every member of those groups
             reached = memberships.filter(usergroup_id__in=groups)
+        else:
+            reached = memberships.filter(
+                Q(user_id__in=memberships.filter(usergroup_id__in=reaching).values("user_id"))
+                | Q(user_id__in=users)
+            )
         self.groups_of: dict[int, set[int]] = defaultdict(set)
         for user_id, group_id in reached.values_list("user_id", "usergroup_id"):
             if group_id in groups:

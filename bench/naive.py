@@ -26,6 +26,7 @@ from rest_framework.views import APIView
 
 from environments.models import Environment
 from features.models import FeatureState
+from features.workflow.selectors import DEFAULT_STATES_ORDER, StatesPage
 from permissions import engine
 from permissions.catalogue import KEYS_BY_LEVEL, Level
 from permissions.drf import environment_or_404
@@ -46,16 +47,19 @@ class NaiveFeatureStateSerializer(serializers.ModelSerializer):
         return self.context["my_permissions"][state.pk]
 
 
+def _default_states(environment: Environment) -> Any:
+    """The environment's default states, counted and paged by the same queries as the real
+    list's, less its features' tags."""
+    states = FeatureState.objects.defaults_of(environment).order_by(*DEFAULT_STATES_ORDER)
+    return StatesPage(states, environment=environment, filtered=False, tags=False)
+
+
 class NaiveFeatureStateList(APIView):
     share_policy = False
 
     def get(self, request: Request, api_key: str) -> Response:
         environment = environment_or_404(request, api_key)
-        states = (
-            FeatureState.objects.filter(environment=environment, segment_override__isnull=True)
-            .select_related("feature")
-            .order_by("feature__name", "id")  # as the real list
-        )
+        states = _default_states(environment)
         paginator = PageNumberPagination()
         page: Any = paginator.paginate_queryset(states, request, view=self)
         user = request.user
@@ -91,11 +95,7 @@ class FloorFeatureStateList(APIView):
 
     def get(self, request: Request, api_key: str) -> Response:
         environment = Environment.objects.get(api_key=api_key)
-        states = (
-            FeatureState.objects.filter(environment=environment, segment_override__isnull=True)
-            .select_related("feature")
-            .order_by("feature__name", "id")  # as the real list
-        )
+        states = _default_states(environment)
         paginator = PageNumberPagination()
         page: Any = paginator.paginate_queryset(states, request, view=self)
         return paginator.get_paginated_response(FloorFeatureStateSerializer(page, many=True).data)

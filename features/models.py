@@ -9,6 +9,7 @@ from environments.models import Environment
 from organisations.models import OrganisationAPIKey
 from projects.models import Project, Tag
 from tagwarden.models import NamedModel, exactly_one_set, optional_fk, unique_when_set
+from tagwarden.sql import Likely
 
 
 class Feature(NamedModel):
@@ -55,6 +56,15 @@ class SegmentOverride(models.Model):
         return f"{self.feature_id}/{self.environment_id}/{self.segment_id}"
 
 
+class FeatureStateQuerySet(models.QuerySet["FeatureState"]):
+    def defaults_of(self, environment: Environment | int) -> FeatureStateQuerySet:
+        """The environment's default states (one per feature of its project), read from the
+        (environment, feature) index of default states: the condition that a state is no
+        override's is `Likely`, or SQLite would walk the override column's unique index, whose
+        NULLs are every default state of every environment."""
+        return self.filter(Likely(models.Q(segment_override__isnull=True)), environment=environment)
+
+
 class FeatureState(models.Model):
     feature = models.ForeignKey(Feature, on_delete=models.CASCADE, related_name="states")
     environment = models.ForeignKey(
@@ -73,11 +83,15 @@ class FeatureState(models.Model):
     version = models.PositiveIntegerField(default=1)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = FeatureStateQuerySet.as_manager()
+
     class Meta:
         ordering = ["feature_id", "id"]
         constraints = [
+            # (environment, feature): an environment's default states, counted and paged by
+            # the list from this index (docs/PERFORMANCE.md, "List page").
             models.UniqueConstraint(
-                fields=["feature", "environment"],
+                fields=["environment", "feature"],
                 condition=models.Q(segment_override__isnull=True),
                 name="featurestate_one_default_per_environment",
             ),

@@ -21,14 +21,20 @@ from features.models import (
 )
 from permissions import engine
 
+#: The order of an environment's default states: a feature's name is unique in its project,
+#: and an environment has one default state per feature of its project, so the name alone is a
+#: total order, which the database reads from the (project, name) index of the features
+#: instead of sorting every state (docs/PERFORMANCE.md, "List page").
+DEFAULT_STATES_ORDER = ("feature__name",)
+
 
 def default_states_of_environment(*, environment: Environment) -> QuerySet[FeatureState]:
     """The environment's default states (one per feature; overrides have their own)."""
     return (
-        FeatureState.objects.filter(environment=environment, segment_override__isnull=True)
+        FeatureState.objects.defaults_of(environment)
         .select_related("feature", "environment__project")
         .prefetch_related("feature__tags")
-        .order_by("feature__name", "id")
+        .order_by(*DEFAULT_STATES_ORDER)
     )
 
 
@@ -53,20 +59,43 @@ def default_states_for_list(*, environment: Environment) -> QuerySet[FeatureStat
     return default_states_of_environment(environment=environment).prefetch_related(None)
 
 
+#: The orders of default states that are orders of the project's features by name.
+_FEATURE_ORDERS: dict[tuple[str, ...], str] = {("feature__name",): "name", ("-feature__name",): "-name"}
+
+
 class StatesPage:
     """Feature states (filtered and ordered) as a paginator reads them: counted as they are,
-    and a page of them read in one query with their features and the features' tags
-    (`FEATURE_TAG_CODES`).
+    and a page of them read in one query with their features and, with `tags`, the features'
+    tags (`FEATURE_TAG_CODES`).
 
-    The page's ids are picked by a sub-query (ordering, offset and limit), so the tags are
-    computed for the page's rows alone: on SQLite, a column of the outer query is computed
-    for every row the sort reads, offset included (a tenth page paid for a thousand rows'
-    tags), while the inner query carries the ids alone.
+    - A page in the features' name order, of a list no filter narrows, is the default states
+      of a page of the project's features: the database walks the (project, name) index of
+      the features and stops at the page, and reads each state by the (environment, feature)
+      index of default states, instead of sorting every state of the environment. It relies
+      on every feature of the project having its default state in every environment (made
+      with the feature or the environment, in the same transaction: features/signals.py).
+    - Any other page's ids are picked by a sub-query (filters, ordering, offset and limit),
+      so the tags are computed for the page's rows alone: on SQLite, a column of a sorted,
+      offset query is computed for every row the sort reads, offset included.
+
+    The count reads the environment's default states from their index (docs/PERFORMANCE.md,
+    "List page").
     """
 
-    def __init__(self, states: QuerySet[FeatureState]) -> None:
+    def __init__(
+        self,
+        states: QuerySet[FeatureState],
+        *,
+        environment: Environment,
+        filtered: bool,
+        tags: bool = True,
+    ) -> None:
         self.states = states
         self.ordered = states.ordered
+        self.environment = environment
+        self.order = tuple(str(field) for field in states.query.order_by)
+        self.feature_order = None if filtered else _FEATURE_ORDERS.get(self.order)
+        self.tags = tags
 
     def count(self) -> int:
         return self.states.count()
@@ -75,13 +104,21 @@ class StatesPage:
         return self.count()
 
     def __getitem__(self, page: slice) -> list[FeatureState]:
-        ids = self.states.values("pk")[page]
-        return list(
-            FeatureState.objects.filter(pk__in=ids)
-            .select_related("feature")
-            .annotate(**{FEATURE_TAG_CODES: engine.feature_tags_subquery("feature_id")})
-            .order_by(*self.states.query.order_by)
-        )
+        if self.feature_order is not None:
+            features = (
+                Feature.objects.filter(project_id=self.environment.project_id)
+                .order_by(self.feature_order)
+                .values("pk")[page]
+            )
+            rows = FeatureState.objects.defaults_of(self.environment).filter(
+                feature_id__in=features
+            )
+        else:
+            rows = FeatureState.objects.filter(pk__in=self.states.values("pk")[page])
+        rows = rows.select_related("feature").order_by(*self.order)
+        if self.tags:
+            rows = rows.annotate(**{FEATURE_TAG_CODES: engine.feature_tags_subquery("feature_id")})
+        return list(rows)
 
 
 def default_state_get(*, environment: Environment, state_id: int) -> FeatureState | None:

@@ -583,3 +583,44 @@ def test_patch__member_removed__404(organisation: Any, environment: Any, feature
     state = default_state(feature, environment)
     response = client_for(user).patch(state_url(environment, state), {"enabled": True})
     assert response.status_code == 404
+
+
+def test_list__pages_in_name_order__every_default_state_of_this_environment_once(
+    viewer: Any, organisation: Any, project: Any, environment: Any
+) -> None:
+    # The unfiltered list pages the project's features by name (StatesPage): a state of
+    # another environment, of another project's feature, or of an override never shows.
+    f.EnvironmentFactory(project=project)
+    other_project = f.ProjectFactory(organisation=organisation)
+    f.FeatureFactory(project=other_project, name="feature-00")
+    features = [f.FeatureFactory(project=project, name=f"feature-{i:02d}") for i in (3, 1, 2, 0)]
+    f.SegmentOverrideFactory(feature=features[0], environment=environment)
+    client = client_for(viewer)
+    pages = [
+        client.get(state_url(environment), {"page_size": 3, "page": page}).data for page in (1, 2)
+    ]
+    assert [page["count"] for page in pages] == [4, 4]
+    ids = [item["id"] for page in pages for item in page["results"]]
+    expected = FeatureState.objects.filter(
+        environment=environment, segment_override__isnull=True
+    ).order_by("feature__name")
+    assert ids == [state.pk for state in expected]
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's planner")
+def test_list__sqlite_plan__count_and_page_by_the_default_states_index(
+    viewer: Any, project: Any, environment: Any
+) -> None:
+    # Without statistics SQLite took `segment_override_id IS NULL` on the override column's
+    # unique index: every default state of every environment (docs/PERFORMANCE.md).
+    f.FeatureFactory(project=project)
+    with CaptureQueriesContext(connection) as ctx:
+        assert client_for(viewer).get(state_url(environment)).status_code == 200
+    state_queries = [q["sql"] for q in ctx.captured_queries if "features_featurestate" in q["sql"]]
+    assert len(state_queries) == 2  # the count, the page
+    for sql in state_queries:
+        with connection.cursor() as cursor:
+            cursor.execute("EXPLAIN QUERY PLAN " + sql)
+            plan = " | ".join(row[-1] for row in cursor.fetchall())
+        assert "featurestate_one_default_per_environment" in plan, plan
+        assert "segment_override_id=?" not in plan, plan

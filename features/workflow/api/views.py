@@ -98,6 +98,8 @@ _STATE_PATCH_ERRORS = {
 
 #: The list's filter parameters (`FeatureStateFilter`).
 FILTER_NAMES = frozenset(FeatureStateFilter.base_filters)
+#: The list's parameters that narrow nothing: a request with no other is unfiltered.
+UNFILTERED_PARAMETERS = frozenset({"page", "page_size", "ordering"})
 
 
 @crud_schema(
@@ -114,7 +116,7 @@ class FeatureStateViewSet(EnvironmentScopedViewSet):
     serializer_class = FeatureStateSerializer
     filterset_class = FeatureStateFilter
     ordering_fields = ["id", "feature", "feature__name", "updated_at", "version"]
-    ordering = ["feature__name", "id"]
+    ordering = list(selectors.DEFAULT_STATES_ORDER)
     action_requirements = viewers_read(partial_update=on_object_feature(keys.UPDATE_FEATURE_STATE))
 
     def rows(self) -> QuerySet[FeatureState]:
@@ -145,7 +147,11 @@ class FeatureStateViewSet(EnvironmentScopedViewSet):
 
     def list(self, request: Request, api_key: str) -> Response:
         # StatesPage reads a page as a queryset would (DRF's stubs only know querysets)
-        rows: Any = selectors.StatesPage(self.filter_queryset(self.get_queryset()))
+        rows: Any = selectors.StatesPage(
+            self.filter_queryset(self.get_queryset()),
+            environment=self.get_scope(),
+            filtered=not request.query_params.keys() <= UNFILTERED_PARAMETERS,
+        )
         states: list[FeatureState] = self.paginate_queryset(rows) or []
         # my_permissions for the whole page at once: each distinct set of tags decided once
         features = [self.get_permission_feature(state) for state in states]

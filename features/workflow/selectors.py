@@ -60,7 +60,10 @@ def default_states_for_list(*, environment: Environment) -> QuerySet[FeatureStat
 
 
 #: The orders of default states that are orders of the project's features by name.
-_FEATURE_ORDERS: dict[tuple[str, ...], str] = {("feature__name",): "name", ("-feature__name",): "-name"}
+_FEATURE_ORDERS: dict[tuple[str, ...], str] = {
+    ("feature__name",): "name",
+    ("-feature__name",): "-name",
+}
 
 
 class StatesPage:

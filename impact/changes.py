@@ -133,11 +133,13 @@ def impact_of(
     lost: Iterable[RawChange],
     api_key_names: Mapping[int, str],
     *,
+    user_emails: Mapping[int, str] | None = None,
     in_order: bool = False,
 ) -> Impact:
     """The Impact of the changes found, in a stable order (users first, by id, then scope and
-    key), each named: a user by its email (1 query), an API key by `api_key_names`.
-    `in_order`: the caller found them in that order already (nothing to sort)."""
+    key), each named: a user by its email (from `user_emails` when given, else 1 query), an
+    API key by `api_key_names`. `in_order`: the caller found them in that order already
+    (nothing to sort)."""
     if in_order:
         gained, lost = list(gained), list(lost)
     else:
@@ -145,7 +147,9 @@ def impact_of(
     principals = {change[0] for change in (*gained, *lost)}
     user_ids = [principal_id for kind, principal_id in principals if kind == "user"]
     names: dict[PrincipalRef, str] = {}
-    if user_ids:
+    if user_emails is not None:
+        names.update((("user", user_id), user_emails.get(user_id, "")) for user_id in user_ids)
+    elif user_ids:
         for user_id, email in (
             get_user_model()._default_manager.filter(pk__in=user_ids).values_list("pk", "email")
         ):

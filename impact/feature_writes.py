@@ -129,7 +129,9 @@ def feature_tags_impact(
                 if no_longer:
                     lost.append((principal, key, project_id, environment_id, no_longer))
     # Principals come in order (users, then API keys, by id), each with its pairs in order.
-    return impact_of(gained, lost, reach.api_key_names, in_order=True)
+    return impact_of(
+        gained, lost, reach.api_key_names, user_emails=reach.user_emails, in_order=True
+    )
 
 
 def _tag_supported(level: Level) -> tuple[str, ...]:

@@ -111,7 +111,9 @@ def grant_rows_impact(
             change = (principal, key, on_project, on_environment, features)
             (gained if direction > 0 else lost).append(change)
     # Principals come in order (users, then API keys, by id), each with its pairs in order.
-    return impact_of(gained, lost, reach.api_key_names, in_order=True)
+    return impact_of(
+        gained, lost, reach.api_key_names, user_emails=reach.user_emails, in_order=True
+    )
 
 
 def _changed_pairs(

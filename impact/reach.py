@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from django.db.models import Q
 from django.utils import timezone
 
-from impact.snapshots import Holder, PrincipalRef, member_roles_of
+from impact.snapshots import Holder, PrincipalRef, members_of
 from organisations.models import MembershipRole, OrganisationAPIKey, UserGroup
 from permissions.engine import (
     Holdings,
@@ -112,9 +112,9 @@ class Reach:
         users |= {user for user, of in self.groups_of.items() if of & reaching}
         self._reached_users, self._reached_api_keys = users, api_keys
         # (Everyone reached: all members, without a list of ids to send.)
-        self.member_roles = member_roles_of(
-            organisation_id, self._reached_users if holder is not None else None
-        )
+        members = members_of(organisation_id, self._reached_users if holder is not None else None)
+        self.member_roles = {user_id: role for user_id, (role, _) in members.items()}
+        self.user_emails = {user_id: email for user_id, (_, email) in members.items()}
         now = timezone.now()
         self.api_keys: dict[int, tuple[bool, bool]] = {}
         self.api_key_names: dict[int, str] = {}

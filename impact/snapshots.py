@@ -203,10 +203,12 @@ def features_of(where: Q) -> dict[int, dict[int, FeatureTags]]:
     }
 
 
-def member_roles_of(organisation_id: int, users: Iterable[int] | None = None) -> dict[int, str]:
-    """user id -> membership role in the organisation (of `users` only, when given). An active
-    superuser is an ADMIN member of every organisation, with or without a membership
-    (docs/PERMISSIONS.md, "Superusers"), as the engine decides: one query."""
+def members_of(
+    organisation_id: int, users: Iterable[int] | None = None
+) -> dict[int, tuple[str, str]]:
+    """user id -> (membership role in the organisation, email), of `users` only when given.
+    An active superuser is an ADMIN member of every organisation, with or without a
+    membership (docs/PERMISSIONS.md, "Superusers"), as the engine decides: one query."""
     rows = (
         get_user_model()
         .objects.annotate(
@@ -220,16 +222,16 @@ def member_roles_of(organisation_id: int, users: Iterable[int] | None = None) ->
     if users is not None:
         rows = rows.filter(pk__in=users)
     return {
-        user_id: MembershipRole.ADMIN if superuser and active else role
-        for user_id, role, superuser, active in rows.values_list(
-            "pk", "membership__role", "is_superuser", "is_active"
+        user_id: (MembershipRole.ADMIN if superuser and active else role, email)
+        for user_id, role, superuser, active, email in rows.values_list(
+            "pk", "membership__role", "is_superuser", "is_active", "email"
         )
     }
 
 
 def snapshot_take(organisation_id: int) -> Snapshot:
     """Read the organisation's permission-relevant state (8 queries, whatever its size)."""
-    member_roles = member_roles_of(organisation_id)
+    member_roles = {user_id: role for user_id, (role, _) in members_of(organisation_id).items()}
     now = timezone.now()
     api_keys = {
         key_id: (not revoked and (expires is None or expires >= now), is_admin, name)

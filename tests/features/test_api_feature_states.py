@@ -624,3 +624,18 @@ def test_list__sqlite_plan__count_and_page_by_the_default_states_index(
             plan = " | ".join(row[-1] for row in cursor.fetchall())
         assert "featurestate_one_default_per_environment" in plan, plan
         assert "segment_override_id=?" not in plan, plan
+
+
+def test_list__count__follows_features_created_and_deleted(
+    viewer: Any, project: Any, environment: Any, feature: Any
+) -> None:
+    client = client_for(viewer)
+    assert client.get(state_url(environment)).data["count"] == 1
+    added = f.FeatureFactory(project=project)
+    assert client.get(state_url(environment)).data["count"] == 2
+    assert client.get(state_url(environment), {"enabled": "false"}).data["count"] == 2
+    feature.delete()
+    added.delete()
+    assert client.get(state_url(environment)).data["count"] == 0
+    f.FeatureFactory(project=project)
+    assert client.get(state_url(environment)).data["count"] == 1

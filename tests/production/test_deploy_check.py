@@ -3,6 +3,7 @@ production variables the README lists, and the server refuses the development se
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import subprocess
@@ -75,3 +76,29 @@ def test_wsgi__debug_off_with_secret_key__starts() -> None:
 def test_wsgi__debug_on_without_secret_key__starts() -> None:
     result = _run(["-c", "import tagwarden.wsgi"], _environment(DEBUG="1"))
     assert result.returncode == 0, result.stderr
+
+
+def _database_options(**overrides: str) -> dict[str, object]:
+    code = "import json; from django.conf import settings; print(json.dumps(settings.DATABASES['default']))"
+    result = _run(["-c", f"import django; django.setup(); {code}"], _environment(**overrides))
+    assert result.returncode == 0, result.stderr
+    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def test_settings__postgresql__server_side_binding_and_prepared_statements() -> None:
+    database = _database_options(DATABASE_URL="postgres://u:p@db.example.com:5432/tagwarden")
+    assert database["OPTIONS"] == {"server_side_binding": True, "prepare_threshold": 5}
+
+
+def test_settings__postgresql__prepared_statements_off__neither() -> None:
+    database = _database_options(
+        DATABASE_URL="postgres://u:p@db.example.com:5432/tagwarden", DB_PREPARED_STATEMENTS="0"
+    )
+    assert "server_side_binding" not in database.get("OPTIONS", {})
+    assert "prepare_threshold" not in database.get("OPTIONS", {})
+
+
+def test_settings__sqlite__no_postgresql_options() -> None:
+    database = _database_options()
+    assert database["ENGINE"] == "django.db.backends.sqlite3"
+    assert "server_side_binding" not in database["OPTIONS"]

@@ -134,17 +134,18 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         {"transaction_mode": "IMMEDIATE", "timeout": 20}
     )
 
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and _env_bool(
+    "DB_PREPARED_STATEMENTS", default=True
+):
     # Parameters bound by the server, and a query run 5 times on a connection prepared there
     # (psycopg's automatic prepared statements): PostgreSQL then plans the engine's policy
     # query once per connection instead of at every decision, where planning cost more than
     # running it (docs/PERFORMANCE.md, "Decisions"). Kept connections (CONN_MAX_AGE) keep
     # their prepared statements. Off (`DB_PREPARED_STATEMENTS=0`) behind a pooler that
     # cannot keep them, such as PgBouncer in transaction mode.
-    if _env_bool("DB_PREPARED_STATEMENTS", default=True):
-        DATABASES["default"].setdefault("OPTIONS", {}).update(
-            {"server_side_binding": True, "prepare_threshold": 5}
-        )
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"server_side_binding": True, "prepare_threshold": 5}
+    )
 
 # Login throttling counts attempts in this cache. It lives in the database so every process
 # on every host shares the counters (`make serve` runs `createcachetable`; the test runner

@@ -65,9 +65,11 @@ _SCOPE_KEY_COLUMNS = (
     "NULL, g.project_id, g.environment_id, e.key, "
     "MAX(CASE WHEN g.admin THEN 1 ELSE 0 END), "
     "MAX(CASE WHEN e.id IS NOT NULL AND et.tag_id IS NULL THEN 1 ELSE 0 END), {tags}, "
-    # whether some grant of the scope holds a key, its entries read or not
+    # whether some grant of the scope holds a key, its entries read or not: one probe of the
+    # grant's entries (PostgreSQL turned an EXISTS into a hash of every entry of the table)
     "MAX(CASE WHEN e.id IS NOT NULL THEN 1 "
-    "WHEN EXISTS (SELECT 1 FROM {entry} x WHERE x.grant_id = g.id) THEN 1 ELSE 0 END)"
+    "WHEN (SELECT x.id FROM {entry} x WHERE x.grant_id = g.id LIMIT 1) IS NOT NULL THEN 1 "
+    "ELSE 0 END)"
 )
 # where `e.key` stands in each row shape (after the leading row kind)
 _KEY_COLUMN = {True: 5, False: 3}

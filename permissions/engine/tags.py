@@ -9,6 +9,7 @@ from django.db.models import (
     Aggregate,
     Case,
     CharField,
+    Exists,
     F,
     IntegerField,
     OuterRef,
@@ -18,6 +19,7 @@ from django.db.models import (
 
 from features.models import Feature
 from permissions.engine.policy import FeatureTags
+from projects.models import Tag
 
 _FEATURE_TAGS_ATTR = "_tagwarden_tags"
 
@@ -70,10 +72,11 @@ def feature_tags_subquery(feature_ref: str) -> Subquery:
     a row fetched for a write brings its feature's tags in the same query; hand its value to
     `feature_tags_remember`. Built once per `feature_ref` (an annotation is resolved on a copy,
     so one expression serves every query; building it costs a request about a millisecond)."""
+    # Whether the tag is restricted, by its primary key: a join to the tags let PostgreSQL
+    # scan every tag of the organisation for each feature of a page (8 ms a page).
+    restricted = Exists(Tag.objects.filter(pk=OuterRef("tag_id"), is_restricted=True))
     code = Case(
-        When(tag__is_restricted=True, then=-F("tag_id")),
-        default=F("tag_id"),
-        output_field=IntegerField(),
+        When(restricted, then=-F("tag_id")), default=F("tag_id"), output_field=IntegerField()
     )
     return Subquery(
         Feature.tags.through.objects.filter(feature_id=OuterRef(feature_ref))  # type: ignore[misc]

@@ -53,10 +53,9 @@ def default_states_for_write(*, environment: Environment) -> QuerySet[FeatureSta
 
 
 def default_states_for_list(*, environment: Environment) -> QuerySet[FeatureState]:
-    """The environment's default states for a list page, each with its feature and no Tag,
-    Environment or Project objects. Paginate them through `StatesPage`, which brings the
-    features' tags with the page."""
-    return default_states_of_environment(environment=environment).prefetch_related(None)
+    """The environment's default states for a list page, to filter and count: paginate them
+    through `StatesPage`, which reads a page with its features and their tags."""
+    return FeatureState.objects.defaults_of(environment).order_by(*DEFAULT_STATES_ORDER)
 
 
 #: The orders of default states that are orders of the project's features by name.

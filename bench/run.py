@@ -1239,12 +1239,15 @@ def evaluate(result: dict[str, Any]) -> list[dict[str, Any]]:
                 "met": (list_median <= TARGETS["list_median_ms_postgres"]) if is_pg else None,
             }
         )
-    ratios = [lists[u].get("naive_ratio") for u in users]
-    if all(isinstance(r, float) for r in ratios):
+    # The naive way against the engine's, on what differs between them: a page's decisions
+    # (4c; the whole pages of 4 share their SQL, HTTP and rendering).
+    page = result.get("page_decisions", {})
+    ratios = [page[u].get("ratio") for u in users if u in page]
+    if ratios and all(isinstance(r, float) for r in ratios):
         ratio = min(ratios)  # type: ignore[type-var]
         rows.append(
             {
-                "target": f"naive-to-engine ratio ≥ {TARGETS['naive_ratio']:g}× for the list",
+                "target": f"a page's decisions, naive ÷ engine ≥ {TARGETS['naive_ratio']:g}×",
                 "value": f"{ratio:.1f}× wall (worst user)",
                 "met": ratio >= TARGETS["naive_ratio"],
             }

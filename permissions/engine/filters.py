@@ -16,6 +16,7 @@ from permissions.engine.paths import grants_reaching
 from permissions.engine.policy import NO_TAGS, Principal, ScopeRights, is_superuser
 from permissions.models import Grant
 from projects.models import Project
+from tagwarden.sql import Likely
 
 # --------------------------------------------------------------------------------------
 # Querysets: one SQL filter built from the same policy
@@ -83,8 +84,8 @@ def feature_states_allowed(
     if CATALOGUE[key].level != Level.ENVIRONMENT:
         raise ValueError(f"{key} is not an environment key")
     qs = (queryset if queryset is not None else FeatureState.objects.all()).filter(
-        environment_id=environment.pk, segment_override__isnull=True
-    )
+        Likely(Q(segment_override__isnull=True)), environment_id=environment.pk
+    )  # Likely: by the environment's index of default states (features.models.defaults_of)
     policy = policy_for_scope(principal, environment)
     if not policy.is_member:
         return qs.none()

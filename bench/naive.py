@@ -94,7 +94,7 @@ class FloorFeatureStateList(APIView):
     permission_classes = [AllowAny]
 
     def get(self, request: Request, api_key: str) -> Response:
-        environment = Environment.objects.get(api_key=api_key)
+        environment = Environment.objects.select_related("project").get(api_key=api_key)
         states = _default_states(environment)
         paginator = PageNumberPagination()
         page: Any = paginator.paginate_queryset(states, request, view=self)

@@ -3,7 +3,8 @@ any other `create()` or `delete()` keep them too:
 
 - every (feature, environment) pair has exactly one default state, whichever came first;
 - a project's `features_version` changes whenever its features, their tags or a tag's
-  restriction change (docs/PERFORMANCE.md: cached feature indexes are keyed by it).
+  restriction change (docs/PERFORMANCE.md: kept feature indexes and counts of default
+  states are keyed by it).
 
 Bulk inserts bypass signals and must keep both themselves (the benchmark generator creates
 the default states; its projects are new, so their versions are too).
@@ -60,7 +61,6 @@ def _feature_tags_changed(
 def _feature_created(sender: Any, instance: Feature, created: bool, raw: bool, **_: Any) -> None:
     if not created or raw:
         return
-    _features_changed(instance.project_id)
     FeatureState.objects.bulk_create(
         [
             FeatureState(feature=instance, environment_id=environment_id)
@@ -69,6 +69,9 @@ def _feature_created(sender: Any, instance: Feature, created: bool, raw: bool, *
             ).values_list("id", flat=True)
         ]
     )
+    # After the states: whoever reads the new version finds them, in a transaction or not
+    # (counts of default states are kept under it: features.workflow.selectors).
+    _features_changed(instance.project_id)
 
 
 @receiver(post_save, sender=Environment, dispatch_uid="environment_default_states")

@@ -8,6 +8,8 @@ an override's own state, a change request's changes and approvals.
 
 from __future__ import annotations
 
+from uuid import UUID
+
 from django.db.models import Prefetch, QuerySet
 
 from environments.models import Environment
@@ -58,6 +60,32 @@ def default_states_for_list(*, environment: Environment) -> QuerySet[FeatureStat
     return FeatureState.objects.defaults_of(environment).order_by(*DEFAULT_STATES_ORDER)
 
 
+#: (environment id, its project's `features_version`) -> the number of its default states.
+_default_state_counts: dict[tuple[int, UUID], int] = {}
+#: Counts a process keeps at most (then it forgets them all at once).
+DEFAULT_STATE_COUNTS_KEPT = 1024
+
+
+def default_state_count(*, environment: Environment) -> int:
+    """The number of the environment's default states, kept by the process under the
+    `features_version` its project was read with (the environment comes with its project).
+
+    An environment has one default state per feature of its project: the number changes only
+    when a feature is created or deleted, and each gives the project a new, never reused,
+    version after its states are written, in the same transaction (features/signals.py). A
+    count kept under the version read is therefore the count the query would give, and an
+    unfiltered page costs the same in a project of 160,000 features as in one of 10,000
+    (docs/PERFORMANCE.md, "List page")."""
+    key = (environment.pk, environment.project.features_version)
+    count = _default_state_counts.get(key)
+    if count is None:
+        count = FeatureState.objects.defaults_of(environment).count()
+        if len(_default_state_counts) >= DEFAULT_STATE_COUNTS_KEPT:
+            _default_state_counts.clear()
+        _default_state_counts[key] = count
+    return count
+
+
 #: The orders of default states that are orders of the project's features by name.
 _FEATURE_ORDERS: dict[tuple[str, ...], str] = {
     ("feature__name",): "name",
@@ -80,8 +108,8 @@ class StatesPage:
       so the tags are computed for the page's rows alone: on SQLite, a column of a sorted,
       offset query is computed for every row the sort reads, offset included.
 
-    The count reads the environment's default states from their index (docs/PERFORMANCE.md,
-    "List page").
+    An unfiltered list's count is `default_state_count`; a filtered one reads the
+    environment's default states from their index (docs/PERFORMANCE.md, "List page").
     """
 
     def __init__(
@@ -100,6 +128,8 @@ class StatesPage:
         self.tags = tags
 
     def count(self) -> int:
+        if self.feature_order is not None:  # unfiltered: every default state
+            return default_state_count(environment=self.environment)
         return self.states.count()
 
     def __len__(self) -> int:

@@ -362,7 +362,7 @@ def test_uncaught_exception_in_an_api_view__json_500(world: World, monkeypatch: 
     def broken(**kwargs: Any) -> Any:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(workflow_selectors, "default_states_of_environment", broken)
+    monkeypatch.setattr(workflow_selectors, "default_states_for_list", broken)
     world.client.raise_request_exception = False
     response = world.client.get(world.env_url("featurestates/"))
     assert response.status_code == 500

@@ -153,12 +153,6 @@ class StatesPage:
         return list(rows)
 
 
-def default_state_get(*, environment: Environment, state_id: int) -> FeatureState | None:
-    """A default state of this environment; a state of another environment, or an
-    override's state, is None (404)."""
-    return default_states_of_environment(environment=environment).filter(pk=state_id).first()
-
-
 def feature_of_environment_get(*, environment: Environment, feature_id: int) -> Feature | None:
     """A feature of the environment's project, with its tags; another project's is None."""
     return (

@@ -9,10 +9,12 @@ from typing import Any
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
+from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from features.models import FeatureState
+from features.workflow import services as workflow_services
 from permissions import engine
 from permissions.catalogue import (
     APPROVE_CHANGE_REQUEST,
@@ -358,6 +360,29 @@ def test_patch__update_feature_state__200_bumps_version_and_audits(
     assert entry.actor_user_id == updater.pk
     assert entry.before["enabled"] is False and entry.before["version"] == 1
     assert entry.after["enabled"] is True and entry.after["version"] == 2
+
+
+def test_patch__written_under_lock_then_written_again__answers_the_version_it_wrote(
+    updater: Any, environment: Any, feature: Any, monkeypatch: Any
+) -> None:
+    # Another writer commits between the view's read and its UPDATE (the service then writes
+    # under a lock), and another after its commit: the answer is this request's write.
+    state = default_state(feature, environment)
+    write = workflow_services.feature_state_update
+
+    def racing(*, state: FeatureState, **kwargs: Any) -> FeatureState:
+        FeatureState.objects.filter(pk=state.pk).update(version=F("version") + 1)
+        written = write(state=state, **kwargs)
+        FeatureState.objects.filter(pk=state.pk).update(version=F("version") + 1, value="later")
+        return written
+
+    monkeypatch.setattr(workflow_services, "feature_state_update", racing)
+    response = client_for(updater).patch(state_url(environment, state), {"value": "mine"})
+    assert response.status_code == 200
+    assert (response.data["value"], response.data["version"]) == ("mine", 3)
+    assert response.data["my_permissions"] == [UPDATE_FEATURE_STATE]
+    state.refresh_from_db()
+    assert (state.value, state.version) == ("later", 4)
 
 
 def test_patch__with_current_version__200(updater: Any, environment: Any, feature: Any) -> None:

@@ -141,10 +141,6 @@ class FeatureStateViewSet(EnvironmentScopedViewSet):
             engine.feature_tags_remember(obj.feature, getattr(obj, selectors.FEATURE_TAG_CODES))
         return obj.feature
 
-    def _render(self, state: FeatureState) -> Response:
-        fresh = selectors.default_state_get(environment=self.get_scope(), state_id=state.pk)
-        return self.answer(fresh)
-
     def list(self, request: Request, api_key: str) -> Response:
         # StatesPage reads a page as a queryset would (DRF's stubs only know querysets)
         rows: Any = selectors.StatesPage(
@@ -169,9 +165,13 @@ class FeatureStateViewSet(EnvironmentScopedViewSet):
         state = self.get_object()
         data = self.parse(FeatureStateUpdateSerializer, context={"state": state}, partial=True)
         written = services.feature_state_update(state=state, **data, actor=actor_of(request))
-        if written is state:  # written in place: its feature and tags are already loaded
-            return self.answer(state)
-        return self._render(written)
+        if written is not state:
+            # Written under a lock, on a fresh row: answer with what this request wrote (read
+            # again after the commit, the row may carry a later writer's version), on the
+            # state whose feature and tags are already loaded.
+            state.enabled, state.value = written.enabled, written.value
+            state.version, state.updated_at = written.version, written.updated_at
+        return self.answer(state)
 
 
 # --------------------------------------------------------------------------------------

@@ -98,21 +98,27 @@ class Reach:
         # groups that matter (kept to those here, all of the organisation's, not in SQL: the
         # planner then walks the users reached, not every group).
         memberships = UserGroup.users.through.objects
+        # The users reached, as SQL: a list of their ids costs Django more to send than the
+        # database to find them again (hundreds of parameters, each prepared one by one).
+        in_reaching_groups = memberships.filter(usergroup_id__in=reaching).values("user_id")
         if holder is None:  # every member of those groups
             reached = memberships.filter(usergroup_id__in=groups)
         else:
-            reached = memberships.filter(
-                Q(user_id__in=memberships.filter(usergroup_id__in=reaching).values("user_id"))
-                | Q(user_id__in=users)
-            )
+            reached = memberships.filter(Q(user_id__in=in_reaching_groups) | Q(user_id__in=users))
         self.groups_of: dict[int, set[int]] = defaultdict(set)
         for user_id, group_id in reached.values_list("user_id", "usergroup_id"):
             if group_id in groups:
                 self.groups_of[user_id].add(group_id)
+        # The members among the users reached (everyone reached: all of them): those reached
+        # directly, and the members of the groups reaching.
+        reached_users: Q | None = None
+        if holder is not None:
+            reached_users = Q(pk__in=set(users))
+            if reaching:
+                reached_users |= Q(pk__in=in_reaching_groups)
         users |= {user for user, of in self.groups_of.items() if of & reaching}
         self._reached_users, self._reached_api_keys = users, api_keys
-        # (Everyone reached: all members, without a list of ids to send.)
-        members = members_of(organisation_id, self._reached_users if holder is not None else None)
+        members = members_of(organisation_id, reached_users)
         self.member_roles = {user_id: role for user_id, (role, _) in members.items()}
         self.user_emails = {user_id: email for user_id, (_, email) in members.items()}
         now = timezone.now()

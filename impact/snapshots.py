@@ -4,7 +4,6 @@ raw material of impact previews (docs/PERMISSIONS.md, impact previews)."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -203,10 +202,9 @@ def features_of(where: Q) -> dict[int, dict[int, FeatureTags]]:
     }
 
 
-def members_of(
-    organisation_id: int, users: Iterable[int] | None = None
-) -> dict[int, tuple[str, str]]:
-    """user id -> (membership role in the organisation, email), of `users` only when given.
+def members_of(organisation_id: int, users: Q | None = None) -> dict[int, tuple[str, str]]:
+    """user id -> (membership role in the organisation, email), of the users that meet
+    `users` (a condition on the user) only, when given.
     An active superuser is an ADMIN member of every organisation, with or without a
     membership (docs/PERMISSIONS.md, "Superusers"), as the engine decides: one query."""
     rows = (
@@ -220,7 +218,7 @@ def members_of(
         .filter(Q(membership__isnull=False) | Q(is_superuser=True, is_active=True))
     )
     if users is not None:
-        rows = rows.filter(pk__in=users)
+        rows = rows.filter(users)
     return {
         user_id: (MembershipRole.ADMIN if superuser and active else role, email)
         for user_id, role, superuser, active, email in rows.values_list(

@@ -50,7 +50,7 @@ def default_states_for_write(*, environment: Environment) -> QuerySet[FeatureSta
     return (
         default_states_of_environment(environment=environment)
         .prefetch_related(None)
-        .annotate(**{FEATURE_TAG_CODES: engine.feature_tags_subquery("feature_id")})
+        .annotate(**{FEATURE_TAG_CODES: engine.feature_tags_subquery(FeatureState)})
     )
 
 
@@ -149,7 +149,7 @@ class StatesPage:
             rows = FeatureState.objects.filter(pk__in=self.states.values("pk")[page])
         rows = rows.select_related("feature").order_by(*self.order)
         if self.tags:
-            rows = rows.annotate(**{FEATURE_TAG_CODES: engine.feature_tags_subquery("feature_id")})
+            rows = rows.annotate(**{FEATURE_TAG_CODES: engine.feature_tags_subquery(FeatureState)})
         return list(rows)
 
 

@@ -49,7 +49,7 @@ def scope_or_404(request: Request, queryset: QuerySet[M], **lookup: Any) -> M:
     """The scope (Organisation, Project or Environment) if the caller may view it, else 404."""
     if queryset.model is Environment:
         queryset = queryset.select_related("project")  # the engine needs the organisation id
-    obj = queryset.filter(**lookup).first()
+    obj = next(iter(queryset.filter(**lookup)[:1]), None)  # unique lookups: no ORDER BY
     if obj is None or not engine.can_view(request.user, cast(engine.Scope, obj)):
         raise Http404
     return obj

@@ -141,3 +141,21 @@ class GrantEntryTag(models.Model):
 
     def __str__(self) -> str:
         return f"entry {self.entry_id} tag {self.tag_id}"
+
+
+class PolicyChange(models.Model):
+    """A committed change to what an organisation's policies are loaded from: written by
+    database triggers on those tables (permissions/triggers.py), in the transaction of the
+    change. The ids of an organisation's rows are the stamp its shared policies are kept
+    under (docs/PERMISSIONS.md, "Policies kept across requests"). Not a foreign key: a
+    trigger's insert must take no lock on the organisation row."""
+
+    organisation_id = models.BigIntegerField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["organisation_id", "id"], name="policychange_org_id"),
+        ]
+
+    def __str__(self) -> str:
+        return f"organisation {self.organisation_id} change {self.pk}"

@@ -147,6 +147,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and _env_bo
         {"server_side_binding": True, "prepare_threshold": 5}
     )
 
+# Policies kept by each process across requests, under their organisation's stamp, read again
+# at every request (docs/PERMISSIONS.md, "Policies kept across requests"). Off: every request
+# loads its policies from the grants.
+SHARED_POLICIES = _env_bool("SHARED_POLICIES", default=True)
+
 # Login throttling counts attempts in this cache. It lives in the database so every process
 # on every host shares the counters (`make serve` runs `createcachetable`; the test runner
 # creates the table itself).

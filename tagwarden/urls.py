@@ -19,13 +19,15 @@ api_patterns: list[URLPattern | URLResolver] = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("", include("permissions.api.urls")),
+    # The busiest routes next (Django tries the patterns in order, about a microsecond each):
+    # applications' flags, then feature states. No other route matches their paths.
+    path("", include("sdk.api.urls")),
+    path("", include("features.workflow.api.urls")),
     path("", include("organisations.api.urls")),
     path("", include("audit.api.urls")),
     path("", include("projects.api.urls")),
     path("", include("environments.api.urls")),
     path("", include("features.api.urls")),
-    path("", include("features.workflow.api.urls")),
-    path("", include("sdk.api.urls")),
 ]
 
 urlpatterns = [

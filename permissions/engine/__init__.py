@@ -24,6 +24,7 @@ Exports (everything else in the project calls these; nothing else decides):
     filter_by_feature        any rows, by their feature, same filter
     forget                   drop the memoised policies of a principal
     forget_feature_tags      drop a feature's memoised tags
+    forget_shared_policies   drop the policies kept across requests (benchmarks, tests)
     grants_reaching          the grants reaching a principal in every organisation (a queryset)
     group_memberships        an organisation's groups of each user: 1 query
     holdings_from_rows       a holder's Holdings from its grant rows
@@ -34,6 +35,7 @@ Exports (everything else in the project calls these; nothing else decides):
     is_superuser             an active Django superuser (an ADMIN of every organisation)
     keys_on_feature          the keys of a scope's level held on one feature
     keys_on_features         the same for many features (a list page), each tag set once
+    keys_on_tag_codes        the same by the tags read with feature_tags_subquery (no feature)
     load_policy              a fresh, unmemoised Policy, with its entries for reports
     organisation_grant_rows  every grant row of an organisation by holder: 1 query
     organisation_paths       an organisation's principal paths: 2 queries
@@ -71,6 +73,7 @@ from permissions.engine.decisions import (
     is_admin,
     keys_on_feature,
     keys_on_features,
+    keys_on_tag_codes,
 )
 from permissions.engine.filters import (
     feature_states_allowed,
@@ -118,6 +121,7 @@ from permissions.engine.policy import (
     entry_reaches,
     is_superuser,
 )
+from permissions.engine.sharing import forget_shared_policies
 from permissions.engine.tags import (
     feature_tags,
     feature_tags_remember,
@@ -148,6 +152,7 @@ __all__ = [
     "filter_by_feature",
     "forget",
     "forget_feature_tags",
+    "forget_shared_policies",
     "grants_reaching",
     "group_memberships",
     "holdings_from_rows",
@@ -158,6 +163,7 @@ __all__ = [
     "is_superuser",
     "keys_on_feature",
     "keys_on_features",
+    "keys_on_tag_codes",
     "load_policy",
     "organisation_grant_rows",
     "organisation_paths",

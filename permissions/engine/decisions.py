@@ -3,14 +3,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from environments.models import Environment
 from features.models import Feature
 from permissions.catalogue import CATALOGUE, TAG_SUPPORTED_KEYS, Level
 from permissions.engine.loader import policy_for, policy_for_scope, scope_ids
 from permissions.engine.policy import FeatureTags, Principal, Scope
-from permissions.engine.tags import feature_tags
+from permissions.engine.tags import feature_tags, tags_from_codes
 from projects.models import Project
 
 # --------------------------------------------------------------------------------------
@@ -79,18 +79,48 @@ def keys_on_features(
     """`keys_on_feature` for each of `features`, in their order (a list page): the policy's
     key states are read once, and each distinct set of feature tags is decided once. With the
     policy warm and the features' tags loaded, no query."""
+    keys_for, project_id = _keys_by_tags(principal, scope)
+    return [
+        list(keys_for(feature_tags(feature))) if feature.project_id == project_id else []
+        for feature in features
+    ]
+
+
+def keys_on_tag_codes(
+    principal: Principal, scope: Project | Environment, codes: Iterable[str | None]
+) -> dict[str | None, list[str]]:
+    """The keys of the scope's level held on features of the scope's project whose tags were
+    read as `codes` (`feature_tags_subquery`), by code string: each distinct string is
+    decided once, without a feature object (a list page of rows that carry the codes)."""
+    keys_for, _ = _keys_by_tags(principal, scope)
+    return {text: list(keys_for(tags_from_codes(text))) for text in set(codes)}
+
+
+def _keys_by_tags(
+    principal: Principal, scope: Project | Environment
+) -> tuple[Callable[[FeatureTags], list[str]], int | None]:
+    """(the keys held on a feature of the scope's project, from its tags; memoised per
+    distinct tags, the project id)."""
     level, organisation_id, project_id, environment_id = scope_ids(scope)
     policy = policy_for(principal, organisation_id, project_id=project_id)
     states = policy.key_states(level, project_id, environment_id)
+    # Without a tagged entry, a feature's tags matter only by whether one of them is
+    # restricted (no untagged entry reaches it): every feature gets one of two answers.
+    untagged_only = not any(state.tags for _, state in states)
     keys_by_tags: dict[FeatureTags, list[str]] = {}
-    result: list[list[str]] = []
-    for feature in features:
-        if feature.project_id != project_id:
-            result.append([])
-            continue
-        tags = feature_tags(feature)
+
+    def keys_for(tags: FeatureTags) -> list[str]:
+        if untagged_only:
+            tags = _RESTRICTED if tags.restricted else _UNRESTRICTED
         keys = keys_by_tags.get(tags)
         if keys is None:
             keys = keys_by_tags[tags] = [key for key, state in states if state.decides(key, tags)]
-        result.append(list(keys))
-    return result
+        return keys
+
+    return keys_for, project_id
+
+
+# Stand-ins for a feature's tags where only whether one is restricted matters (tag id 0 is no
+# tag's id, and no entry names it).
+_UNRESTRICTED = FeatureTags(tags=frozenset(), restricted=frozenset())
+_RESTRICTED = FeatureTags(tags=frozenset({0}), restricted=frozenset({0}))

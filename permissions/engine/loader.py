@@ -24,6 +24,7 @@ from organisations.models import (
     OrganisationMembership,
 )
 from permissions.catalogue import Level
+from permissions.engine import sharing
 from permissions.engine.paths import grant_conditions_sql, organisation_paths
 from permissions.engine.policy import (
     Policy,
@@ -33,7 +34,8 @@ from permissions.engine.policy import (
     is_superuser,
     non_member_policy,
 )
-from permissions.models import Grant, GrantEntry, GrantEntryTag
+from permissions.engine.sharing import Stamp, stamp_of
+from permissions.models import Grant, GrantEntry, GrantEntryTag, PolicyChange
 from projects.models import Project
 
 _POLICY_CACHE_ATTR = "_tagwarden_policies"
@@ -74,6 +76,16 @@ _SCOPE_KEY_COLUMNS = (
 # where `e.key` stands in each row shape (after the leading row kind)
 _KEY_COLUMN = {True: 5, False: 3}
 _SCOPE_KEY_GROUPS = " GROUP BY g.project_id, g.environment_id, e.key"
+
+
+# where the organisation's row of the scope-key shape carries its stamp (the tags' column)
+_STAMP_COLUMN = 6
+
+
+def _stamp_sql(vendor: str, organisation_sql: str) -> str:
+    """The organisation's stamp (permissions/triggers.py) as one string of ids."""
+    ids = "STRING_AGG(CAST(c.id AS TEXT), ',')" if vendor == "postgresql" else "GROUP_CONCAT(c.id)"
+    return f"(SELECT {ids} FROM {_t(PolicyChange)} c WHERE c.organisation_id = {organisation_sql})"
 
 
 def _tag_list_sql() -> str:
@@ -133,6 +145,8 @@ def _policy_sql(
     # text, as PostgreSQL's UNION requires of a column).
     header = ["o.id", *["NULL"] * (width - 1)]
     header[_KEY_COLUMN[entries]] = membership
+    if not entries:  # the organisation's stamp, read with the rows (in the tags' text column)
+        header[_STAMP_COLUMN] = _stamp_sql(vendor, "o.id")
     parts = [
         f"SELECT 0, {', '.join(header)} FROM {_t(Organisation)} o {header_joins}"
         f"WHERE o.id = {org_sql}"
@@ -152,8 +166,9 @@ def _load_rows(
     scoped: bool = False,
     entries: bool = True,
     environment_id: int | None = None,
-) -> tuple[int | None, str | None, list[tuple[Any, ...]]]:
-    """(organisation id, membership role or None, rows) in one SQL query: entry rows
+) -> tuple[int | None, str | None, Stamp | None, list[tuple[Any, ...]]]:
+    """(organisation id, membership role or None, the organisation's stamp (scope-key rows
+    only), rows) in one SQL query: entry rows
     (`entries`), else scope-key rows `(project id, environment id, key, admin, untagged,
     tag ids as "1,2", holds a key)`.
 
@@ -183,13 +198,16 @@ def _load_rows(
     rows: list[tuple[Any, ...]] = []
     resolved_org: int | None = organisation_id
     membership_role = None
+    stamp: Stamp | None = None
     key_column = 1 + _KEY_COLUMN[entries]
     for row in raw:
         if row[0] == 0:  # the organisation's own row (absent: no such organisation)
             resolved_org, membership_role = row[1], row[key_column]
+            if not entries:
+                stamp = stamp_of(row[1 + _STAMP_COLUMN])
         else:
             rows.append(row[2:])
-    return resolved_org, membership_role, rows
+    return resolved_org, membership_role, stamp, rows
 
 
 def _membership(
@@ -360,18 +378,37 @@ def load_policy(
     the organisation only (`Policy.only_environment`): the keys held on the project's other
     environments are not read, only whether anything is held there (Viewing).
     """
+    return _load_stamped_policy(
+        principal,
+        organisation_id,
+        project_id=project_id,
+        entries=entries,
+        environment_id=environment_id,
+    )[0]
+
+
+def _load_stamped_policy(
+    principal: Principal,
+    organisation_id: int | None = None,
+    *,
+    project_id: int | None = None,
+    entries: bool = True,
+    environment_id: int | None = None,
+) -> tuple[Policy, Stamp | None]:
+    """`load_policy`, with the organisation's stamp read in the same query (scope-key rows,
+    `entries=False`, only; None otherwise)."""
     if organisation_id is None and project_id is None:
         raise ValueError("organisation_id or project_id is required")
     if principal is None or not getattr(principal, "is_authenticated", False):
-        return non_member_policy(organisation_id or 0)
+        return non_member_policy(organisation_id or 0), None
     if isinstance(principal, OrganisationAPIKey) and (
         not principal.is_usable
         or (organisation_id is not None and principal.organisation_id != organisation_id)
     ):
-        return non_member_policy(organisation_id or principal.organisation_id)
+        return non_member_policy(organisation_id or principal.organisation_id), None
     scoped = project_id is not None
     narrowed = environment_id if scoped and not entries else None
-    resolved_org, membership_role, rows = _load_rows(
+    resolved_org, membership_role, stamp, rows = _load_rows(
         principal,
         organisation_id,
         project_id,
@@ -380,21 +417,23 @@ def load_policy(
         environment_id=narrowed,
     )
     if resolved_org is None:  # no such organisation or project
-        return non_member_policy(organisation_id or 0)
+        return non_member_policy(organisation_id or 0), None
     is_member, is_admin = _membership(principal, resolved_org, membership_role)
     if not is_member:
-        return non_member_policy(resolved_org)
+        return non_member_policy(resolved_org), stamp
     if entries:
-        return policy_from_rows(
+        policy = policy_from_rows(
             resolved_org, is_member=True, is_admin=is_admin, rows=rows, only_project=project_id
         )
-    return _policy_from_scope_key_rows(
+        return policy, stamp
+    policy = _policy_from_scope_key_rows(
         resolved_org,
         is_admin=is_admin,
         rows=rows,
         only_project=project_id,
         only_environment=narrowed,
     )
+    return policy, stamp
 
 
 # Policies are memoised per request: every request (the `request_started` signal) starts a
@@ -543,19 +582,40 @@ def policy_for(
             return known[environment_id]
         if organisation_id is not None and organisation_id in organisation_policies:
             return organisation_policies[organisation_id]
-        policy = load_policy(
-            principal,
-            organisation_id,
-            project_id=project_id,
-            entries=False,
-            environment_id=environment_id,
-        )
+        policy = _decision_policy(principal, organisation_id, project_id, environment_id)
         known[environment_id] = policy
         return policy
     if organisation_id is not None and organisation_id in organisation_policies:
         return organisation_policies[organisation_id]
-    policy = load_policy(principal, organisation_id, entries=False)
+    policy = _decision_policy(principal, organisation_id, None, None)
     organisation_policies[policy.organisation_id] = policy
+    return policy
+
+
+def _decision_policy(
+    principal: Principal,
+    organisation_id: int | None,
+    project_id: int | None,
+    environment_id: int | None,
+) -> Policy:
+    """A policy without its entries: the one kept across requests if the organisation's
+    stamp is unchanged (1 query), else loaded (1 query; 2 when a kept one was stale) and kept
+    (`sharing`)."""
+    key = sharing.sharing_key(principal, organisation_id, project_id, environment_id)
+    if key is not None:
+        assert organisation_id is not None
+        kept = sharing.shared_policy(key, organisation_id)
+        if kept is not None:
+            return kept
+    policy, stamp = _load_stamped_policy(
+        principal,
+        organisation_id,
+        project_id=project_id,
+        entries=False,
+        environment_id=environment_id,
+    )
+    if key is not None:
+        sharing.share_policy(key, stamp, policy)
     return policy
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 
 from django.db import connection
-from django.db.models import CharField, Model
+from django.db.models import CharField, ForeignKey, Model
 from django.db.models.expressions import RawSQL
 
 from features.models import Feature
@@ -61,7 +61,9 @@ def feature_tags_subquery(model: type[Model], feature_field: str = "feature") ->
 @functools.cache
 def _feature_tags_sql(vendor: str, model: type[Model], feature_field: str) -> str:
     quote = connection.ops.quote_name
-    table, column = model._meta.db_table, model._meta.get_field(feature_field).column
+    field = model._meta.get_field(feature_field)
+    assert isinstance(field, ForeignKey), f"{model.__name__}.{feature_field} is no foreign key"
+    table, column = model._meta.db_table, field.column
     # Whether the tag is restricted, by its primary key: a join to the tags let PostgreSQL
     # scan every tag of the organisation for each feature of a page (8 ms a page).
     code = (
@@ -71,7 +73,7 @@ def _feature_tags_sql(vendor: str, model: type[Model], feature_field: str) -> st
     codes = (
         f"STRING_AGG(CAST({code} AS TEXT), ',')"
         if vendor == "postgresql"
-        else (f"GROUP_CONCAT({code})")
+        else f"GROUP_CONCAT({code})"
     )
     feature_tags = quote(Feature.tags.through._meta.db_table)
     return (
@@ -82,14 +84,15 @@ def _feature_tags_sql(vendor: str, model: type[Model], feature_field: str) -> st
 
 def feature_tags_remember(feature: Feature, codes: str | None) -> FeatureTags:
     """Memoise on `feature` the tags read with `feature_tags_subquery` (no query)."""
-    result = _tags_from_codes(codes)
+    result = tags_from_codes(codes)
     setattr(feature, _FEATURE_TAGS_ATTR, result)
     return result
 
 
 @functools.lru_cache(maxsize=4096)
-def _tags_from_codes(codes: str | None) -> FeatureTags:
-    # Parsed once per distinct string: the features of a list page share a few tag sets.
+def tags_from_codes(codes: str | None) -> FeatureTags:
+    """A feature's tags from the string `feature_tags_subquery` read (parsed once per
+    distinct string: the features of a list page share a few tag sets)."""
     ids = [int(code) for code in (codes or "").split(",") if code]
     return FeatureTags(
         tags=frozenset(abs(code) for code in ids),

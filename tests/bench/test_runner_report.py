@@ -19,13 +19,22 @@ def test_percentile__values_1_to_100__nearest_rank() -> None:
     assert summary([3, 1, 2])["median"] == 2
 
 
-def _result(cold: int = 1, warm: int = 0, page_10: int = 6, page_100: int = 6) -> dict[str, Any]:
+def _result(
+    cold: int = 1, warm: int = 0, page_10: int = 6, page_100: int = 6, kept: int = 1
+) -> dict[str, Any]:
     timing = {"n": 1, "median": 1e-6, "p95": 1e-6, "mean": 1e-6, "max": 1e-6}
     users = [u for _, u in run.USERS]
     return {
         "database": {"vendor": "sqlite", "version": "3"},
         "decision": {
-            u: {"cold_queries_max": cold, "warm_queries_max": warm, "cold": timing, "warm": timing}
+            u: {
+                "cold_queries_max": cold,
+                "warm_queries_max": warm,
+                "kept_queries_max": kept,
+                "kept_cpu_median": 1e-6,
+                "cold": timing,
+                "warm": timing,
+            }
             for u in users
         },
         "memory": dict.fromkeys(users, timing),
@@ -47,6 +56,7 @@ def _result(cold: int = 1, warm: int = 0, page_10: int = 6, page_100: int = 6) -
         ({"cold": 2}, {"cold"}),
         ({"warm": 1}, {"warm"}),
         ({"page_10": 6, "page_100": 105}, {"list"}),
+        ({"kept": 2}, {"decision"}),
     ],
 )
 def test_evaluate__query_counts_over_budget__those_budgets_unmet(

@@ -8,6 +8,7 @@ when sent with another value, never silently ignored.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from drf_spectacular.utils import extend_schema_field
@@ -89,9 +90,14 @@ class FeatureStateSerializer(serializers.ModelSerializer):
         )
         read_only_fields = fields
 
+    @functools.cached_property
+    def _page_permissions(self) -> dict[int, list[str]] | None:
+        # read once per page: the list's one child serializer renders every state
+        return self.context.get(MY_PERMISSIONS)
+
     @extend_schema_field(serializers.ListField(child=serializers.CharField()))
     def get_my_permissions(self, state: FeatureState) -> list[str]:
-        page: dict[int, list[str]] | None = self.context.get(MY_PERMISSIONS)
+        page = self._page_permissions
         if page is not None:  # decided for the whole page by the list view
             return page[state.pk]
         environment: Environment = self.context["environment"]

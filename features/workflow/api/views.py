@@ -149,12 +149,14 @@ class FeatureStateViewSet(EnvironmentScopedViewSet):
             filtered=not request.query_params.keys() <= UNFILTERED_PARAMETERS,
         )
         states: list[FeatureState] = self.paginate_queryset(rows) or []
-        # my_permissions for the whole page at once: each distinct set of tags decided once
-        features = [self.get_permission_feature(state) for state in states]
-        held = engine.keys_on_features(request.user, self.get_scope(), features)
+        # my_permissions for the whole page at once, each distinct set of tags decided once
+        codes = [getattr(state, selectors.FEATURE_TAG_CODES) for state in states]
+        held = engine.keys_on_tag_codes(request.user, self.get_scope(), codes)
         context = {
             **self.get_serializer_context(),
-            MY_PERMISSIONS: {state.pk: keys for state, keys in zip(states, held, strict=True)},
+            MY_PERMISSIONS: {
+                state.pk: held[text] for state, text in zip(states, codes, strict=True)
+            },
         }
         return self.get_paginated_response(
             FeatureStateSerializer(states, many=True, context=context).data

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.http import Http404
 from rest_framework import serializers
+from rest_framework.generics import GenericAPIView
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -26,6 +28,8 @@ from rest_framework.views import APIView
 
 from environments.models import Environment
 from features.models import FeatureState
+from features.workflow.api.serializers import FeatureStateSerializer
+from features.workflow.api.views import UNFILTERED_PARAMETERS, FeatureStateViewSet
 from features.workflow.selectors import DEFAULT_STATES_ORDER, StatesPage
 from permissions import engine
 from permissions.catalogue import KEYS_BY_LEVEL, Level
@@ -51,7 +55,7 @@ def _default_states(environment: Environment) -> Any:
     """The environment's default states, counted and paged by the same queries as the real
     list's, less its features' tags."""
     states = FeatureState.objects.defaults_of(environment).order_by(*DEFAULT_STATES_ORDER)
-    return StatesPage(states, environment=environment, filtered=False, tags=False)
+    return StatesPage(states, environment=environment, filtered=False, tags=engine.TagsNeeded.NONE)
 
 
 class NaiveFeatureStateList(APIView):
@@ -80,22 +84,57 @@ class NaiveMemoFeatureStateList(NaiveFeatureStateList):
     share_policy = True
 
 
-class FloorFeatureStateSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = FeatureState
-        fields = ["id", "feature", "environment", "enabled", "value", "version", "updated_at"]
+class FloorFeatureStateSerializer(FeatureStateSerializer):
+    """The real list's serializer (fields, value field) without `my_permissions`."""
+
+    my_permissions = None  # type: ignore[assignment]
+
+    class Meta(FeatureStateSerializer.Meta):
+        fields = tuple(f for f in FeatureStateSerializer.Meta.fields if f != "my_permissions")
+        read_only_fields = fields
 
 
-class FloorFeatureStateList(APIView):
-    """The floor: the same page (URL shape, authentication, query, ordering, pagination and
-    fields) served with no authorisation at all: AllowAny, no 404 rule, no filter, no
-    `my_permissions`. What the page costs before any permission work."""
+class FloorFeatureStateViewSet(FeatureStateViewSet):
+    """The floor: the real list view (its URL's place among the routes, authentication,
+    middleware, view class, query, ordering, pagination, fields) less its authorisation, as
+    the PATCH rows' AllowAny view is: AllowAny, the environment read without the 404 rule, no
+    permission filter, no `my_permissions` (so its page reads no features' tags). What the
+    page costs before any permission work."""
 
     permission_classes = [AllowAny]
 
-    def get(self, request: Request, api_key: str) -> Response:
-        environment = Environment.objects.select_related("project").get(api_key=api_key)
-        states = _default_states(environment)
-        paginator = PageNumberPagination()
-        page: Any = paginator.paginate_queryset(states, request, view=self)
-        return paginator.get_paginated_response(FloorFeatureStateSerializer(page, many=True).data)
+    def get_permissions(self) -> list[Any]:
+        return [AllowAny()]
+
+    def load_scope(self) -> Environment:
+        environment = (
+            Environment.objects.select_related("project")
+            .filter(api_key=self.kwargs[self.scope_kwarg])
+            .first()
+        )
+        if environment is None:
+            raise Http404
+        return environment
+
+    def filter_queryset(self, queryset: Any) -> Any:
+        return GenericAPIView.filter_queryset(self, queryset)  # ordering only: no permission filter
+
+    def finalize_response(
+        self, request: Request, response: Response, *args: Any, **kwargs: Any
+    ) -> Response:
+        # the real view asserts there that its permission filter ran: here none does
+        return GenericAPIView.finalize_response(self, request, response, *args, **kwargs)
+
+    def list(self, request: Request, api_key: str) -> Response:
+        rows: Any = StatesPage(
+            self.filter_queryset(self.get_queryset()),
+            environment=self.get_scope(),
+            filtered=not request.query_params.keys() <= UNFILTERED_PARAMETERS,
+            tags=engine.TagsNeeded.NONE,
+        )
+        states = self.paginate_queryset(rows) or []
+        return self.get_paginated_response(
+            FloorFeatureStateSerializer(
+                states, many=True, context=self.get_serializer_context()
+            ).data
+        )

@@ -447,7 +447,7 @@ def bench_lists(ctx: dict[str, Any], runs: dict[str, Any], problems: list[str]) 
         "engine": f"/api/v1/environments/{api_key}/featurestates/",
         "naive": f"/bench/naive/environments/{api_key}/featurestates/",
         "naive_memo": f"/bench/naive-memo/environments/{api_key}/featurestates/",
-        "floor": f"/bench/floor/environments/{api_key}/featurestates/",
+        "floor": f"/api/v1/environments/{api_key}/featurestates-floor/",
     }
     count = ctx["counts"]["default states in its environment"]
     pages = max(1, min(20, math.ceil(count / 100)))

@@ -1,7 +1,10 @@
 """Benchmark URLconf (`bench.settings`): every project URL, unchanged, plus
 
 - `bench/naive/environments/{api_key}/featurestates/` and `bench/naive-memo/...`: the naive
-  lists of `bench.naive`; `bench/floor/...`: the same page with no authorisation at all;
+  lists of `bench.naive`;
+- `api/v1/environments/{api_key}/featurestates-floor/`: the floor (`bench.naive`), the real
+  list view less its authorisation, routed just before the real list's routes, so Django
+  tries as many patterns to reach it;
 - with `BENCH_ALLOWANY=1` in the environment, the real feature-state detail route served by a
   subclass of its own view whose only change is its permission classes: `[AllowAny]`
   (`permission_classes` and `get_permissions()`), so the two gunicorn runs differ by the
@@ -19,7 +22,8 @@ from django.urls import URLPattern, URLResolver, include, path, resolve
 from django.urls.exceptions import Resolver404
 from rest_framework.permissions import AllowAny
 
-from bench.naive import FloorFeatureStateList, NaiveFeatureStateList, NaiveMemoFeatureStateList
+from bench.naive import FloorFeatureStateViewSet, NaiveFeatureStateList, NaiveMemoFeatureStateList
+from tagwarden import urls as project_urls
 
 STATE_DETAIL_PROBE = "/api/v1/environments/probe/featurestates/1/"
 
@@ -54,12 +58,32 @@ def allow_any_state_detail() -> URLPattern:
     return path(match.route, view, name=f"allowany-{match.url_name}")
 
 
-urlpatterns: list[URLPattern | URLResolver] = [
-    path(
-        "bench/floor/environments/<str:api_key>/featurestates/",
-        FloorFeatureStateList.as_view(),
+FLOOR_ROUTE = "environments/<env_key:api_key>/featurestates-floor/"
+FEATURE_STATE_ROUTES = "features.workflow.api.urls"
+
+
+def _with_floor(api_patterns: list[URLPattern | URLResolver]) -> list[URLPattern | URLResolver]:
+    """The project's API routes with the floor's just before the feature states' own."""
+    at = next(
+        (
+            i
+            for i, pattern in enumerate(api_patterns)
+            if getattr(getattr(pattern, "urlconf_name", None), "__name__", "")
+            == FEATURE_STATE_ROUTES
+        ),
+        None,
+    )
+    if at is None:
+        raise ImproperlyConfigured(f"No `{FEATURE_STATE_ROUTES}` among the API's routes")
+    floor = path(
+        FLOOR_ROUTE,
+        FloorFeatureStateViewSet.as_view({"get": "list"}),
         name="bench-floor-featurestates",
-    ),
+    )
+    return [*api_patterns[:at], floor, *api_patterns[at:]]
+
+
+urlpatterns: list[URLPattern | URLResolver] = [
     path(
         "bench/naive/environments/<str:api_key>/featurestates/",
         NaiveFeatureStateList.as_view(),
@@ -73,4 +97,9 @@ urlpatterns: list[URLPattern | URLResolver] = [
 ]
 if os.environ.get("BENCH_ALLOWANY") == "1":
     urlpatterns.append(allow_any_state_detail())
-urlpatterns.append(path("", include("tagwarden.urls")))
+urlpatterns += [
+    path("api/v1/", include(_with_floor(project_urls.api_patterns)))
+    if str(pattern.pattern) == "api/v1/"
+    else pattern
+    for pattern in project_urls.urlpatterns
+]

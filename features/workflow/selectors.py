@@ -95,8 +95,8 @@ _FEATURE_ORDERS: dict[tuple[str, ...], str] = {
 
 class StatesPage:
     """Feature states (filtered and ordered) as a paginator reads them: counted as they are,
-    and a page of them read in one query with their features and, with `tags`, the features'
-    tags (`FEATURE_TAG_CODES`).
+    and a page of them read in one query with their features and what `tags` says of the
+    features' tags (`FEATURE_TAG_CODES`; absent with `TagsNeeded.NONE`).
 
     - A page in the features' name order, of a list no filter narrows, is the default states
       of a page of the project's features: the database walks the (project, name) index of
@@ -118,7 +118,7 @@ class StatesPage:
         *,
         environment: Environment,
         filtered: bool,
-        tags: bool = True,
+        tags: engine.TagsNeeded = engine.TagsNeeded.ALL,
     ) -> None:
         self.states = states
         self.ordered = states.ordered
@@ -148,8 +148,10 @@ class StatesPage:
         else:
             rows = FeatureState.objects.filter(pk__in=self.states.values("pk")[page])
         rows = rows.select_related("feature").order_by(*self.order)
-        if self.tags:
-            rows = rows.annotate(**{FEATURE_TAG_CODES: engine.feature_tags_subquery(FeatureState)})
+        if self.tags is not engine.TagsNeeded.NONE:
+            rows = rows.annotate(
+                **{FEATURE_TAG_CODES: engine.feature_tags_subquery(FeatureState, needed=self.tags)}
+            )
         return list(rows)
 
 

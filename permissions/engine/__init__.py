@@ -13,6 +13,7 @@ Exports (everything else in the project calls these; nothing else decides):
     PrincipalPaths           how one principal reaches groups and roles in one organisation
     Scope                    an Organisation, a Project or an Environment
     ScopeRights              what a policy holds on one project or environment
+    TagsNeeded               what a principal's keys read of a feature's tags
     allowed                  one decision: ≤ 2 queries cold, 0 warm
     can_view                 the Viewing rule (404 when false)
     entry_reaches            rule 3 and the restricted-tag rule for one key
@@ -47,6 +48,7 @@ Exports (everything else in the project calls these; nothing else decides):
     principal_paths          one principal's paths in one organisation: ≤ 2 queries
     roles_by_holder          an organisation's roles assigned to each holder: 1 query
     scope_ids                (level, organisation id, project id, environment id) of a scope
+    tags_needed              TagsNeeded for a principal's keys on a scope (a list page's read)
     viewable_environments_q  the environments a principal may view, one Q
     viewable_projects_q      the projects a principal may view, one Q
 
@@ -74,6 +76,7 @@ from permissions.engine.decisions import (
     keys_on_feature,
     keys_on_features,
     keys_on_tag_codes,
+    tags_needed,
 )
 from permissions.engine.filters import (
     feature_states_allowed,
@@ -123,6 +126,7 @@ from permissions.engine.policy import (
 )
 from permissions.engine.sharing import forget_shared_policies
 from permissions.engine.tags import (
+    TagsNeeded,
     feature_tags,
     feature_tags_remember,
     feature_tags_subquery,
@@ -141,6 +145,7 @@ __all__ = [
     "PrincipalPaths",
     "Scope",
     "ScopeRights",
+    "TagsNeeded",
     "allowed",
     "can_view",
     "entry_reaches",
@@ -175,6 +180,7 @@ __all__ = [
     "principal_paths",
     "roles_by_holder",
     "scope_ids",
+    "tags_needed",
     "viewable_environments_q",
     "viewable_projects_q",
 ]

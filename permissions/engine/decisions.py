@@ -9,8 +9,8 @@ from environments.models import Environment
 from features.models import Feature
 from permissions.catalogue import CATALOGUE, TAG_SUPPORTED_KEYS, Level
 from permissions.engine.loader import policy_for, policy_for_scope, scope_ids
-from permissions.engine.policy import FeatureTags, Principal, Scope
-from permissions.engine.tags import feature_tags, tags_from_codes
+from permissions.engine.policy import FeatureTags, KeyState, Principal, Scope
+from permissions.engine.tags import TagsNeeded, feature_tags, tags_from_codes
 from projects.models import Project
 
 # --------------------------------------------------------------------------------------
@@ -96,26 +96,75 @@ def keys_on_tag_codes(
     return {text: list(keys_for(tags_from_codes(text))) for text in set(codes)}
 
 
-def _keys_by_tags(
+def tags_needed(principal: Principal, scope: Project | Environment) -> TagsNeeded:
+    """What `keys_on_features` and `keys_on_tag_codes` read of a feature's tags for this
+    principal on this scope: a list page reads no more (`feature_tags_subquery(needed=)`)."""
+    plan, untagged_only, _ = _plan(principal, scope)
+    if all(state is None for _, state, _ in plan):
+        return TagsNeeded.NONE
+    return TagsNeeded.RESTRICTED if untagged_only else TagsNeeded.ALL
+
+
+def _plan(
     principal: Principal, scope: Project | Environment
-) -> tuple[Callable[[FeatureTags], list[str]], int | None]:
-    """(the keys held on a feature of the scope's project, from its tags; memoised per
-    distinct tags, the project id)."""
+) -> tuple[list[tuple[str, KeyState | None, bool]], bool, int | None]:
+    """(for each key of the scope's level: the key, its state if a feature's tags can change
+    its answer, else its one answer; whether the policy holds no tagged entry there; the
+    project id)."""
     level, organisation_id, project_id, environment_id = scope_ids(scope)
     policy = policy_for(principal, organisation_id, project_id=project_id)
     states = policy.key_states(level, project_id, environment_id)
     # Without a tagged entry, a feature's tags matter only by whether one of them is
     # restricted (no untagged entry reaches it): every feature gets one of two answers.
     untagged_only = not any(state.tags for _, state in states)
-    keys_by_tags: dict[FeatureTags, list[str]] = {}
+    # A key that no feature's tags can change (an admin's, one that supports no tags, one that
+    # no entry holds) is decided once; the others for each distinct set of tags.
+    plan: list[tuple[str, KeyState | None, bool]] = [
+        (key, None, state.decides(key, _UNRESTRICTED))
+        if state.admin or key not in TAG_SUPPORTED_KEYS or not (state.untagged or state.tags)
+        else (key, state, False)
+        for key, state in states
+    ]
+    return plan, untagged_only, project_id
+
+
+def _keys_by_tags(
+    principal: Principal, scope: Project | Environment
+) -> tuple[Callable[[FeatureTags], list[str]], int | None]:
+    """(the keys held on a feature of the scope's project, from its tags; the project id)."""
+    plan, untagged_only, project_id = _plan(principal, scope)
+    if untagged_only:
+        answers = {
+            restricted: [
+                key
+                for key, state, held in plan
+                if (held if state is None else state.decides(key, tags))
+            ]
+            for restricted, tags in ((False, _UNRESTRICTED), (True, _RESTRICTED))
+        }
+        return (lambda tags: answers[bool(tags.restricted)]), project_id
+    # A key a feature's tags can change supports tags and is no admin's: for it, `decides` is
+    # `entry_reaches` with the feature's tags (docs/PERMISSIONS.md, "How one decision is
+    # made"), written out here so that a page of distinct tag sets makes no call per key.
+    # The property tests hold the list page's answers to the reference.
+    steps = [
+        (key, held, None, False) if state is None else (key, False, state.tags, state.untagged)
+        for key, state, held in plan
+    ]
 
     def keys_for(tags: FeatureTags) -> list[str]:
-        if untagged_only:
-            tags = _RESTRICTED if tags.restricted else _UNRESTRICTED
-        keys = keys_by_tags.get(tags)
-        if keys is None:
-            keys = keys_by_tags[tags] = [key for key, state in states if state.decides(key, tags)]
-        return keys
+        restricted, present = tags.restricted, tags.tags
+        if restricted:  # reached only when the key's tags cover every restricted tag
+            return [
+                key
+                for key, held, reach, _ in steps
+                if (held if reach is None else restricted <= reach)
+            ]
+        return [
+            key
+            for key, held, reach, untagged in steps
+            if (held if reach is None else untagged or not reach.isdisjoint(present))
+        ]
 
     return keys_for, project_id
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import functools
 
 from django.db import connection
@@ -41,25 +42,39 @@ def forget_feature_tags(feature: Feature) -> None:
         delattr(feature, _FEATURE_TAGS_ATTR)
 
 
-def feature_tags_subquery(model: type[Model], feature_field: str = "feature") -> RawSQL:
+class TagsNeeded(enum.Enum):
+    """What a principal's keys on a scope read of a feature's tags (`tags_needed`)."""
+
+    NONE = "none"  # nothing: no key's answer depends on a feature's tags
+    RESTRICTED = "restricted"  # whether it carries a restricted tag (no tagged entry)
+    ALL = "all"
+
+
+def feature_tags_subquery(
+    model: type[Model], feature_field: str = "feature", *, needed: TagsNeeded = TagsNeeded.ALL
+) -> RawSQL:
     """An annotation carrying the tags of the feature of each `model` row (its `feature_field`
     foreign key), so a row fetched for a write or a list page brings its feature's tags in
     the same query; hand its value to `feature_tags_remember`. The value is one string: `id`
-    for a tag, `-id` for a restricted one.
+    for a tag, `-id` for a restricted one. With `needed=RESTRICTED`, only one restricted tag
+    of the feature, if it has any: enough for the keys of a principal without tagged entries
+    (`tags_needed`), and cheaper to read.
 
     Raw SQL, composed once per model and database vendor: a `Subquery` was resolved and
     compiled again for every query, about 0.7 ms of a list page (docs/PERFORMANCE.md, "List
     page"). It names the model's table, so annotate a query on that table itself (the
     sub-queries Django aliases are not its place)."""
     return RawSQL(
-        _feature_tags_sql(connection.vendor, model, feature_field),
+        _feature_tags_sql(connection.vendor, model, feature_field, needed),
         (),
         output_field=CharField(),
     )
 
 
 @functools.cache
-def _feature_tags_sql(vendor: str, model: type[Model], feature_field: str) -> str:
+def _feature_tags_sql(
+    vendor: str, model: type[Model], feature_field: str, needed: TagsNeeded
+) -> str:
     quote = connection.ops.quote_name
     field = model._meta.get_field(feature_field)
     assert isinstance(field, ForeignKey), f"{model.__name__}.{feature_field} is no foreign key"
@@ -76,6 +91,15 @@ def _feature_tags_sql(vendor: str, model: type[Model], feature_field: str) -> st
         else f"GROUP_CONCAT({code})"
     )
     feature_tags = quote(Feature.tags.through._meta.db_table)
+    if needed is TagsNeeded.RESTRICTED:
+        restricted = (
+            f"EXISTS (SELECT 1 FROM {quote(Tag._meta.db_table)} t "
+            "WHERE t.id = ft.tag_id AND t.is_restricted)"
+        )
+        return (
+            f"(SELECT CAST(-ft.tag_id AS TEXT) FROM {feature_tags} ft "
+            f"WHERE ft.feature_id = {quote(table)}.{quote(column)} AND {restricted} LIMIT 1)"
+        )
     return (
         f"(SELECT {codes} FROM {feature_tags} ft "
         f"WHERE ft.feature_id = {quote(table)}.{quote(column)})"

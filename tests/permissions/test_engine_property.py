@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 
 from environments.models import Environment
 from features.models import Feature
+from features.workflow.selectors import FEATURE_TAG_CODES, StatesPage, default_states_for_list
 from organisations.models import OrganisationAPIKey
 from permissions import catalogue, engine, reports
 from projects.models import Project
@@ -160,6 +161,7 @@ def check_principal(w: World, rows: Rows, p: tuple[str, int], principal: Any) ->
         for item in payload["tag_based_permissions"]:
             assert set(item["tags"]) <= set(tag_index), sctx
         on_feature = [engine.keys_on_feature(principal, scope, ft) for ft in features]
+        on_page = _list_page_keys(principal, scope) if ref_scope[0] == ENV else None
         for key in keys:
             kctx = (sctx, key)
             expected = ref_allowed(w, p, key, ref_scope, None)
@@ -191,6 +193,8 @@ def check_principal(w: World, rows: Rows, p: tuple[str, int], principal: Any) ->
                     assert (feature.pk in listed_states) is expected, fctx
                 assert client_decides(payload, key, feature_tag_ids[i]) is expected, fctx
                 assert (key in on_feature[i]) is expected, fctx
+                if on_page is not None:  # the list page's way: tags read as tags_needed says
+                    assert (key in on_page[feature.pk]) is expected, (fctx, "list page")
                 if ref_scope == (ENV, 0):  # explain costs queries: one environment is enough
                     explained = reports.explain(principal, key, scope, feature)
                     assert explained["allowed"] is expected, (fctx, explained)
@@ -226,3 +230,17 @@ def test_engine__random_organisations__agrees_with_reference(shard: int, w: Worl
         for i, key in enumerate(rows.keys):
             check_principal(w, rows, ("key", i), OrganisationAPIKey.objects.get(pk=key.pk))
         transaction.set_rollback(True)
+
+
+def _list_page_keys(principal: Any, environment: Environment) -> dict[int, list[str]]:
+    """feature id -> my_permissions as the feature-state list computes them: the page reads
+    of its features' tags what `engine.tags_needed` says, decided by `keys_on_tag_codes`."""
+    page = StatesPage(
+        default_states_for_list(environment=environment),
+        environment=environment,
+        filtered=False,
+        tags=engine.tags_needed(principal, environment),
+    )[0:1000]
+    codes = {state.feature_id: getattr(state, FEATURE_TAG_CODES, None) for state in page}
+    held = engine.keys_on_tag_codes(principal, environment, codes.values())
+    return {feature_id: held[text] for feature_id, text in codes.items()}

@@ -143,14 +143,17 @@ class FeatureStateViewSet(EnvironmentScopedViewSet):
 
     def list(self, request: Request, api_key: str) -> Response:
         # StatesPage reads a page as a queryset would (DRF's stubs only know querysets)
+        # The page reads of its features' tags what the caller's my_permissions need: none
+        # (an admin), whether one is restricted (no tagged entry), or all of them.
         rows: Any = selectors.StatesPage(
             self.filter_queryset(self.get_queryset()),
             environment=self.get_scope(),
             filtered=not request.query_params.keys() <= UNFILTERED_PARAMETERS,
+            tags=engine.tags_needed(request.user, self.get_scope()),
         )
         states: list[FeatureState] = self.paginate_queryset(rows) or []
         # my_permissions for the whole page at once, each distinct set of tags decided once
-        codes = [getattr(state, selectors.FEATURE_TAG_CODES) for state in states]
+        codes = [getattr(state, selectors.FEATURE_TAG_CODES, None) for state in states]
         held = engine.keys_on_tag_codes(request.user, self.get_scope(), codes)
         context = {
             **self.get_serializer_context(),

@@ -81,10 +81,11 @@ def _feature_tags_sql(
     table, column = model._meta.db_table, field.column
     # Whether the tag is restricted, by its primary key: a join to the tags let PostgreSQL
     # scan every tag of the organisation for each feature of a page (8 ms a page).
-    code = (
-        f"CASE WHEN EXISTS (SELECT 1 FROM {quote(Tag._meta.db_table)} t "
-        "WHERE t.id = ft.tag_id AND t.is_restricted) THEN -ft.tag_id ELSE ft.tag_id END"
+    restricted = (
+        f"EXISTS (SELECT 1 FROM {quote(Tag._meta.db_table)} t "
+        "WHERE t.id = ft.tag_id AND t.is_restricted)"
     )
+    code = f"CASE WHEN {restricted} THEN -ft.tag_id ELSE ft.tag_id END"
     codes = (
         f"STRING_AGG(CAST({code} AS TEXT), ',')"
         if vendor == "postgresql"
@@ -92,13 +93,12 @@ def _feature_tags_sql(
     )
     feature_tags = quote(Feature.tags.through._meta.db_table)
     if needed is TagsNeeded.RESTRICTED:
-        restricted = (
-            f"EXISTS (SELECT 1 FROM {quote(Tag._meta.db_table)} t "
-            "WHERE t.id = ft.tag_id AND t.is_restricted)"
-        )
+        # One restricted tag's code, as an aggregate over the feature's tags like the full
+        # list: PostgreSQL then reads the restricted tags once (a hashed sub-plan), where a
+        # filter with `LIMIT 1` had it scan the tags again for every feature of the page.
         return (
-            f"(SELECT CAST(-ft.tag_id AS TEXT) FROM {feature_tags} ft "
-            f"WHERE ft.feature_id = {quote(table)}.{quote(column)} AND {restricted} LIMIT 1)"
+            f"(SELECT CAST(MIN(CASE WHEN {restricted} THEN -ft.tag_id END) AS TEXT) "
+            f"FROM {feature_tags} ft WHERE ft.feature_id = {quote(table)}.{quote(column)})"
         )
     return (
         f"(SELECT {codes} FROM {feature_tags} ft "

@@ -16,7 +16,9 @@ same stamp saw the same rows.
   drops them. Ids come from a sequence and are never reused, even after a rollback.
 
 `install` and `uninstall` are run by the migration; `installed` tells whether every trigger
-is in place (the engine shares no policy otherwise).
+is in place (the engine shares no policy otherwise, and a test fails). On SQLite, a later
+migration that rebuilds a watched table (most column changes do) drops its triggers: such a
+migration must run `uninstall` then `install` after its changes.
 """
 
 from __future__ import annotations

@@ -107,11 +107,10 @@ class FloorFeatureStateViewSet(FeatureStateViewSet):
         return [AllowAny()]
 
     def load_scope(self) -> Environment:
-        environment = (
-            Environment.objects.select_related("project")
-            .filter(api_key=self.kwargs[self.scope_kwarg])
-            .first()
+        environments = Environment.objects.select_related("project").filter(
+            api_key=self.kwargs[self.scope_kwarg]
         )
+        environment = next(iter(environments[:1]), None)  # as the real scope lookup reads it
         if environment is None:
             raise Http404
         return environment

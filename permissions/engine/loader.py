@@ -1,5 +1,5 @@
-"""Loading policies: one query per principal and organisation, memoised per request
-(docs/PERMISSIONS.md)."""
+"""Loading policies: one query per principal and organisation, memoised per request, and kept
+across requests under the organisation's stamp (`sharing`; docs/PERMISSIONS.md)."""
 
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from django.db import connection, connections, transaction
+from django.urls import reverse
 
 from organisations.models import (
     Organisation,
@@ -337,3 +338,30 @@ def test_revocation_committing_after_a_later_change__kept_policy_not_used(kept: 
         thread.join(10)
     assert not errors
     assert not engine.allowed(fresh(user), VIEW_ENVIRONMENT, env)
+
+
+def test_kept_policy__admin__environment_grant_deleted__next_page_refused(kept: None, client: Any):
+    env = f.EnvironmentFactory()
+    user = f.member(env.project.organisation, is_staff=True)
+    grant = f.grant(user, env, [VIEW_ENVIRONMENT])
+    client.force_login(user)
+    url = reverse("admin:environments_environment_change", args=[env.pk])
+    assert client.get(url).status_code == 200
+    assert sharing._shared
+    Grant.objects.filter(pk=grant.pk).delete()
+    assert client.get(url).status_code == 404
+    assert (
+        env.name
+        not in client.get(reverse("admin:environments_environment_changelist")).content.decode()
+    )
+
+
+def test_kept_policy__admin__environment_grant_created__next_page_shown(kept: None, client: Any):
+    env = f.EnvironmentFactory()
+    user = f.member(env.project.organisation, is_staff=True)
+    client.force_login(user)
+    url = reverse("admin:environments_environment_change", args=[env.pk])
+    assert client.get(url).status_code == 404
+    assert sharing._shared
+    f.grant(user, env, [VIEW_ENVIRONMENT])
+    assert client.get(url).status_code == 200

@@ -9,7 +9,7 @@ from environments.models import Environment
 from features.models import Feature
 from permissions.catalogue import CATALOGUE, TAG_SUPPORTED_KEYS, Level
 from permissions.engine.loader import policy_for, policy_for_scope, scope_ids
-from permissions.engine.policy import FeatureTags, KeyState, Principal, Scope
+from permissions.engine.policy import FeatureTags, KeyState, Principal, Scope, entry_reaches
 from permissions.engine.tags import TagsNeeded, feature_tags, tags_from_codes
 from projects.models import Project
 
@@ -143,27 +143,22 @@ def _keys_by_tags(
             for restricted, tags in ((False, _UNRESTRICTED), (True, _RESTRICTED))
         }
         return (lambda tags: answers[bool(tags.restricted)]), project_id
-    # A key a feature's tags can change supports tags and is no admin's: for it, `decides` is
-    # `entry_reaches` with the feature's tags (docs/PERMISSIONS.md, "How one decision is
-    # made"), written out here so that a page of distinct tag sets makes no call per key.
-    # The property tests hold the list page's answers to the reference.
+    # Keys no feature's tags can change give their one answer; the others are decided by the
+    # rule itself (`entry_reaches`: an admin's keys are among the former).
     steps = [
         (key, held, None, False) if state is None else (key, False, state.tags, state.untagged)
         for key, state, held in plan
     ]
 
     def keys_for(tags: FeatureTags) -> list[str]:
-        restricted, present = tags.restricted, tags.tags
-        if restricted:  # reached only when the key's tags cover every restricted tag
-            return [
-                key
-                for key, held, reach, _ in steps
-                if (held if reach is None else restricted <= reach)
-            ]
         return [
             key
             for key, held, reach, untagged in steps
-            if (held if reach is None else untagged or not reach.isdisjoint(present))
+            if (
+                held
+                if reach is None
+                else entry_reaches(key, untagged=untagged, tags=reach, feature_tags=tags)
+            )
         ]
 
     return keys_for, project_id
